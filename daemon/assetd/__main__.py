@@ -1,0 +1,7 @@
+"""``python -m assetd``."""
+
+import sys
+
+from assetd.cli import main
+
+sys.exit(main())
