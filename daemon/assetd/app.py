@@ -1,0 +1,91 @@
+"""What every command needs: the configuration, this host's id and the catalog, opened the way
+the command may use it (writing and creating/upgrading the schema, or read-only)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from assetd.catalog.engine import (
+    SessionFactory,
+    make_engine,
+    session_factory,
+    translate_db_errors,
+)
+from assetd.catalog.roots import RootSpec, host_root_ids, register_config_roots
+from assetd.catalog.schema import Upgrade, ensure_schema
+from assetd.config import Config, ensure_state_dir, host_id
+
+
+@dataclass
+class Catalog:
+    """An open catalog: engine, session factory and the host it is used for."""
+
+    config: Config
+    host: str
+    engine: Engine
+    sessions: SessionFactory
+
+    @property
+    def url(self) -> str:
+        return self.config.database_url
+
+    def session(self) -> Session:
+        return self.sessions()
+
+    def register_roots(self) -> list[RootSpec]:
+        """Create or update this host's configured roots; their specs, in config order."""
+        with translate_db_errors(self.url), self.sessions() as s, s.begin():
+            return register_config_roots(s, self.host, self.config)
+
+    def host_root_ids(self) -> list[int]:
+        with translate_db_errors(self.url), self.sessions() as s:
+            return host_root_ids(s, self.host)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_catalog(config: Config, *, write: bool, upgrade: Upgrade | None = None) -> Catalog:
+    """Open the catalog. ``write``: create the state directory, open read-write, and create
+    (or, with ``Upgrade.ALWAYS``, upgrade) the schema; else open read-only and require the
+    schema to match."""
+    url = config.database_url
+    with translate_db_errors(url):
+        if write:
+            ensure_state_dir(config)
+            engine = make_engine(url, pool_size=config.database.pool_size)
+            ensure_schema(engine, upgrade or Upgrade.CREATE)
+        else:
+            engine = make_engine(url, readonly=True, pool_size=config.database.pool_size)
+            ensure_schema(engine, Upgrade.NEVER)
+    host = host_id(config) if write else _read_only_host(config)
+    return Catalog(config, host, engine, session_factory(engine))
+
+
+def _read_only_host(config: Config) -> str:
+    """A reader never writes the host id; without one it sees no host's roots as its own."""
+    if config.daemon.host:
+        return config.daemon.host
+    import os
+
+    from assetd.config import HOST_ID_FILE
+
+    try:
+        with open(os.path.join(config.state_dir, HOST_ID_FILE), encoding="utf-8") as f:
+            return f.readline().strip()
+    except OSError:
+        return ""
+
+
+@contextlib.contextmanager
+def catalog(config: Config, *, write: bool, upgrade: Upgrade | None = None) -> Iterator[Catalog]:
+    cat = open_catalog(config, write=write, upgrade=upgrade)
+    try:
+        yield cat
+    finally:
+        cat.close()

@@ -1,0 +1,167 @@
+"""Engine and session set-up for SQLite (WAL, busy timeout, foreign keys) and PostgreSQL.
+
+The only dialect-aware module besides the upsert helpers: everything else is engine-neutral.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from assetd.errors import DatabaseLocked, DatabaseUnavailable
+
+SessionFactory = sessionmaker[Session]
+
+BUSY_TIMEOUT_MS = 5000
+DB_FILE_MODE = 0o640
+DB_DIR_MODE = 0o750
+
+
+def sqlite_path(url: str | URL) -> str | None:
+    """The file of a SQLite URL, or None for another engine or an in-memory database."""
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return None
+    return u.database
+
+
+def _prepare_sqlite_file(path: str) -> None:
+    """Create the catalog's directory (0750) and file (0640) so they are never world-readable.
+
+    SQLite creates ``-wal`` and ``-shm`` with the database file's permissions.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode=DB_DIR_MODE, exist_ok=True)
+    if not os.path.exists(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DB_FILE_MODE)
+        os.close(fd)
+        os.chmod(path, DB_FILE_MODE)  # the umask may have taken bits away; never added any
+
+
+def _sqlite_engine(path: str, *, readonly: bool, immutable: bool = False) -> Engine:
+    if readonly:
+        flags = "immutable=1" if immutable else "mode=ro"
+        url = f"sqlite:///file:{path}?{flags}&uri=true"
+    else:
+        _prepare_sqlite_file(path)
+        url = f"sqlite:///{path}"
+    engine = create_engine(
+        url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}, hide_parameters=True
+    )
+    begin_sql = "BEGIN" if readonly else "BEGIN IMMEDIATE"
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (below)
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA foreign_keys = ON")
+        if not readonly:
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # A writer takes the write lock up front: a deferred transaction that upgrades later
+        # gets SQLITE_BUSY without waiting when another writer committed meanwhile.
+        conn.exec_driver_sql(begin_sql)
+
+    return engine
+
+
+def make_engine(url: str, *, readonly: bool = False, pool_size: int = 5) -> Engine:
+    """An engine for the catalog at ``url``.
+
+    ``readonly`` opens a SQLite file read-only (``mode=ro``); a reader that cannot share the
+    WAL index (no daemon running, no write access) falls back to ``immutable=1``.
+    """
+    path = sqlite_path(url)
+    if path is not None:
+        if readonly:
+            if not os.path.exists(path):
+                raise DatabaseUnavailable(f"no catalog at {path}")
+            engine = _sqlite_engine(path, readonly=True)
+            try:
+                with engine.connect() as conn:
+                    conn.exec_driver_sql("SELECT count(*) FROM sqlite_master")
+            except exc.OperationalError:
+                engine.dispose()
+                engine = _sqlite_engine(path, readonly=True, immutable=True)
+            return engine
+        try:
+            return _sqlite_engine(path, readonly=False)
+        except OSError as err:
+            raise DatabaseUnavailable(
+                f"cannot create the catalog at {path}: {err.strerror}"
+            ) from err
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":  # in-memory: tests only
+        return create_engine(url)
+    connect_args: dict[str, Any] = {"connect_timeout": 5}
+    if readonly:
+        connect_args["options"] = "-c default_transaction_read_only=on"
+    return create_engine(
+        u,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        hide_parameters=True,
+        connect_args=connect_args,
+    )
+
+
+def session_factory(engine: Engine) -> SessionFactory:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def describe_url(url: str | URL) -> str:
+    """The URL with any password hidden, for messages and logs."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def classify_db_error(
+    err: BaseException,
+) -> type[DatabaseLocked] | type[DatabaseUnavailable] | None:
+    """Map a driver error onto the exit-code classes of DESIGN §6, or None if it is not one."""
+    if not isinstance(err, exc.DBAPIError):
+        return None
+    text = str(err.orig).lower() if err.orig is not None else str(err).lower()
+    if "locked" in text or "busy" in text:
+        return DatabaseLocked
+    if isinstance(err, exc.OperationalError) or err.connection_invalidated:
+        return DatabaseUnavailable
+    if "readonly" in text or "read-only" in text or "read only" in text:
+        return DatabaseUnavailable
+    return None
+
+
+def one_line(err: BaseException) -> str:
+    orig = getattr(err, "orig", None)
+    text = str(orig if orig is not None else err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+@contextlib.contextmanager
+def translate_db_errors(url: str | URL) -> Iterator[None]:
+    """Turn driver errors into DatabaseLocked / DatabaseUnavailable with one readable line."""
+    try:
+        yield
+    except exc.DBAPIError as err:
+        kind = classify_db_error(err)
+        if kind is None:
+            raise
+        where = describe_url(url)
+        if kind is DatabaseLocked:
+            raise DatabaseLocked(
+                f"catalog is locked by another writer ({where}): {one_line(err)}"
+            ) from err
+        raise DatabaseUnavailable(f"database unavailable ({where}): {one_line(err)}") from err

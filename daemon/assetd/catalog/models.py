@@ -1,0 +1,184 @@
+"""The catalog tables (DESIGN §3). Table and column names are a contract with other programs.
+
+Every NOT NULL column has a server-side default or is a key, so plain-SQL inserts from other
+programs work. Paths compare byte-wise on both engines (``COLLATE "C"`` on PostgreSQL, SQLite's
+default BINARY), which makes a prefix a key range and matches Python's ``str`` ordering.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Byte-wise ordering on PostgreSQL, so ``file_path >= 'd/' AND file_path < 'd0'`` is a prefix.
+PathText = Text().with_variant(Text(collation="C"), "postgresql")
+NOW = text("CURRENT_TIMESTAMP")
+# 64-bit keys on PostgreSQL; SQLite's INTEGER PRIMARY KEY (the rowid) is 64-bit already.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timestamps in UTC: ``timestamptz`` on PostgreSQL, naive-UTC text on SQLite.
+
+    Values come back timezone-aware (UTC) on both engines.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # plain-SQL rows on SQLite may hold any ISO text
+            value = dt.datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)  # type: ignore[no-any-return]
+        return value.astimezone(dt.UTC)  # type: ignore[no-any-return]
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Root(Base):
+    __tablename__ = "roots"
+    __table_args__ = (UniqueConstraint("host", "name"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    host: Mapped[str] = mapped_column(String(255), server_default=text("''"))
+    name: Mapped[str] = mapped_column(String(255))
+    path: Mapped[str] = mapped_column(PathText)
+    device: Mapped[int | None] = mapped_column(BigInteger)
+    is_mount: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    shared: Mapped[str] = mapped_column(String(255), server_default=text("''"))
+    state: Mapped[str] = mapped_column(String(32), server_default=text("'watching'"))
+    state_reason: Mapped[str | None] = mapped_column(Text)
+    epoch: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, server_default=NOW)
+    last_event_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_reconcile_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_reconcile_ms: Mapped[int | None] = mapped_column(Integer)
+
+
+class Asset(Base):
+    __tablename__ = "assets"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    hash: Mapped[str | None] = mapped_column(String(128), unique=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    mime_type: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, server_default=NOW)
+
+
+class AssetCacheState(Base):
+    __tablename__ = "asset_cache_states"
+    __table_args__ = (
+        UniqueConstraint("root_id", "file_path"),
+        Index("ix_asset_cache_states_live_path", "root_id", "is_missing", "file_path"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    asset_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("assets.id", ondelete="CASCADE"), index=True
+    )
+    root_id: Mapped[int] = mapped_column(Id, ForeignKey("roots.id", ondelete="CASCADE"))
+    file_path: Mapped[str] = mapped_column(PathText)
+    file_path_raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    mtime_ns: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    device: Mapped[int | None] = mapped_column(BigInteger)
+    inode: Mapped[int | None] = mapped_column(BigInteger)
+    needs_verify: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    is_missing: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    missing_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    state_changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, server_default=NOW)
+    state_reason: Mapped[str] = mapped_column(String(32), server_default=text("'seed'"))
+
+
+class AssetInfo(Base):
+    __tablename__ = "asset_infos"
+    __table_args__ = (UniqueConstraint("asset_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    asset_id: Mapped[int] = mapped_column(Id, ForeignKey("assets.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(Text)
+    user_metadata: Mapped[dict[str, Any] | None] = mapped_column(JSON, server_default=text("'{}'"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, server_default=NOW)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, server_default=NOW)
+
+
+class Tag(Base):
+    __tablename__ = "tags"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, server_default=NOW)
+
+
+class AssetInfoTag(Base):
+    __tablename__ = "asset_info_tags"
+
+    asset_info_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("asset_infos.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag_name: Mapped[str] = mapped_column(
+        ForeignKey("tags.name", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    origin: Mapped[str] = mapped_column(String(16), server_default=text("'manual'"))
+    added_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, server_default=NOW)
+
+
+class Daemon(Base):
+    __tablename__ = "daemons"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    host: Mapped[str] = mapped_column(String(255), unique=True)
+    pid: Mapped[int | None] = mapped_column(Integer)
+    version: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, server_default=NOW)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, server_default=NOW)
+    status: Mapped[str] = mapped_column(String(32), server_default=text("'starting'"))
+
+
+assets = Asset.__table__
+cache_states = AssetCacheState.__table__
+asset_infos = AssetInfo.__table__
+tags = Tag.__table__
+asset_info_tags = AssetInfoTag.__table__
+roots = Root.__table__
+daemons = Daemon.__table__

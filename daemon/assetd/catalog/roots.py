@@ -1,0 +1,152 @@
+"""Root rows: registration of this host's configured roots, their state, automatic tags."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import false, select, update
+from sqlalchemy.orm import Session
+
+from assetd.catalog.models import Root
+from assetd.catalog.models import cache_states as cs
+from assetd.catalog.models import roots as roots_table
+from assetd.catalog.states import Reason, utcnow
+from assetd.config import Config, RootConfig
+
+
+class RootState:
+    WATCHING = "watching"
+    POLLING = "polling"
+    DEGRADED = "degraded"
+    UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class RootSpec:
+    """A configured root as the catalog knows it: its row id plus what the walk needs."""
+
+    id: int
+    name: str
+    path: str
+    tags: tuple[str, ...] = ()
+    tags_from_dirs: bool = False
+    follow_symlinks: bool = False
+    polling: bool = False
+    ignore: tuple[str, ...] = ()
+    device: int | None = None
+    is_mount: bool = False
+
+
+def automatic_tags(root: RootSpec, file_path: str) -> tuple[str, ...]:
+    """The root's tags, plus (with ``tags_from_dirs``) each directory below the root, lowercased."""
+    if not root.tags_from_dirs:
+        return root.tags
+    rel = os.path.relpath(os.path.dirname(file_path), root.path)
+    dirs = [] if rel == "." else [d.lower() for d in rel.split("/") if d]
+    seen = dict.fromkeys((*root.tags, *dirs))
+    return tuple(seen)
+
+
+def _device_and_mount(path: str) -> tuple[int | None, bool]:
+    try:
+        return os.stat(path).st_dev, os.path.ismount(path)
+    except OSError:
+        return None, False
+
+
+def register_roots(
+    session: Session, host: str, configs: Sequence[RootConfig], ignore: Sequence[str] = ()
+) -> list[RootSpec]:
+    """Create or update this host's root rows for the configured roots; returns their specs.
+
+    A root's device and mount status are recorded while its directory is present, so a later
+    unplug (the directory gone, or no longer a mount point) is judged against its own record.
+    """
+    specs: list[RootSpec] = []
+    for rc in configs:
+        row = session.execute(
+            select(Root).where(Root.host == host, Root.name == rc.name)
+        ).scalar_one_or_none()
+        device, is_mount = _device_and_mount(rc.path)
+        if row is None:
+            row = Root(host=host, name=rc.name, path=rc.path, shared=rc.shared)
+            row.state = RootState.POLLING if rc.polling else RootState.WATCHING
+            session.add(row)
+        row.path = rc.path
+        row.shared = rc.shared
+        if device is not None:
+            row.device, row.is_mount = device, is_mount
+        session.flush()
+        specs.append(
+            RootSpec(
+                id=row.id,
+                name=rc.name,
+                path=rc.path,
+                tags=tuple(rc.tags),
+                tags_from_dirs=rc.tags_from_dirs,
+                follow_symlinks=rc.follow_symlinks,
+                polling=rc.polling,
+                ignore=tuple(ignore),
+                device=row.device,
+                is_mount=row.is_mount,
+            )
+        )
+    return specs
+
+
+def register_config_roots(session: Session, host: str, config: Config) -> list[RootSpec]:
+    return register_roots(session, host, config.roots, config.watch.ignore)
+
+
+def host_root_ids(session: Session, host: str) -> list[int]:
+    """Every root id this host owns: configured now or in the past."""
+    return list(session.execute(select(Root.id).where(Root.host == host)).scalars())
+
+
+def root_is_present(root: RootSpec) -> bool:
+    """The root's directory is there, and still a mount point if it was one when recorded."""
+    if not os.path.isdir(root.path):
+        return False
+    return not (root.is_mount and not os.path.ismount(root.path))
+
+
+def set_root_state(session: Session, root_id: int, state: str, reason: str | None = None) -> None:
+    session.execute(
+        update(roots_table)
+        .where(roots_table.c.id == root_id)
+        .values(state=state, state_reason=reason)
+    )
+
+
+def mark_root_unavailable(
+    session: Session, root: RootSpec, reason: str, now: dt.datetime | None = None
+) -> int:
+    """The root is gone: state ``unavailable`` and all its live cache states missing in one
+    statement. Nothing is deleted; a reconcile restores them when the root is back."""
+    now = now or utcnow()
+    set_root_state(session, root.id, RootState.UNAVAILABLE, reason)
+    result = session.execute(
+        update(cs)
+        .where(cs.c.root_id == root.id, cs.c.is_missing == false())
+        .values(
+            is_missing=True,
+            missing_since=now,
+            state_changed_at=now,
+            state_reason=Reason.ROOT_UNAVAILABLE,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def record_reconcile(
+    session: Session, root_id: int, duration_ms: int, now: dt.datetime | None = None
+) -> None:
+    session.execute(
+        update(roots_table)
+        .where(roots_table.c.id == root_id)
+        .values(last_reconcile_at=now or utcnow(), last_reconcile_ms=duration_ms)
+    )

@@ -1,0 +1,94 @@
+"""Who creates and who upgrades the catalog schema (DESIGN §3).
+
+A command that writes creates the schema in a new, empty catalog. An older schema is upgraded
+by ``assetd db upgrade`` (and by ``run`` on SQLite); anything else facing a schema it does not
+match refuses with one line naming ``assetd db upgrade``.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, inspect
+
+from assetd import log
+from assetd.errors import CatalogMissing, SchemaMismatch
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+_log = log.get_logger(__name__)
+
+
+class Upgrade(enum.Enum):
+    """What a command may do to the schema it finds."""
+
+    NEVER = "never"  # read-only commands: the schema must exist and match
+    CREATE = "create"  # writing commands: may create a new catalog, never upgrade one
+    ALWAYS = "always"  # `db upgrade`, and `run` on SQLite
+
+
+def alembic_config(connection: Connection | None = None) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def _upgrade(connection: Connection) -> None:
+    from alembic import command
+
+    command.upgrade(alembic_config(connection), "head")
+
+
+def ensure_schema(engine: Engine, upgrade: Upgrade) -> str:
+    """Check the catalog's schema and create or upgrade it as ``upgrade`` allows.
+
+    Returns what was done: "created", "upgraded" or "current".
+    """
+    head = head_revision()
+    script = ScriptDirectory.from_config(alembic_config())
+    with engine.connect() as conn:
+        current = current_revision(conn)
+        has_tables = bool(inspect(conn).get_table_names())
+    if current == head:
+        return "current"
+    if current is None:
+        if has_tables:
+            raise SchemaMismatch(
+                "the database holds tables but no assetd schema version; "
+                "point database.url at an assetd catalog"
+            )
+        if upgrade is Upgrade.NEVER:
+            raise CatalogMissing("no catalog yet: run `assetd scan` (or `assetd run`) first")
+        with engine.begin() as conn:
+            _upgrade(conn)
+        _log.info("catalog.created", revision=head)
+        return "created"
+    known = {rev.revision for rev in script.walk_revisions()}
+    if current not in known:
+        raise SchemaMismatch(
+            f"catalog schema {current} is newer than this assetd knows (head {head}): "
+            "upgrade assetd; `assetd db upgrade` cannot go back"
+        )
+    if upgrade is not Upgrade.ALWAYS:
+        raise SchemaMismatch(
+            f"catalog schema {current} is older than this assetd's {head}: run `assetd db upgrade`"
+        )
+    with engine.begin() as conn:
+        _upgrade(conn)
+    _log.info("catalog.upgraded", revision_from=current, revision=head)
+    return "upgraded"

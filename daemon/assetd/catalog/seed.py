@@ -1,0 +1,178 @@
+"""Seed inserts: new files become unhashed assets with a cache state, an info and automatic tags.
+
+Hashing comes later (the content identity work); a seed costs one stat and four bulk inserts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import posixpath
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from assetd.catalog.models import asset_info_tags, asset_infos, assets, tags
+from assetd.catalog.models import cache_states as cs
+from assetd.catalog.sqlutil import allocate_ids, chunked, insert_rows, select_in
+from assetd.catalog.states import Reason, refresh_cache_states, utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class SeedSpec:
+    """A file to catalogue: where it is, its figures, and its automatic tags."""
+
+    root_id: int
+    path: str  # catalog form (fsutil.encode_path)
+    size: int
+    mtime_ns: int
+    device: int | None = None
+    inode: int | None = None
+    raw: bytes | None = None  # exact bytes, only for a non-UTF-8 name
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BulkInsertResult:
+    inserted: int = 0
+    already_present: int = 0
+    restored: int = 0
+    refused: int = 0  # specs for roots outside ``roots``: never written
+
+    def __add__(self, other: BulkInsertResult) -> BulkInsertResult:
+        return BulkInsertResult(
+            self.inserted + other.inserted,
+            self.already_present + other.already_present,
+            self.restored + other.restored,
+            self.refused + other.refused,
+        )
+
+
+def _existing(session: Session, specs: list[SeedSpec]) -> dict[tuple[int, str], bool]:
+    """(root_id, path) -> is_missing for the specs that already have a row."""
+    found: dict[tuple[int, str], bool] = {}
+    by_root: dict[int, list[str]] = {}
+    for s in specs:
+        by_root.setdefault(s.root_id, []).append(s.path)
+    sql = (
+        "SELECT file_path, is_missing FROM asset_cache_states "
+        "WHERE root_id = {p} AND file_path {in}"
+    )
+    for root_id, paths in by_root.items():
+        for path, missing in select_in(session, sql, paths, (root_id,)):
+            found[(root_id, path)] = bool(missing)
+    return found
+
+
+def batch_insert_seed_assets(
+    session: Session,
+    specs: Iterable[SeedSpec],
+    *,
+    roots: Collection[int],
+    now: dt.datetime | None = None,
+) -> BulkInsertResult:
+    """Insert new files as unhashed seed assets; restore those that exist as missing.
+
+    ON CONFLICT DO NOTHING semantics: a path that already has a live row is left as it is
+    (counted ``already_present``); one that has a missing row is restored (with new figures
+    and ``needs_verify`` if it differs). Runs in the caller's transaction.
+    """
+    now = now or utcnow()
+    allowed = set(roots)
+    wanted: dict[tuple[int, str], SeedSpec] = {}
+    refused = 0
+    for spec in specs:
+        if spec.root_id in allowed:
+            wanted[(spec.root_id, spec.path)] = spec
+        else:
+            refused += 1
+    ordered = [wanted[k] for k in sorted(wanted)]
+    existing = _existing(session, ordered)
+    to_restore = [s for s in ordered if existing.get((s.root_id, s.path))]
+    present = sum(1 for s in ordered if existing.get((s.root_id, s.path)) is False)
+    new = [s for s in ordered if (s.root_id, s.path) not in existing]
+    restored = 0
+    for root_id in sorted({s.root_id for s in to_restore}):
+        r, _ = refresh_cache_states(
+            session,
+            [s for s in to_restore if s.root_id == root_id],
+            roots=[root_id],
+            only_missing=True,
+            reason=Reason.SEED,
+            now=now,
+        )
+        restored += r
+    inserted = _insert_new(session, new) if new else 0
+    return BulkInsertResult(
+        inserted=inserted,
+        already_present=present + (len(new) - inserted),
+        restored=restored,
+        refused=refused,
+    )
+
+
+def _insert_new(session: Session, new: list[SeedSpec]) -> int:
+    """Four executemany inserts with ids allocated up front (no RETURNING round trips).
+
+    Timestamps and ``state_reason`` come from the server-side defaults ('seed', now)."""
+    asset_ids = allocate_ids(session, assets, len(new))
+    insert_rows(
+        session,
+        assets,
+        ("id", "size_bytes"),
+        [(a, s.size) for a, s in zip(asset_ids, new, strict=True)],
+    )
+    inserted = insert_rows(
+        session,
+        cs,
+        (
+            "asset_id",
+            "root_id",
+            "file_path",
+            "file_path_raw",
+            "size_bytes",
+            "mtime_ns",
+            "device",
+            "inode",
+        ),
+        [
+            (a, s.root_id, s.path, s.raw, s.size, s.mtime_ns, s.device, s.inode)
+            for a, s in zip(asset_ids, new, strict=True)
+        ],
+        ignore_conflict_on=("root_id", "file_path"),
+    )
+    pairs = list(zip(asset_ids, new, strict=True))
+    if inserted != len(new):  # another writer seeded some of these paths meanwhile
+        pairs = _drop_orphans(session, pairs)
+    info_ids = allocate_ids(session, asset_infos, len(pairs))
+    insert_rows(
+        session,
+        asset_infos,
+        ("id", "asset_id", "name"),
+        [(i, a, posixpath.basename(s.path)) for i, (a, s) in zip(info_ids, pairs, strict=True)],
+    )
+    tag_rows = [
+        (i, t, "automatic") for i, (_, s) in zip(info_ids, pairs, strict=True) for t in s.tags
+    ]
+    if tag_rows:
+        names = sorted({r[1] for r in tag_rows})
+        insert_rows(session, tags, ("name",), [(n,) for n in names], ignore_conflict_on=("name",))
+        insert_rows(session, asset_info_tags, ("asset_info_id", "tag_name", "origin"), tag_rows)
+    return len(pairs)
+
+
+def _drop_orphans(
+    session: Session, pairs: list[tuple[int, SeedSpec]]
+) -> list[tuple[int, SeedSpec]]:
+    """Remove the assets this call created whose cache state lost the race to another writer."""
+    ids = [a for a, _ in pairs]
+    kept: set[int] = set()
+    for chunk in chunked(ids):
+        kept.update(
+            session.execute(select(cs.c.asset_id).where(cs.c.asset_id.in_(list(chunk)))).scalars()
+        )
+    orphans = [a for a in ids if a not in kept]
+    for chunk in chunked(orphans):
+        session.execute(delete(assets).where(assets.c.id.in_(list(chunk))))
+    return [(a, s) for a, s in pairs if a in kept]

@@ -1,0 +1,170 @@
+"""Small engine-neutral SQL helpers: chunking below the bound-parameter limit, prefix ranges,
+id allocation and insert-or-ignore (the only dialect-specific statements)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, CursorResult, Table, and_, or_, select, text, true
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from assetd.catalog.models import UTCDateTime
+
+T = TypeVar("T")
+
+# SQLite >= 3.32 allows 32,766 bound parameters per statement (999 before); PostgreSQL 65,535.
+_SQLITE_LIMIT = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+CHUNK = min(10_000, _SQLITE_LIMIT - 100)  # room for the other parameters of a statement
+
+
+def chunked(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def normalize_prefix(prefix: str) -> str:
+    """A directory prefix without a trailing slash ("/" stays "/")."""
+    stripped = prefix.rstrip("/")
+    return stripped or "/"
+
+
+def under_prefix(column: Any, prefix: str) -> ColumnElement[bool]:
+    """``column`` is a path strictly below directory ``prefix``: a key range, index-friendly.
+
+    Paths compare byte-wise on both engines, and "/" + 1 == "0", so every path below ``d`` lies
+    in ``['d/', 'd0')``.
+    """
+    p = normalize_prefix(prefix)
+    if p == "/":
+        return column.startswith("/")  # type: ignore[no-any-return]
+    return and_(column >= p + "/", column < p + "0")
+
+
+def under_any_prefix(column: Any, prefixes: Iterable[str]) -> ColumnElement[bool]:
+    conds = [under_prefix(column, p) for p in prefixes]
+    return or_(*conds) if conds else ~true()
+
+
+def allocate_ids(session: Session, table: Table, count: int) -> list[int]:
+    """Reserve ``count`` primary keys of ``table`` so rows that refer to each other can be
+    inserted with executemany and no RETURNING round trips.
+
+    SQLite: the caller holds the write lock (writers BEGIN IMMEDIATE), so max(id)+1.. is free.
+    PostgreSQL: drawn from the column's sequence, safe with concurrent writers.
+    """
+    if count <= 0:
+        return []
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        rows = session.execute(
+            text("SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"),
+            {"t": table.name, "n": count},
+        ).scalars()
+        return sorted(int(r) for r in rows)
+    start = session.execute(select(table.c.id).order_by(table.c.id.desc()).limit(1)).scalar()
+    first = (start or 0) + 1
+    return list(range(first, first + count))
+
+
+def is_postgresql(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def placeholder(session: Session) -> str:
+    """The driver's positional placeholder: ``?`` (sqlite3) or ``%s`` (psycopg)."""
+    return "%s" if is_postgresql(session) else "?"
+
+
+def db_value(session: Session, value: dt.datetime) -> Any:
+    """A timestamp as the driver takes it for a ``UTCDateTime`` column (raw SQL below)."""
+    dialect = session.get_bind().dialect
+    processor = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    return processor(value) if processor is not None else value
+
+
+_PG_ROWS_PER_INSERT = 1000
+
+
+def insert_rows(
+    session: Session,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    *,
+    ignore_conflict_on: Sequence[str] = (),
+) -> int:
+    """Bulk INSERT straight to the driver: the seed path. Returns the number of rows inserted.
+
+    SQLAlchemy's per-row parameter processing costs more than SQLite's insert itself, so this
+    hands tuples to the driver: executemany on SQLite; on PostgreSQL multi-row VALUES
+    statements (a pipeline of one-row statements is ~10x slower there). ``ON CONFLICT ... DO
+    NOTHING`` is the same SQL on SQLite >= 3.24 and PostgreSQL. Values must be plain ints,
+    str, bytes or None.
+    """
+    if not rows:
+        return 0
+    p = placeholder(session)
+    head = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
+    tail = (
+        f" ON CONFLICT ({', '.join(ignore_conflict_on)}) DO NOTHING" if ignore_conflict_on else ""
+    )
+    one = "(" + ", ".join([p] * len(columns)) + ")"
+    conn = session.connection()
+    if not is_postgresql(session):
+        count = int(conn.exec_driver_sql(head + one + tail, list(rows)).rowcount)
+        return count if count >= 0 else len(rows)
+    count = 0
+    for batch in chunked(rows, _PG_ROWS_PER_INSERT):
+        sql = head + ", ".join([one] * len(batch)) + tail
+        flat = tuple(v for row in batch for v in row)
+        count += int(conn.exec_driver_sql(sql, flat).rowcount)
+    return count
+
+
+def _in_list(session: Session, chunk: Sequence[Any]) -> tuple[str, tuple[Any, ...]]:
+    """``IN (?, ?, ...)`` on SQLite; ``= ANY(%s)`` with one array parameter on PostgreSQL."""
+    if is_postgresql(session):
+        return "= ANY(%s)", (list(chunk),)
+    return "IN (" + ", ".join("?" * len(chunk)) + ")", tuple(chunk)
+
+
+def execute_in(
+    session: Session, sql: str, values: Sequence[Any], params: Sequence[Any] = ()
+) -> Iterator[CursorResult[Any]]:
+    """Run ``sql`` once per chunk of ``values``: ``{in}`` in the SQL is the membership test of
+    the chunk (``file_path {in}``), ``{p}`` a placeholder for ``params``, which all come
+    before it. Plain driver SQL: for hot paths with long path or id lists."""
+    p = placeholder(session)
+    conn = session.connection()
+    for chunk in chunked(values):
+        fragment, chunk_params = _in_list(session, chunk)
+        yield conn.exec_driver_sql(sql.format(p=p, **{"in": fragment}), (*params, *chunk_params))
+
+
+def select_in(
+    session: Session, sql: str, values: Sequence[Any], params: Sequence[Any] = ()
+) -> list[tuple[Any, ...]]:
+    """All rows of :func:`execute_in`."""
+    return [tuple(r) for result in execute_in(session, sql, values, params) for r in result]
+
+
+def update_in(session: Session, sql: str, values: Sequence[Any], params: Sequence[Any] = ()) -> int:
+    """Rows changed by :func:`execute_in` of an UPDATE."""
+    return sum(max(int(r.rowcount), 0) for r in execute_in(session, sql, values, params))
+
+
+def insert_ignore(
+    session: Session, table: Table, rows: Sequence[dict[str, Any]], index_elements: Sequence[str]
+) -> int:
+    """INSERT ... ON CONFLICT (index_elements) DO NOTHING, executemany; returns rows inserted."""
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    mod = postgresql if dialect == "postgresql" else sqlite
+    stmt = mod.insert(table).on_conflict_do_nothing(index_elements=list(index_elements))
+    result = session.execute(stmt, list(rows))
+    return max(int(result.rowcount), 0)  # type: ignore[attr-defined]

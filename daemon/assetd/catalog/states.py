@@ -1,0 +1,201 @@
+"""Soft-delete operations on cache states: mark missing, restore, refresh changed figures.
+
+Every operation is scoped to the roots passed in (``roots=``, the ids this host owns), sorts its
+paths, and issues one bulk statement per chunk below the bound-parameter limit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy import Boolean, bindparam, update
+from sqlalchemy.orm import Session
+
+from assetd.catalog.models import cache_states as cs
+from assetd.catalog.sqlutil import db_value, select_in, update_in
+
+
+class Reason:
+    """Values of ``asset_cache_states.state_reason`` (a contract: `assetd why` shows them)."""
+
+    SEED = "seed"
+    LIVE = "live"
+    RECONCILE = "reconcile"
+    PRUNE = "prune"
+    ROOT_UNAVAILABLE = "root-unavailable"
+    MOVED = "moved"
+
+
+class FileFigures(Protocol):
+    """What restore needs to know of a file on disk (``fsutil.FileStat`` fits)."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def mtime_ns(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    path: str
+    size: int
+    mtime_ns: int
+    device: int | None = None
+    inode: int | None = None
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def bulk_update_is_missing(
+    session: Session,
+    file_paths: Iterable[str],
+    is_missing: bool,
+    *,
+    roots: Collection[int],
+    reason: str = Reason.LIVE,
+    now: dt.datetime | None = None,
+) -> int:
+    """Set (or clear) ``is_missing`` on the cache states at these paths; returns rows changed.
+
+    Rows already in the requested state are not written (their ``missing_since`` stays).
+    """
+    if not roots:
+        return 0
+    now = now or utcnow()
+    paths = sorted(set(file_paths))
+    roots_sql = ", ".join(str(int(r)) for r in roots)
+    sql = (
+        "UPDATE asset_cache_states SET is_missing = {p}, missing_since = {p}, "
+        "state_changed_at = {p}, state_reason = {p} "
+        f"WHERE root_id IN ({roots_sql}) AND is_missing = {{p}} AND file_path {{in}}"
+    )
+    stamp = db_value(session, now)
+    params = (is_missing, stamp if is_missing else None, stamp, reason, not is_missing)
+    return update_in(session, sql, paths, params)
+
+
+def _fig(f: FileFigures, name: str) -> int | None:
+    value = getattr(f, name, None)
+    return int(value) if value is not None else None
+
+
+def refresh_cache_states(
+    session: Session,
+    files: Iterable[FileFigures],
+    *,
+    roots: Collection[int],
+    only_missing: bool = False,
+    reason: str = Reason.LIVE,
+    now: dt.datetime | None = None,
+) -> tuple[int, int]:
+    """Bring the rows at these paths in line with the given figures: restore missing ones, and
+    give rows whose size or mtime differ the new figures and ``needs_verify``.
+
+    Returns ``(restored, changed)``; a row both restored and changed counts in both.
+    """
+    if not roots:
+        return 0, 0
+    now = now or utcnow()
+    by_path = {f.path: f for f in files}
+    paths = sorted(by_path)
+    root_ids = list(roots)
+    restored = changed = 0
+    roots_sql = ", ".join(str(int(r)) for r in root_ids)
+    sql = (
+        "SELECT id, file_path, size_bytes, mtime_ns, device, inode, is_missing "
+        f"FROM asset_cache_states WHERE root_id IN ({roots_sql}) "
+        + ("AND is_missing = {p} " if only_missing else "")
+        + "AND file_path {in}"
+    )
+    plain_restore: list[int] = []
+    rewrites: list[dict[str, object]] = []
+    rows = select_in(session, sql, paths, (True,) if only_missing else ())
+    for row_id, row_path, row_size, row_mtime, row_device, row_inode, row_missing in rows:
+        f = by_path[row_path]
+        differs = row_size != f.size or row_mtime != f.mtime_ns
+        device, inode = _fig(f, "device"), _fig(f, "inode")
+        moved_inode = (device is not None and device != row_device) or (
+            inode is not None and inode != row_inode
+        )
+        if row_missing:
+            restored += 1
+        if differs:
+            changed += 1
+        if differs or moved_inode:
+            rewrites.append(
+                {
+                    "b_id": row_id,
+                    "b_size": f.size,
+                    "b_mtime": f.mtime_ns,
+                    "b_device": device if device is not None else row_device,
+                    "b_inode": inode if inode is not None else row_inode,
+                    "b_verify": differs,
+                    "b_reason": reason if (row_missing or differs) else None,
+                }
+            )
+        elif row_missing:
+            plain_restore.append(row_id)
+    if plain_restore:
+        stamp = db_value(session, now)
+        update_in(
+            session,
+            "UPDATE asset_cache_states SET is_missing = {p}, missing_since = NULL, "
+            "state_changed_at = {p}, state_reason = {p} WHERE id {in}",
+            sorted(plain_restore),
+            (False, stamp, reason),
+        )
+    if rewrites:
+        _rewrite_figures(session, rewrites, now)
+    return restored, changed
+
+
+def _rewrite_figures(session: Session, rewrites: list[dict[str, object]], now: dt.datetime) -> None:
+    with_reason = [r for r in rewrites if r["b_reason"] is not None]
+    quiet = [r for r in rewrites if r["b_reason"] is None]
+    base = update(cs).where(cs.c.id == bindparam("b_id"))
+    figures = {
+        "size_bytes": bindparam("b_size"),
+        "mtime_ns": bindparam("b_mtime"),
+        "device": bindparam("b_device"),
+        "inode": bindparam("b_inode"),
+    }
+    conn = session.connection()
+    if with_reason:
+        stmt = base.values(
+            **figures,
+            needs_verify=cs.c.needs_verify
+            | bindparam("b_verify", type_=Boolean),  # never cleared here
+            is_missing=False,
+            missing_since=None,
+            state_changed_at=now,
+            state_reason=bindparam("b_reason"),
+        )
+        conn.execute(stmt, with_reason)
+    if quiet:  # same content figures, another inode (e.g. replaced by a copy): no state change
+        conn.execute(base.values(**figures), quiet)
+
+
+def restore_cache_states_by_paths(
+    session: Session,
+    files: Iterable[FileFigures],
+    *,
+    roots: Collection[int],
+    reason: str = Reason.LIVE,
+    now: dt.datetime | None = None,
+) -> int:
+    """Restore the missing cache states at these paths; returns how many were restored.
+
+    A restored row whose file differs (size or mtime_ns) gets the new figures and
+    ``needs_verify``, so the hasher checks whether its content changed.
+    """
+    restored, _ = refresh_cache_states(
+        session, files, roots=roots, only_missing=True, reason=reason, now=now
+    )
+    return restored

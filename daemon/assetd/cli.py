@@ -1,0 +1,134 @@
+"""The command line: argument parsing, logging set-up, and exit codes (DESIGN §6).
+
+A thin shell: ``main(argv) -> int`` parses, loads the config, configures logging once and
+calls a function of :mod:`assetd.commands`; an AssetdError becomes one line on stderr and its
+exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from assetd import __version__, commands, log
+from assetd.config import Config, find_config_file, load_config
+from assetd.errors import EXIT_FAILED, EXIT_USAGE, AssetdError
+
+Command = Callable[[Config, argparse.Namespace], int]
+
+
+def _global_options(parser: argparse.ArgumentParser, *, suffix: str) -> None:
+    """--config and --root, accepted before or after the subcommand.
+
+    The subcommand's copies write to other attributes (``suffix``) with no default, because
+    argparse would otherwise let the subparser's defaults overwrite what came before it.
+    """
+    default = argparse.SUPPRESS if suffix else None
+    parser.add_argument(
+        "--config",
+        dest=f"config{suffix}",
+        metavar="PATH",
+        default=default,
+        help="config file (default: $ASSETD_CONFIG, ~/.config/assetd/config.toml, "
+        "/etc/assetd/config.toml)",
+    )
+    parser.add_argument(
+        "--root",
+        dest=f"roots{suffix}",
+        metavar="PATH",
+        action="append",
+        default=argparse.SUPPRESS if suffix else [],
+        help="a root to use, named after its directory (repeatable)",
+    )
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="assetd",
+        description="Keep an asset catalog true to the files under a set of roots.",
+    )
+    parser.add_argument("--version", action="version", version=f"assetd {__version__}")
+    _global_options(parser, suffix="")
+    common = _Parser(add_help=False)
+    _global_options(common, suffix="_sub")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("scan", commands.cmd_scan, "reconcile every configured root once and print a summary")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    p = add("ls", commands.cmd_ls, "list catalogued files (live ones unless asked)")
+    state = p.add_mutually_exclusive_group()
+    state.add_argument("--missing", action="store_true", help="only missing files")
+    state.add_argument("--all", action="store_true", help="live and missing files")
+    p.add_argument("--in-root", metavar="NAME", help="only files of this root")
+    p.add_argument("-l", "--long", action="store_true", help="state, size, hash and path")
+    p.add_argument("--json", action="store_true", help="one JSON object per file")
+    p.add_argument("under", nargs="?", metavar="DIR", help="only files below this directory")
+
+    p = add(
+        "prune",
+        commands.cmd_prune,
+        "mark this host's files outside the configured roots missing (deletes nothing)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="count, change nothing")
+
+    p = add(
+        "cleanup",
+        commands.cmd_cleanup,
+        "hard-delete assets whose every path has been missing for longer than DURATION",
+    )
+    p.add_argument("--older-than", required=True, metavar="DURATION", help="e.g. 30d, 12h")
+    p.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    add("check-config", commands.cmd_check_config, "validate the configuration and print it")
+
+    db = sub.add_parser("db", help="catalog database maintenance", parents=[common])
+    db_sub = db.add_subparsers(dest="db_command", metavar="COMMAND", parser_class=_Parser)
+    db_sub.required = True
+    up = db_sub.add_parser(
+        "upgrade", parents=[common], help="create the catalog schema or upgrade it to this version"
+    )
+    up.set_defaults(func=commands.cmd_db_upgrade)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    args.config = getattr(args, "config_sub", None) or args.config
+    args.roots = [*args.roots, *getattr(args, "roots_sub", [])]
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = parse_args(argv)
+    except SystemExit as stop:
+        return int(stop.code) if isinstance(stop.code, int) else EXIT_USAGE
+    try:
+        config = load_config(find_config_file(args.config, os.environ), extra_roots=args.roots)
+        log.configure_logging(config.log.format, config.log.level)
+        func: Command = args.func
+        return func(config, args)
+    except AssetdError as err:
+        print(f"assetd: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("assetd: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_FAILED

@@ -1,0 +1,194 @@
+"""The bodies of the one-shot commands. Each takes the loaded Config and parsed arguments,
+writes its result to stdout, and returns an exit code; errors are raised as AssetdError."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import TextIO
+
+from assetd import log
+from assetd.app import catalog
+from assetd.catalog.cleanup import cleanup_unreferenced_assets, find_cleanup_candidates
+from assetd.catalog.engine import translate_db_errors
+from assetd.catalog.listing import list_cache_states
+from assetd.catalog.prune import (
+    count_cache_states_outside_prefixes,
+    mark_missing_outside_prefixes_safely,
+)
+from assetd.catalog.schema import Upgrade, ensure_schema
+from assetd.config import Config, parse_duration
+from assetd.errors import AssetdError, ConfigError, UsageError
+from assetd.reconcile import ReconcileResult, sync_cache_states_with_filesystem
+
+_log = log.get_logger(__name__)
+
+
+def _require_roots(config: Config) -> None:
+    if not config.roots:
+        raise ConfigError("roots", "no roots configured: add [[roots]] or pass --root PATH")
+
+
+class _Progress:
+    """A one-line progress display on stderr, only when it is a TTY."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.enabled = stream.isatty()
+        self.last = 0.0
+        self.started = time.monotonic()
+
+    def __call__(self, files: int) -> None:
+        now = time.monotonic()
+        if not self.enabled or now - self.last < 0.2:
+            return
+        self.last = now
+        rate = files / max(now - self.started, 1e-6)
+        self.stream.write(f"\r\x1b[Kscanning: {files:,} files ({rate:,.0f}/s)")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
+def format_scan(result: ReconcileResult) -> str:
+    line = (
+        f"scanned {result.roots} root(s) in {result.duration_s:.2f} s: "
+        f"{result.new} new, {result.missing} missing, {result.restored} restored, "
+        f"{result.changed} changed, {result.unchanged} unchanged, {result.skipped} skipped"
+    )
+    if result.unavailable:
+        line += f"; unavailable: {', '.join(result.unavailable)}"
+    return line
+
+
+def cmd_scan(config: Config, args: argparse.Namespace) -> int:
+    _require_roots(config)
+    with catalog(config, write=True) as cat:
+        specs = cat.register_roots()
+        progress = _Progress(sys.stderr)
+        with translate_db_errors(cat.url), cat.session() as session:
+            result = sync_cache_states_with_filesystem(session, specs, progress=progress)
+        progress.done()
+    if args.json:
+        print(json.dumps(result.as_dict()))
+    else:
+        print(format_scan(result))
+        for p in result.problems[:5]:
+            print(f"  skipped {p.kind}: {p.path} ({p.detail})")
+    return 0
+
+
+def cmd_ls(config: Config, args: argparse.Namespace) -> int:
+    with catalog(config, write=False) as cat, translate_db_errors(cat.url), cat.session() as s:
+        root_ids = None
+        if args.in_root:
+            root_ids = _root_ids_by_name(s, cat.host, args.in_root)
+        rows = list_cache_states(
+            s,
+            roots=root_ids,
+            include_missing=args.all,
+            only_missing=args.missing,
+            under=args.under,
+        )
+    for row in rows:
+        if args.json:
+            print(json.dumps(row.as_dict()))
+        elif args.long:
+            state = "missing" if row.is_missing else "live"
+            print(f"{state}\t{row.size}\t{row.hash or '-'}\t{row.path}")
+        else:
+            print(row.path)
+    return 0
+
+
+def _root_ids_by_name(session: object, host: str, name: str) -> list[int]:
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from assetd.catalog.models import Root
+
+    assert isinstance(session, Session)
+    query = select(Root.id).where(Root.name == name)
+    if host:
+        query = query.where(Root.host == host)
+    ids = list(session.execute(query).scalars())
+    if not ids:
+        raise UsageError(f"no root named {name!r} in the catalog")
+    return ids
+
+
+def cmd_prune(config: Config, args: argparse.Namespace) -> int:
+    _require_roots(config)
+    with catalog(config, write=True) as cat:
+        cat.register_roots()
+        prefixes = [r.path for r in config.roots]
+        roots = cat.host_root_ids()
+        if args.dry_run:
+            with translate_db_errors(cat.url), cat.session() as s:
+                n = count_cache_states_outside_prefixes(s, prefixes, roots=roots)
+            print(f"would mark {n} cache state(s) outside the configured roots missing")
+            return 0
+        count = mark_missing_outside_prefixes_safely(cat.sessions, prefixes, roots=roots)
+    if count is None:
+        raise AssetdError("prune failed; see the log")
+    print(f"marked {count} cache state(s) outside the configured roots missing")
+    return 0
+
+
+def cmd_cleanup(config: Config, args: argparse.Namespace) -> int:
+    older_than = parse_duration(args.older_than, "--older-than")
+    import datetime as dt
+
+    delta = dt.timedelta(seconds=older_than)
+    with catalog(config, write=True) as cat, translate_db_errors(cat.url):
+        roots = cat.host_root_ids()
+        with cat.session() as s:
+            ids = find_cleanup_candidates(s, roots=roots, older_than=delta)
+        if args.dry_run or not ids:
+            verb = "would delete" if args.dry_run else "deleted"
+            print(f"{verb} {len(ids)} asset(s) missing for longer than {args.older_than}")
+            return 0
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise UsageError("cleanup deletes assets and their metadata: pass --yes")
+            answer = input(f"delete {len(ids)} asset(s) and their infos and tags? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("nothing deleted")
+                return 1
+        with cat.session() as s, s.begin():
+            deleted = cleanup_unreferenced_assets(s, roots=roots, older_than=delta)
+    _log.info("cleanup.applied", count=deleted, older_than=args.older_than)
+    print(f"deleted {deleted} asset(s) missing for longer than {args.older_than}")
+    return 0
+
+
+def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
+    print(f"config ok: {config.source or '(no file: defaults)'}")
+    print(f"  database: {config.database_url}")
+    print(f"  state_dir: {config.state_dir}")
+    for r in config.roots:
+        mode = "polling" if r.polling else "watching"
+        print(f"  root {r.name}: {r.path} ({mode})")
+    return 0
+
+
+def cmd_db_upgrade(config: Config, args: argparse.Namespace) -> int:
+    from assetd.catalog.engine import make_engine
+
+    url = config.database_url
+    with translate_db_errors(url):
+        from assetd.config import ensure_state_dir
+
+        ensure_state_dir(config)
+        engine = make_engine(url)
+        try:
+            done = ensure_schema(engine, Upgrade.ALWAYS)
+        finally:
+            engine.dispose()
+    print(f"catalog schema {done}")
+    return 0

@@ -1,0 +1,272 @@
+"""Reconcile: walk every root, diff the disk with the catalog, apply in short transactions.
+
+Before a row is written it is re-checked against the disk, so a live batch applied during the
+walk is never undone. Rows under ignored paths are never touched. Nothing is hard-deleted.
+"""
+
+from __future__ import annotations
+
+import os
+import stat as stat_mod
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from assetd import log
+from assetd.catalog.models import cache_states as cs
+from assetd.catalog.prune import mark_cache_states_missing_outside_prefixes
+from assetd.catalog.roots import (
+    RootSpec,
+    RootState,
+    automatic_tags,
+    mark_root_unavailable,
+    record_reconcile,
+    root_is_present,
+    set_root_state,
+)
+from assetd.catalog.models import roots as roots_table
+from assetd.catalog.seed import SeedSpec, batch_insert_seed_assets
+from assetd.catalog.sqlutil import under_prefix
+from assetd.catalog.states import Figures, Reason, bulk_update_is_missing, refresh_cache_states
+from assetd.diff import Action, CatalogRow, DiffCounts, Step, diff_sorted
+from assetd.fsutil import FileStat, IgnoreRules, WalkProblem, list_files_recursively, os_path_of
+
+_log = log.get_logger(__name__)
+
+StatFn = Callable[[str], os.stat_result]
+Progress = Callable[[int], None]
+PAGE = 5000
+SAMPLE = 20
+
+
+@dataclass(slots=True)
+class ReconcileResult:
+    new: int = 0
+    missing: int = 0
+    restored: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    already_missing: int = 0
+    skipped: int = 0
+    roots: int = 0
+    unavailable: list[str] = field(default_factory=list)
+    skipped_by_kind: Counter[str] = field(default_factory=Counter)
+    problems: list[WalkProblem] = field(default_factory=list)  # a sample
+    duration_s: float = 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "new": self.new,
+            "missing": self.missing,
+            "restored": self.restored,
+            "changed": self.changed,
+            "unchanged": self.unchanged,
+            "skipped": self.skipped,
+            "roots": self.roots,
+            "unavailable": list(self.unavailable),
+            "skipped_by_kind": dict(self.skipped_by_kind),
+            "duration_s": round(self.duration_s, 3),
+        }
+
+
+def iter_catalog_rows(session: Session, root: RootSpec, page: int = PAGE) -> Iterator[CatalogRow]:
+    """The root's rows under its path, ascending by path, a page per short transaction."""
+    query = (
+        select(
+            cs.c.id,
+            cs.c.file_path,
+            cs.c.size_bytes,
+            cs.c.mtime_ns,
+            cs.c.is_missing,
+            cs.c.file_path_raw,
+            cs.c.device,
+            cs.c.inode,
+        )
+        .where(cs.c.root_id == root.id, under_prefix(cs.c.file_path, root.path))
+        .order_by(cs.c.file_path)
+        .limit(page)
+    )
+    last: str | None = None
+    while True:
+        q = query if last is None else query.where(cs.c.file_path > last)
+        rows = session.execute(q).all()
+        session.commit()  # never hold a transaction (SQLite: the write lock) across the walk
+        for r in rows:
+            yield CatalogRow(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7])
+        if len(rows) < page:
+            return
+        last = rows[-1][1]
+
+
+class _Applier:
+    """Buffers diff steps and applies them, re-checked against the disk, in one transaction."""
+
+    def __init__(
+        self, session: Session, root: RootSpec, result: ReconcileResult, stat: StatFn
+    ) -> None:
+        self.session, self.root, self.result, self.stat = session, root, result, stat
+        self.ignore = IgnoreRules(root.ignore)
+        self.steps: list[Step] = []
+
+    def add(self, step: Step) -> None:
+        self.steps.append(step)
+        if len(self.steps) >= PAGE:
+            self.flush()
+
+    def _restat(self, path: str, raw: bytes | None) -> os.stat_result | None | bool:
+        """Fresh stat of a regular file; None if it is gone; False if it can't be told."""
+        try:
+            st = self.stat(os_path_of(path, raw))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError:
+            return False
+        return st if stat_mod.S_ISREG(st.st_mode) else None
+
+    def _ignored(self, path: str) -> bool:
+        rel = os.path.relpath(path, self.root.path)
+        return self.ignore.is_ignored(rel)
+
+    def flush(self) -> None:
+        if not self.steps:
+            return
+        steps, self.steps = self.steps, []
+        gone: list[str] = []
+        seeds: list[SeedSpec] = []
+        refresh: list[Figures] = []
+        for action, disk, row in steps:
+            path = disk.path if disk is not None else row.path  # type: ignore[union-attr]
+            raw = disk.raw if disk is not None else row.raw  # type: ignore[union-attr]
+            if action is Action.MISSING and self._ignored(path):
+                continue  # rows under ignored paths are never touched
+            st = self._restat(path, raw)
+            if st is False:
+                continue
+            if st is None:
+                if action is not Action.NEW:
+                    gone.append(path)
+                continue
+            assert isinstance(st, os.stat_result)
+            if action is Action.NEW:
+                seeds.append(
+                    SeedSpec(
+                        root_id=self.root.id,
+                        path=path,
+                        size=st.st_size,
+                        mtime_ns=st.st_mtime_ns,
+                        device=st.st_dev,
+                        inode=st.st_ino,
+                        raw=raw,
+                        tags=automatic_tags(self.root, path),
+                    )
+                )
+            else:  # back, changed, or relinked: the fresh figures decide
+                refresh.append(Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino))
+        roots = [self.root.id]
+        with self.session.begin():
+            if gone:
+                self.result.missing += bulk_update_is_missing(
+                    self.session, gone, True, roots=roots, reason=Reason.RECONCILE
+                )
+            if refresh:
+                restored, changed = refresh_cache_states(
+                    self.session, refresh, roots=roots, reason=Reason.RECONCILE
+                )
+                self.result.restored += restored
+                self.result.changed += changed
+            if seeds:
+                ins = batch_insert_seed_assets(self.session, seeds, roots=roots)
+                self.result.new += ins.inserted
+                self.result.restored += ins.restored
+
+
+def _reconcile_root(
+    session: Session,
+    root: RootSpec,
+    result: ReconcileResult,
+    stat: StatFn,
+    progress: Progress | None,
+) -> None:
+    started = time.monotonic()
+    state = session.execute(
+        select(roots_table.c.state).where(roots_table.c.id == root.id)
+    ).scalar_one_or_none()
+    session.commit()
+    if not root_is_present(root):
+        with session.begin():
+            count = mark_root_unavailable(session, root, "directory gone or unmounted")
+        result.unavailable.append(root.name)
+        if state != RootState.UNAVAILABLE:
+            _log.warning("root.unavailable", root=root.name, path=root.path, missing=count)
+        return
+    with session.begin():
+        if state in (None, RootState.UNAVAILABLE):
+            set_root_state(
+                session, root.id, RootState.POLLING if root.polling else RootState.WATCHING
+            )
+            if state == RootState.UNAVAILABLE:
+                _log.info("root.restored", root=root.name, path=root.path)
+        # rows of this root left outside its path (its path changed in the config)
+        result.missing += mark_cache_states_missing_outside_prefixes(
+            session, [root.path], roots=[root.id], reason=Reason.PRUNE
+        )
+
+    def on_problem(problem: WalkProblem) -> None:
+        result.skipped += 1
+        result.skipped_by_kind[problem.kind] += 1
+        if len(result.problems) < SAMPLE:
+            result.problems.append(problem)
+        _log.debug("walk.skipped", path=problem.path, kind=problem.kind, detail=problem.detail)
+
+    disk = list_files_recursively(
+        root.path,
+        ignore=IgnoreRules(root.ignore),
+        follow_symlinks=root.follow_symlinks,
+        on_problem=on_problem,
+    )
+    if progress is not None:
+        disk = _counting(disk, progress)
+    counts = DiffCounts()
+    applier = _Applier(session, root, result, stat)
+    for step in diff_sorted(disk, iter_catalog_rows(session, root), counts):
+        applier.add(step)
+    applier.flush()
+    result.unchanged += counts.unchanged
+    result.already_missing += counts.already_missing
+    with session.begin():
+        record_reconcile(session, root.id, int((time.monotonic() - started) * 1000))
+
+
+def _counting(stream: Iterator[FileStat], progress: Progress) -> Iterator[FileStat]:
+    n = 0
+    for item in stream:
+        n += 1
+        if n % 1000 == 0:
+            progress(n)
+        yield item
+
+
+def sync_cache_states_with_filesystem(
+    session: Session,
+    roots: Sequence[RootSpec],
+    *,
+    stat: StatFn = os.stat,
+    progress: Progress | None = None,
+) -> ReconcileResult:
+    """Walk each root and make its cache states match the disk: mark missing files missing,
+    restore reappeared ones, record changed ones (new figures, ``needs_verify``), seed new ones.
+
+    Commits as it goes (a transaction per page of rows); the session must not be in a
+    transaction on entry. ``stat`` is a seam for tests.
+    """
+    started = time.monotonic()
+    result = ReconcileResult(roots=len(roots))
+    for root in roots:
+        _reconcile_root(session, root, result, stat, progress)
+    result.duration_s = time.monotonic() - started
+    _log.info("reconcile.finished", **result.as_dict())
+    return result
