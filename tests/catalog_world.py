@@ -69,8 +69,14 @@ class World:
 
 
 def make_world(
-    sessions: SessionFactory, directory: Path, *, name: str = "lib", host: str = "host-a",
-    tags: tuple[str, ...] = ("models",), ignore: tuple[str, ...] = ("*.tmp",), **root_kw: object
+    sessions: SessionFactory,
+    directory: Path,
+    *,
+    name: str = "lib",
+    host: str = "host-a",
+    tags: tuple[str, ...] = ("models",),
+    ignore: tuple[str, ...] = ("*.tmp",),
+    **root_kw: object,
 ) -> World:
     directory.mkdir(parents=True, exist_ok=True)
     rc = RootConfig(name=name, path=str(directory), tags=tags, **root_kw)  # type: ignore[arg-type]

@@ -19,7 +19,9 @@ from assetd.catalog.schema import Upgrade, ensure_schema
 
 settings.register_profile("ci", derandomize=True, deadline=None, max_examples=100)
 settings.register_profile("dev", deadline=None, max_examples=100)
-settings.load_profile("ci" if os.environ.get("CI") or os.environ.get("ASSETD_REQUIRE_PG") else "dev")
+settings.load_profile(
+    "ci" if os.environ.get("CI") or os.environ.get("ASSETD_REQUIRE_PG") else "dev"
+)
 
 PG_ADMIN_URL = os.environ.get("ASSETD_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("ASSETD_REQUIRE_PG") == "1"
@@ -35,11 +37,13 @@ def pg_unavailable(reason: str) -> None:
 
 @pytest.fixture(scope="session")
 def pg_admin() -> Iterator[Engine | None]:
-    engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    engine = create_engine(
+        PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
+    )
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-    except Exception as err:  # noqa: BLE001 - any failure means "no server"
+    except Exception as err:
         engine.dispose()
         yield None
         _ = err

@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-from catalog_world import World, make_world
 from sqlalchemy import func, select, text
 
 from assetd.catalog import (
@@ -26,6 +25,7 @@ from assetd.catalog.models import cache_states as cs
 from assetd.catalog.seed import SeedSpec
 from assetd.catalog.states import Figures
 from assetd.fsutil import stat_file
+from catalog_world import World, make_world
 
 
 @pytest.fixture
@@ -58,7 +58,10 @@ def test_delete_marks_missing_and_reappear_restores(world: World) -> None:
     world.write("a/one.bin", b"1111")
     os.utime(path, ns=(row["mtime_ns"], row["mtime_ns"]))  # type: ignore[arg-type]
     with world.sessions() as s, s.begin():
-        assert restore_cache_states_by_paths(s, [_stat(world, "a/one.bin")], roots=[world.root.id]) == 1
+        assert (
+            restore_cache_states_by_paths(s, [_stat(world, "a/one.bin")], roots=[world.root.id])
+            == 1
+        )
     row = world.state("a/one.bin")
     assert row is not None and not row["is_missing"] and row["missing_since"] is None
     assert row["needs_verify"] is False  # same figures: nothing to verify
@@ -74,7 +77,10 @@ def test_reappear_changed_is_restored_and_needs_verify(world: World) -> None:
         bulk_update_is_missing(s, [path], True, roots=[world.root.id])
     world.write("m.safetensors", b"new content, longer")
     with world.sessions() as s, s.begin():
-        assert restore_cache_states_by_paths(s, [_stat(world, "m.safetensors")], roots=[world.root.id]) == 1
+        assert (
+            restore_cache_states_by_paths(s, [_stat(world, "m.safetensors")], roots=[world.root.id])
+            == 1
+        )
     row = world.state("m.safetensors")
     assert row is not None
     assert not row["is_missing"] and row["needs_verify"] is True
@@ -82,7 +88,9 @@ def test_reappear_changed_is_restored_and_needs_verify(world: World) -> None:
     assert row["asset_id"] == asset_before  # same asset: its metadata stays
 
 
-def test_restore_ignores_live_rows_and_other_roots(sessions: SessionFactory, tmp_path: Path) -> None:
+def test_restore_ignores_live_rows_and_other_roots(
+    sessions: SessionFactory, tmp_path: Path
+) -> None:
     a = make_world(sessions, tmp_path / "a", name="a")
     b = make_world(sessions, tmp_path / "b", name="b")
     a.write("f"), b.write("f")
@@ -187,7 +195,9 @@ def test_chunking_past_the_parameter_limit(world: World) -> None:
         res = batch_insert_seed_assets(s, specs, roots=[world.root.id])
     assert res.inserted == n
     with world.sessions() as s, s.begin():
-        assert bulk_update_is_missing(s, [sp.path for sp in specs], True, roots=[world.root.id]) == n
+        assert (
+            bulk_update_is_missing(s, [sp.path for sp in specs], True, roots=[world.root.id]) == n
+        )
     with world.sessions() as s, s.begin():
         res = batch_insert_seed_assets(s, specs, roots=[world.root.id])
     assert (res.inserted, res.restored, res.already_present) == (0, n, 0)
@@ -213,9 +223,13 @@ def test_plain_sql_rows_from_other_programs(world: World) -> None:
     with world.sessions() as s, s.begin():
         s.execute(text("INSERT INTO assets (size_bytes) VALUES (5)"))
         asset_id = s.execute(select(func.max(assets.c.id))).scalar_one()
-        s.execute(text("INSERT INTO asset_infos (asset_id, name) VALUES (:a, 'note')"), {"a": asset_id})
         s.execute(
-            text("INSERT INTO asset_cache_states (asset_id, root_id, file_path) VALUES (:a, :r, :p)"),
+            text("INSERT INTO asset_infos (asset_id, name) VALUES (:a, 'note')"), {"a": asset_id}
+        )
+        s.execute(
+            text(
+                "INSERT INTO asset_cache_states (asset_id, root_id, file_path) VALUES (:a, :r, :p)"
+            ),
             {"a": asset_id, "r": world.root.id, "p": f"{world.dir}/by-hand.bin"},
         )
     row = world.state("by-hand.bin")
@@ -227,7 +241,9 @@ def test_plain_sql_rows_from_other_programs(world: World) -> None:
         assert s.execute(select(func.count()).select_from(asset_infos)).scalar() == 1
 
 
-def test_cleanup_only_on_explicit_call(world: World, sessions: SessionFactory, tmp_path: Path) -> None:
+def test_cleanup_only_on_explicit_call(
+    world: World, sessions: SessionFactory, tmp_path: Path
+) -> None:
     world.write("old.bin", b"o")
     world.write("kept.bin", b"k")
     world.scan()
@@ -243,7 +259,10 @@ def test_cleanup_only_on_explicit_call(world: World, sessions: SessionFactory, t
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=31)
     with sessions() as s, s.begin():
         # missing for less than 30 days at "now": nothing
-        assert cleanup_unreferenced_assets(s, roots=[world.root.id], older_than=dt.timedelta(days=30)) == 0
+        assert (
+            cleanup_unreferenced_assets(s, roots=[world.root.id], older_than=dt.timedelta(days=30))
+            == 0
+        )
         assert (
             cleanup_unreferenced_assets(
                 s, roots=[world.root.id], older_than=dt.timedelta(days=30), now=later
@@ -266,12 +285,22 @@ def test_cleanup_never_deletes_what_another_host_references(
     asset_id = mine.state("f")["asset_id"]  # type: ignore[index]
     with sessions() as s, s.begin():  # the other host has a (missing) path to the same content
         s.execute(
-            cs.insert().values(asset_id=asset_id, root_id=theirs.root.id, file_path="/nas/f", is_missing=True,
-                               missing_since=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
+            cs.insert().values(
+                asset_id=asset_id,
+                root_id=theirs.root.id,
+                file_path="/nas/f",
+                is_missing=True,
+                missing_since=dt.datetime(2000, 1, 1, tzinfo=dt.UTC),
+            )
         )
     os.unlink(mine.dir / "f")
     mine.scan()
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=400)
     with sessions() as s, s.begin():
-        assert cleanup_unreferenced_assets(s, roots=[mine.root.id], older_than=dt.timedelta(days=1), now=later) == 0
+        assert (
+            cleanup_unreferenced_assets(
+                s, roots=[mine.root.id], older_than=dt.timedelta(days=1), now=later
+            )
+            == 0
+        )
     assert mine.state("f") is not None

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from assetd import log
 from assetd.catalog.models import cache_states as cs
+from assetd.catalog.models import roots as roots_table
 from assetd.catalog.prune import mark_cache_states_missing_outside_prefixes
 from assetd.catalog.roots import (
     RootSpec,
@@ -28,7 +29,6 @@ from assetd.catalog.roots import (
     root_is_present,
     set_root_state,
 )
-from assetd.catalog.models import roots as roots_table
 from assetd.catalog.seed import SeedSpec, batch_insert_seed_assets
 from assetd.catalog.sqlutil import under_prefix
 from assetd.catalog.states import Figures, Reason, bulk_update_is_missing, refresh_cache_states
@@ -111,13 +111,14 @@ class _Applier:
         self.session, self.root, self.result, self.stat = session, root, result, stat
         self.ignore = IgnoreRules(root.ignore)
         self.steps: list[Step] = []
+        self.unreadable: list[str] = []  # directories the walk could not list
 
     def add(self, step: Step) -> None:
         self.steps.append(step)
         if len(self.steps) >= PAGE:
             self.flush()
 
-    def _restat(self, path: str, raw: bytes | None) -> os.stat_result | None | bool:
+    def _restat(self, path: str, raw: bytes | None) -> os.stat_result | bool | None:
         """Fresh stat of a regular file; None if it is gone; False if it can't be told."""
         try:
             st = self.stat(os_path_of(path, raw))
@@ -127,9 +128,12 @@ class _Applier:
             return False
         return st if stat_mod.S_ISREG(st.st_mode) else None
 
-    def _ignored(self, path: str) -> bool:
-        rel = os.path.relpath(path, self.root.path)
-        return self.ignore.is_ignored(rel)
+    def _untouchable(self, path: str) -> bool:
+        """Rows under ignored paths or unreadable directories are never marked missing: the
+        walk did not see them, which says nothing about whether they are there."""
+        if any(path.startswith(u + "/") for u in self.unreadable):
+            return True
+        return self.ignore.is_ignored(os.path.relpath(path, self.root.path))
 
     def flush(self) -> None:
         if not self.steps:
@@ -141,8 +145,8 @@ class _Applier:
         for action, disk, row in steps:
             path = disk.path if disk is not None else row.path  # type: ignore[union-attr]
             raw = disk.raw if disk is not None else row.raw  # type: ignore[union-attr]
-            if action is Action.MISSING and self._ignored(path):
-                continue  # rows under ignored paths are never touched
+            if action is Action.MISSING and self._untouchable(path):
+                continue
             st = self._restat(path, raw)
             if st is False:
                 continue
@@ -215,7 +219,11 @@ def _reconcile_root(
             session, [root.path], roots=[root.id], reason=Reason.PRUNE
         )
 
+    applier = _Applier(session, root, result, stat)
+
     def on_problem(problem: WalkProblem) -> None:
+        if problem.kind == "unreadable":
+            applier.unreadable.append(problem.path)
         result.skipped += 1
         result.skipped_by_kind[problem.kind] += 1
         if len(result.problems) < SAMPLE:
@@ -231,7 +239,6 @@ def _reconcile_root(
     if progress is not None:
         disk = _counting(disk, progress)
     counts = DiffCounts()
-    applier = _Applier(session, root, result, stat)
     for step in diff_sorted(disk, iter_catalog_rows(session, root), counts):
         applier.add(step)
     applier.flush()
@@ -242,9 +249,7 @@ def _reconcile_root(
 
 
 def _counting(stream: Iterator[FileStat], progress: Progress) -> Iterator[FileStat]:
-    n = 0
-    for item in stream:
-        n += 1
+    for n, item in enumerate(stream, 1):
         if n % 1000 == 0:
             progress(n)
         yield item

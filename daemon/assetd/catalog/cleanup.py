@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection
+from typing import Any
 
 from sqlalchemy import Select, and_, delete, exists, false, or_, select
 from sqlalchemy.orm import Session, aliased
@@ -36,7 +37,7 @@ def get_unreferenced_unhashed_asset_ids(session: Session, *, roots: Collection[i
     return list(session.execute(query).scalars())
 
 
-def _cleanup_candidates(roots: Collection[int], cutoff: dt.datetime) -> Select[tuple[int]]:
+def _cleanup_candidates(roots: Collection[int], cutoff: dt.datetime) -> Select[Any]:
     """Assets whose every path belongs to these roots and has been missing since before cutoff."""
     other = aliased(cs)
     keeps = or_(

@@ -82,7 +82,18 @@ def list_cache_states(
     if limit is not None:
         query = query.limit(limit)
     return [
-        ListedFile(*(r[:4]), bool(r[4]), *(r[5:7]), bool(r[7]), *(r[8:]))
+        ListedFile(
+            root=r[0],
+            path=r[1],
+            size=r[2],
+            mtime_ns=r[3],
+            is_missing=bool(r[4]),
+            missing_since=r[5],
+            state_reason=r[6],
+            needs_verify=bool(r[7]),
+            asset_id=r[8],
+            hash=r[9],
+        )
         for r in session.execute(query)
     ]
 

@@ -8,7 +8,7 @@ default BINARY), which makes a prefix a key range and matches Python's ``str`` o
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -21,6 +21,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     false,
@@ -175,10 +176,10 @@ class Daemon(Base):
     status: Mapped[str] = mapped_column(String(32), server_default=text("'starting'"))
 
 
-assets = Asset.__table__
-cache_states = AssetCacheState.__table__
-asset_infos = AssetInfo.__table__
-tags = Tag.__table__
-asset_info_tags = AssetInfoTag.__table__
-roots = Root.__table__
-daemons = Daemon.__table__
+assets = cast(Table, Asset.__table__)
+cache_states = cast(Table, AssetCacheState.__table__)
+asset_infos = cast(Table, AssetInfo.__table__)
+tags = cast(Table, Tag.__table__)
+asset_info_tags = cast(Table, AssetInfoTag.__table__)
+roots = cast(Table, Root.__table__)
+daemons = cast(Table, Daemon.__table__)

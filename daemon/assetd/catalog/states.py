@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Boolean, bindparam, update
 from sqlalchemy.orm import Session
@@ -160,7 +160,7 @@ def _rewrite_figures(session: Session, rewrites: list[dict[str, object]], now: d
     with_reason = [r for r in rewrites if r["b_reason"] is not None]
     quiet = [r for r in rewrites if r["b_reason"] is None]
     base = update(cs).where(cs.c.id == bindparam("b_id"))
-    figures = {
+    figures: dict[str, Any] = {
         "size_bytes": bindparam("b_size"),
         "mtime_ns": bindparam("b_mtime"),
         "device": bindparam("b_device"),

@@ -1,0 +1,61 @@
+"""The migrations produce exactly the models' schema; who creates and who upgrades it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, text
+
+from assetd.catalog.engine import make_engine
+from assetd.catalog.models import Base
+from assetd.catalog.schema import Upgrade, ensure_schema, head_revision
+from assetd.errors import CatalogMissing, SchemaMismatch
+
+
+def test_migrations_match_the_models(engine: Engine) -> None:
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = compare_metadata(ctx, Base.metadata)
+    assert diff == []
+
+
+def test_new_catalog_is_created_only_by_writers(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    engine = make_engine(url)
+    with pytest.raises(CatalogMissing):
+        ensure_schema(engine, Upgrade.NEVER)
+    assert ensure_schema(engine, Upgrade.CREATE) == "created"
+    assert ensure_schema(engine, Upgrade.NEVER) == "current"
+    engine.dispose()
+
+
+def test_a_newer_schema_is_refused_by_everyone(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'ffffffffffff'"))
+    for mode in Upgrade:
+        with pytest.raises(SchemaMismatch, match="newer"):
+            ensure_schema(engine, mode)
+
+
+def test_an_older_schema_is_upgraded_only_when_allowed(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_head = head_revision()
+    monkeypatch.setattr("assetd.catalog.schema.head_revision", lambda: "0002_future")
+    for mode in (Upgrade.NEVER, Upgrade.CREATE):
+        with pytest.raises(SchemaMismatch, match="assetd db upgrade"):
+            ensure_schema(engine, mode)
+    monkeypatch.setattr("assetd.catalog.schema.head_revision", lambda: real_head)
+    assert ensure_schema(engine, Upgrade.ALWAYS) == "current"
+
+
+def test_foreign_tables_without_a_version_are_refused(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'other.db'}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE something (x INTEGER)"))
+    with pytest.raises(SchemaMismatch):
+        ensure_schema(engine, Upgrade.CREATE)
+    engine.dispose()
