@@ -19,6 +19,7 @@ from assetd.catalog.engine import (
 from assetd.catalog.roots import RootSpec, host_root_ids, register_config_roots
 from assetd.catalog.schema import Upgrade, ensure_schema
 from assetd.config import Config, ensure_state_dir, host_id
+from assetd.errors import ConfigError
 
 
 @dataclass
@@ -57,7 +58,7 @@ def open_catalog(config: Config, *, write: bool, upgrade: Upgrade | None = None)
     url = config.database_url
     with translate_db_errors(url):
         if write:
-            ensure_state_dir(config)
+            prepare_state_dir(config)
             engine = make_engine(url, pool_size=config.database.pool_size)
             ensure_schema(engine, upgrade or Upgrade.CREATE)
         else:
@@ -65,6 +66,16 @@ def open_catalog(config: Config, *, write: bool, upgrade: Upgrade | None = None)
             ensure_schema(engine, Upgrade.NEVER)
     host = host_id(config) if write else _read_only_host(config)
     return Catalog(config, host, engine, session_factory(engine))
+
+
+def prepare_state_dir(config: Config) -> str:
+    """Create the state directory; one line naming ``daemon.state_dir`` if that fails."""
+    try:
+        return ensure_state_dir(config)
+    except OSError as err:
+        raise ConfigError(
+            "daemon.state_dir", f"cannot create {config.state_dir}: {err.strerror or err}"
+        ) from None
 
 
 def _read_only_host(config: Config) -> str:

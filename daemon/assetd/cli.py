@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
+    add("run", commands.cmd_run, "run the daemon in the foreground (systemd Type=notify)")
+
     p = add("scan", commands.cmd_scan, "reconcile every configured root once and print a summary")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import TextIO
@@ -12,15 +13,16 @@ from typing import TextIO
 from assetd import log
 from assetd.app import catalog
 from assetd.catalog.cleanup import cleanup_unreferenced_assets, find_cleanup_candidates
-from assetd.catalog.engine import translate_db_errors
+from assetd.catalog.engine import describe_url, translate_db_errors
 from assetd.catalog.listing import list_cache_states
 from assetd.catalog.prune import (
     count_cache_states_outside_prefixes,
     mark_missing_outside_prefixes_safely,
 )
 from assetd.catalog.schema import Upgrade, ensure_schema
-from assetd.config import Config, parse_duration
+from assetd.config import Config, find_config_file, load_config, parse_duration
 from assetd.errors import AssetdError, ConfigError, UsageError
+from assetd.fsutil import encode_path
 from assetd.reconcile import ReconcileResult, sync_cache_states_with_filesystem
 
 _log = log.get_logger(__name__)
@@ -93,7 +95,7 @@ def cmd_ls(config: Config, args: argparse.Namespace) -> int:
             roots=root_ids,
             include_missing=args.all,
             only_missing=args.missing,
-            under=args.under,
+            under=encode_path(os.path.abspath(args.under))[0] if args.under else None,
         )
     for row in rows:
         if args.json:
@@ -125,7 +127,8 @@ def _root_ids_by_name(session: object, host: str, name: str) -> list[int]:
 def cmd_prune(config: Config, args: argparse.Namespace) -> int:
     _require_roots(config)
     with catalog(config, write=True) as cat:
-        cat.register_roots()
+        if not args.dry_run:  # a dry run changes nothing, root rows included
+            cat.register_roots()
         prefixes = [r.path for r in config.roots]
         roots = cat.host_root_ids()
         if args.dry_run:
@@ -141,7 +144,10 @@ def cmd_prune(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(config: Config, args: argparse.Namespace) -> int:
-    older_than = parse_duration(args.older_than, "--older-than")
+    try:
+        older_than = parse_duration(args.older_than, "--older-than")
+    except ConfigError as err:  # a command-line value: a usage error, not a config one
+        raise UsageError(str(err).removeprefix("config: ")) from None
     import datetime as dt
 
     delta = dt.timedelta(seconds=older_than)
@@ -167,9 +173,20 @@ def cmd_cleanup(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(config: Config, args: argparse.Namespace) -> int:
+    """The foreground daemon (systemd Type=notify)."""
+    from assetd.service import Service
+
+    def reload_config() -> Config:
+        return load_config(find_config_file(args.config, os.environ), extra_roots=args.roots)
+
+    _require_roots(config)
+    return Service(config, reload_config).run()
+
+
 def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
     print(f"config ok: {config.source or '(no file: defaults)'}")
-    print(f"  database: {config.database_url}")
+    print(f"  database: {describe_url(config.database_url)}")
     print(f"  state_dir: {config.state_dir}")
     for r in config.roots:
         mode = "polling" if r.polling else "watching"
@@ -182,9 +199,9 @@ def cmd_db_upgrade(config: Config, args: argparse.Namespace) -> int:
 
     url = config.database_url
     with translate_db_errors(url):
-        from assetd.config import ensure_state_dir
+        from assetd.app import prepare_state_dir
 
-        ensure_state_dir(config)
+        prepare_state_dir(config)
         engine = make_engine(url)
         try:
             done = ensure_schema(engine, Upgrade.ALWAYS)

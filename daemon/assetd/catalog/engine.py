@@ -15,7 +15,7 @@ from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from assetd.errors import DatabaseLocked, DatabaseUnavailable
+from assetd.errors import CatalogMissing, DatabaseLocked, DatabaseUnavailable
 
 SessionFactory = sessionmaker[Session]
 
@@ -88,7 +88,9 @@ def make_engine(url: str, *, readonly: bool = False, pool_size: int = 5) -> Engi
     if path is not None:
         if readonly:
             if not os.path.exists(path):
-                raise DatabaseUnavailable(f"no catalog at {path}")
+                raise CatalogMissing(
+                    f"no catalog at {path} yet: run `assetd scan` (or `assetd run`) first"
+                )
             engine = _sqlite_engine(path, readonly=True)
             try:
                 with engine.connect() as conn:
