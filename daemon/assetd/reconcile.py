@@ -33,12 +33,20 @@ from assetd.catalog.seed import SeedSpec, batch_insert_seed_assets
 from assetd.catalog.sqlutil import under_prefix
 from assetd.catalog.states import Figures, Reason, bulk_update_is_missing, refresh_cache_states
 from assetd.diff import Action, CatalogRow, DiffCounts, Step, diff_sorted
-from assetd.fsutil import FileStat, IgnoreRules, WalkProblem, list_files_recursively, os_path_of
+from assetd.fsutil import (
+    FileStat,
+    IgnoreRules,
+    WalkProblem,
+    encode_path,
+    list_files_recursively,
+    os_path_of,
+)
 
 _log = log.get_logger(__name__)
 
 StatFn = Callable[[str], os.stat_result]
 Progress = Callable[[int], None]
+Cancel = Callable[[], bool]
 PAGE = 5000
 SAMPLE = 20
 
@@ -73,8 +81,11 @@ class ReconcileResult:
         }
 
 
-def iter_catalog_rows(session: Session, root: RootSpec, page: int = PAGE) -> Iterator[CatalogRow]:
-    """The root's rows under its path, ascending by path, a page per short transaction."""
+def iter_catalog_rows(
+    session: Session, root: RootSpec, top: str | None = None, page: int = PAGE
+) -> Iterator[CatalogRow]:
+    """The root's rows under ``top`` (default: its path), ascending by path, a page per short
+    transaction."""
     query = (
         select(
             cs.c.id,
@@ -86,7 +97,7 @@ def iter_catalog_rows(session: Session, root: RootSpec, page: int = PAGE) -> Ite
             cs.c.device,
             cs.c.inode,
         )
-        .where(cs.c.root_id == root.id, under_prefix(cs.c.file_path, root.path))
+        .where(cs.c.root_id == root.id, under_prefix(cs.c.file_path, top or root.path))
         .order_by(cs.c.file_path)
         .limit(page)
     )
@@ -194,6 +205,7 @@ def _reconcile_root(
     result: ReconcileResult,
     stat: StatFn,
     progress: Progress | None,
+    cancel: Cancel | None,
 ) -> None:
     started = time.monotonic()
     state = session.execute(
@@ -219,6 +231,22 @@ def _reconcile_root(
             session, [root.path], roots=[root.id], reason=Reason.PRUNE
         )
 
+    _reconcile_tree(session, root, root.path, result, stat, progress, cancel)
+    with session.begin():
+        record_reconcile(session, root.id, int((time.monotonic() - started) * 1000))
+
+
+def _reconcile_tree(
+    session: Session,
+    root: RootSpec,
+    top: str,
+    result: ReconcileResult,
+    stat: StatFn,
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+) -> None:
+    """Diff the files below ``top`` (an os path: the root or a directory in it) with the
+    catalog; apply."""
     applier = _Applier(session, root, result, stat)
 
     def on_problem(problem: WalkProblem) -> None:
@@ -230,28 +258,51 @@ def _reconcile_root(
             result.problems.append(problem)
         _log.debug("walk.skipped", path=problem.path, kind=problem.kind, detail=problem.detail)
 
-    disk = list_files_recursively(
-        root.path,
-        ignore=IgnoreRules(root.ignore),
-        follow_symlinks=root.follow_symlinks,
-        on_problem=on_problem,
-    )
-    if progress is not None:
-        disk = _counting(disk, progress)
+    try:
+        disk = list_files_recursively(
+            top,
+            root=root.path,
+            ignore=IgnoreRules(root.ignore),
+            follow_symlinks=root.follow_symlinks,
+            on_problem=on_problem,
+        )
+    except (FileNotFoundError, NotADirectoryError):
+        disk = iter(())  # the directory is gone: every row under it is missing
+    if progress is not None or cancel is not None:
+        disk = _counting(disk, progress, cancel)
     counts = DiffCounts()
-    for step in diff_sorted(disk, iter_catalog_rows(session, root), counts):
+    for step in diff_sorted(disk, iter_catalog_rows(session, root, encode_path(top)[0]), counts):
         applier.add(step)
     applier.flush()
     result.unchanged += counts.unchanged
     result.already_missing += counts.already_missing
-    with session.begin():
-        record_reconcile(session, root.id, int((time.monotonic() - started) * 1000))
 
 
-def _counting(stream: Iterator[FileStat], progress: Progress) -> Iterator[FileStat]:
+def reconcile_subtree(
+    session: Session, root: RootSpec, top: str, *, stat: StatFn = os.stat
+) -> ReconcileResult:
+    """Reconcile one directory of a root (a directory created or collapsed in a live batch);
+    ``top`` is its os path."""
+    started = time.monotonic()
+    result = ReconcileResult(roots=0)
+    _reconcile_tree(session, root, top, result, stat)
+    result.duration_s = time.monotonic() - started
+    return result
+
+
+class Cancelled(Exception):
+    """The daemon is stopping: a reconcile ends between two batches of files."""
+
+
+def _counting(
+    stream: Iterator[FileStat], progress: Progress | None, cancel: Cancel | None
+) -> Iterator[FileStat]:
     for n, item in enumerate(stream, 1):
         if n % 1000 == 0:
-            progress(n)
+            if progress is not None:
+                progress(n)
+            if cancel is not None and cancel():
+                raise Cancelled
         yield item
 
 
@@ -261,17 +312,26 @@ def sync_cache_states_with_filesystem(
     *,
     stat: StatFn = os.stat,
     progress: Progress | None = None,
+    cancel: Cancel | None = None,
 ) -> ReconcileResult:
     """Walk each root and make its cache states match the disk: mark missing files missing,
     restore reappeared ones, record changed ones (new figures, ``needs_verify``), seed new ones.
 
     Commits as it goes (a transaction per page of rows); the session must not be in a
-    transaction on entry. ``stat`` is a seam for tests.
+    transaction on entry. ``stat`` is a seam for tests. ``cancel`` is polled every 1,000 files;
+    when it returns True the pass ends early (what was applied stays applied).
     """
     started = time.monotonic()
     result = ReconcileResult(roots=len(roots))
-    for root in roots:
-        _reconcile_root(session, root, result, stat, progress)
+    try:
+        for root in roots:
+            _reconcile_root(session, root, result, stat, progress, cancel)
+    except Cancelled:
+        if session.in_transaction():
+            session.rollback()
+        result.duration_s = time.monotonic() - started
+        _log.info("reconcile.cancelled", **result.as_dict())
+        return result
     result.duration_s = time.monotonic() - started
     _log.info("reconcile.finished", **result.as_dict())
     return result

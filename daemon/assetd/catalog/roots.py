@@ -150,3 +150,12 @@ def record_reconcile(
         .where(roots_table.c.id == root_id)
         .values(last_reconcile_at=now or utcnow(), last_reconcile_ms=duration_ms)
     )
+
+
+def bump_epoch(session: Session, root_id: int) -> None:
+    """The pipeline may have lost events for this root (overflow, watcher restart, remount)."""
+    session.execute(
+        update(roots_table)
+        .where(roots_table.c.id == root_id)
+        .values(epoch=roots_table.c.epoch + 1, last_event_at=utcnow())
+    )

@@ -11,11 +11,11 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Boolean, bindparam, update
+from sqlalchemy import Boolean, bindparam, false, update
 from sqlalchemy.orm import Session
 
 from assetd.catalog.models import cache_states as cs
-from assetd.catalog.sqlutil import db_value, select_in, update_in
+from assetd.catalog.sqlutil import db_value, select_in, under_prefix, update_in
 
 
 class Reason:
@@ -94,11 +94,13 @@ def refresh_cache_states(
     only_missing: bool = False,
     reason: str = Reason.LIVE,
     now: dt.datetime | None = None,
+    restored_paths: list[str] | None = None,
 ) -> tuple[int, int]:
     """Bring the rows at these paths in line with the given figures: restore missing ones, and
     give rows whose size or mtime differ the new figures and ``needs_verify``.
 
-    Returns ``(restored, changed)``; a row both restored and changed counts in both.
+    Returns ``(restored, changed)``; a row both restored and changed counts in both. A sample
+    of restored paths (at most 20) is appended to ``restored_paths`` if given.
     """
     if not roots:
         return 0, 0
@@ -126,6 +128,8 @@ def refresh_cache_states(
         )
         if row_missing:
             restored += 1
+            if restored_paths is not None and len(restored_paths) < 20:
+                restored_paths.append(row_path)
         if differs:
             changed += 1
         if differs or moved_inode:
@@ -199,3 +203,32 @@ def restore_cache_states_by_paths(
         session, files, roots=roots, only_missing=True, reason=reason, now=now
     )
     return restored
+
+
+def mark_missing_under(
+    session: Session,
+    directories: Iterable[str],
+    *,
+    roots: Collection[int],
+    reason: str = Reason.LIVE,
+    now: dt.datetime | None = None,
+) -> int:
+    """Mark every live cache state below these directories missing (a directory deleted or
+    moved out of every root); one range statement per directory."""
+    if not roots:
+        return 0
+    now = now or utcnow()
+    changed = 0
+    for directory in sorted(set(directories)):
+        stmt = (
+            update(cs)
+            .where(
+                cs.c.root_id.in_(list(roots)),
+                cs.c.is_missing == false(),
+                under_prefix(cs.c.file_path, directory),
+            )
+            .values(is_missing=True, missing_since=now, state_changed_at=now, state_reason=reason)
+            .execution_options(synchronize_session=False)
+        )
+        changed += int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+    return changed

@@ -1,0 +1,31 @@
+"""The ``daemons`` table: one row per host's running (or last-run) daemon."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from assetd.catalog.models import daemons
+from assetd.catalog.states import utcnow
+
+
+def record_start(session: Session, host: str, pid: int, version: str) -> None:
+    now = utcnow()
+    values = {"pid": pid, "version": version, "started_at": now, "heartbeat_at": now}
+    exists = session.execute(select(daemons.c.id).where(daemons.c.host == host)).scalar()
+    if exists is None:
+        session.execute(daemons.insert().values(host=host, status="starting", **values))
+    else:
+        session.execute(
+            update(daemons).where(daemons.c.host == host).values(status="starting", **values)
+        )
+
+
+def heartbeat(session: Session, host: str, status: str, now: dt.datetime | None = None) -> None:
+    session.execute(
+        update(daemons)
+        .where(daemons.c.host == host)
+        .values(heartbeat_at=now or utcnow(), status=status)
+    )
