@@ -1,0 +1,347 @@
+"""Change values and their pure coalescing into a Batch (DESIGN §2). No I/O, no threads.
+
+The handler turns each watchdog event into a frozen :class:`Change`; the debouncer collects them;
+:func:`coalesce` folds one flush of them into a :class:`Batch`, the work the worker does in one
+transaction. The worker applies a batch in this order:
+
+1. ``moves``, in order. A file move rewrites the row at ``path`` to ``dest`` (a row standing at
+   ``dest`` is replaced); a directory move rewrites every row under ``path``. A move whose source
+   has no row does nothing by itself: whenever that can happen here (the source was created in this
+   batch) ``dest`` is also in ``touched``.
+2. ``touched`` and ``gone``, in the namespace *after* the moves. Each path is stat'ed and the disk
+   wins: a file present is upserted or restored; a directory present is listed and its files
+   upserted; an absent path marks its row, and every row under it, missing. ``gone`` versus
+   ``touched`` is the last event's view, a hint; a path in ``gone`` that is present again is
+   treated as touched.
+3. ``rescan``: each directory's subtree is reconciled against the disk (both directions).
+
+Coalescing choices, one per rule (the tests in ``tests/test_changes.py`` show each):
+
+- The last state of a path wins: created+modified -> touched; deleted+created -> touched;
+  modified+deleted -> gone.
+- Created then deleted (the first event this batch saw for the path was its creation) cancels.
+- Directory MODIFIED events carry nothing (inotify reports one per child change): dropped.
+- A move stays a move. A move supersedes what stood at ``dest`` (a pending record exactly at
+  ``dest`` is dropped: the worker's move replaces that row); records under a moved directory's
+  ``dest`` stay (stale rows there still need a stat).
+- Records of paths under the source (the path itself for a file move) are rebased onto ``dest``,
+  so created-then-moved ``a -> b`` gives the move and ``b`` in ``touched``; modified-then-moved
+  gives ``b`` in ``touched``. Changes after the move name new paths already: ``b`` deleted keeps
+  the move and puts ``b`` in ``gone``; ``a`` recreated puts ``a`` in ``touched``.
+- A file chain ``a -> b``, ``b -> c`` becomes ``a -> c`` at the first move's place, and ``b`` goes
+  to ``gone``: a row that stood at ``b`` before the batch was overwritten by the first hop and is
+  now marked missing instead of removed. ``a -> b -> a`` is dropped (with ``b`` in ``gone``). A
+  chain is folded only when no other move from the first hop on names ``b`` or an ancestor of it,
+  and none between the hops names ``c`` or an ancestor of it; otherwise both moves stay, in order.
+  Directory chains are never folded (the second hop also carries stale rows that stood under
+  ``b``; two statements for the worker instead of one).
+- watchdog follows every directory move with one synthetic move per entry under it
+  (``generate_sub_moved_events``). Such a move, ``s -> rebase(s, S, D)`` after a directory move
+  ``S -> D`` in the same batch, with nothing naming ``s`` or its ancestors up to ``S`` since, is
+  already done by the directory move: dropped.
+- A deleted directory stays in ``gone`` alone: records under it are dropped (covered), but only
+  while nothing brought the path back: a directory deleted and then recreated, moved onto, or
+  brought back by a move onto one of its ancestors keeps its children's records (stale rows there
+  still need their stat).
+- A created directory goes in ``touched`` (the worker lists it: files may have been written before
+  its watch existed).
+- Collapse: a root with more than ``root_threshold`` distinct paths in ``touched | gone`` becomes
+  that root in ``rescan``; then a directory with more than ``dir_threshold`` of its direct entries
+  in ``touched | gone`` becomes that directory in ``rescan``. Paths under a rescan directory, and
+  rescan directories under another, are dropped. Moves are never collapsed (they carry metadata).
+
+Paths are ``str`` as watchdog gives them (absolute, ``/``-separated, no trailing ``/``; they may
+hold surrogate escapes). Cost: linear in the number of changes, plus, per directory move, a scan of
+the pending records.
+"""
+
+from __future__ import annotations
+
+import enum
+import posixpath
+from bisect import bisect_right
+from collections import Counter
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+__all__ = ["Batch", "Change", "Kind", "coalesce", "is_under", "rebase"]
+
+
+class Kind(enum.Enum):
+    """What happened to a path."""
+
+    CREATED = "created"
+    DELETED = "deleted"
+    MODIFIED = "modified"
+    MOVED = "moved"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One filesystem change, as the handler saw it. ``dest`` is set for MOVED and only for it."""
+
+    kind: Kind
+    path: str
+    is_dir: bool = False
+    dest: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.kind is Kind.MOVED) != (self.dest is not None):
+            raise ValueError(f"Change: dest is set exactly for MOVED changes, got {self!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What the worker must do for one flush; see the module docstring for the order."""
+
+    moves: tuple[Change, ...] = ()
+    """MOVED changes, in the order they must be applied."""
+    gone: frozenset[str] = frozenset()
+    """Paths last seen deleted (a directory stands for everything under it)."""
+    touched: frozenset[str] = frozenset()
+    """Paths created or modified (a directory is listed)."""
+    rescan: frozenset[str] = frozenset()
+    """Directories whose whole subtree must be reconciled."""
+    size: int = 0
+    """How many raw changes went in (for logging)."""
+
+    @property
+    def empty(self) -> bool:
+        """True when there is nothing to do (every change cancelled or carried nothing)."""
+        return not (self.moves or self.gone or self.touched or self.rescan)
+
+
+def is_under(path: str, prefix: str) -> bool:
+    """True when ``path`` is ``prefix`` or lies below it (component-wise, not string-wise)."""
+    if path == prefix:
+        return True
+    if prefix.endswith("/"):  # only "/" itself, given normalised absolute paths
+        return path.startswith(prefix)
+    return path.startswith(prefix) and path[len(prefix)] == "/"
+
+
+def rebase(path: str, src: str, dst: str) -> str:
+    """``path`` (which must be under ``src``) as it reads once ``src`` is renamed to ``dst``."""
+    if not is_under(path, src):
+        raise ValueError(f"rebase: {path!r} is not under {src!r}")
+    if path == src:
+        return dst
+    suffix = path[len(src) :] if not src.endswith("/") else path[len(src) - 1 :]
+    return dst.rstrip("/") + suffix
+
+
+def coalesce(
+    changes: Iterable[Change],
+    *,
+    dir_threshold: int = 1000,
+    root_threshold: int = 10000,
+    roots: Sequence[str] = (),
+) -> Batch:
+    """Fold ``changes`` (in arrival order) into one :class:`Batch`; see the module docstring."""
+    folder = _Folder()
+    for change in changes:
+        folder.feed(change)
+    return folder.result(dir_threshold=dir_threshold, root_threshold=root_threshold, roots=roots)
+
+
+# --- internals ---------------------------------------------------------------------------------
+
+
+def _self_and_ancestors(path: str) -> Iterator[str]:
+    while True:
+        yield path
+        parent = posixpath.dirname(path)
+        if parent == path or not parent:
+            return
+        path = parent
+
+
+def _has_ancestor_in(path: str, dirs: Collection[str], *, strict: bool) -> bool:
+    """True when ``path`` (or, unless strict, ``path`` itself) has an ancestor in ``dirs``."""
+    if not dirs:
+        return False
+    walk = _self_and_ancestors(path)
+    if strict:
+        next(walk)
+    return any(p in dirs for p in walk)
+
+
+@dataclass(slots=True)
+class _Record:
+    gone: bool
+    born: bool  # the first event this batch saw for the path created it: a delete cancels
+    covers: bool = False  # a deleted directory nothing has brought back: its subtree is gone too
+
+
+@dataclass(slots=True)
+class _Move:
+    src: str
+    dest: str
+    is_dir: bool
+
+
+class _Folder:
+    """The state of one coalescing run; ``feed`` each change, then take ``result``."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.seq = 0
+        # path -> last state, in the namespace after every move fed so far
+        self.records: dict[str, _Record] = {}
+        # every move that is not a no-op or a synthetic sub-move, in arrival order (folded later)
+        self.moves: list[_Move] = []
+        # (src, dest) of each directory move fed -> its seq (to recognise synthetic sub-moves)
+        self.dir_moves: dict[tuple[str, str], int] = {}
+        # path -> seq of the latest change that named it
+        self.seen: dict[str, int] = {}
+
+    def feed(self, change: Change) -> None:
+        self.size += 1
+        kind = change.kind
+        if kind is Kind.MODIFIED and change.is_dir:
+            return
+        self.seq += 1
+        path = change.path
+        if kind is Kind.MOVED:
+            assert change.dest is not None  # Change.__post_init__ guarantees it
+            self._move(path, change.dest, change.is_dir)
+            return
+        self.seen[path] = self.seq
+        record = self.records.get(path)
+        if kind is Kind.DELETED:
+            if record is None:
+                self.records[path] = _Record(gone=True, born=False, covers=change.is_dir)
+            elif record.born:
+                del self.records[path]
+            else:
+                record.gone, record.covers = True, change.is_dir
+        elif record is None:  # CREATED or file MODIFIED
+            self.records[path] = _Record(gone=False, born=kind is Kind.CREATED)
+        else:
+            record.gone = record.covers = False
+
+    def _move(self, src: str, dest: str, is_dir: bool) -> None:
+        if src == dest or self._already_moved(src, dest):
+            return
+        self.seen[src] = self.seen[dest] = self.seq
+        if is_dir:
+            self.dir_moves[src, dest] = self.seq
+        self.moves.append(_Move(src, dest, is_dir))
+        records = self.records
+        if is_dir:
+            moved = [(p, r) for p, r in records.items() if is_under(p, src)]
+            for p, r in records.items():
+                if r.covers and p != dest and is_under(p, dest):
+                    r.covers = False  # the moved directory may bring this path back
+        else:
+            record = records.get(src)
+            moved = [] if record is None else [(src, record)]
+        for p, _ in moved:
+            del records[p]
+        records.pop(dest, None)  # the move replaces what stood at dest
+        for p, record in moved:
+            record.born = False  # a row may follow it there; a later delete must reach the worker
+            records[rebase(p, src, dest)] = record
+
+    def _already_moved(self, src: str, dest: str) -> bool:
+        """A synthetic sub-move: an earlier directory move in this batch already moved ``src``."""
+        if not self.dir_moves:
+            return False
+        seen = self.seen
+        newest = seen.get(src, -1)  # the newest change naming src or an ancestor up to the dir
+        child = src
+        for parent in _self_and_ancestors(posixpath.dirname(src)):
+            if parent == child:
+                break
+            newest = max(newest, seen.get(parent, -1))
+            rest = src[len(parent) :] if not parent.endswith("/") else src[len(parent) - 1 :]
+            if len(dest) > len(rest) and dest.endswith(rest):
+                at = self.dir_moves.get((parent, dest[: len(dest) - len(rest)]))
+                if at is not None and newest <= at:
+                    return True
+            child = parent
+        return False
+
+    def _fold_chains(self) -> list[_Move]:
+        """Fold each file chain ``x -> b``, ``b -> c`` into ``x -> c`` where that changes nothing.
+
+        The folded move takes the first hop's place, so no other move from the first hop on may
+        name ``b`` or an ancestor of it (it would carry what the fold leaves at ``b``), and none
+        between the two hops may name ``c`` or an ancestor of it. Each folded ``b`` gets a
+        ``gone`` record: a row that stood there was overwritten by the first hop. Directory chains
+        are not folded: the second hop also carries rows that stood under ``b`` before the first
+        (stale missing rows, restored if their file came back in between).
+        """
+        raw = self.moves
+        named: dict[str, list[int]] = {}
+        for at, move in enumerate(raw):
+            named.setdefault(move.src, []).append(at)
+            named.setdefault(move.dest, []).append(at)
+        slots: dict[int, _Move] = {}  # position of a chain's first hop -> the chain as one move
+        parts: dict[int, set[int]] = {}  # position of a chain's first hop -> positions folded in
+        by_dest: dict[str, int] = {}  # path -> slot of the latest file move onto it
+        end = len(raw)
+
+        def named_between(path: str, lo: int, hi: int, skip: set[int]) -> bool:
+            spots = named.get(path, ())
+            return any(lo < at < hi and at not in skip for at in spots[bisect_right(spots, lo) :])
+
+        def may_fold(slot: int, at: int, move: _Move) -> bool:
+            first, b, c = slots[slot], move.src, move.dest
+            if first.src != c and (is_under(c, first.src) or is_under(first.src, c)):
+                return False
+            skip = parts[slot] | {at}
+            if any(named_between(p, slot, end, skip) for p in _self_and_ancestors(b)):
+                return False
+            return not any(named_between(p, slot, at, skip) for p in _self_and_ancestors(c))
+
+        for at, move in enumerate(raw):
+            slot = by_dest.pop(move.src, None)
+            if move.is_dir or slot is None or not may_fold(slot, at, move):
+                slots[at] = _Move(move.src, move.dest, move.is_dir)
+                parts[at] = {at}
+                if not move.is_dir:
+                    by_dest[move.dest] = at
+                continue
+            if move.src not in self.records:
+                self.records[move.src] = _Record(gone=True, born=False)
+            parts[slot].add(at)
+            first = slots[slot]
+            if first.src == move.dest:
+                del slots[slot]
+            else:
+                first.dest = move.dest
+                by_dest[move.dest] = slot
+        return list(slots.values())
+
+    def result(self, *, dir_threshold: int, root_threshold: int, roots: Sequence[str]) -> Batch:
+        moves = self._fold_chains()
+        records = self.records
+        gone_dirs = {p for p, r in records.items() if r.covers}
+        final = {
+            p: r.gone for p, r in records.items() if not _has_ancestor_in(p, gone_dirs, strict=True)
+        }
+
+        rescan: set[str] = set()
+        root_set = {r if r == "/" else r.rstrip("/") for r in roots}
+        if root_set:
+            per_root: Counter[str] = Counter()
+            for p in final:
+                root = next((a for a in _self_and_ancestors(p) if a in root_set), None)
+                if root is not None:
+                    per_root[root] += 1
+            rescan.update(r for r, n in per_root.items() if n > root_threshold)
+        per_dir = Counter(
+            posixpath.dirname(p) for p in final if not _has_ancestor_in(p, rescan, strict=False)
+        )
+        rescan.update(d for d, n in per_dir.items() if n > dir_threshold)
+        rescan = {d for d in rescan if not _has_ancestor_in(d, rescan, strict=True)}
+
+        kept = {p: g for p, g in final.items() if not _has_ancestor_in(p, rescan, strict=False)}
+        return Batch(
+            moves=tuple(Change(Kind.MOVED, m.src, is_dir=m.is_dir, dest=m.dest) for m in moves),
+            gone=frozenset(p for p, g in kept.items() if g),
+            touched=frozenset(p for p, g in kept.items() if not g),
+            rescan=frozenset(rescan),
+            size=self.size,
+        )

@@ -1,0 +1,281 @@
+"""The batch worker: one coalesced Batch -> bulk catalog calls in one transaction (DESIGN §2).
+
+It trusts the disk at flush time, not the events: moves are applied first (so metadata follows
+the file), then every touched or gone path is stat'ed and the stat decides: a regular file is
+seeded, restored or refreshed; an absent path is marked missing with everything under it; a
+directory is reconciled (files written into it before its watch existed are not missed).
+"""
+
+from __future__ import annotations
+
+import os
+import stat as stat_mod
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
+
+from assetd import log
+from assetd.catalog.engine import SessionFactory
+from assetd.catalog.moves import move_cache_state, move_directory
+from assetd.catalog.roots import RootSpec, automatic_tags
+from assetd.catalog.seed import SeedSpec, batch_insert_seed_assets
+from assetd.catalog.sqlutil import select_in
+from assetd.catalog.states import (
+    Figures,
+    Reason,
+    bulk_update_is_missing,
+    mark_missing_under,
+    refresh_cache_states,
+)
+from assetd.changes import Batch, Change, is_under
+from assetd.fsutil import IgnoreRules, encode_path
+from assetd.log import sample_paths
+from assetd.reconcile import reconcile_subtree
+
+_log = log.get_logger(__name__)
+
+StatFn = Callable[[str], os.stat_result]
+_EXISTING_SQL = "SELECT file_path FROM asset_cache_states WHERE root_id = {p} AND file_path {in}"
+
+
+class RootIndex:
+    """Which configured root a path lies in, and whether the root's ignore rules drop it."""
+
+    def __init__(self, roots: Iterable[RootSpec]) -> None:
+        self.roots = sorted(roots, key=lambda r: len(r.path), reverse=True)
+        self._ignore = {r.id: IgnoreRules(r.ignore) for r in self.roots}
+
+    def root_of(self, path: str) -> RootSpec | None:
+        """The root ``path`` lies strictly below and is not ignored in; else None."""
+        for root in self.roots:
+            if path != root.path and is_under(path, root.path):
+                rel = path[len(root.path) :].lstrip("/")
+                if self._ignore[root.id].is_ignored(rel):
+                    return None
+                return root
+        return None
+
+    @property
+    def ids(self) -> list[int]:
+        return [r.id for r in self.roots]
+
+
+@dataclass(slots=True)
+class BatchResult:
+    moved: int = 0
+    missing: int = 0
+    restored: int = 0
+    changed: int = 0
+    new: int = 0
+    rescanned: int = 0
+    skipped: int = 0
+    duration_s: float = 0.0
+    moved_paths: list[str] = field(default_factory=list)
+    missing_paths: list[str] = field(default_factory=list)
+    restored_paths: list[str] = field(default_factory=list)
+    new_paths: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int | float]:
+        return {
+            "moved": self.moved,
+            "missing": self.missing,
+            "restored": self.restored,
+            "changed": self.changed,
+            "new": self.new,
+            "rescanned": self.rescanned,
+            "skipped": self.skipped,
+            "duration_s": round(self.duration_s, 4),
+        }
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What the stat phase found, grouped for bulk statements (catalog paths)."""
+
+    present: dict[int, list[Figures]] = field(default_factory=dict)
+    raw: dict[str, bytes] = field(default_factory=dict)
+    gone: dict[int, list[str]] = field(default_factory=dict)
+    directories: list[tuple[RootSpec, str]] = field(default_factory=list)
+
+
+class Worker:
+    """Applies batches to the catalog. One worker thread calls :meth:`apply`."""
+
+    def __init__(
+        self, sessions: SessionFactory, roots: Sequence[RootSpec], *, stat: StatFn = os.stat
+    ) -> None:
+        self.sessions = sessions
+        self.index = RootIndex(roots)
+        self.stat = stat
+
+    def set_roots(self, roots: Sequence[RootSpec]) -> None:
+        self.index = RootIndex(roots)
+
+    def apply(self, batch: Batch) -> BatchResult:
+        started = time.monotonic()
+        result = BatchResult()
+        plan = self._plan(sorted(batch.touched | batch.gone), result)
+        with self.sessions() as session, session.begin():
+            self._apply_moves(session, batch.moves, plan, result)
+            self._apply_gone(session, plan, result)
+            self._apply_present(session, plan, result)
+        rescans = [(r, d) for r, d in plan.directories] + self._rescans(batch.rescan)
+        for root, directory in rescans:
+            with self.sessions() as session:
+                sub = reconcile_subtree(session, root, directory, stat=self.stat)
+            result.rescanned += 1
+            result.new += sub.new
+            result.missing += sub.missing
+            result.restored += sub.restored
+            result.changed += sub.changed
+        result.duration_s = time.monotonic() - started
+        self._log(batch, result)
+        return result
+
+    def _rescans(self, directories: Iterable[str]) -> list[tuple[RootSpec, str]]:
+        out = []
+        for d in sorted(directories):
+            root = next((r for r in self.index.roots if is_under(d, r.path)), None)
+            if root is not None:
+                out.append((root, d))
+        return out
+
+    def _plan(self, paths: Sequence[str], result: BatchResult) -> _Plan:
+        plan = _Plan()
+        for os_path in paths:
+            root = self.index.root_of(os_path)
+            if root is None:
+                continue
+            path, raw = encode_path(os_path)
+            try:
+                st = self.stat(os_path)
+            except (FileNotFoundError, NotADirectoryError):
+                plan.gone.setdefault(root.id, []).append(path)
+                continue
+            except OSError:
+                result.skipped += 1  # unreadable: leave the row as it is
+                continue
+            if stat_mod.S_ISREG(st.st_mode):
+                plan.present.setdefault(root.id, []).append(
+                    Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
+                )
+                if raw is not None:
+                    plan.raw[path] = raw
+            elif stat_mod.S_ISDIR(st.st_mode):
+                plan.directories.append((root, os_path))
+            else:
+                result.skipped += 1  # FIFO, socket, device: never catalogued
+        return plan
+
+    def _apply_moves(
+        self, session: Session, moves: Sequence[Change], plan: _Plan, result: BatchResult
+    ) -> None:
+        for move in moves:
+            assert move.dest is not None
+            src_root = self.index.root_of(move.path)
+            dest_root = self.index.root_of(move.dest)
+            src, _ = encode_path(move.path)
+            dest, dest_raw = encode_path(move.dest)
+            if src_root is None:
+                if dest_root is not None:  # from outside every root: a create
+                    self._arrive(move.dest, dest_root, plan)
+                continue
+            if dest_root is None:  # out of every root, or into an ignored path: a delete
+                if move.is_dir:
+                    result.missing += mark_missing_under(session, [src], roots=[src_root.id])
+                result.missing += bulk_update_is_missing(
+                    session, [src], True, roots=[src_root.id], reason=Reason.LIVE
+                )
+                continue
+            if move.is_dir:
+                n = move_directory(session, src, dest, src_root=src_root.id, dest_root=dest_root.id)
+            else:
+                n = int(
+                    move_cache_state(
+                        session,
+                        src,
+                        dest,
+                        src_root=src_root.id,
+                        dest_root=dest_root.id,
+                        dest_raw=dest_raw,
+                    )
+                )
+                if not n:  # no row to carry: the destination is a new file
+                    self._arrive(move.dest, dest_root, plan)
+            result.moved += n
+            if n and len(result.moved_paths) < 20:
+                result.moved_paths.append(dest)
+
+    def _arrive(self, os_path: str, root: RootSpec, plan: _Plan) -> None:
+        """A path that came into a root with no row to carry: seed it (a file) or list it."""
+        path, raw = encode_path(os_path)
+        try:
+            st = self.stat(os_path)
+        except OSError:
+            return
+        if stat_mod.S_ISDIR(st.st_mode):
+            plan.directories.append((root, os_path))
+            return
+        bucket = plan.present.setdefault(root.id, [])
+        if stat_mod.S_ISREG(st.st_mode) and all(f.path != path for f in bucket):
+            bucket.append(Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino))
+            if raw is not None:
+                plan.raw[path] = raw
+
+    def _apply_gone(self, session: Session, plan: _Plan, result: BatchResult) -> None:
+        for root_id, paths in plan.gone.items():
+            with_row = {
+                r[0]
+                for r in select_in(
+                    session,
+                    _EXISTING_SQL,
+                    paths,
+                    (root_id,),
+                )
+            }
+            n = bulk_update_is_missing(session, paths, True, roots=[root_id])
+            # a gone path with no row of its own may have been a directory
+            dirs = [p for p in paths if p not in with_row]
+            n += mark_missing_under(session, dirs, roots=[root_id])
+            result.missing += n
+            result.missing_paths.extend(sample_paths(paths, 20 - len(result.missing_paths)))
+
+    def _apply_present(self, session: Session, plan: _Plan, result: BatchResult) -> None:
+        for root_id, figures in plan.present.items():
+            restored, changed = refresh_cache_states(
+                session, figures, roots=[root_id], restored_paths=result.restored_paths
+            )
+            result.restored += restored
+            result.changed += changed
+            root = next(r for r in self.index.roots if r.id == root_id)
+            specs = [
+                SeedSpec(
+                    root_id=root_id,
+                    path=f.path,
+                    size=f.size,
+                    mtime_ns=f.mtime_ns,
+                    device=f.device,
+                    inode=f.inode,
+                    raw=plan.raw.get(f.path),
+                    tags=automatic_tags(root, f.path),
+                )
+                for f in figures
+            ]
+            inserted = batch_insert_seed_assets(session, specs, roots=[root_id])
+            result.new += inserted.inserted
+            result.new_paths.extend(
+                sample_paths((f.path for f in figures), 20 - len(result.new_paths))
+            )
+
+    def _log(self, batch: Batch, result: BatchResult) -> None:
+        if result.missing:
+            _log.info("cache_state.missing", count=result.missing, paths=result.missing_paths)
+        if result.moved:
+            _log.info("cache_state.moved", count=result.moved, paths=result.moved_paths)
+        if result.restored:
+            _log.info(
+                "cache_state.restored", count=result.restored, paths=result.restored_paths[:20]
+            )
+        _log.info("batch.applied", changes=batch.size, **result.counts())
