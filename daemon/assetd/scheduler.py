@@ -1,0 +1,139 @@
+"""The reconcile thread: at start, every ``interval`` (+/-25% jitter), on demand (SIGUSR1,
+overflow, watcher failure, a failed batch), and each polling root every ``poll_interval``."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from assetd import log
+from assetd.catalog.engine import SessionFactory, one_line
+from assetd.catalog.roots import RootSpec
+from assetd.reconcile import ReconcileResult, sync_cache_states_with_filesystem
+
+_log = log.get_logger(__name__)
+
+Clock = Callable[[], float]
+
+
+def jittered(interval: float, rng: random.Random) -> float:
+    return interval * rng.uniform(0.75, 1.25)
+
+
+class ReconcileScheduler:
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        roots: Callable[[], Sequence[RootSpec]],
+        *,
+        interval: float,
+        poll_intervals: Callable[[], dict[int, float]],
+        on_finished: Callable[[ReconcileResult], None] | None = None,
+        clock: Clock = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.roots = roots
+        self.interval = interval
+        self.poll_intervals = poll_intervals
+        self.on_finished = on_finished
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self._wake = threading.Condition()
+        self._requested: dict[int | None, str] = {}  # root id (None: all) -> reason
+        self._stop = False
+        self._next_full = clock() + jittered(interval, self.rng)
+        self._next_poll: dict[int, float] = {}
+        self.running = False
+        self.last_result: ReconcileResult | None = None
+        self.thread = threading.Thread(target=self._run, name="assetd-reconcile", daemon=True)
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self._wake:
+            self._stop = True
+            self._wake.notify_all()
+        self.thread.join(timeout)
+
+    def request(self, reason: str, root_id: int | None = None) -> None:
+        """Ask for a reconcile of one root (or all); several requests coalesce into one pass."""
+        with self._wake:
+            if root_id is None or None not in self._requested:
+                self._requested.setdefault(root_id, reason)
+            self._wake.notify_all()
+
+    def _due(self) -> tuple[list[int] | None, str] | None:
+        """Roots to reconcile now (None: all) and why, or None."""
+        now = self.clock()
+        if None in self._requested:
+            reason = self._requested.pop(None)
+            self._requested.clear()
+            self._next_full = now + jittered(self.interval, self.rng)
+            return None, reason
+        if now >= self._next_full:
+            self._requested.clear()
+            self._next_full = now + jittered(self.interval, self.rng)
+            return None, "interval"
+        ids = list(self._requested)
+        reasons = sorted(set(self._requested.values()))
+        self._requested.clear()
+        for root_id, every in self.poll_intervals().items():
+            due_at = self._next_poll.setdefault(root_id, now + every)
+            if now >= due_at:
+                self._next_poll[root_id] = now + every
+                ids.append(root_id)
+                reasons.append("poll")
+        if ids:
+            return [i for i in ids if i is not None], ", ".join(sorted(set(reasons)))
+        return None
+
+    def _wait_time(self) -> float:
+        now = self.clock()
+        deadlines = [self._next_full, *self._next_poll.values()]
+        return max(0.05, min(min(deadlines) - now, 5.0))
+
+    def _run(self) -> None:
+        try:
+            while True:
+                due: tuple[list[int] | None, str] | None = None
+                with self._wake:
+                    while not self._stop and due is None:
+                        due = self._due()
+                        if due is None:
+                            self._wake.wait(self._wait_time())
+                    if self._stop or due is None:
+                        return
+                ids, reason = due
+                self._reconcile(ids, reason)
+        except BaseException as err:
+            self.error = err
+            _log.critical("reconcile.crashed", error=repr(err), exc_info=True)
+
+    def _reconcile(self, ids: list[int] | None, reason: str) -> None:
+        roots = [r for r in self.roots() if ids is None or r.id in ids]
+        if not roots:
+            return
+        _log.info("reconcile.started", reason=reason, roots=[r.name for r in roots])
+        self.running = True
+        try:
+            with self.sessions() as session:
+                result = sync_cache_states_with_filesystem(
+                    session, roots, cancel=lambda: self._stop
+                )
+        except SQLAlchemyError as err:
+            _log.error("reconcile.failed", reason=reason, error=one_line(err))
+            with self._wake:  # try again later, not in a loop
+                self._next_full = min(self._next_full, self.clock() + 30.0)
+            return
+        finally:
+            self.running = False
+        self.last_result = result
+        if self.on_finished is not None:
+            self.on_finished(result)
