@@ -575,3 +575,24 @@ def test_unreadable_directories_directly(tmp_path: Path) -> None:
     finally:
         os.chmod(top / "locked", 0o755)
         os.chmod(top / "listable", 0o755)
+
+
+def test_filesystem_type_from_mountinfo(tmp_path: Path) -> None:
+    from assetd.fsutil import filesystem_type, is_network_filesystem
+
+    info = tmp_path / "mountinfo"
+    info.write_text(
+        "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+        "40 22 0:50 / /mnt/nas\\040share rw,relatime - nfs4 srv:/x rw\n"
+        "41 22 0:51 / /mnt/ssh rw shared:1 - fuse.sshfs host: rw\n"
+    )
+    assert filesystem_type("/mnt/nas share/models/a", str(info)) == "nfs4"
+    assert filesystem_type("/mnt/ssh", str(info)) == "fuse.sshfs"
+    assert filesystem_type("/mnt/nas", str(info)) == "ext4"
+    assert [is_network_filesystem(t) for t in ("nfs4", "fuse.sshfs", "ext4", None)] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+    assert filesystem_type(str(tmp_path)) is not None  # the real /proc/self/mountinfo

@@ -429,3 +429,41 @@ def _drop_ambiguous(items: list[_Item], prefix: str, report: ProblemSink) -> lis
         else:
             kept.append(item)
     return kept
+
+
+_OCTAL = re.compile(r"\\([0-7]{3})")
+NETWORK_FILESYSTEMS = frozenset(
+    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "glusterfs", "lustre", "afs", "ncpfs"}
+)
+
+
+def filesystem_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> str | None:
+    """The type of the filesystem ``path`` lies on (``ext4``, ``nfs4``, ``fuse.sshfs``), from
+    the longest mount point that contains it; None if it cannot be told."""
+    try:
+        real = os.path.realpath(path)
+        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as f:
+            lines = f.readlines()
+    except OSError:
+        return None
+    best, best_type = "", None
+    for line in lines:
+        fields = line.split()
+        try:
+            sep = fields.index("-")
+        except ValueError:
+            continue
+        mount_point = _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), fields[4])  # "\040": " "
+        fs_type = fields[sep + 1]
+        if (real == mount_point or real.startswith(mount_point.rstrip("/") + "/")) and len(
+            mount_point
+        ) >= len(best):
+            best, best_type = mount_point, fs_type
+    return best_type
+
+
+def is_network_filesystem(fs_type: str | None) -> bool:
+    """NFS, SMB/CIFS and FUSE (sshfs, rclone, ...): inotify does not see other hosts' changes."""
+    if fs_type is None:
+        return False
+    return fs_type in NETWORK_FILESYSTEMS or fs_type == "fuse" or fs_type.startswith("fuse.")
