@@ -17,7 +17,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from assetd import log
-from assetd.catalog.models import cache_states as cs
 from assetd.catalog.models import roots as roots_table
 from assetd.catalog.prune import mark_cache_states_missing_outside_prefixes
 from assetd.catalog.roots import (
@@ -30,7 +29,7 @@ from assetd.catalog.roots import (
     set_root_state,
 )
 from assetd.catalog.seed import SeedSpec, batch_insert_seed_assets
-from assetd.catalog.sqlutil import under_prefix
+from assetd.catalog.sqlutil import normalize_prefix, placeholder
 from assetd.catalog.states import Figures, Reason, bulk_update_is_missing, refresh_cache_states
 from assetd.diff import Action, CatalogRow, DiffCounts, Step, diff_sorted
 from assetd.fsutil import (
@@ -81,30 +80,27 @@ class ReconcileResult:
         }
 
 
+_ROWS_SQL = (
+    "SELECT id, file_path, size_bytes, mtime_ns, is_missing, file_path_raw, device, inode "
+    "FROM asset_cache_states WHERE root_id = {p} AND file_path >= {p} AND file_path < {p} "
+    "AND file_path > {p} ORDER BY file_path LIMIT {page}"
+)
+
+
 def iter_catalog_rows(
     session: Session, root: RootSpec, top: str | None = None, page: int = PAGE
 ) -> Iterator[CatalogRow]:
     """The root's rows under ``top`` (default: its path), ascending by path, a page per short
-    transaction."""
-    query = (
-        select(
-            cs.c.id,
-            cs.c.file_path,
-            cs.c.size_bytes,
-            cs.c.mtime_ns,
-            cs.c.is_missing,
-            cs.c.file_path_raw,
-            cs.c.device,
-            cs.c.inode,
-        )
-        .where(cs.c.root_id == root.id, under_prefix(cs.c.file_path, top or root.path))
-        .order_by(cs.c.file_path)
-        .limit(page)
-    )
-    last: str | None = None
+    transaction (keyset pagination; plain driver SQL, this is the re-scan's hot path)."""
+    prefix = normalize_prefix(top or root.path)
+    low, high = (prefix + "/", prefix + "0") if prefix != "/" else ("/", "0")
+    sql = _ROWS_SQL.format(p=placeholder(session), page=int(page))
+    last = ""
     while True:
-        q = query if last is None else query.where(cs.c.file_path > last)
-        rows = session.execute(q).all()
+        cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(sql, (root.id, low, high, last))
+        rows = cursor.fetchall()
+        cursor.close()
         session.commit()  # never hold a transaction (SQLite: the write lock) across the walk
         for r in rows:
             yield CatalogRow(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7])
