@@ -149,6 +149,12 @@ def test_sighup_adds_a_root_and_survives_a_broken_file(
     (lib / "still.bin").write_bytes(b"s")
     wait_until(lambda: daemon.is_live(lib / "still.bin"), 5, what="still running on the old config")
     assert daemon.proc is not None and daemon.proc.poll() is None
+    # a root removed from the config: its files are marked missing (kept), the rest goes on
+    daemon.write_config({"other": other})
+    daemon.send(signal.SIGHUP)
+    wait_until(lambda: daemon.is_missing(lib / "still.bin"), 10, what="removed root pruned")
+    assert daemon.row(lib / "still.bin")[1] == "prune"  # type: ignore[index]
+    assert daemon.is_live(other / "p.bin")
 
 
 def test_idle_tree_of_10000_directories_has_no_overflow(daemon: Daemon, lib: Path) -> None:

@@ -65,6 +65,7 @@ class Service:
         self.roots: list[RootSpec] = []
         self.unavailable: set[int] = set()
         self.polling: set[int] = set()  # inotify roots that fell back to polling
+        self._restarts: dict[str, tuple[int, float]] = {}  # observer restarts: count, not before
         self.catalog: Catalog | None = None
 
     # --- signals ---------------------------------------------------------------------------
@@ -300,10 +301,15 @@ class Service:
                     _log.error("root.unavailable_failed", root=root.name, error=one_line(err))
                     continue
                 _log.warning("root.unavailable", root=root.name, path=root.path, missing=count)
+        now = time.monotonic()
         for name in self.watchers.check():
             dead = next((r for r in self.roots if r.name == name), None)
             if dead is None or dead.id in self.unavailable:
                 continue
+            attempts, not_before = self._restarts.get(name, (0, 0.0))
+            if now < not_before:
+                continue  # backing off: 1 s, 2 s, 4 s ... 5 min between restarts
+            self._restarts[name] = (attempts + 1, now + min(2.0**attempts, 300.0))
             root = dead
             _log.error("watch.failed", root=name, reason="observer stopped; restarting")
             self.watchers.remove(name)

@@ -1,0 +1,147 @@
+"""The pipeline and reconcile threads: batches flow, failures are handed on, crashes surface."""
+
+from __future__ import annotations
+
+import queue
+import random
+import threading
+from pathlib import Path
+
+from sqlalchemy.exc import OperationalError
+
+from assetd.catalog.engine import SessionFactory
+from assetd.changes import Batch, Change, Kind
+from assetd.pipeline import Pipeline
+from assetd.scheduler import ReconcileScheduler, jittered
+from assetd.worker import BatchResult, Worker
+from catalog_world import World, make_world
+from helpers import wait_until
+
+
+class FlakyWorker(Worker):
+    """A real worker whose first ``failures`` batches raise ``error``."""
+
+    def __init__(self, world: World, failures: int, error: BaseException) -> None:
+        super().__init__(world.sessions, [world.root])
+        self.failures = failures
+        self.error = error
+        self.calls = 0
+
+    def apply(self, batch: Batch) -> BatchResult:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error
+        return super().apply(batch)
+
+
+def _pipeline(world: World, worker: Worker, requests: list[str]) -> Pipeline:
+    q: queue.Queue[Change | None] = queue.Queue()
+    return Pipeline(
+        q,
+        worker,
+        quiet_ms=5,
+        max_delay_ms=50,
+        root_paths=lambda: [world.root.path],
+        request_reconcile=requests.append,
+        canary_dir=str(world.dir.parent / "canary"),
+    )
+
+
+def test_batches_flow_and_the_canary_is_seen(sessions: SessionFactory, tmp_path: Path) -> None:
+    world = make_world(sessions, tmp_path / "lib")
+    p = _pipeline(world, Worker(world.sessions, [world.root]), [])
+    p.start()
+    f = world.write("a")
+    p.changes.put(Change(Kind.CREATED, str(f)))
+    p.changes.put(Change(Kind.MODIFIED, str(tmp_path / "canary/beat")))
+    wait_until(lambda: world.state("a") is not None, 5)
+    wait_until(lambda: p.canary_seen > 0, 5)
+    p.stop()
+    assert not p.thread.is_alive() and p.error is None
+
+
+def test_failed_batch_is_retried_then_handed_to_reconcile(
+    sessions: SessionFactory, tmp_path: Path
+) -> None:
+    world = make_world(sessions, tmp_path / "lib")
+    requests: list[str] = []
+    down = OperationalError("UPDATE", {}, Exception("database is down"))
+    worker = FlakyWorker(world, failures=10, error=down)
+    p = _pipeline(world, worker, requests)
+    p.start()
+    p.changes.put(Change(Kind.CREATED, str(world.write("a"))))
+    wait_until(lambda: requests, 5, what="reconcile requested")
+    assert worker.calls == 3  # the first try and two retries, then it gave up
+    assert not p.db_ok
+    p.stop()
+
+
+def test_a_crashing_worker_surfaces_the_error(sessions: SessionFactory, tmp_path: Path) -> None:
+    world = make_world(sessions, tmp_path / "lib")
+    p = _pipeline(world, FlakyWorker(world, failures=1, error=RuntimeError("bug")), [])
+    p.start()
+    p.changes.put(Change(Kind.CREATED, str(world.write("a"))))
+    wait_until(lambda: p.error is not None, 5)
+    p.thread.join(5)
+    assert not p.thread.is_alive()
+    assert isinstance(p.error, RuntimeError)
+
+
+def test_stop_flushes_the_last_batch(sessions: SessionFactory, tmp_path: Path) -> None:
+    world = make_world(sessions, tmp_path / "lib")
+    q: queue.Queue[Change | None] = queue.Queue()
+    p = Pipeline(
+        q,
+        Worker(world.sessions, [world.root]),
+        quiet_ms=60_000,  # nothing would flush before the stop
+        max_delay_ms=60_000,
+        root_paths=lambda: [world.root.path],
+        request_reconcile=lambda _: None,
+    )
+    p.start()
+    q.put(Change(Kind.CREATED, str(world.write("last"))))
+    p.stop()
+    assert world.state("last") is not None
+
+
+def test_jitter_stays_within_a_quarter() -> None:
+    rng = random.Random(1)
+    values = [jittered(100.0, rng) for _ in range(1000)]
+    assert min(values) >= 75.0 and max(values) <= 125.0
+    assert max(values) - min(values) > 25.0  # it does vary
+
+
+def test_scheduler_runs_on_request_and_polls(sessions: SessionFactory, tmp_path: Path) -> None:
+    world = make_world(sessions, tmp_path / "lib")
+    world.write("x")
+    done = threading.Event()
+    results = []
+
+    def finished(result: object) -> None:
+        results.append(result)
+        done.set()
+
+    s = ReconcileScheduler(
+        sessions,
+        lambda: [world.root],
+        interval=3600,
+        poll_intervals=lambda: {},
+        on_finished=finished,
+    )
+    s.start()
+    s.request("test")
+    assert done.wait(10)
+    assert world.state("x") is not None
+    s.stop()
+    assert not s.thread.is_alive()
+    polled = threading.Event()
+    p = ReconcileScheduler(
+        sessions,
+        lambda: [world.root],
+        interval=3600,
+        poll_intervals=lambda: {world.root.id: 0.05},
+        on_finished=lambda _: polled.set(),
+    )
+    p.start()
+    assert polled.wait(10), "a polling root is reconciled every poll_interval"
+    p.stop()
