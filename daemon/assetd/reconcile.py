@@ -190,7 +190,7 @@ class _Applier:
                 self.result.restored += restored
                 self.result.changed += changed
             if seeds:
-                ins = batch_insert_seed_assets(self.session, seeds, roots=roots)
+                ins = batch_insert_seed_assets(self.session, seeds, roots=roots, known_new=True)
                 self.result.new += ins.inserted
                 self.result.restored += ins.restored
 

@@ -6,7 +6,6 @@ Hashing comes later (the content identity work); a seed costs one stat and four 
 from __future__ import annotations
 
 import datetime as dt
-import posixpath
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
@@ -71,12 +70,17 @@ def batch_insert_seed_assets(
     *,
     roots: Collection[int],
     now: dt.datetime | None = None,
+    known_new: bool = False,
 ) -> BulkInsertResult:
     """Insert new files as unhashed seed assets; restore those that exist as missing.
 
     ON CONFLICT DO NOTHING semantics: a path that already has a live row is left as it is
     (counted ``already_present``); one that has a missing row is restored (with new figures
     and ``needs_verify`` if it differs). Runs in the caller's transaction.
+
+    ``known_new``: the caller (reconcile) just saw these paths absent from the catalog, so the
+    look-up of existing rows is skipped; a row another writer inserted meanwhile still wins
+    (ON CONFLICT DO NOTHING), and is counted ``already_present``.
     """
     now = now or utcnow()
     allowed = set(roots)
@@ -88,7 +92,7 @@ def batch_insert_seed_assets(
         else:
             refused += 1
     ordered = [wanted[k] for k in sorted(wanted)]
-    existing = _existing(session, ordered)
+    existing = {} if known_new else _existing(session, ordered)
     to_restore = [s for s in ordered if existing.get((s.root_id, s.path))]
     present = sum(1 for s in ordered if existing.get((s.root_id, s.path)) is False)
     new = [s for s in ordered if (s.root_id, s.path) not in existing]
@@ -150,7 +154,7 @@ def _insert_new(session: Session, new: list[SeedSpec]) -> int:
         session,
         asset_infos,
         ("id", "asset_id", "name"),
-        [(i, a, posixpath.basename(s.path)) for i, (a, s) in zip(info_ids, pairs, strict=True)],
+        [(i, a, s.path.rpartition("/")[2]) for i, (a, s) in zip(info_ids, pairs, strict=True)],
     )
     tag_rows = [
         (i, t, "automatic") for i, (_, s) in zip(info_ids, pairs, strict=True) for t in s.tags
