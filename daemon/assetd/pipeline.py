@@ -24,6 +24,11 @@ _log = log.get_logger(__name__)
 
 RETRIES = 2
 BACKOFF_MAX = 30.0
+# Above these, a batch's paths collapse into "reconcile this subtree". High on purpose: bulk
+# statements apply 100,000 paths in about a second, while a subtree walk of a large root
+# costs far more and would hold up the live pipeline meanwhile.
+DIR_COLLAPSE = 20_000
+ROOT_COLLAPSE = 200_000
 
 
 class Pipeline:
@@ -86,7 +91,12 @@ class Pipeline:
             changes = kept
         if not changes:
             return
-        batch = coalesce(changes, roots=list(self.root_paths()))
+        batch = coalesce(
+            changes,
+            roots=list(self.root_paths()),
+            dir_threshold=DIR_COLLAPSE,
+            root_threshold=ROOT_COLLAPSE,
+        )
         if batch.empty:
             return
         if not self.db_ok and time.monotonic() < self._next_db_try:

@@ -44,7 +44,8 @@ class ReconcileScheduler:
         self.clock = clock
         self.rng = rng or random.Random()
         self._wake = threading.Condition()
-        self._requested: dict[int | None, str] = {}  # root id (None: all) -> reason
+        # root id (None: all) -> (reason, not before)
+        self._requested: dict[int | None, tuple[str, float]] = {}
         self._stop = False
         self._next_full = clock() + jittered(interval, self.rng)
         self._next_poll: dict[int, float] = {}
@@ -62,18 +63,23 @@ class ReconcileScheduler:
             self._wake.notify_all()
         self.thread.join(timeout)
 
-    def request(self, reason: str, root_id: int | None = None) -> None:
-        """Ask for a reconcile of one root (or all); several requests coalesce into one pass."""
+    def request(self, reason: str, root_id: int | None = None, delay: float = 0.0) -> None:
+        """Ask for a reconcile of one root (or all), not before ``delay`` seconds (an overflow
+        waits for the burst to pass); several requests coalesce into one pass."""
+        not_before = self.clock() + delay
         with self._wake:
             if root_id is None or None not in self._requested:
-                self._requested.setdefault(root_id, reason)
+                old = self._requested.get(root_id)
+                if old is None or not_before > old[1]:
+                    self._requested[root_id] = (reason, not_before)
             self._wake.notify_all()
 
     def _due(self) -> tuple[list[int] | None, str] | None:
         """Roots to reconcile now (None: all) and why, or None."""
         now = self.clock()
-        if None in self._requested:
-            reason = self._requested.pop(None)
+        ready = {k: v for k, v in self._requested.items() if v[1] <= now}
+        if None in ready:
+            reason = ready[None][0]
             self._requested.clear()
             self._next_full = now + jittered(self.interval, self.rng)
             return None, reason
@@ -81,9 +87,10 @@ class ReconcileScheduler:
             self._requested.clear()
             self._next_full = now + jittered(self.interval, self.rng)
             return None, "interval"
-        ids = list(self._requested)
-        reasons = sorted(set(self._requested.values()))
-        self._requested.clear()
+        ids: list[int | None] = list(ready)
+        reasons = sorted({reason for reason, _ in ready.values()})
+        for key in ready:
+            del self._requested[key]
         for root_id, every in self.poll_intervals().items():
             due_at = self._next_poll.setdefault(root_id, now + every)
             if now >= due_at:
@@ -96,7 +103,11 @@ class ReconcileScheduler:
 
     def _wait_time(self) -> float:
         now = self.clock()
-        deadlines = [self._next_full, *self._next_poll.values()]
+        deadlines = [
+            self._next_full,
+            *self._next_poll.values(),
+            *(t for _, t in self._requested.values()),
+        ]
         return max(0.05, min(min(deadlines) - now, 5.0))
 
     def _run(self) -> None:

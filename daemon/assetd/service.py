@@ -44,6 +44,7 @@ _log = log.get_logger(__name__)
 TICK = 1.0  # main loop period: root presence, watcher liveness, canary, heartbeat
 HEARTBEAT_EVERY = 15.0
 CANARY_EVERY = 5.0
+OVERFLOW_SETTLE = 2.0  # an overflow's reconcile waits for the burst to pass
 
 
 @dataclass
@@ -269,7 +270,7 @@ class Service:
             if name in self.sinks:
                 self.sinks[name].reset()
             self._bump(root)
-            self.scheduler.request("overflow", root.id)
+            self.scheduler.request("overflow", root.id, delay=OVERFLOW_SETTLE)
 
     def _bump(self, root: RootSpec) -> None:
         assert self.catalog is not None
