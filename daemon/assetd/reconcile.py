@@ -82,8 +82,8 @@ class ReconcileResult:
 
 _ROWS_SQL = (
     "SELECT id, file_path, size_bytes, mtime_ns, is_missing, file_path_raw, device, inode "
-    "FROM asset_cache_states WHERE root_id = {p} AND file_path >= {p} AND file_path < {p} "
-    "AND file_path > {p} ORDER BY file_path LIMIT {page}"
+    "FROM asset_cache_states WHERE root_id = {p} AND file_path > {p} AND file_path < {p} "
+    "ORDER BY file_path LIMIT {page}"
 )
 
 
@@ -95,10 +95,10 @@ def iter_catalog_rows(
     prefix = normalize_prefix(top or root.path)
     low, high = (prefix + "/", prefix + "0") if prefix != "/" else ("/", "0")
     sql = _ROWS_SQL.format(p=placeholder(session), page=int(page))
-    last = ""
+    last = low  # no path equals "prefix/" itself, so "> low" is every path below the prefix
     while True:
         cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
-        cursor.execute(sql, (root.id, low, high, last))
+        cursor.execute(sql, (root.id, last, high))  # one lower bound: an index seek
         rows = cursor.fetchall()
         cursor.close()
         session.commit()  # never hold a transaction (SQLite: the write lock) across the walk
