@@ -189,3 +189,21 @@ def test_non_utf8_name(world: World) -> None:
     assert row is not None and row["file_path_raw"] == raw
     os.unlink(raw)
     assert run(w, world.dir, Change(D, path)).missing == 1
+
+
+def test_synthetic_sub_moves_in_a_later_batch_are_no_ops(world: World) -> None:
+    """watchdog follows a directory move with one move per entry below it; when those land in
+    the next batch, their rows have moved already: nothing to carry, nothing to seed."""
+    w = Worker(world.sessions, [world.root])
+    files = [world.write(f"A/sub/f{i}") for i in range(50)]
+    run(w, world.dir, *(ch(C, f) for f in files))
+    (world.dir / "A").rename(world.dir / "B")
+    assert run(w, world.dir, ch(MV, world.dir / "A", world.dir / "B", is_dir=True)).moved == 50
+    later = [ch(MV, world.dir / "A/sub", world.dir / "B/sub", is_dir=True)] + [
+        ch(MV, world.dir / f"A/sub/f{i}", world.dir / f"B/sub/f{i}") for i in range(50)
+    ]
+    res = run(w, world.dir, *later)
+    assert (res.moved, res.new, res.rescanned) == (0, 0, 0)
+    with world.sessions() as s:
+        assert s.execute(select(func.count()).select_from(assets)).scalar() == 50
+    assert world.state("B/sub/f7") is not None and world.state("A/sub/f7") is None

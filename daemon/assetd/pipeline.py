@@ -7,6 +7,7 @@ keeps draining (so the canary still proves events flow) and reports itself degra
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -67,8 +68,16 @@ class Pipeline:
     def stop(self, timeout: float = 20.0) -> None:
         """Flush what is pending, apply it, and end the thread (bounded wait)."""
         self.stop_event.set()
-        self.changes.put(None)  # wake drain()
+        with contextlib.suppress(queue.Full):  # drain() polls stop_event every max_wait anyway
+            self.changes.put_nowait(None)  # wake drain()
         self.thread.join(timeout)
+        if self.thread.is_alive():
+            _log.error(
+                "pipeline.stop_timeout",
+                waited_s=timeout,
+                pending=self.changes.qsize() + len(self.debouncer),
+                action="exiting; the next start-up reconcile applies what was left",
+            )
 
     def _run(self) -> None:
         try:

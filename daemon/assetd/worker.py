@@ -8,20 +8,23 @@ directory is reconciled (files written into it before its watch existed are not 
 
 from __future__ import annotations
 
+import itertools
 import os
 import stat as stat_mod
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from assetd import log
 from assetd.catalog.engine import SessionFactory
+from assetd.catalog.models import cache_states as cs
 from assetd.catalog.moves import move_cache_state, move_directory
-from assetd.catalog.roots import RootSpec, automatic_tags
+from assetd.catalog.roots import RootSpec, automatic_tags, touch_roots
 from assetd.catalog.seed import SeedSpec, batch_insert_seed_assets
-from assetd.catalog.sqlutil import select_in
+from assetd.catalog.sqlutil import select_in, under_prefix
 from assetd.catalog.states import (
     Figures,
     Reason,
@@ -98,6 +101,16 @@ class _Plan:
     raw: dict[str, bytes] = field(default_factory=dict)
     gone: dict[int, list[str]] = field(default_factory=dict)
     directories: list[tuple[RootSpec, str]] = field(default_factory=list)
+    arrived: set[str] = field(default_factory=set)  # paths added by moves into a root
+
+
+def _has_rows_under(session: Session, root_id: int, directory: str) -> bool:
+    query = (
+        select(cs.c.id)
+        .where(cs.c.root_id == root_id, under_prefix(cs.c.file_path, directory))
+        .limit(1)
+    )
+    return session.execute(query).first() is not None
 
 
 class Worker:
@@ -121,6 +134,7 @@ class Worker:
             self._apply_moves(session, batch.moves, plan, result)
             self._apply_gone(session, plan, result)
             self._apply_present(session, plan, result)
+            touch_roots(session, self._roots_of(batch, plan))  # last_event_at, for status
         rescans = [(r, d) for r, d in plan.directories] + self._rescans(batch.rescan)
         for root, directory in rescans:
             with self.sessions() as session:
@@ -133,6 +147,14 @@ class Worker:
         result.duration_s = time.monotonic() - started
         self._log(batch, result)
         return result
+
+    def _roots_of(self, batch: Batch, plan: _Plan) -> set[int]:
+        """The roots this batch changed something in (the plan has the touched and gone
+        paths' roots already; moves and rescans are few)."""
+        ids = {*plan.present, *plan.gone, *(r.id for r, _ in plan.directories)}
+        others = itertools.chain(batch.rescan, (p for m in batch.moves for p in (m.path, m.dest)))
+        ids.update(r.id for p in others if p and (r := self.index.root_of(p)) is not None)
+        return ids
 
     def _rescans(self, directories: Iterable[str]) -> list[tuple[RootSpec, str]]:
         out = []
@@ -172,6 +194,11 @@ class Worker:
     def _apply_moves(
         self, session: Session, moves: Sequence[Change], plan: _Plan, result: BatchResult
     ) -> None:
+        # Which move ends have rows, in one query per root: watchdog follows a directory move
+        # with one synthetic move per entry below it, and when those land in a later batch
+        # than the directory move they have nothing left to carry (their rows moved already).
+        known = self._known_rows(session, moves)
+        exact = True  # `known` is exact until a directory move rewrites paths in this batch
         for move in moves:
             assert move.dest is not None
             src_root = self.index.root_of(move.path)
@@ -191,6 +218,13 @@ class Worker:
                 continue
             if move.is_dir:
                 n = move_directory(session, src, dest, src_root=src_root.id, dest_root=dest_root.id)
+                exact = False
+                if not n and not _has_rows_under(session, dest_root.id, dest):
+                    self._arrive(move.dest, dest_root, plan)  # nothing catalogued: list it
+            elif exact and (src_root.id, src) not in known:
+                n = 0
+                if (dest_root.id, dest) not in known:
+                    self._arrive(move.dest, dest_root, plan)  # no row to carry: a new file
             else:
                 n = int(
                     move_cache_state(
@@ -202,11 +236,29 @@ class Worker:
                         dest_raw=dest_raw,
                     )
                 )
-                if not n:  # no row to carry: the destination is a new file
+                if n:
+                    known.discard((src_root.id, src))
+                    known.add((dest_root.id, dest))
+                elif not exact or (dest_root.id, dest) not in known:
                     self._arrive(move.dest, dest_root, plan)
             result.moved += n
             if n and len(result.moved_paths) < 20:
                 result.moved_paths.append(dest)
+
+    def _known_rows(self, session: Session, moves: Sequence[Change]) -> set[tuple[int, str]]:
+        wanted: dict[int, set[str]] = {}
+        for move in moves:
+            if move.is_dir:
+                continue
+            for os_path in (move.path, move.dest):
+                root = self.index.root_of(os_path) if os_path else None
+                if root is not None and os_path is not None:
+                    wanted.setdefault(root.id, set()).add(encode_path(os_path)[0])
+        known: set[tuple[int, str]] = set()
+        for root_id, paths in wanted.items():
+            for (path,) in select_in(session, _EXISTING_SQL, sorted(paths), (root_id,)):
+                known.add((root_id, path))
+        return known
 
     def _arrive(self, os_path: str, root: RootSpec, plan: _Plan) -> None:
         """A path that came into a root with no row to carry: seed it (a file) or list it."""
@@ -218,9 +270,11 @@ class Worker:
         if stat_mod.S_ISDIR(st.st_mode):
             plan.directories.append((root, os_path))
             return
-        bucket = plan.present.setdefault(root.id, [])
-        if stat_mod.S_ISREG(st.st_mode) and all(f.path != path for f in bucket):
-            bucket.append(Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino))
+        if stat_mod.S_ISREG(st.st_mode) and path not in plan.arrived:
+            plan.arrived.add(path)
+            plan.present.setdefault(root.id, []).append(
+                Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
+            )
             if raw is not None:
                 plan.raw[path] = raw
 
