@@ -29,7 +29,15 @@ import pytest
 import assetd
 
 # What `python -m assetd` imports for the SQLite commands (psycopg only for PostgreSQL URLs).
-DEPENDENCIES = ("sqlalchemy", "alembic", "mako", "markupsafe", "structlog", "typing_extensions")
+DEPENDENCIES = (
+    "sqlalchemy",
+    "alembic",
+    "mako",
+    "markupsafe",
+    "structlog",
+    "typing_extensions",
+    "blake3",  # assetd.commands imports assetd.hashing
+)
 NOBODY_UID = 65534
 NOGROUP_GID = 65534
 

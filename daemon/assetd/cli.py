@@ -97,6 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="count, delete nothing")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
+    p = add(
+        "hash",
+        commands.cmd_hash,
+        "hash the files that need it (new or changed) once, and apply the content rules",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the backlog, hash nothing")
+    p.add_argument("--in-root", metavar="NAME", help="only files of this root")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    _add_operations(sub, add, common)
+
     add("check-config", commands.cmd_check_config, "validate the configuration and print it")
 
     db = sub.add_parser("db", help="catalog database maintenance", parents=[common])
@@ -107,6 +118,107 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.set_defaults(func=commands.cmd_db_upgrade)
     return parser
+
+
+def _add_operations(
+    sub: argparse._SubParsersAction[_Parser],
+    add: Callable[[str, Command, str], argparse.ArgumentParser],
+    common: _Parser,
+) -> None:
+    """status, why, missing, logs and roots (DESIGN §6): the operator's commands."""
+    from assetd import inspect_cmds, logs_cmd, roots_cmds, status
+
+    p = add(
+        "status",
+        status.cmd_status,
+        "the daemon, each root, the hashing backlog, and anything needing attention",
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--all-hosts", action="store_true", help="every host's daemon and roots")
+
+    p = add(
+        "why",
+        inspect_cmds.cmd_why,
+        "everything the catalog knows of one path, and why it is in that state",
+    )
+    p.add_argument("path", metavar="PATH", help="a file (or directory) path")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    p = add(
+        "missing",
+        inspect_cmds.cmd_missing,
+        "list missing paths by root and directory, with how long they have been missing",
+    )
+    p.add_argument("--in-root", metavar="NAME", help="only paths of this root")
+    p.add_argument("--since", metavar="DURATION", help="only paths gone in the last DURATION")
+    p.add_argument("--json", action="store_true", help="print the groups as JSON")
+
+    p = add(
+        "logs",
+        logs_cmd.cmd_logs,
+        "show assetd's log lines from a FILE, stdin (-) or the journal, filtered and aligned",
+    )
+    p.add_argument(
+        "file",
+        nargs="?",
+        metavar="FILE|-",
+        help="a log file, - for stdin (default: journalctl -u assetd)",
+    )
+    p.add_argument("--since", metavar="WHEN", help="a duration back (10m, 2h) or an ISO time")
+    p.add_argument(
+        "--level",
+        choices=("debug", "info", "warning", "error", "critical"),
+        type=str.lower,
+        help="this level and above",
+    )
+    p.add_argument(
+        "--event",
+        metavar="GLOB",
+        action="append",
+        help="event names matching this glob, e.g. 'cache_state.*' (repeatable)",
+    )
+    p.add_argument(
+        "--path",
+        metavar="PATH",
+        help="lines naming this path (or below it; a glob), in their paths sample",
+    )
+    p.add_argument("--in-root", metavar="NAME", help="lines about this root")
+    p.add_argument("--json", action="store_true", help="the matching JSON lines, unchanged")
+    p.add_argument("-f", "--follow", action="store_true", help="keep reading new lines")
+    p.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colour the output (auto: on a TTY)",
+    )
+    p.add_argument("--unit", default="assetd", help="the systemd unit (default: assetd)")
+    p.add_argument("--user", action="store_true", help="the user service's journal")
+
+    roots = sub.add_parser(
+        "roots",
+        parents=[common],
+        help="manage the roots in the catalog",
+        description="manage the roots in the catalog",
+    )
+    roots_sub = roots.add_subparsers(dest="roots_command", metavar="COMMAND", parser_class=_Parser)
+    roots_sub.required = True
+    help_text = (
+        "a root's directory moved (a new disk): check NEW_PATH holds the same files, "
+        "then rewrite every path of the root in one transaction"
+    )
+    mv = roots_sub.add_parser("move", parents=[common], help=help_text, description=help_text)
+    mv.set_defaults(func=roots_cmds.cmd_roots_move)
+    mv.add_argument("name", metavar="NAME", help="the root's name")
+    mv.add_argument("new_path", metavar="NEW_PATH", help="where its files are now")
+    mv.add_argument("--force", action="store_true", help="move even while this host's daemon runs")
+    mv.add_argument(
+        "--sample",
+        type=int,
+        default=20,
+        metavar="N",
+        help="hashed files whose content is checked (default: 20)",
+    )
+    mv.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -23,6 +23,7 @@ from assetd.catalog.schema import Upgrade, ensure_schema
 from assetd.config import Config, find_config_file, load_config, parse_duration
 from assetd.errors import AssetdError, ConfigError, UsageError
 from assetd.fsutil import encode_path
+from assetd.hashing import HashRunResult, hash_pending
 from assetd.reconcile import ReconcileResult, sync_cache_states_with_filesystem
 
 _log = log.get_logger(__name__)
@@ -170,6 +171,100 @@ def cmd_cleanup(config: Config, args: argparse.Namespace) -> int:
             deleted = cleanup_unreferenced_assets(s, roots=roots, older_than=delta)
     _log.info("cleanup.applied", count=deleted, older_than=args.older_than)
     print(f"deleted {deleted} asset(s) missing for longer than {args.older_than}")
+    return 0
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1000 or unit == "TiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+class _HashProgress(_Progress):
+    """``hashing: files, bytes, rate, ETA`` on stderr, only when it is a TTY."""
+
+    def update(self, files: int, size: int, files_total: int, bytes_total: int) -> None:
+        now = time.monotonic()
+        if not self.enabled or now - self.last < 0.2:
+            return
+        self.last = now
+        elapsed = max(now - self.started, 1e-6)
+        rate = size / elapsed
+        if rate > 0:
+            eta = (bytes_total - size) / rate
+        else:
+            eta = (files_total - files) * elapsed / max(files, 1)
+        minutes, seconds = divmod(int(eta), 60)
+        self.stream.write(
+            f"\r\x1b[Khashing: {files:,}/{files_total:,} files, "
+            f"{human_bytes(size)}/{human_bytes(bytes_total)}, {human_bytes(rate)}/s, "
+            f"ETA {minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
+        )
+        self.stream.flush()
+
+
+def format_hash(result: HashRunResult) -> str:
+    rate = result.bytes / result.duration_s if result.duration_s > 0 else 0.0
+    recorded = ", ".join(
+        f"{n} {name}"
+        for name, n in sorted(result.outcomes.items())
+        if name not in ("changed", "vanished", "unreadable", "stale", "failed")
+    )
+    line = (
+        f"hashed {result.files} file(s), {human_bytes(result.bytes)} in "
+        f"{result.duration_s:.2f} s ({human_bytes(rate)}/s)" + (f": {recorded}" if recorded else "")
+    )
+    skipped = {
+        k: result.outcomes.get(k, 0)
+        for k in ("changed", "vanished", "unreadable", "stale", "failed")
+    }
+    if any(skipped.values()):
+        line += "; not recorded: " + ", ".join(f"{n} {k}" for k, n in skipped.items() if n)
+    left_files, left_bytes = result.backlog_after
+    if left_files:
+        line += f"; {left_files} file(s), {human_bytes(left_bytes)} left (run again later)"
+    return line
+
+
+def _configured_root_ids(session: object, host: str, names: list[str]) -> list[int]:
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from assetd.catalog.models import Root
+
+    assert isinstance(session, Session)
+    query = select(Root.id).where(Root.host == host, Root.name.in_(names))
+    return list(session.execute(query).scalars())
+
+
+def cmd_hash(config: Config, args: argparse.Namespace) -> int:
+    """Hash every file of this host's configured roots that needs it (one pass), or with
+    ``--dry-run`` print the backlog: files and bytes still to hash."""
+    _require_roots(config)
+    names = [r.name for r in config.roots]
+    if args.in_root and args.in_root not in names:
+        raise UsageError(f"no configured root named {args.in_root!r}")
+    wanted = [args.in_root] if args.in_root else names
+    with catalog(config, write=True) as cat:
+        if args.dry_run:  # a dry run changes nothing, root rows included
+            from assetd.catalog.content import hashing_backlog
+
+            with translate_db_errors(cat.url), cat.session() as s:
+                files, size = hashing_backlog(s, roots=_configured_root_ids(s, cat.host, wanted))
+            if args.json:
+                print(json.dumps({"files": files, "bytes": size}))
+            else:
+                print(f"hashing backlog: {files} file(s), {human_bytes(size)} ({size} bytes)")
+            return 0
+        specs = [r for r in cat.register_roots() if r.name in wanted]
+        progress = _HashProgress(sys.stderr)
+        with translate_db_errors(cat.url):
+            result = hash_pending(cat.sessions, specs, progress=progress.update)
+        progress.done()
+    _log.info("hash.finished", **result.as_dict())
+    print(json.dumps(result.as_dict()) if args.json else format_hash(result))
     return 0
 
 

@@ -25,7 +25,14 @@ from assetd.canary import Canary
 from assetd.catalog import daemons
 from assetd.catalog.engine import one_line, sqlite_path
 from assetd.catalog.prune import mark_missing_outside_prefixes_safely
-from assetd.catalog.roots import RootSpec, bump_epoch, mark_root_unavailable, root_is_present
+from assetd.catalog.roots import (
+    RootSpec,
+    RootState,
+    bump_epoch,
+    mark_root_unavailable,
+    record_root_mode,
+    root_is_present,
+)
 from assetd.catalog.schema import Upgrade
 from assetd.changes import Change, Kind
 from assetd.config import Config, ensure_state_dir
@@ -66,6 +73,7 @@ class Service:
         self.roots: list[RootSpec] = []
         self.unavailable: set[int] = set()
         self.polling: set[int] = set()  # inotify roots that fell back to polling
+        self.degraded_reason: dict[int, str] = {}  # why they did (for the roots table)
         self._restarts: dict[str, tuple[int, float]] = {}  # observer restarts: count, not before
         self.catalog: Catalog | None = None
 
@@ -137,6 +145,7 @@ class Service:
         )
         for root in self.roots:
             self._watch(root)
+        self._record_root_modes()
         self.canary = Canary(
             canary_dir, QueueSink(self.changes, lambda _: None, root_name="canary")
         )
@@ -176,6 +185,7 @@ class Service:
             _log.error("watch.limit", root=root.name, message=str(err), fallback="polling")
             self.watchers.remove(root.name)
             self.polling.add(root.id)
+            self.degraded_reason[root.id] = f"polling instead of inotify: {err}"
         except WatchError as err:  # e.g. the root vanished between the check and the watch
             _log.warning("watch.failed", root=root.name, error=str(err))
 
@@ -257,7 +267,25 @@ class Service:
         pass
 
     def _reconciled(self, result: ReconcileResult) -> None:
+        self._record_root_modes()  # a root back from unavailable was set to watching/polling
         self.notifier.status(self._status_text())
+
+    def _record_root_modes(self) -> None:
+        """Write each present root's mode to the roots table, for ``assetd status``."""
+        assert self.catalog is not None
+        try:
+            with self.catalog.sessions() as s, s.begin():
+                for root in self.roots:
+                    if root.id in self.unavailable:
+                        continue
+                    if root.id in self.polling:
+                        reason = self.degraded_reason.get(root.id, "polling instead of inotify")
+                        record_root_mode(s, root.id, RootState.DEGRADED, reason)
+                    else:
+                        state = RootState.POLLING if root.polling else RootState.WATCHING
+                        record_root_mode(s, root.id, state, None)
+        except SQLAlchemyError as err:
+            _log.debug("root_state.failed", error=one_line(err))
 
     def _handle_overflows(self) -> None:
         with self._overflow_lock:
@@ -269,14 +297,14 @@ class Service:
             # watch.py logged watch.overflow; the root's events were lost: reconcile it
             if name in self.sinks:
                 self.sinks[name].reset()
-            self._bump(root)
+            self._bump(root, "overflow")
             self.scheduler.request("overflow", root.id, delay=OVERFLOW_SETTLE)
 
-    def _bump(self, root: RootSpec) -> None:
+    def _bump(self, root: RootSpec, reason: str | None = None) -> None:
         assert self.catalog is not None
         try:
             with self.catalog.sessions() as s, s.begin():
-                bump_epoch(s, root.id)
+                bump_epoch(s, root.id, reason)
         except SQLAlchemyError as err:
             _log.debug("epoch.failed", error=one_line(err))
 
@@ -314,7 +342,7 @@ class Service:
             root = dead
             _log.error("watch.failed", root=name, reason="observer stopped; restarting")
             self.watchers.remove(name)
-            self._bump(root)
+            self._bump(root, "watcher restarted")
             self._watch(root)
             self.scheduler.request("watcher restarted", root.id)
 
@@ -357,6 +385,7 @@ class Service:
             if root.name not in old or old[root.name] != root:
                 self._watch(root)
                 self.scheduler.request("reload", root.id)
+        self._record_root_modes()
         _log.info(
             "config.reloaded",
             added=sorted(set(new_by_name) - set(old)),

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import false, select, update
+from sqlalchemy import case, false, select, update
 from sqlalchemy.orm import Session
 
 from assetd.catalog.models import Root
@@ -152,10 +152,43 @@ def record_reconcile(
     )
 
 
-def bump_epoch(session: Session, root_id: int) -> None:
-    """The pipeline may have lost events for this root (overflow, watcher restart, remount)."""
-    session.execute(
-        update(roots_table)
-        .where(roots_table.c.id == root_id)
-        .values(epoch=roots_table.c.epoch + 1, last_event_at=utcnow())
+def bump_epoch(session: Session, root_id: int, reason: str | None = None) -> None:
+    """The pipeline may have lost events for this root (overflow, watcher restart, remount).
+
+    With ``reason``, a watching root's ``state_reason`` becomes ``"<reason> at <UTC time>"``,
+    which ``assetd status`` reports (another state keeps its own reason)."""
+    now = utcnow()
+    values: dict[str, object] = {"epoch": roots_table.c.epoch + 1, "last_event_at": now}
+    if reason:
+        note = f"{reason} at {now.strftime(EPOCH_NOTE_TIME)}"
+        values["state_reason"] = case(
+            (roots_table.c.state == RootState.WATCHING, note), else_=roots_table.c.state_reason
+        )
+    session.execute(update(roots_table).where(roots_table.c.id == root_id).values(**values))
+
+
+EPOCH_NOTE_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def record_root_mode(session: Session, root_id: int, state: str, reason: str | None) -> None:
+    """Record how the daemon follows a present root: ``watching``, ``polling`` (configured), or
+    ``degraded`` (inotify failed, polled instead; ``reason`` says why). An ``unavailable`` root
+    is left to reconcile, and a root already in ``state`` keeps its reason (an overflow note)
+    unless the state is ``degraded``."""
+    stmt = update(roots_table).where(
+        roots_table.c.id == root_id, roots_table.c.state != RootState.UNAVAILABLE
     )
+    if state != RootState.DEGRADED:
+        stmt = stmt.where(roots_table.c.state != state)
+    session.execute(stmt.values(state=state, state_reason=reason))
+
+
+def touch_roots(session: Session, root_ids: Iterable[int], now: dt.datetime | None = None) -> None:
+    """A live batch changed something in these roots: ``last_event_at`` = now."""
+    ids = sorted(set(root_ids))
+    if ids:
+        session.execute(
+            update(roots_table)
+            .where(roots_table.c.id.in_(ids))
+            .values(last_event_at=now or utcnow())
+        )

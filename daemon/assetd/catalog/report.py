@@ -1,0 +1,352 @@
+"""Read queries behind ``assetd status``, ``why`` and ``missing``: roots with their counts, the
+daemons table, and everything the catalog holds about one path. Nothing here writes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import case, false, func, or_, select, true
+from sqlalchemy.orm import Session
+
+from assetd.catalog.models import asset_info_tags, asset_infos, assets, daemons
+from assetd.catalog.models import cache_states as cs
+from assetd.catalog.models import roots as roots_table
+from assetd.catalog.sqlutil import under_prefix
+
+HEARTBEAT_STALE_S = 60.0
+"""A running daemon writes its heartbeat every 15 s (``service.HEARTBEAT_EVERY``); four missed
+beats and it is taken for stuck or gone."""
+ACTIVE_STATUSES = frozenset({"starting", "running", "degraded"})
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class RootRow:
+    """A ``roots`` row with the counts of its cache states."""
+
+    id: int
+    host: str
+    name: str
+    path: str
+    state: str
+    state_reason: str | None
+    epoch: int
+    last_event_at: dt.datetime | None
+    last_reconcile_at: dt.datetime | None
+    last_reconcile_ms: int | None
+    live: int = 0
+    missing: int = 0
+    unhashed: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "host": self.host,
+            "name": self.name,
+            "path": self.path,
+            "state": self.state,
+            "state_reason": self.state_reason,
+            "epoch": self.epoch,
+            "last_event_at": _iso(self.last_event_at),
+            "last_reconcile_at": _iso(self.last_reconcile_at),
+            "last_reconcile_ms": self.last_reconcile_ms,
+            "live": self.live,
+            "missing": self.missing,
+            "unhashed": self.unhashed,
+        }
+
+
+def root_rows(
+    session: Session, *, host: str | None = None, ids: Collection[int] | None = None
+) -> list[RootRow]:
+    """Roots (of ``host``, or these ``ids``, or all) ordered by host and name, with live,
+    missing and unhashed (live, asset unhashed or ``needs_verify``) counts."""
+    query = select(roots_table).order_by(roots_table.c.host, roots_table.c.name)
+    if host is not None:
+        query = query.where(roots_table.c.host == host)
+    if ids is not None:
+        query = query.where(roots_table.c.id.in_(list(ids)))
+    rows = session.execute(query).mappings().all()
+    if not rows:
+        return []
+    missing = cs.c.is_missing == true()
+    unhashed = (cs.c.is_missing == false()) & or_(
+        assets.c.hash.is_(None), cs.c.needs_verify == true()
+    )
+    counts: dict[int, tuple[int, int, int]] = {}
+    for root_id, n_missing, n_unhashed, n_all in session.execute(
+        select(
+            cs.c.root_id,
+            func.sum(case((missing, 1), else_=0)),
+            func.sum(case((unhashed, 1), else_=0)),
+            func.count(),
+        )
+        .select_from(cs.join(assets, assets.c.id == cs.c.asset_id))
+        .where(cs.c.root_id.in_([r["id"] for r in rows]))
+        .group_by(cs.c.root_id)
+    ):
+        counts[int(root_id)] = (int(n_all) - int(n_missing), int(n_missing), int(n_unhashed))
+    out = []
+    for r in rows:
+        live, n_missing, n_unhashed = counts.get(int(r["id"]), (0, 0, 0))
+        out.append(
+            RootRow(
+                id=int(r["id"]),
+                host=r["host"],
+                name=r["name"],
+                path=r["path"],
+                state=r["state"],
+                state_reason=r["state_reason"],
+                epoch=int(r["epoch"]),
+                last_event_at=r["last_event_at"],
+                last_reconcile_at=r["last_reconcile_at"],
+                last_reconcile_ms=r["last_reconcile_ms"],
+                live=live,
+                missing=n_missing,
+                unhashed=n_unhashed,
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonRow:
+    host: str
+    pid: int | None
+    version: str | None
+    started_at: dt.datetime
+    heartbeat_at: dt.datetime
+    status: str
+
+    def heartbeat_age(self, now: dt.datetime) -> float:
+        return (now - self.heartbeat_at).total_seconds()
+
+    def is_running(self, now: dt.datetime) -> bool:
+        """Its last word was that it runs, and it said so recently."""
+        return self.status in ACTIVE_STATUSES and self.heartbeat_age(now) < HEARTBEAT_STALE_S
+
+    def as_dict(self, now: dt.datetime) -> dict[str, object]:
+        return {
+            "host": self.host,
+            "pid": self.pid,
+            "version": self.version,
+            "status": self.status,
+            "running": self.is_running(now),
+            "started_at": _iso(self.started_at),
+            "heartbeat_at": _iso(self.heartbeat_at),
+            "heartbeat_age_s": round(self.heartbeat_age(now), 1),
+        }
+
+
+def daemon_rows(session: Session, *, host: str | None = None) -> list[DaemonRow]:
+    query = select(daemons).order_by(daemons.c.host)
+    if host is not None:
+        query = query.where(daemons.c.host == host)
+    return [
+        DaemonRow(
+            host=r["host"],
+            pid=r["pid"],
+            version=r["version"],
+            started_at=r["started_at"],
+            heartbeat_at=r["heartbeat_at"],
+            status=r["status"],
+        )
+        for r in session.execute(query).mappings()
+    ]
+
+
+# --- one path ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InfoFacts:
+    id: int
+    name: str
+    user_metadata: Any
+    tags: tuple[tuple[str, str], ...]  # (tag, origin)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "user_metadata": self.user_metadata,
+            "tags": [{"name": t, "origin": o} for t, o in self.tags],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PathFacts:
+    """One cache state and what hangs on it: its root, asset, infos and tags, and the other
+    paths of the same asset."""
+
+    root: RootRow
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    is_missing: bool
+    missing_since: dt.datetime | None
+    state_changed_at: dt.datetime | None
+    state_reason: str
+    needs_verify: bool
+    asset_id: int
+    hash: str | None
+    asset_size: int
+    mime_type: str | None
+    infos: tuple[InfoFacts, ...] = ()
+    other_paths: tuple[tuple[str, bool], ...] = ()  # (path, is_missing), a sample
+    other_count: int = 0
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "root": self.root.as_dict(),
+            "id": self.id,
+            "path": self.path,
+            "size": self.size,
+            "mtime_ns": self.mtime_ns,
+            "is_missing": self.is_missing,
+            "missing_since": _iso(self.missing_since),
+            "state_changed_at": _iso(self.state_changed_at),
+            "state_reason": self.state_reason,
+            "needs_verify": self.needs_verify,
+            "asset": {
+                "id": self.asset_id,
+                "hash": self.hash,
+                "size": self.asset_size,
+                "mime_type": self.mime_type,
+                "other_paths": [{"path": p, "is_missing": m} for p, m in self.other_paths],
+                "other_count": self.other_count,
+            },
+            "infos": [i.as_dict() for i in self.infos],
+            **self.extra,
+        }
+
+
+OTHER_PATHS_SAMPLE = 10
+
+
+def path_facts(session: Session, file_path: str) -> list[PathFacts]:
+    """Every cache state at ``file_path`` (catalog form; one per root that holds it, usually
+    one), with its asset, infos, tags and a sample of the asset's other paths."""
+    rows = session.execute(
+        select(cs, assets.c.hash, assets.c.size_bytes.label("asset_size"), assets.c.mime_type)
+        .join(assets, assets.c.id == cs.c.asset_id)
+        .where(cs.c.file_path == file_path)
+        .order_by(cs.c.root_id)
+    ).mappings()
+    found = []
+    for r in rows.all():
+        [root] = root_rows(session, ids=[int(r["root_id"])])
+        others = session.execute(
+            select(cs.c.file_path, cs.c.is_missing)
+            .where(cs.c.asset_id == r["asset_id"], cs.c.id != r["id"])
+            .order_by(cs.c.is_missing, cs.c.file_path)
+            .limit(OTHER_PATHS_SAMPLE)
+        ).all()
+        other_count = session.execute(
+            select(func.count()).where(cs.c.asset_id == r["asset_id"], cs.c.id != r["id"])
+        ).scalar_one()
+        found.append(
+            PathFacts(
+                root=root,
+                id=int(r["id"]),
+                path=r["file_path"],
+                size=int(r["size_bytes"]),
+                mtime_ns=int(r["mtime_ns"]),
+                is_missing=bool(r["is_missing"]),
+                missing_since=r["missing_since"],
+                state_changed_at=r["state_changed_at"],
+                state_reason=r["state_reason"],
+                needs_verify=bool(r["needs_verify"]),
+                asset_id=int(r["asset_id"]),
+                hash=r["hash"],
+                asset_size=int(r["asset_size"]),
+                mime_type=r["mime_type"],
+                infos=_infos(session, int(r["asset_id"])),
+                other_paths=tuple((str(p), bool(m)) for p, m in others),
+                other_count=int(other_count),
+            )
+        )
+    return found
+
+
+def _infos(session: Session, asset_id: int) -> tuple[InfoFacts, ...]:
+    infos = session.execute(
+        select(asset_infos.c.id, asset_infos.c.name, asset_infos.c.user_metadata)
+        .where(asset_infos.c.asset_id == asset_id)
+        .order_by(asset_infos.c.name)
+    ).all()
+    tag_rows = session.execute(
+        select(
+            asset_info_tags.c.asset_info_id, asset_info_tags.c.tag_name, asset_info_tags.c.origin
+        )
+        .where(asset_info_tags.c.asset_info_id.in_([i[0] for i in infos]))
+        .order_by(asset_info_tags.c.origin, asset_info_tags.c.tag_name)
+    ).all()
+    by_info: dict[int, list[tuple[str, str]]] = {}
+    for info_id, tag, origin in tag_rows:
+        by_info.setdefault(int(info_id), []).append((str(tag), str(origin)))
+    return tuple(
+        InfoFacts(int(i), str(name), meta, tuple(by_info.get(int(i), ())))
+        for i, name, meta in infos
+    )
+
+
+def count_under(session: Session, directory: str) -> tuple[int, int]:
+    """``(live, missing)`` cache states below ``directory`` (catalog form), every root."""
+    live = missing = 0
+    for is_missing, n in session.execute(
+        select(cs.c.is_missing, func.count())
+        .where(under_prefix(cs.c.file_path, directory))
+        .group_by(cs.c.is_missing)
+    ):
+        if is_missing:
+            missing += int(n)
+        else:
+            live += int(n)
+    return live, missing
+
+
+@dataclass(frozen=True, slots=True)
+class MissingRow:
+    root_id: int
+    path: str
+    size: int
+    missing_since: dt.datetime | None
+    state_reason: str
+    hash: str | None
+
+
+def missing_rows(
+    session: Session, *, roots: Collection[int] | None = None, since: dt.datetime | None = None
+) -> list[MissingRow]:
+    """Missing cache states ordered by root and path; with ``since``, only those that went
+    missing at or after it."""
+    query = (
+        select(
+            cs.c.root_id,
+            cs.c.file_path,
+            cs.c.size_bytes,
+            cs.c.missing_since,
+            cs.c.state_reason,
+            assets.c.hash,
+        )
+        .join(assets, assets.c.id == cs.c.asset_id)
+        .where(cs.c.is_missing == true())
+        .order_by(cs.c.root_id, cs.c.file_path)
+    )
+    if roots is not None:
+        query = query.where(cs.c.root_id.in_(list(roots)))
+    if since is not None:
+        query = query.where(cs.c.missing_since >= since)
+    return [
+        MissingRow(int(r[0]), str(r[1]), int(r[2]), r[3], str(r[4]), r[5])
+        for r in session.execute(query)
+    ]

@@ -1,0 +1,198 @@
+"""``assetd roots move NAME NEW_PATH``: a library moved to a new disk keeps its catalog.
+
+The move is refused while this host's daemon runs (its host lock is held: exit 75), unless
+``--force``: a running daemon still has the old path in its config, so its next reconcile would
+mark every moved path missing (metadata is kept, and they come back once the config names the
+new path and the daemon reloads). The command does not edit the config file: it prints the
+line to change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import tomllib
+
+from sqlalchemy import select
+
+from assetd import log
+from assetd.app import catalog, prepare_state_dir
+from assetd.catalog.engine import sqlite_path, translate_db_errors
+from assetd.catalog.models import Root
+from assetd.catalog.relocate import compare_trees, load_rows, relocate_root, rows_under
+from assetd.config import Config
+from assetd.errors import AssetdError, HostLocked, UsageError
+from assetd.fsutil import IgnoreRules, encode_path
+from assetd.hostlock import HostLock
+
+_log = log.get_logger(__name__)
+
+
+def _inside(path: str, parent: str) -> bool:
+    parent = parent.rstrip("/") or "/"
+    return path == parent or path.startswith(parent if parent == "/" else parent + "/")
+
+
+def config_path_line(source: str, name: str) -> tuple[int, str] | None:
+    """``(line number, line)`` of the ``path = ...`` line of root ``name`` in a TOML config
+    written with ``[[roots]]`` tables; None when it cannot be found that way."""
+    try:
+        with open(source, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    tables: list[dict[str, tuple[int, str]]] = []
+    current: dict[str, tuple[int, str]] | None = None
+    for number, line in enumerate(lines, 1):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            current = {} if re.fullmatch(r"\[\[\s*roots\s*\]\]", stripped) else None
+            if current is not None:
+                tables.append(current)
+            continue
+        key = re.match(r"(name|path)\s*=", stripped)
+        if current is not None and key:
+            current[key.group(1)] = (number, line)
+    for table in tables:
+        if "name" not in table or "path" not in table:
+            continue
+        try:
+            if tomllib.loads(table["name"][1].strip()).get("name") == name:
+                return table["path"]
+        except tomllib.TOMLDecodeError:
+            continue
+    return None
+
+
+def _check_place(config: Config, others: list[tuple[str, str]], old: str, new: str) -> None:
+    if new == old:
+        raise UsageError(f"the root is at {new} already")
+    if _inside(new, old) or _inside(old, new):
+        raise UsageError(f"{new} and the root's current path {old} must not contain each other")
+    for name, path in others:
+        if _inside(new, path) or _inside(path, new):
+            raise UsageError(f"{new} and root {name!r} ({path}) would nest; roots must not nest")
+    db = sqlite_path(config.database_url)
+    for what, place in (("the state directory", config.state_dir), ("the catalog", db)):
+        if place and _inside(os.path.abspath(place), new):
+            raise UsageError(f"{what} ({place}) lies inside {new}; it must not lie in a root")
+
+
+def cmd_roots_move(config: Config, args: argparse.Namespace) -> int:
+    new = os.path.normpath(os.path.abspath(args.new_path))
+    if not os.path.exists(new):
+        raise AssetdError(f"{new} does not exist")
+    if not os.path.isdir(new):
+        raise AssetdError(f"{new} is not a directory")
+    if args.sample < 0:
+        raise UsageError("--sample must be 0 or more")
+    lock = HostLock(prepare_state_dir(config))
+    if not args.force:
+        try:
+            lock.acquire()
+        except HostLocked as err:
+            raise HostLocked(
+                f"{err}: stop it first (systemctl stop assetd), move, set the new path in the "
+                "config, start it; or pass --force (the running daemon then marks the old paths "
+                "missing until its config names the new path)"
+            ) from None
+    try:
+        return _move(config, args, new)
+    finally:
+        lock.release()
+
+
+def _move(config: Config, args: argparse.Namespace, new: str) -> int:
+    from assetd.hashing import hash_file  # blake3: only this writing command needs it
+
+    with catalog(config, write=True) as cat, translate_db_errors(cat.url):
+        with cat.session() as s:
+            host_roots = list(s.execute(select(Root).where(Root.host == cat.host)).scalars())
+            root = next((r for r in host_roots if r.name == args.name), None)
+            if root is None:
+                raise UsageError(f"no root named {args.name!r} on this host ({cat.host})")
+            root_id, old = root.id, root.path
+            others = [(r.name, r.path) for r in host_roots if r.id != root_id]
+            others += [(r.name, r.path) for r in config.roots if r.name != args.name]
+            _check_place(config, others, old, new)
+            new_key = encode_path(new)[0]
+            if rows_under(s, root_id, new_key):
+                raise AssetdError(
+                    f"root {args.name!r} has rows below {new} already (left from an earlier "
+                    "path): run `assetd cleanup` or move it elsewhere"
+                )
+            rows = load_rows(s, root_id, old)
+        rc = config.root_by_name(args.name)
+        comparison = compare_trees(
+            rows,
+            old,
+            new_key,
+            ignore=IgnoreRules(config.watch.ignore),
+            follow_symlinks=rc.follow_symlinks if rc else False,
+            hasher=hash_file,
+            sample=args.sample,
+        )
+        if comparison.difference is not None:
+            raise AssetdError(
+                f"refusing to move root {args.name!r}: {new} does not hold the same files as "
+                f"the catalog: {comparison.difference}"
+            )
+        st = os.stat(new)
+        with cat.session() as s, s.begin():
+            moved = relocate_root(
+                s, root_id, old, new_key, device=st.st_dev, is_mount=os.path.ismount(new)
+            )
+    _log.info("root.moved", root=args.name, old_path=old, new_path=new, rewritten=moved)
+    summary = {
+        "root": args.name,
+        "old_path": old,
+        "new_path": new,
+        "rewritten": moved,
+        "live": comparison.live,
+        "missing": moved - comparison.live,
+        "hashes_checked": comparison.hashes_checked,
+        "other_mtime": comparison.other_mtime,
+        "skipped": len(comparison.problems),
+    }
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(
+        f"moved root {args.name}: {old} -> {new}, {moved} path(s) rewritten "
+        f"({comparison.live} live, {moved - comparison.live} missing), "
+        f"{comparison.hashes_checked} hash(es) checked"
+    )
+    if comparison.other_mtime:
+        print(
+            f"  {comparison.other_mtime} file(s) have another mtime in {new} (copied without "
+            "keeping times; cp -a or rsync -a keep them): the daemon re-reads them once, "
+            "keeping their metadata"
+        )
+    _print_config_advice(config, args.name, old, new)
+    return 0
+
+
+def _print_config_advice(config: Config, name: str, old: str, new: str) -> None:
+    line = config_path_line(config.source, name) if config.source else None
+    if line is not None:
+        print(f"now set the root's path in {config.source}, line {line[0]}:")
+        print(f"    path = {json.dumps(new)}")
+        print(f"  (it reads: {line[1].strip()})")
+    elif config.root_by_name(name) is not None:  # from --root
+        print(f"now pass --root {new} instead of --root {old}", end="")
+        base = os.path.basename(new) or new
+        if base != name:
+            print(
+                f"; its name would then be {base!r}, not {name!r}: name the root in a config "
+                f'file ([[roots]] name = "{name}", path = {json.dumps(new)}) to keep it'
+            )
+        else:
+            print()
+    else:
+        print(f'now set path = {json.dumps(new)} in the [[roots]] table named "{name}"')
+    print(
+        "then start (or reload) the daemon; until its config names the new path it would mark "
+        "these files missing (nothing is lost: they come back once it does)"
+    )

@@ -1,0 +1,281 @@
+"""``assetd status``: one screen on the daemon, each root, the hashing backlog and whatever
+needs attention, read from the catalog only (so it works with the daemon stopped, and for a
+user who may only read the catalog). ``--json`` for scripts."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from assetd import __version__
+from assetd.app import catalog
+from assetd.catalog.content import hashing_backlog
+from assetd.catalog.engine import describe_url, translate_db_errors
+from assetd.catalog.report import (
+    ACTIVE_STATUSES,
+    HEARTBEAT_STALE_S,
+    DaemonRow,
+    RootRow,
+    daemon_rows,
+    root_rows,
+)
+from assetd.catalog.states import utcnow
+from assetd.config import Config
+from assetd.fsutil import filesystem_type, is_network_filesystem
+from assetd.inspect_cmds import format_age, format_time, human_size
+
+RECENT_LOSS_S = 24 * 3600.0  # an overflow or watcher restart is reported for a day
+_LOSS = re.compile(r"^(overflow|watcher restarted) at (\S+)$")
+
+
+@dataclass(frozen=True, slots=True)
+class Attention:
+    kind: str
+    message: str
+    root: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {"kind": self.kind, "root": self.root, "message": self.message}
+
+
+def _pid_alive(pid: int | None) -> bool | None:
+    """Whether a process ``pid`` exists on this machine (None: cannot tell)."""
+    if not pid:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, and belongs to someone else
+        return True
+    except OSError:
+        return None
+    return True
+
+
+def daemon_attention(d: DaemonRow, now: dt.datetime) -> list[Attention]:
+    out = []
+    age = d.heartbeat_age(now)
+    if d.status in ACTIVE_STATUSES and age >= HEARTBEAT_STALE_S:
+        gone = _pid_alive(d.pid) is False
+        out.append(
+            Attention(
+                "stale-heartbeat",
+                f"the daemon of host {d.host} said {d.status!r} but its last heartbeat is "
+                f"{format_age(age)} old"
+                + (f" and pid {d.pid} is gone (killed or crashed)" if gone else "")
+                + ": check `systemctl status assetd` and `assetd logs --since 1h --level warning`",
+            )
+        )
+    elif d.status == "degraded":
+        out.append(
+            Attention(
+                "database",
+                "the daemon cannot write the catalog (database unavailable); it buffers changes "
+                "and reconciles once it is back",
+            )
+        )
+    if d.is_running(now) and d.version and d.version != __version__:
+        out.append(
+            Attention(
+                "version",
+                f"the daemon runs assetd {d.version}, this command is {__version__}: restart it "
+                "after an upgrade (`systemctl restart assetd`)",
+            )
+        )
+    return out
+
+
+def root_attention(
+    r: RootRow, now: dt.datetime, *, polling: bool | None, local: bool
+) -> list[Attention]:
+    """What needs a person about one root. ``polling``: its configured mode (None: not in this
+    config); ``local``: the root belongs to this host, so its path can be looked at here."""
+    out = []
+    if r.state == "unavailable":
+        out.append(
+            Attention(
+                "unavailable",
+                f"root {r.name} is unavailable ({r.state_reason or 'directory gone'}): its "
+                f"{r.missing} file(s) are marked missing until {r.path} is back",
+                r.name,
+            )
+        )
+    elif r.state == "degraded":
+        kind = "watch-limit" if "inotify" in (r.state_reason or "") else "degraded"
+        out.append(Attention(kind, f"root {r.name}: {r.state_reason or 'degraded'}", r.name))
+    loss = _LOSS.match(r.state_reason or "") if r.state == "watching" else None
+    when = _parse_utc(loss.group(2)) if loss else None
+    if loss and when and (now - when).total_seconds() < RECENT_LOSS_S:
+        repaired = r.last_reconcile_at is not None and r.last_reconcile_at >= when
+        after = "repaired by the reconcile after it" if repaired else "a reconcile is pending"
+        advice = (
+            "; if it recurs, raise [watch] queue_size and fs.inotify.max_queued_events"
+            if loss.group(1) == "overflow"
+            else ""
+        )
+        kind = "overflow" if loss.group(1) == "overflow" else "watcher-restart"
+        ago = format_age((now - when).total_seconds())
+        message = f"root {r.name} lost events ({loss.group(1)}) {ago} ago, epoch {r.epoch}: "
+        out.append(Attention(kind, message + after + advice, r.name))
+    if local and polling is False and r.state == "watching":  # (degraded is polled already)
+        fs_type = filesystem_type(r.path)
+        if is_network_filesystem(fs_type):
+            out.append(
+                Attention(
+                    "network-no-polling",
+                    f"root {r.name} is on {fs_type} without polling = true: inotify does not "
+                    "see other hosts' changes there",
+                    r.name,
+                )
+            )
+    return out
+
+
+def _parse_utc(text: str) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+
+
+def config_attention(config: Config, roots: Iterable[RootRow]) -> list[Attention]:
+    """Roots this config names that the catalog lacks, and the reverse (when it names any)."""
+    if not config.roots:
+        return []
+    known = {r.name: r for r in roots}
+    out = []
+    for rc in config.roots:
+        row = known.get(rc.name)
+        if row is None:
+            out.append(
+                Attention(
+                    "not-in-catalog",
+                    f"root {rc.name} ({rc.path}) is configured but not in the catalog: "
+                    "(re)start the daemon or run `assetd scan`",
+                    rc.name,
+                )
+            )
+        elif row.path != rc.path:
+            out.append(
+                Attention(
+                    "path-changed",
+                    f"root {rc.name} is configured at {rc.path} but catalogued at {row.path}: "
+                    "the daemon will mark the old paths missing (see `assetd roots move`)",
+                    rc.name,
+                )
+            )
+    names = {rc.name for rc in config.roots}
+    for r in known.values():
+        if r.name not in names:
+            out.append(
+                Attention(
+                    "not-configured",
+                    f"root {r.name} ({r.path}) is in the catalog but not in this config: the "
+                    "daemon marks its files missing",
+                    r.name,
+                )
+            )
+    return out
+
+
+def cmd_status(config: Config, args: argparse.Namespace) -> int:
+    now = utcnow()
+    with catalog(config, write=False) as cat, translate_db_errors(cat.url), cat.session() as s:
+        host = cat.host
+        scoped = host and not args.all_hosts
+        roots = root_rows(s, host=host if scoped else None)
+        daemons = daemon_rows(s, host=host if scoped else None)
+        backlog = hashing_backlog(s, roots=[r.id for r in roots])
+    attention: list[Attention] = []
+    for d in daemons:
+        attention += daemon_attention(d, now)
+    by_name = {rc.name: rc for rc in config.roots}
+    for r in roots:
+        rc = by_name.get(r.name) if r.host == host else None
+        attention += root_attention(
+            r, now, polling=rc.polling if rc else None, local=bool(host) and r.host == host
+        )
+    attention += config_attention(config, [r for r in roots if r.host == host])
+    if backlog[0] and not config.hashing.enabled and config.source:
+        attention.append(
+            Attention("hashing-disabled", "hashing is disabled: run `assetd hash` for the backlog")
+        )
+    if args.json:
+        report = {
+            "host": host or None,
+            "catalog": describe_url(cat.url),
+            "version": __version__,
+            "daemons": [d.as_dict(now) for d in daemons],
+            "roots": [r.as_dict() for r in roots],
+            "hashing_backlog": {"files": backlog[0], "bytes": backlog[1]},
+            "attention": [a.as_dict() for a in attention],
+        }
+        print(json.dumps(report))
+        return 0
+    print(f"assetd {__version__}: host {host or '(unknown)'}, catalog {describe_url(cat.url)}")
+    if not daemons:
+        print("daemon:   not running (no daemon has run" + (" on this host)" if scoped else ")"))
+    for d in daemons:
+        print(("daemon:   " if scoped else f"daemon {d.host}: ") + describe_daemon(d, now))
+    print()
+    print_roots(roots, now, show_host=not scoped)
+    print()
+    print(f"hashing backlog: {backlog[0]} file(s), {human_size(backlog[1])}")
+    if attention:
+        print("attention:")
+        for a in attention:
+            print(f"  ! {a.message}")
+    else:
+        print("attention: nothing")
+    return 0
+
+
+def describe_daemon(d: DaemonRow, now: dt.datetime) -> str:
+    who = f"pid {d.pid}, version {d.version}"
+    beat = f"last heartbeat {format_age(d.heartbeat_age(now))} ago"
+    if d.is_running(now):
+        up = format_age((now - d.started_at).total_seconds())
+        state = "running" if d.status == "running" else d.status.upper()
+        return f"{state} ({who}), up {up}, {beat}"
+    if d.status in ACTIVE_STATUSES:
+        return f"NOT RESPONDING (said {d.status}; {who}), {beat}"
+    return f"not running ({d.status} {format_time(d.heartbeat_at, now)}; {who})"
+
+
+def print_roots(roots: list[RootRow], now: dt.datetime, *, show_host: bool) -> None:
+    if not roots:
+        print("roots:    none in the catalog")
+        return
+    head = ["ROOT", "STATE", "EPOCH", "LAST EVENT", "LAST RECONCILE", "LIVE", "MISSING"]
+    head += ["UNHASHED", "PATH"]
+    if show_host:
+        head.insert(1, "HOST")
+    table = [head]
+    for r in roots:
+        event = (
+            f"{format_age((now - r.last_event_at).total_seconds())} ago" if r.last_event_at else "-"
+        )
+        recon = "never"
+        if r.last_reconcile_at is not None:
+            recon = f"{format_age((now - r.last_reconcile_at).total_seconds())} ago"
+            if r.last_reconcile_ms is not None:
+                recon += f" ({r.last_reconcile_ms / 1000:.2f} s)"
+        row = [r.name, r.state, str(r.epoch), event, recon, str(r.live), str(r.missing)]
+        row += [str(r.unhashed), r.path]
+        if show_host:
+            row.insert(1, r.host)
+        table.append(row)
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    numeric = {"EPOCH", "LIVE", "MISSING", "UNHASHED"}
+    for row in table:
+        cells = [
+            cell.rjust(w) if head[i] in numeric else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip())
