@@ -180,3 +180,24 @@ def test_a_second_daemon_for_the_same_host_exits_75(daemon: Daemon, tmp_path: Pa
     assert second.proc.wait(30) == 75
     assert "another assetd" in second.log_text()
     second.close()
+
+
+def test_daemon_hashes_in_the_background_and_dedupes(daemon: Daemon, lib: Path) -> None:
+    import blake3
+
+    (lib / "one.bin").write_bytes(b"same content")
+    (lib / "two.bin").write_bytes(b"same content")
+    daemon.start()
+
+    def assets() -> list[tuple[object, ...]]:
+        return daemon.query(
+            "SELECT c.file_path, a.id, a.hash FROM asset_cache_states c "
+            "JOIN assets a ON a.id = c.asset_id WHERE c.is_missing = 0 ORDER BY c.file_path"
+        )
+
+    wait_until(lambda: len(assets()) == 2 and all(r[2] for r in assets()), 20, what="hashed")
+    (_, a1, h1), (_, a2, _) = assets()
+    assert a1 == a2, "identical content is one asset"
+    assert h1 == "blake3:" + blake3.blake3(b"same content").hexdigest()
+    (lib / "three.bin").write_bytes(b"other")  # a live seed is hashed too
+    wait_until(lambda: len(assets()) == 3 and all(r[2] for r in assets()), 20, what="live hash")

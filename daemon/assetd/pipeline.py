@@ -56,6 +56,7 @@ class Pipeline:
         self.canary_seen = 0.0  # monotonic time the last canary change left the queue
         self.db_ok = True
         self.batches = 0
+        self.applying = False  # a batch is being applied (the hasher yields meanwhile)
         self.failed_batches = 0
         self._next_db_try = 0.0
         self._backoff = 1.0
@@ -113,12 +114,15 @@ class Pipeline:
             return
         for attempt in range(RETRIES + 1):
             try:
+                self.applying = True
                 result = self.worker.apply(batch)
             except SQLAlchemyError as err:
                 if attempt < RETRIES and self.db_ok:
                     continue
                 self._db_failed(err)
                 return
+            finally:
+                self.applying = False
             self.batches += 1
             if not self.db_ok:
                 self.db_ok = True
@@ -137,3 +141,7 @@ class Pipeline:
         self._next_db_try = time.monotonic() + self._backoff
         self._backoff = min(self._backoff * 2, BACKOFF_MAX)
         self.request_reconcile("batch failed")
+
+    def busy(self) -> bool:
+        """The live pipeline has work queued, pending or in hand (the hasher yields)."""
+        return self.applying or not self.changes.empty() or len(self.debouncer) > 0

@@ -17,13 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from assetd import __version__, log
 from assetd.app import Catalog, open_catalog
 from assetd.canary import Canary
 from assetd.catalog import daemons
-from assetd.catalog.engine import one_line, sqlite_path
+from assetd.catalog.engine import make_engine, one_line, session_factory, sqlite_path
 from assetd.catalog.prune import mark_missing_outside_prefixes_safely
 from assetd.catalog.roots import (
     RootSpec,
@@ -38,6 +39,7 @@ from assetd.changes import Change, Kind
 from assetd.config import Config, ensure_state_dir
 from assetd.errors import ConfigError
 from assetd.fsutil import IgnoreRules, filesystem_type, is_network_filesystem
+from assetd.hasher import Hasher
 from assetd.hostlock import HostLock
 from assetd.notify import Notifier
 from assetd.pipeline import Pipeline
@@ -76,6 +78,8 @@ class Service:
         self.degraded_reason: dict[int, str] = {}  # why they did (for the roots table)
         self._restarts: dict[str, tuple[int, float]] = {}  # observer restarts: count, not before
         self.catalog: Catalog | None = None
+        self.hasher: Hasher | None = None
+        self._read_engine: Engine | None = None
 
     # --- signals ---------------------------------------------------------------------------
 
@@ -137,6 +141,7 @@ class Service:
             on_applied=self._applied,
         )
         self.pipeline.start()
+        self._start_hasher()
         self.watchers = Watchers(
             sink_for=self._sink,
             ignore=IgnoreRules(config.watch.ignore),
@@ -163,6 +168,22 @@ class Service:
         code = self._loop()
         self._shutdown()
         return code
+
+    def _start_hasher(self) -> None:
+        """Background hashing at low priority; it yields while the live pipeline has work."""
+        assert self.catalog is not None
+        if not self.config.hashing.enabled:
+            return
+        self._read_engine = make_engine(self.catalog.url, readonly=True)
+        self.hasher = Hasher(
+            self.catalog.sessions,
+            self.roots,
+            workers=self.config.hashing.workers,
+            max_bytes_per_sec=self.config.hashing.max_bytes_per_sec,
+            busy=self.pipeline.busy,
+            read_sessions=session_factory(self._read_engine),
+        )
+        self.hasher.start()
 
     def _sink(self, root_name: str) -> QueueSink:
         sink = self.sinks.get(root_name)
@@ -248,9 +269,13 @@ class Service:
         )
         polling = len(self._poll_intervals())
         db = "ok" if self.pipeline.db_ok else "DEGRADED (database unavailable)"
+        hashing = (
+            f"; hashing backlog {self.hasher.backlog[0]} files" if self.hasher is not None else ""
+        )
         return (
             f"{len(self.roots)} roots: {watching} watching, {polling} polling, "
-            f"{len(self.unavailable)} unavailable; {self.pipeline.batches} batches; db {db}"
+            f"{len(self.unavailable)} unavailable; {self.pipeline.batches} batches{hashing}; "
+            f"db {db}"
         )
 
     def _heartbeat(self) -> None:
@@ -264,10 +289,13 @@ class Service:
         self.notifier.status(self._status_text())
 
     def _applied(self, result: BatchResult) -> None:
-        pass
+        if self.hasher is not None and (result.new or result.changed or result.restored):
+            self.hasher.wake()
 
     def _reconciled(self, result: ReconcileResult) -> None:
         self._record_root_modes()  # a root back from unavailable was set to watching/polling
+        if self.hasher is not None:
+            self.hasher.wake()
         self.notifier.status(self._status_text())
 
     def _record_root_modes(self) -> None:
@@ -380,6 +408,8 @@ class Service:
                 self.watchers.remove(name)
         self.roots = specs
         self.worker.set_roots(specs)
+        if self.hasher is not None:
+            self.hasher.set_roots(specs)
         self._prune_removed_roots()
         for root in specs:
             if root.name not in old or old[root.name] != root:
@@ -399,6 +429,8 @@ class Service:
         _log.info("daemon.stopping")
         self.canary.stop()
         self.watchers.stop_all()
+        if self.hasher is not None:
+            self.hasher.stop(5)
         self.pipeline.stop()
         self.scheduler.stop()
         if self.catalog is not None:
@@ -408,4 +440,6 @@ class Service:
             except SQLAlchemyError as err:
                 _log.debug("heartbeat.failed", error=one_line(err))
             self.catalog.close()
+        if self._read_engine is not None:
+            self._read_engine.dispose()
         _log.info("daemon.stopped", batches=self.pipeline.batches)
