@@ -167,3 +167,25 @@ def test_tags_from_dirs(world: World) -> None:
         "checkpoints": "automatic",
         "sdxl": "automatic",
     }
+
+
+def test_move_while_down_is_paired_by_inode(sessions: SessionFactory, tmp_path: Path) -> None:
+    """A tagged file moved to another directory and another root while nothing watched:
+    the next reconcile pairs the vanished path with the new one, so the tag follows."""
+    a = make_world(sessions, tmp_path / "a", name="a")
+    b = make_world(sessions, tmp_path / "b", name="b", tags=("b-tag",))
+    a.write("x/model.bin", b"weights")
+    a.write("stays.bin", b"s")
+    a.scan(a.root, b.root)
+    a.add_manual_tag("x/model.bin", "precious")
+    old = a.state("x/model.bin")
+    (tmp_path / "b/sub").mkdir()
+    (a.dir / "x/model.bin").rename(tmp_path / "b/sub/model.bin")
+    result = a.scan(a.root, b.root)
+    assert (result.moved, result.missing, result.new) == (1, 0, 0)
+    new = b.state("sub/model.bin")
+    assert new is not None and new["id"] == old["id"] and new["root_id"] == b.root.id  # type: ignore[index]
+    assert a.state("x/model.bin") is None
+    assert b.tags_of("sub/model.bin")["precious"] == "manual"
+    with sessions() as s:
+        assert s.execute(select(func.count()).select_from(assets)).scalar() == 2

@@ -207,3 +207,18 @@ def test_synthetic_sub_moves_in_a_later_batch_are_no_ops(world: World) -> None:
     with world.sessions() as s:
         assert s.execute(select(func.count()).select_from(assets)).scalar() == 50
     assert world.state("B/sub/f7") is not None and world.state("A/sub/f7") is None
+
+
+def test_delete_and_create_of_the_same_inode_is_a_move(world: World) -> None:
+    w = Worker(world.sessions, [world.root])
+    f = world.write("old/name.bin", b"data")
+    run(w, world.dir, ch(C, f))
+    world.add_manual_tag("old/name.bin", "fav")
+    dest = world.dir / "new/name.bin"
+    dest.parent.mkdir()
+    f.rename(dest)
+    # as if the move came from an unwatched place: a delete and a create
+    res = run(w, world.dir, ch(D, f), ch(C, dest))
+    assert (res.moved, res.missing, res.new) == (1, 0, 0)
+    assert world.tags_of("new/name.bin")["fav"] == "manual"
+    assert world.state("old/name.bin") is None

@@ -6,6 +6,7 @@ walk is never undone. Rows under ignored paths are never touched. Nothing is har
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import stat as stat_mod
 import time
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from assetd import log
 from assetd.catalog.models import roots as roots_table
+from assetd.catalog.moves import pair_moved_files
 from assetd.catalog.prune import mark_cache_states_missing_outside_prefixes
 from assetd.catalog.roots import (
     RootSpec,
@@ -30,7 +32,13 @@ from assetd.catalog.roots import (
 )
 from assetd.catalog.seed import SeedSpec, batch_insert_seed_assets
 from assetd.catalog.sqlutil import normalize_prefix, placeholder
-from assetd.catalog.states import Figures, Reason, bulk_update_is_missing, refresh_cache_states
+from assetd.catalog.states import (
+    Figures,
+    Reason,
+    bulk_update_is_missing,
+    refresh_cache_states,
+    utcnow,
+)
 from assetd.diff import Action, CatalogRow, DiffCounts, Step, diff_sorted
 from assetd.fsutil import (
     FileStat,
@@ -54,6 +62,7 @@ SAMPLE = 20
 class ReconcileResult:
     new: int = 0
     missing: int = 0
+    moved: int = 0
     restored: int = 0
     changed: int = 0
     unchanged: int = 0
@@ -69,6 +78,7 @@ class ReconcileResult:
         return {
             "new": self.new,
             "missing": self.missing,
+            "moved": self.moved,
             "restored": self.restored,
             "changed": self.changed,
             "unchanged": self.unchanged,
@@ -302,6 +312,22 @@ def _counting(
         yield item
 
 
+def _pair_moves(
+    session: Session, roots: Sequence[RootSpec], since: dt.datetime, result: ReconcileResult
+) -> None:
+    """A file gone from one path and new at another with the same (device, inode, size,
+    mtime_ns) moved (also while the daemon was down): its row, and so its metadata, follows."""
+    if not (result.missing and result.new):
+        return
+    with session.begin():
+        pairs = pair_moved_files(session, roots=[r.id for r in roots], since=since)
+    if pairs:
+        result.moved += len(pairs)
+        result.missing -= len(pairs)
+        result.new -= len(pairs)
+        _log.info("cache_state.moved", count=len(pairs), paths=[new for _, new in pairs[:20]])
+
+
 def sync_cache_states_with_filesystem(
     session: Session,
     roots: Sequence[RootSpec],
@@ -318,10 +344,12 @@ def sync_cache_states_with_filesystem(
     when it returns True the pass ends early (what was applied stays applied).
     """
     started = time.monotonic()
+    since = utcnow()
     result = ReconcileResult(roots=len(roots))
     try:
         for root in roots:
             _reconcile_root(session, root, result, stat, progress, cancel)
+        _pair_moves(session, roots, since, result)
     except Cancelled:
         if session.in_transaction():
             session.rollback()

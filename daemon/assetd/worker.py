@@ -8,6 +8,7 @@ directory is reconciled (files written into it before its watch existed are not 
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import os
 import stat as stat_mod
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session
 from assetd import log
 from assetd.catalog.engine import SessionFactory
 from assetd.catalog.models import cache_states as cs
-from assetd.catalog.moves import move_cache_state, move_directory
+from assetd.catalog.moves import move_cache_state, move_directory, pair_moved_files
 from assetd.catalog.roots import RootSpec, automatic_tags, touch_roots
 from assetd.catalog.seed import SeedSpec, batch_insert_seed_assets
 from assetd.catalog.sqlutil import select_in, under_prefix
@@ -31,6 +32,7 @@ from assetd.catalog.states import (
     bulk_update_is_missing,
     mark_missing_under,
     refresh_cache_states,
+    utcnow,
 )
 from assetd.changes import Batch, Change, is_under
 from assetd.fsutil import IgnoreRules, encode_path
@@ -128,6 +130,7 @@ class Worker:
 
     def apply(self, batch: Batch) -> BatchResult:
         started = time.monotonic()
+        since = utcnow()
         result = BatchResult()
         plan = self._plan(sorted(batch.touched | batch.gone), result)
         with self.sessions() as session, session.begin():
@@ -135,6 +138,8 @@ class Worker:
             self._apply_gone(session, plan, result)
             self._apply_present(session, plan, result)
             touch_roots(session, self._roots_of(batch, plan))  # last_event_at, for status
+            if result.missing and result.new:
+                self._pair(session, plan, since, result)
         rescans = [(r, d) for r, d in plan.directories] + self._rescans(batch.rescan)
         for root, directory in rescans:
             with self.sessions() as session:
@@ -147,6 +152,19 @@ class Worker:
         result.duration_s = time.monotonic() - started
         self._log(batch, result)
         return result
+
+    def _pair(self, session: Session, plan: _Plan, since: dt.datetime, result: BatchResult) -> None:
+        """A delete and a create of the same file (device, inode, size, mtime_ns) in one batch
+        (a move from an unwatched directory, or copy-then-delete keeping the inode) is a move."""
+        gone = [p for paths in plan.gone.values() for p in paths]
+        new = [f.path for figures in plan.present.values() for f in figures]
+        pairs = pair_moved_files(
+            session, roots=self.index.ids, since=since, old_paths=gone, new_paths=new
+        )
+        result.moved += len(pairs)
+        result.missing -= len(pairs)
+        result.new -= len(pairs)
+        result.moved_paths.extend(new for _, new in pairs[: 20 - len(result.moved_paths)])
 
     def _roots_of(self, batch: Batch, plan: _Plan) -> set[int]:
         """The roots this batch changed something in (the plan has the touched and gone

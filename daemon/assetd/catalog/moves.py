@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections import Counter
+from collections.abc import Collection, Sequence
+from typing import Any
 
 from sqlalchemy import and_, delete, func, literal, select, update
 from sqlalchemy.orm import Session
 
+from assetd.catalog.models import assets
 from assetd.catalog.models import cache_states as cs
-from assetd.catalog.sqlutil import normalize_prefix, under_prefix
+from assetd.catalog.sqlutil import (
+    db_value,
+    normalize_prefix,
+    placeholder,
+    select_in,
+    under_prefix,
+)
 from assetd.catalog.states import Reason, utcnow
 
 
@@ -112,3 +122,87 @@ def move_directory(
             new_raw = dest_b + bytes(raw)[len(src_b) :] if bytes(raw).startswith(src_b) else raw
             session.execute(update(cs).where(cs.c.id == row_id).values(file_path_raw=new_raw))
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+_CANDIDATES = (
+    "SELECT id, root_id, file_path, file_path_raw, asset_id, device, inode, size_bytes, mtime_ns "
+    "FROM asset_cache_states WHERE root_id IN ({roots}) AND is_missing = {{p}} "
+    "AND state_changed_at >= {{p}} AND device IS NOT NULL AND inode IS NOT NULL"
+)
+
+
+def _candidates(
+    session: Session,
+    roots: Collection[int],
+    missing: bool,
+    since: dt.datetime,
+    paths: Sequence[str] | None,
+) -> list[tuple[Any, ...]]:
+    sql = _CANDIDATES.format(roots=", ".join(str(int(r)) for r in roots))
+    if not missing:
+        sql += " AND state_reason = {p}"
+    params: tuple[Any, ...] = (missing, db_value(session, since))
+    if not missing:
+        params += (Reason.SEED,)
+    if paths is None:
+        p = placeholder(session)
+        return [tuple(r) for r in session.connection().exec_driver_sql(sql.format(p=p), params)]
+    return select_in(session, sql + " AND file_path {in}", sorted(paths), params)
+
+
+def _key(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return row[5], row[6], row[7], row[8]  # device, inode, size, mtime_ns
+
+
+def pair_moved_files(
+    session: Session,
+    *,
+    roots: Collection[int],
+    since: dt.datetime,
+    old_paths: Sequence[str] | None = None,
+    new_paths: Sequence[str] | None = None,
+) -> list[tuple[str, str]]:
+    """Moves that arrived as a delete and a create (while the daemon was down, by copy and
+    delete, across roots): a row marked missing since ``since`` and a row seeded since then
+    with the same (device, inode, size, mtime_ns), each the only match of the other, become
+    one: the old row (with its asset, infos and tags) takes the new path, and the fresh seed
+    (an unhashed asset nobody has touched) is removed. ``old_paths``/``new_paths`` narrow the
+    candidates (a live batch). Returns the (old, new) paths paired.
+    """
+    if not roots:
+        return []
+    since = since - dt.timedelta(seconds=1)  # SQLite's CURRENT_TIMESTAMP has whole seconds
+    olds = _candidates(session, roots, True, since, old_paths)
+    if not olds:
+        return []
+    news = _candidates(session, roots, False, since, new_paths)
+    old_by = Counter(_key(r) for r in olds)
+    new_by = {_key(r): r for r in news if old_by[_key(r)] == 1}
+    new_count = Counter(_key(r) for r in news)
+    done: list[tuple[str, str]] = []
+    for old in olds:
+        k = _key(old)
+        seed = new_by.get(k)
+        if seed is None or old_by[k] != 1 or new_count[k] != 1 or seed[0] == old[0]:
+            continue
+        session.execute(delete(cs).where(cs.c.id == seed[0]))
+        still_used = session.execute(
+            select(cs.c.id).where(cs.c.asset_id == seed[4]).limit(1)
+        ).first()
+        if still_used is None:  # the seed's own unhashed asset, with its info and tags
+            session.execute(delete(assets).where(assets.c.id == seed[4], assets.c.hash.is_(None)))
+        session.execute(
+            update(cs)
+            .where(cs.c.id == old[0])
+            .values(
+                root_id=seed[1],
+                file_path=seed[2],
+                file_path_raw=seed[3],
+                is_missing=False,
+                missing_since=None,
+                state_changed_at=utcnow(),
+                state_reason=Reason.MOVED,
+            )
+        )
+        done.append((old[2], seed[2]))
+    return done
