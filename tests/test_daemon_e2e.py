@@ -44,7 +44,11 @@ def test_ready_delete_restore_and_sigterm(daemon: Daemon, lib: Path) -> None:
     wait_until(lambda: notify.has("WATCHDOG=1"), 10, what="WATCHDOG=1 while the canary flows")
     wait_until(lambda: any(m.startswith("STATUS=") for m in notify.messages), 20, what="STATUS")
     pid = daemon.proc.pid  # type: ignore[union-attr]
-    assert daemon.query("SELECT pid, status FROM daemons") == [(pid, "running")]
+    wait_until(
+        lambda: daemon.query("SELECT pid, status FROM daemons") == [(pid, "running")],
+        5,
+        what="daemons row",
+    )
     assert daemon.stop(signal.SIGTERM) == 0
     assert daemon.notify is not None and daemon.notify.has("STOPPING=1")
     events = {e.get("event") for e in daemon.log_events()}

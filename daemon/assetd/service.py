@@ -158,6 +158,7 @@ class Service:
         self.scheduler.start()
         self.scheduler.request("start")
         self.notifier.ready()
+        self._heartbeat()  # the daemons row says "running" from READY on
         _log.info(
             "daemon.started",
             version=__version__,
