@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from assetd.changes import Batch, Change, Kind, coalesce, is_under, rebase
@@ -608,6 +608,115 @@ ALL_FILES = tuple(f"{d}/{n}" for d in (ROOT, *DIRS) for n in NAMES)
 
 
 @settings(max_examples=200, deadline=None)
+# a move carries 'born' off: create a, mv a b (b had a row), rm b must reach the worker
+@example(
+    dirs=set(),
+    files={"/r/a"},
+    stale=set(),
+    ops=[("create", 0, 0, False), ("move", 1, 0, False), ("delete", 0, 0, False)],
+    thresholds=(1000, 10000),
+)
+# a folded chain marks the overwritten intermediate missing
+@example(
+    dirs=set(),
+    files={"/r/a", "/r/b"},
+    stale=set(),
+    ops=[("delete", 0, 0, False), ("move", 0, 0, False), ("move", 0, 1, False)],
+    thresholds=(1000, 10000),
+)
+# no fold when a later move (of the directory) would carry what the fold leaves behind
+@example(
+    dirs=set(),
+    files={"/r/a"},
+    stale={"/r/a", "/r/b", "/r/d/a", "/r/d/b", "/r/e/a"},
+    ops=[
+        ("mkdir", 0, 0, False),
+        ("move", 0, 2, False),
+        ("move", 0, 0, False),
+        ("mvdir", 0, 0, False),
+    ],
+    thresholds=(1000, 10000),
+)
+# no fold when something moves onto the end between the hops
+@example(
+    dirs={"/r/d"},
+    files={"/r/a"},
+    stale=set(),
+    ops=[
+        ("move", 0, 1, False),
+        ("create", 0, 0, False),
+        ("move", 0, 2, False),
+        ("move", 0, 0, False),
+    ],
+    thresholds=(0, 0),
+)
+# directory chains are not folded
+@example(
+    dirs={"/r/d"},
+    files={"/r/a"},
+    stale=set(),
+    ops=[("mvdir", 0, 0, False), ("move", 0, 2, False), ("mvdir", 0, 0, False)],
+    thresholds=(0, 0),
+)
+# a deleted directory brought back by a move onto its parent does not cover its children
+@example(
+    dirs={"/r/d", "/r/d/s", "/r/e", "/r/e/s", "/r/f"},
+    files={"/r/d/s/a"},
+    stale=set(),
+    ops=[("rmtree", 0, 0, False), ("mvdir", 0, 0, False)],
+    thresholds=(1000, 10000),
+)
+# a move onto a deleted directory supersedes its gone record
+@example(
+    dirs={"/r/d", "/r/e"},
+    files={"/r/a", "/r/d/a"},
+    stale=set(),
+    ops=[("rmtree", 0, 0, False), ("mvdir", 0, 0, False)],
+    thresholds=(1000, 10000),
+)
+# a real move under a recreated directory is not taken for a synthetic sub-move
+@example(
+    dirs={"/r/e", "/r/f"},
+    files={"/r/a", "/r/b", "/r/f/a"},
+    stale=set(),
+    ops=[
+        ("mkdir", 1, 0, False),
+        ("mvdir", 0, 0, False),
+        ("mkdir", 0, 0, False),
+        ("mvdir", 3, 2, False),
+        ("mvdir", 3, 1, False),
+    ],
+    thresholds=(0, 0),
+)
+# watchdog's synthetic sub-moves after a directory move are dropped
+@example(
+    dirs={"/r/d"},
+    files={"/r/d/a"},
+    stale=set(),
+    ops=[("mvdir", 0, 0, True), ("move", 0, 0, False)],
+    thresholds=(0, 0),
+)
+# modified then deleted is gone, not cancelled
+@example(
+    dirs=set(),
+    files={"/r/a"},
+    stale=set(),
+    ops=[("modify", 0, 0, False), ("delete", 0, 0, False)],
+    thresholds=(1000, 10000),
+)
+# a directory move rebases the records under it
+@example(
+    dirs={"/r/d"},
+    files=set(),
+    stale=set(),
+    ops=[
+        ("create", 0, 0, False),
+        ("create", 0, 0, False),
+        ("create", 0, 0, False),
+        ("mvdir", 0, 0, False),
+    ],
+    thresholds=(1000, 10000),
+)
 @given(
     dirs=st.sets(st.sampled_from(DIRS)),
     files=st.sets(st.sampled_from(ALL_FILES)),

@@ -9,10 +9,11 @@ transaction. The worker applies a batch in this order:
    has no row does nothing by itself: whenever that can happen here (the source was created in this
    batch) ``dest`` is also in ``touched``.
 2. ``touched`` and ``gone``, in the namespace *after* the moves. Each path is stat'ed and the disk
-   wins: a file present is upserted or restored; a directory present is listed and its files
-   upserted; an absent path marks its row, and every row under it, missing. ``gone`` versus
-   ``touched`` is the last event's view, a hint; a path in ``gone`` that is present again is
-   treated as touched.
+   wins: a file present is upserted or restored; an absent path marks its row, and every row
+   under it, missing; a directory present has its subtree reconciled (listing it would do for
+   this batch, but a directory deleted here may be back by flush time with stale rows under it
+   whose own records were dropped as covered). ``gone`` versus ``touched`` is the last event's
+   view, a hint: a path in ``gone`` that is present again is treated as touched.
 3. ``rescan``: each directory's subtree is reconciled against the disk (both directions).
 
 Coalescing choices, one per rule (the tests in ``tests/test_changes.py`` show each):
@@ -51,14 +52,13 @@ Coalescing choices, one per rule (the tests in ``tests/test_changes.py`` show ea
   rescan directories under another, are dropped. Moves are never collapsed (they carry metadata).
 
 Paths are ``str`` as watchdog gives them (absolute, ``/``-separated, no trailing ``/``; they may
-hold surrogate escapes). Cost: linear in the number of changes, plus, per directory move, a scan of
-the pending records.
+hold surrogate escapes). Cost: about linear in the number of changes (a directory move visits the
+pending records under its source and destination only).
 """
 
 from __future__ import annotations
 
 import enum
-import posixpath
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
@@ -147,10 +147,16 @@ def coalesce(
 # --- internals ---------------------------------------------------------------------------------
 
 
+def _parent(path: str) -> str:
+    """``posixpath.dirname`` for normalised paths, without its generality (this is the hot path)."""
+    cut = path.rfind("/")
+    return path[:cut] if cut > 0 else path[: cut + 1]
+
+
 def _self_and_ancestors(path: str) -> Iterator[str]:
     while True:
         yield path
-        parent = posixpath.dirname(path)
+        parent = _parent(path)
         if parent == path or not parent:
             return
         path = parent
@@ -166,11 +172,97 @@ def _has_ancestor_in(path: str, dirs: Collection[str], *, strict: bool) -> bool:
     return any(p in dirs for p in walk)
 
 
+class _MemoUnder:
+    """Whether a path lies at or under one of ``tops``, remembered per parent directory."""
+
+    __slots__ = ("memo", "tops")
+
+    def __init__(self, tops: Collection[str]) -> None:
+        self.tops = tops
+        self.memo: dict[str, bool] = {}
+
+    def strictly(self, path: str) -> bool:
+        """Whether ``path`` lies strictly under one of the tops."""
+        if not self.tops:
+            return False
+        parent = _parent(path)
+        if parent == path or not parent:
+            return False
+        hit = self.memo.get(parent)
+        if hit is None:
+            hit = self.memo[parent] = _has_ancestor_in(parent, self.tops, strict=False)
+        return hit
+
+    def __call__(self, path: str) -> bool:
+        return bool(self.tops) and (path in self.tops or self.strictly(path))
+
+
 @dataclass(slots=True)
 class _Record:
     gone: bool
     born: bool  # the first event this batch saw for the path created it: a delete cancels
     covers: bool = False  # a deleted directory nothing has brought back: its subtree is gone too
+
+
+class _Records:
+    """path -> _Record, indexed by directory so a subtree is found without a full scan."""
+
+    __slots__ = ("by_path", "kids")
+
+    def __init__(self) -> None:
+        self.by_path: dict[str, _Record] = {}
+        # directory -> entries right under it that hold a record or lead to one
+        self.kids: dict[str, set[str]] = {}
+
+    def get(self, path: str) -> _Record | None:
+        return self.by_path.get(path)
+
+    def __contains__(self, path: str) -> bool:
+        return path in self.by_path
+
+    def __setitem__(self, path: str, record: _Record) -> None:
+        if path not in self.by_path:
+            self._link(path)
+        self.by_path[path] = record
+
+    def pop(self, path: str) -> _Record | None:
+        record = self.by_path.pop(path, None)
+        if record is not None:
+            self._unlink(path)
+        return record
+
+    def under(self, top: str) -> list[str]:
+        """Paths with a record at or under ``top``."""
+        found = [top] if top in self.by_path else []
+        stack = list(self.kids.get(top, ()))
+        while stack:
+            path = stack.pop()
+            if path in self.by_path:
+                found.append(path)
+            stack.extend(self.kids.get(path, ()))
+        return found
+
+    def _link(self, path: str) -> None:
+        while True:
+            parent = _parent(path)
+            if parent == path or not parent:
+                return
+            kids = self.kids.get(parent)
+            if kids is not None:  # the parent is linked already
+                kids.add(path)
+                return
+            self.kids[parent] = {path}
+            path = parent
+
+    def _unlink(self, path: str) -> None:
+        while path not in self.by_path and not self.kids.get(path):
+            self.kids.pop(path, None)
+            parent = _parent(path)
+            kids = self.kids.get(parent)
+            if parent == path or kids is None:
+                return
+            kids.discard(path)
+            path = parent
 
 
 @dataclass(slots=True)
@@ -187,7 +279,7 @@ class _Folder:
         self.size = 0
         self.seq = 0
         # path -> last state, in the namespace after every move fed so far
-        self.records: dict[str, _Record] = {}
+        self.records = _Records()
         # every move that is not a no-op or a synthetic sub-move, in arrival order (folded later)
         self.moves: list[_Move] = []
         # (src, dest) of each directory move fed -> its seq (to recognise synthetic sub-moves)
@@ -212,7 +304,7 @@ class _Folder:
             if record is None:
                 self.records[path] = _Record(gone=True, born=False, covers=change.is_dir)
             elif record.born:
-                del self.records[path]
+                self.records.pop(path)
             else:
                 record.gone, record.covers = True, change.is_dir
         elif record is None:  # CREATED or file MODIFIED
@@ -229,17 +321,15 @@ class _Folder:
         self.moves.append(_Move(src, dest, is_dir))
         records = self.records
         if is_dir:
-            moved = [(p, r) for p, r in records.items() if is_under(p, src)]
-            for p, r in records.items():
-                if r.covers and p != dest and is_under(p, dest):
-                    r.covers = False  # the moved directory may bring this path back
-        else:
-            record = records.get(src)
-            moved = [] if record is None else [(src, record)]
-        for p, _ in moved:
-            del records[p]
-        records.pop(dest, None)  # the move replaces what stood at dest
+            for p in records.under(dest):
+                record = records.get(p)
+                if record is not None and record.covers and p != dest:
+                    record.covers = False  # the moved directory may bring this path back
+        moving = records.under(src) if is_dir else [src] if src in records else []
+        moved = [(p, records.pop(p)) for p in moving]
+        records.pop(dest)  # the move replaces what stood at dest
         for p, record in moved:
+            assert record is not None
             record.born = False  # a row may follow it there; a later delete must reach the worker
             records[rebase(p, src, dest)] = record
 
@@ -250,7 +340,7 @@ class _Folder:
         seen = self.seen
         newest = seen.get(src, -1)  # the newest change naming src or an ancestor up to the dir
         child = src
-        for parent in _self_and_ancestors(posixpath.dirname(src)):
+        for parent in _self_and_ancestors(_parent(src)):
             if parent == child:
                 break
             newest = max(newest, seen.get(parent, -1))
@@ -316,28 +406,38 @@ class _Folder:
 
     def result(self, *, dir_threshold: int, root_threshold: int, roots: Sequence[str]) -> Batch:
         moves = self._fold_chains()
-        records = self.records
-        gone_dirs = {p for p, r in records.items() if r.covers}
-        final = {
-            p: r.gone for p, r in records.items() if not _has_ancestor_in(p, gone_dirs, strict=True)
-        }
+        entries = self.records.by_path
+        final = {p: r.gone for p, r in entries.items()}
+        gone_dirs = {p for p, r in entries.items() if r.covers}
+        if gone_dirs:
+            covered = _MemoUnder(gone_dirs)
+            final = {p: g for p, g in final.items() if not covered.strictly(p)}
 
         rescan: set[str] = set()
         root_set = {r if r == "/" else r.rstrip("/") for r in roots}
         if root_set:
             per_root: Counter[str] = Counter()
+            root_of: dict[str, str | None] = {}
             for p in final:
-                root = next((a for a in _self_and_ancestors(p) if a in root_set), None)
+                if p in root_set:
+                    per_root[p] += 1
+                    continue
+                parent = _parent(p)
+                if parent not in root_of:
+                    root_of[parent] = next(
+                        (a for a in _self_and_ancestors(parent) if a in root_set), None
+                    )
+                root = root_of[parent]
                 if root is not None:
                     per_root[root] += 1
             rescan.update(r for r, n in per_root.items() if n > root_threshold)
-        per_dir = Counter(
-            posixpath.dirname(p) for p in final if not _has_ancestor_in(p, rescan, strict=False)
-        )
+        collapsed = _MemoUnder(rescan)
+        per_dir = Counter(_parent(p) for p in final if not collapsed(p))
         rescan.update(d for d, n in per_dir.items() if n > dir_threshold)
         rescan = {d for d in rescan if not _has_ancestor_in(d, rescan, strict=True)}
 
-        kept = {p: g for p, g in final.items() if not _has_ancestor_in(p, rescan, strict=False)}
+        collapsed = _MemoUnder(rescan)
+        kept = {p: g for p, g in final.items() if not collapsed(p)}
         return Batch(
             moves=tuple(Change(Kind.MOVED, m.src, is_dir=m.is_dir, dest=m.dest) for m in moves),
             gone=frozenset(p for p, g in kept.items() if g),
