@@ -665,3 +665,12 @@ def test_start_failure_is_a_watch_error(tmp_path: Path) -> None:
             watcher.start()
         assert not watcher.is_alive()
         assert watcher.stop()
+
+
+def test_synthetic_events_are_dropped() -> None:
+    from watchdog.events import FileMovedEvent
+
+    h = Handled()
+    synthetic = FileMovedEvent(f"{ROOT}/a/f", f"{ROOT}/b/f", is_synthetic=True)
+    real = FileMovedEvent(f"{ROOT}/a/g", f"{ROOT}/b/g")
+    assert [c.path for c in h(synthetic, real)] == [f"{ROOT}/a/g"]

@@ -244,6 +244,10 @@ class RootHandler(FileSystemEventHandler):
 
     def convert(self, event: FileSystemEvent) -> Change | None:
         """The Change for ``event``, or None when it is dropped (may call ``on_root_event``)."""
+        if getattr(event, "is_synthetic", False):
+            # watchdog's per-entry copies of a directory move or create: the worker moves every
+            # row under a moved directory in one statement and lists a created one itself
+            return None
         if isinstance(event, _MOVES):
             return self._convert_move(event)
         simple = _SIMPLE.get(type(event))
