@@ -633,6 +633,50 @@ class Part:
         self.lines.append(line)
 
 
+def hashing_round(
+    args: argparse.Namespace,
+    d: Daemon,
+    root: str,
+    con: sqlite3.Connection,
+    victims: list[str],
+    measure: Callable[[list[str], list[float]], None],
+    into: list[float],
+) -> tuple[int, float]:
+    """Add sparse files (hashed at memory speed, no disk space), wait until they are
+    catalogued and the hasher has started, then time single deletions again."""
+    load_dir = os.path.join(root, "hashing-load")
+    os.makedirs(load_dir)
+    for i in range(args.hashing_load):
+        with open(os.path.join(load_dir, f"big{i:03d}.bin"), "wb") as f:
+            f.truncate(args.hashing_gib << 30)
+    count = (
+        "SELECT count(*) FROM asset_cache_states c JOIN assets a ON a.id = c.asset_id "
+        "WHERE c.file_path LIKE ? AND a.hash IS NOT NULL"
+    )
+    like = load_dir + "/%"
+    wait_for(
+        lambda: d.count_under(load_dir, live=True) == args.hashing_load,
+        args.timeout,
+        "sparse files catalogued",
+    )
+    wait_for(lambda: con.execute(count, (like,)).fetchone()[0] >= 1, args.timeout, "hashing")
+    before = con.execute(count, (like,)).fetchone()[0]
+    taken = set(victims)
+    others = [
+        os.path.join(dirpath, name)
+        for dirpath, _, names in os.walk(root)
+        if not dirpath.startswith(load_dir)
+        for name in sorted(names)
+    ]
+    second = [p for p in sorted(others) if p not in taken][: len(victims)]
+    note(f"part 1: {len(second)} unlinks while the hasher works through the sparse files")
+    t0 = time.perf_counter()
+    measure(second, into)
+    took = time.perf_counter() - t0
+    after = con.execute(count, (like,)).fetchone()[0]
+    return after - before, took
+
+
 def part_latency(args: argparse.Namespace, work: str, rss: RssPoints) -> Part:
     part = Part("1. Delete latency (one file at a time)")
     n, dirs = args.latency_files, max(1, args.latency_files // 100)
@@ -654,6 +698,8 @@ def part_latency(args: argparse.Namespace, work: str, rss: RssPoints) -> Part:
     victims = victims_of(make_files(root, n, dirs))
     d = Daemon(os.path.join(work, "p1-daemon"), root, args)
     lat: list[float] = []
+    busy_lat: list[float] = []
+    hashed_during = (0, 0.0)
     timeouts: list[str] = []
     try:
         d.start(args.timeout)
@@ -667,22 +713,28 @@ def part_latency(args: argparse.Namespace, work: str, rss: RssPoints) -> Part:
         sql = "SELECT is_missing FROM asset_cache_states WHERE root_id = ? AND file_path = ?"
         pause = args.poll_ms / 1000
         t_start = time.time()
-        for path in victims:
-            t0 = time.perf_counter()
-            os.unlink(path)
-            deadline = t0 + 30
-            while True:
-                row = con.execute(sql, (d.root_id, path)).fetchone()
-                now = time.perf_counter()
-                if row is not None and row[0] == 1:
-                    lat.append(now - t0)
-                    break
-                if now > deadline:
-                    timeouts.append(path)
-                    break
-                time.sleep(pause)
+
+        def measure(paths: list[str], into: list[float]) -> None:
+            for path in paths:
+                t0 = time.perf_counter()
+                os.unlink(path)
+                deadline = t0 + 30
+                while True:
+                    row = con.execute(sql, (d.root_id, path)).fetchone()
+                    now = time.perf_counter()
+                    if row is not None and row[0] == 1:
+                        into.append(now - t0)
+                        break
+                    if now > deadline:
+                        timeouts.append(path)
+                        break
+                    time.sleep(pause)
+
+        measure(victims, lat)
         load_after = load()
         summary = LogSummary.of(d.events(since=offset))
+        if args.hashing_load:
+            hashed_during = hashing_round(args, d, root, con, victims, measure, busy_lat)
     finally:
         d.stop()
 
@@ -703,7 +755,10 @@ def part_latency(args: argparse.Namespace, work: str, rss: RssPoints) -> Part:
     part.add("")
     part.add("| observer | n | p50 ms | p90 ms | max ms | mean ms |")
     part.add("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for name, values in (("assetd (unlink -> row missing)", lat), ("watchdog handler", base)):
+    rows = [("assetd (unlink -> row missing)", lat), ("watchdog handler", base)]
+    if args.hashing_load:
+        rows.insert(1, ("assetd while the hasher is busy", busy_lat))
+    for name, values in rows:
         if values:
             part.add(
                 f"| {name} | {len(values)} | {ms(pct(values, 0.5))} | {ms(pct(values, 0.9))} | "
@@ -720,6 +775,16 @@ def part_latency(args: argparse.Namespace, work: str, rss: RssPoints) -> Part:
             f"{ms(p50 - quiet / 1000)} ms. Target p50 <= 100 ms: "
             f"**{'met' if p50 <= 0.1 else 'NOT met'}**; max <= 1 s: "
             f"**{'met' if mx <= 1.0 else 'NOT met'}**."
+        )
+    if busy_lat and lat:
+        part.add("")
+        part.add(
+            f"While hashing ({args.hashing_load} sparse files of {args.hashing_gib} GiB added "
+            f"after the idle round; {hashed_during[0]} hashed during the {len(busy_lat)} "
+            f"deletions, which took {hashed_during[1]:.1f} s): p50 "
+            f"**{ms(pct(busy_lat, 0.5))} ms** against {ms(pct(lat, 0.5))} ms idle "
+            f"({ratio(pct(busy_lat, 0.5), pct(lat, 0.5))}), max **{ms(max(busy_lat))} ms** "
+            f"against {ms(max(lat))} ms."
         )
     if timeouts or lost:
         part.add("")
@@ -1317,6 +1382,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     g.add_argument("--rss", action="store_true", help="5. RSS (runs part 2's daemon and burst)")
     s = p.add_argument_group("sizes and settings")
     s.add_argument("--latency-files", type=int, default=1000, help="files in part 1's root")
+    s.add_argument(
+        "--hashing-load",
+        type=int,
+        default=0,
+        help="part 1 again while the hasher works through this many sparse files",
+    )
+    s.add_argument("--hashing-gib", type=int, default=8, help="size of each sparse file, GiB")
     s.add_argument("--deletes", type=int, default=200, help="unlinks timed in part 1")
     s.add_argument("--poll-ms", type=float, default=2, help="part 1's catalog poll (2 ms)")
     s.add_argument("--burst-files", type=int, default=100_000)

@@ -205,3 +205,20 @@ def test_daemon_hashes_in_the_background_and_dedupes(daemon: Daemon, lib: Path) 
     assert h1 == "blake3:" + blake3.blake3(b"same content").hexdigest()
     (lib / "three.bin").write_bytes(b"other")  # a live seed is hashed too
     wait_until(lambda: len(assets()) == 3 and all(r[2] for r in assets()), 20, what="live hash")
+
+
+def test_hashing_does_not_delay_a_delete(daemon: Daemon, lib: Path) -> None:
+    """While the hasher works through large files, a deletion still shows as missing within
+    the debounce window plus a little (the hasher runs at low priority and yields)."""
+    (lib / "big").mkdir()
+    for i in range(2):
+        with open(lib / f"big/sparse{i}.bin", "wb") as f:
+            f.truncate(4 << 30)  # 4 GiB of holes: hashed at memory speed, no disk used
+    small = lib / "small.bin"
+    small.write_bytes(b"s")
+    daemon.start()
+    wait_until(lambda: daemon.is_live(small) and daemon.is_live(lib / "big/sparse1.bin"), 15)
+    small.unlink()
+    wait_until(lambda: daemon.is_missing(small), 1.0, what="missing within 1 s while hashing")
+    hashed = daemon.query("SELECT count(*) FROM assets WHERE hash IS NOT NULL")[0][0]
+    assert hashed < 3, "the delete was timed while hashing was still under way"
