@@ -186,6 +186,7 @@ def test_move_while_down_is_paired_by_inode(sessions: SessionFactory, tmp_path: 
     new = b.state("sub/model.bin")
     assert new is not None and new["id"] == old["id"] and new["root_id"] == b.root.id  # type: ignore[index]
     assert a.state("x/model.bin") is None
-    assert b.tags_of("sub/model.bin")["precious"] == "manual"
+    # automatic tags follow the path: root b's tag now, root a's gone; the manual one stays
+    assert b.tags_of("sub/model.bin") == {"precious": "manual", "b-tag": "automatic"}
     with sessions() as s:
         assert s.execute(select(func.count()).select_from(assets)).scalar() == 2

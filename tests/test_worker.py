@@ -222,3 +222,18 @@ def test_delete_and_create_of_the_same_inode_is_a_move(world: World) -> None:
     assert (res.moved, res.missing, res.new) == (1, 0, 0)
     assert world.tags_of("new/name.bin")["fav"] == "manual"
     assert world.state("old/name.bin") is None
+
+
+def test_file_moved_to_another_root_takes_its_automatic_tags(
+    sessions: SessionFactory, tmp_path: Path
+) -> None:
+    a = make_world(sessions, tmp_path / "a", name="a", tags=("a-tag",))
+    b = make_world(sessions, tmp_path / "b", name="b", tags=("b-tag",))
+    w = Worker(sessions, [a.root, b.root])
+    f = a.write("m.bin", b"m")
+    w.apply(coalesce([ch(C, f)]))
+    a.add_manual_tag("m.bin", "fav")
+    dest = b.dir / "m.bin"
+    f.rename(dest)
+    assert w.apply(coalesce([ch(MV, f, dest)])).moved == 1
+    assert b.tags_of("m.bin") == {"fav": "manual", "b-tag": "automatic"}

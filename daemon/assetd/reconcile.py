@@ -18,8 +18,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from assetd import log
+from assetd.catalog.content import auto_tags_for
 from assetd.catalog.models import roots as roots_table
-from assetd.catalog.moves import pair_moved_files
+from assetd.catalog.moves import pair_moved_files, recompute_tags_after_moves
 from assetd.catalog.prune import mark_cache_states_missing_outside_prefixes
 from assetd.catalog.roots import (
     RootSpec,
@@ -322,11 +323,12 @@ def _pair_moves(
         return
     with session.begin():
         pairs = pair_moved_files(session, roots=[r.id for r in roots], since=since)
+        recompute_tags_after_moves(session, [p[2] for p in pairs], auto_tags_for(roots))
     if pairs:
         result.moved += len(pairs)
         result.missing -= len(pairs)
         result.new -= len(pairs)
-        _log.info("cache_state.moved", count=len(pairs), paths=[new for _, new in pairs[:20]])
+        _log.info("cache_state.moved", count=len(pairs), paths=[p[1] for p in pairs[:20]])
 
 
 def sync_cache_states_with_filesystem(

@@ -20,9 +20,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from assetd import log
+from assetd.catalog.content import auto_tags_for
 from assetd.catalog.engine import SessionFactory
 from assetd.catalog.models import cache_states as cs
-from assetd.catalog.moves import move_cache_state, move_directory, pair_moved_files
+from assetd.catalog.moves import (
+    move_cache_state,
+    move_directory,
+    pair_moved_files,
+    recompute_tags_after_moves,
+)
 from assetd.catalog.roots import RootSpec, automatic_tags, touch_roots
 from assetd.catalog.seed import SeedSpec, batch_insert_seed_assets
 from assetd.catalog.sqlutil import select_in, under_prefix
@@ -104,6 +110,7 @@ class _Plan:
     gone: dict[int, list[str]] = field(default_factory=dict)
     directories: list[tuple[RootSpec, str]] = field(default_factory=list)
     arrived: set[str] = field(default_factory=set)  # paths added by moves into a root
+    moved_assets: set[int] = field(default_factory=set)  # whose automatic tags may change
 
 
 def _has_rows_under(session: Session, root_id: int, directory: str) -> bool:
@@ -140,6 +147,10 @@ class Worker:
             touch_roots(session, self._roots_of(batch, plan))  # last_event_at, for status
             if result.missing and result.new:
                 self._pair(session, plan, since, result)
+            if plan.moved_assets:  # automatic tags follow the paths
+                recompute_tags_after_moves(
+                    session, plan.moved_assets, auto_tags_for(self.index.roots)
+                )
         rescans = [(r, d) for r, d in plan.directories] + self._rescans(batch.rescan)
         for root, directory in rescans:
             with self.sessions() as session:
@@ -164,7 +175,8 @@ class Worker:
         result.moved += len(pairs)
         result.missing -= len(pairs)
         result.new -= len(pairs)
-        result.moved_paths.extend(new for _, new in pairs[: 20 - len(result.moved_paths)])
+        result.moved_paths.extend(p[1] for p in pairs[: 20 - len(result.moved_paths)])
+        plan.moved_assets.update(p[2] for p in pairs)
 
     def _roots_of(self, batch: Batch, plan: _Plan) -> set[int]:
         """The roots this batch changed something in (the plan has the touched and gone
@@ -257,6 +269,14 @@ class Worker:
                 if n:
                     known.discard((src_root.id, src))
                     known.add((dest_root.id, dest))
+                    if src_root.id != dest_root.id or dest_root.tags_from_dirs:
+                        plan.moved_assets.update(
+                            session.execute(
+                                select(cs.c.asset_id).where(
+                                    cs.c.root_id == dest_root.id, cs.c.file_path == dest
+                                )
+                            ).scalars()
+                        )
                 elif not exact or (dest_root.id, dest) not in known:
                     self._arrive(move.dest, dest_root, plan)
             result.moved += n

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, literal, select, update
 from sqlalchemy.orm import Session
 
+from assetd.catalog.metadata import AutoTags, recompute_automatic_tags
 from assetd.catalog.models import assets
 from assetd.catalog.models import cache_states as cs
 from assetd.catalog.sqlutil import (
@@ -161,13 +162,13 @@ def pair_moved_files(
     since: dt.datetime,
     old_paths: Sequence[str] | None = None,
     new_paths: Sequence[str] | None = None,
-) -> list[tuple[str, str]]:
+) -> list[tuple[str, str, int]]:
     """Moves that arrived as a delete and a create (while the daemon was down, by copy and
     delete, across roots): a row marked missing since ``since`` and a row seeded since then
     with the same (device, inode, size, mtime_ns), each the only match of the other, become
     one: the old row (with its asset, infos and tags) takes the new path, and the fresh seed
     (an unhashed asset nobody has touched) is removed. ``old_paths``/``new_paths`` narrow the
-    candidates (a live batch). Returns the (old, new) paths paired.
+    candidates (a live batch). Returns the (old path, new path, asset id) of each pair.
     """
     if not roots:
         return []
@@ -179,7 +180,7 @@ def pair_moved_files(
     old_by = Counter(_key(r) for r in olds)
     new_by = {_key(r): r for r in news if old_by[_key(r)] == 1}
     new_count = Counter(_key(r) for r in news)
-    done: list[tuple[str, str]] = []
+    done: list[tuple[str, str, int]] = []
     for old in olds:
         k = _key(old)
         seed = new_by.get(k)
@@ -204,5 +205,19 @@ def pair_moved_files(
                 state_reason=Reason.MOVED,
             )
         )
-        done.append((old[2], seed[2]))
+        done.append((old[2], seed[2], int(old[4])))
     return done
+
+
+def recompute_tags_after_moves(
+    session: Session, asset_ids: Collection[int], auto_tags: AutoTags, limit: int = 1000
+) -> int:
+    """Automatic tags follow the paths: recompute them for assets whose file moved (to another
+    root, or another directory with ``tags_from_dirs``). Above ``limit`` assets (a huge
+    directory move) it is left to the next merge or split; returns how many were done."""
+    ids = sorted(set(asset_ids))
+    if len(ids) > limit:
+        return 0
+    for asset_id in ids:
+        recompute_automatic_tags(session, asset_id, auto_tags)
+    return len(ids)
