@@ -501,6 +501,12 @@ def test_ls_before_any_catalog_tells_to_run_scan(cli: Cli, xdg: Path) -> None:
     assert not xdg.exists()  # a reader creates nothing
 
 
+def test_prune_dry_run_creates_nothing(cli: Cli, xdg: Path, lib: Path) -> None:
+    line = one_error(cli("prune", "--dry-run", "--root", str(lib)), 1)
+    assert "assetd scan" in line
+    assert not xdg.exists()  # a dry run opens read-only: no catalog, no host id
+
+
 def test_a_state_dir_that_cannot_be_created_is_one_line(
     cli: Cli, tmp_path: Path, lib: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -127,8 +127,9 @@ def _root_ids_by_name(session: object, host: str, name: str) -> list[int]:
 
 def cmd_prune(config: Config, args: argparse.Namespace) -> int:
     _require_roots(config)
-    with catalog(config, write=True) as cat:
-        if not args.dry_run:  # a dry run changes nothing, root rows included
+    # a dry run changes nothing: read-only, root rows included, no catalog created
+    with catalog(config, write=not args.dry_run) as cat:
+        if not args.dry_run:
             cat.register_roots()
         prefixes = [r.path for r in config.roots]
         roots = cat.host_root_ids()
