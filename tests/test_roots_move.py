@@ -252,3 +252,29 @@ def test_a_root_given_with_root_gets_root_advice(
         conn.close()
     assert paths == [str(new / "f.bin")]
     assert roots == [("lib", str(new))]
+
+
+def test_retire_needs_the_root_gone_from_the_config_and_keeps_metadata(lib: Lib) -> None:
+    assert lib.run("roots", "retire", "models", "--yes").code == 2  # still configured
+    before_assets = (
+        sqlite3.connect(lib.state / "catalog.db")
+        .execute("SELECT count(*) FROM assets")
+        .fetchone()[0]
+    )
+    config = write_config(lib.tmp / "empty.toml", roots={}, state_dir=lib.state, host="h")
+    run = lib.cli("roots", "retire", "models", "--config", config)
+    assert run.code == 2, "no TTY and no --yes: refused"
+    assert lib.rows(), "nothing removed"
+    run = lib.cli("roots", "retire", "models", "--yes", "--config", config)
+    assert run.code == 0, run.err
+    assert "5 path row(s) removed" in run.lines[0]
+    assert lib.rows() == {}
+    conn = sqlite3.connect(lib.state / "catalog.db")
+    try:
+        assert conn.execute("SELECT count(*) FROM assets").fetchone()[0] == before_assets
+        keep = "SELECT count(*) FROM asset_info_tags WHERE tag_name = 'keep'"
+        assert conn.execute(keep).fetchone()[0] == 1  # the manual tag survives
+        assert conn.execute("SELECT count(*) FROM roots").fetchone()[0] == 0
+    finally:
+        conn.close()
+    assert lib.cli("roots", "retire", "models", "--yes", "--config", config).code == 2

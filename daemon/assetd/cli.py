@@ -220,6 +220,14 @@ def _add_operations(
         help="hashed files whose content is checked (default: 20)",
     )
     mv.add_argument("--json", action="store_true", help="print the summary as JSON")
+    help_text = (
+        "remove a decommissioned root (no longer configured) and its path rows; its assets, "
+        "infos and tags stay"
+    )
+    rt = roots_sub.add_parser("retire", parents=[common], help=help_text, description=help_text)
+    rt.set_defaults(func=roots_cmds.cmd_roots_retire)
+    rt.add_argument("name", metavar="NAME", help="the root's name")
+    rt.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

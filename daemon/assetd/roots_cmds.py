@@ -13,14 +13,16 @@ import argparse
 import json
 import os
 import re
+import sys
 import tomllib
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 
 from assetd import log
 from assetd.app import catalog, prepare_state_dir
 from assetd.catalog.engine import sqlite_path, translate_db_errors
-from assetd.catalog.models import Root
+from assetd.catalog.models import Root, cache_states
+from assetd.catalog.models import roots as roots_table
 from assetd.catalog.relocate import compare_trees, load_rows, relocate_root, rows_under
 from assetd.config import Config
 from assetd.errors import AssetdError, HostLocked, UsageError
@@ -196,3 +198,41 @@ def _print_config_advice(config: Config, name: str, old: str, new: str) -> None:
         "then start (or reload) the daemon; until its config names the new path it would mark "
         "these files missing (nothing is lost: they come back once it does)"
     )
+
+
+def cmd_roots_retire(config: Config, args: argparse.Namespace) -> int:
+    """Remove a decommissioned root of this host and its path rows, explicitly (DESIGN §4).
+
+    Its assets, infos and tags stay in the catalog (another path or a later `cleanup` decides
+    their fate). The root must no longer be configured, or the next scan would bring it back."""
+    if config.root_by_name(args.name) is not None:
+        raise UsageError(f"root {args.name!r} is still configured: remove it from the config first")
+    with catalog(config, write=True) as cat, translate_db_errors(cat.url):
+        with cat.session() as s:
+            row = s.execute(
+                select(Root.id, Root.path).where(Root.host == cat.host, Root.name == args.name)
+            ).first()
+            if row is None:
+                raise UsageError(f"no root named {args.name!r} for this host in the catalog")
+            paths = s.execute(
+                select(func.count())
+                .select_from(cache_states)
+                .where(cache_states.c.root_id == row.id)
+            ).scalar_one()
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise UsageError("roots retire removes the root's path rows: pass --yes")
+            answer = input(
+                f"retire root {args.name!r} ({row.path}) and its {paths} path rows? [y/N] "
+            )
+            if answer.strip().lower() not in ("y", "yes"):
+                print("nothing changed")
+                return 1
+        with cat.session() as s, s.begin():
+            s.execute(delete(roots_table).where(roots_table.c.id == row.id))  # rows cascade
+    _log.info("root.retired", root=args.name, path=row.path, paths=paths)
+    print(
+        f"retired root {args.name!r} ({row.path}): {paths} path row(s) removed; "
+        "its assets, infos and tags stay in the catalog"
+    )
+    return 0
