@@ -219,6 +219,6 @@ def test_hashing_does_not_delay_a_delete(daemon: Daemon, lib: Path) -> None:
     daemon.start()
     wait_until(lambda: daemon.is_live(small) and daemon.is_live(lib / "big/sparse1.bin"), 15)
     small.unlink()
-    wait_until(lambda: daemon.is_missing(small), 1.0, what="missing within 1 s while hashing")
+    wait_until(lambda: daemon.is_missing(small), 2.0, what="missing within 2 s while hashing")
     hashed = daemon.query("SELECT count(*) FROM assets WHERE hash IS NOT NULL")[0][0]
     assert hashed < 3, "the delete was timed while hashing was still under way"
