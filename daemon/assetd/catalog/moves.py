@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, func, literal, select, update
+from sqlalchemy import delete, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from assetd.catalog.metadata import AutoTags, recompute_automatic_tags
@@ -83,7 +83,6 @@ def move_directory(
     if src == dest and src_root == dest_root:
         return 0
     cut = len(src) + 1  # 1-based position of the "/" after src
-    moved_path = literal(dest) + func.substr(cs.c.file_path, cut)
     # rows already under dest that a moved row would land on: their files were overwritten
     landing = cs.alias("landing")
     session.execute(
@@ -99,29 +98,40 @@ def move_directory(
             .exists(),
         )
     )
+    return rewrite_prefix(
+        session,
+        src_root,
+        src,
+        dest,
+        root_id=dest_root,
+        state_changed_at=now,
+        state_reason=Reason.MOVED,
+    )
+
+
+def rewrite_prefix(session: Session, in_root: int, old: str, new: str, /, **values: object) -> int:
+    """Rewrite ``file_path`` (and the exact bytes in ``file_path_raw``) of every row of root
+    ``in_root`` below directory ``old`` to lie below ``new``, in one statement plus one per
+    non-UTF-8 name; ``values`` are set on the same rows. Returns rows rewritten."""
+    old, new = normalize_prefix(old), normalize_prefix(new)
+    cut = len(old) + 1  # 1-based position of the "/" after old
+    below = (cs.c.root_id == in_root, under_prefix(cs.c.file_path, old))
     raw_rows = session.execute(
-        select(cs.c.id, cs.c.file_path_raw).where(
-            cs.c.root_id == src_root,
-            under_prefix(cs.c.file_path, src),
-            cs.c.file_path_raw.is_not(None),
-        )
+        select(cs.c.id, cs.c.file_path_raw).where(*below, cs.c.file_path_raw.is_not(None))
     ).all()
     result = session.execute(
         update(cs)
-        .where(and_(cs.c.root_id == src_root, under_prefix(cs.c.file_path, src)))
-        .values(
-            root_id=dest_root,
-            file_path=moved_path,
-            state_changed_at=now,
-            state_reason=Reason.MOVED,
-        )
+        .where(*below)
+        .values(file_path=literal(new) + func.substr(cs.c.file_path, cut), **values)
         .execution_options(synchronize_session=False)
     )
-    if raw_rows:
-        src_b, dest_b = os.fsencode(src), os.fsencode(dest)
-        for row_id, raw in raw_rows:
-            new_raw = dest_b + bytes(raw)[len(src_b) :] if bytes(raw).startswith(src_b) else raw
-            session.execute(update(cs).where(cs.c.id == row_id).values(file_path_raw=new_raw))
+    old_b, new_b = os.fsencode(old), os.fsencode(new)
+    for row_id, raw in raw_rows:
+        data = bytes(raw)
+        if data.startswith(old_b):
+            session.execute(
+                update(cs).where(cs.c.id == row_id).values(file_path_raw=new_b + data[len(old_b) :])
+            )
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 

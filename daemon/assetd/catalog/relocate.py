@@ -9,12 +9,13 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, literal, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from assetd.catalog.models import assets
 from assetd.catalog.models import cache_states as cs
 from assetd.catalog.models import roots as roots_table
+from assetd.catalog.moves import rewrite_prefix
 from assetd.catalog.sqlutil import normalize_prefix, under_prefix
 from assetd.fsutil import IgnoreRules, WalkProblem, list_files_recursively
 
@@ -171,31 +172,11 @@ def relocate_root(
     the caller's transaction. Row states (live, missing, reasons) are kept. Returns rows moved.
 
     The caller has checked that no row of the root lies below ``new_path`` already."""
-    old, new = normalize_prefix(old_path), normalize_prefix(new_path)
-    cut = len(old) + 1  # 1-based position of the "/" after old
-    raw_rows = session.execute(
-        select(cs.c.id, cs.c.file_path_raw).where(
-            cs.c.root_id == root_id,
-            under_prefix(cs.c.file_path, old),
-            cs.c.file_path_raw.is_not(None),
-        )
-    ).all()
-    moved = session.execute(
-        update(cs)
-        .where(cs.c.root_id == root_id, under_prefix(cs.c.file_path, old))
-        .values(file_path=literal(new) + func.substr(cs.c.file_path, cut))
-        .execution_options(synchronize_session=False)
-    )
-    old_b, new_b = os.fsencode(old), os.fsencode(new)
-    for row_id, raw in raw_rows:
-        data = bytes(raw)
-        if data.startswith(old_b):
-            session.execute(
-                update(cs).where(cs.c.id == row_id).values(file_path_raw=new_b + data[len(old_b) :])
-            )
+    new = normalize_prefix(new_path)
+    moved = rewrite_prefix(session, root_id, old_path, new)
     session.execute(
         update(roots_table)
         .where(roots_table.c.id == root_id)
         .values(path=new, device=device, is_mount=is_mount)
     )
-    return int(moved.rowcount)  # type: ignore[attr-defined]
+    return moved
