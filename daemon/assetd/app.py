@@ -18,7 +18,7 @@ from assetd.catalog.engine import (
 )
 from assetd.catalog.roots import RootSpec, host_root_ids, register_config_roots
 from assetd.catalog.schema import Upgrade, ensure_schema
-from assetd.config import Config, ensure_state_dir, host_id
+from assetd.config import Config, ensure_state_dir, host_id, read_host_id
 from assetd.errors import ConfigError
 
 
@@ -64,7 +64,7 @@ def open_catalog(config: Config, *, write: bool, upgrade: Upgrade | None = None)
         else:
             engine = make_engine(url, readonly=True, pool_size=config.database.pool_size)
             ensure_schema(engine, Upgrade.NEVER)
-    host = host_id(config) if write else _read_only_host(config)
+    host = host_id(config) if write else read_host_id(config)  # a reader writes nothing
     return Catalog(config, host, engine, session_factory(engine))
 
 
@@ -76,21 +76,6 @@ def prepare_state_dir(config: Config) -> str:
         raise ConfigError(
             "daemon.state_dir", f"cannot create {config.state_dir}: {err.strerror or err}"
         ) from None
-
-
-def _read_only_host(config: Config) -> str:
-    """A reader never writes the host id; without one it sees no host's roots as its own."""
-    if config.daemon.host:
-        return config.daemon.host
-    import os
-
-    from assetd.config import HOST_ID_FILE
-
-    try:
-        with open(os.path.join(config.state_dir, HOST_ID_FILE), encoding="utf-8") as f:
-            return f.readline().strip()
-    except OSError:
-        return ""
 
 
 @contextlib.contextmanager

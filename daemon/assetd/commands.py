@@ -4,17 +4,22 @@ writes its result to stdout, and returns an exit code; errors are raised as Asse
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import sys
 import time
 from typing import TextIO
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from assetd import log
-from assetd.app import catalog
+from assetd.app import catalog, prepare_state_dir
 from assetd.catalog.cleanup import cleanup_unreferenced_assets, find_cleanup_candidates
-from assetd.catalog.engine import describe_url, translate_db_errors
+from assetd.catalog.engine import describe_url, make_engine, translate_db_errors
 from assetd.catalog.listing import list_cache_states
+from assetd.catalog.models import Root
 from assetd.catalog.prune import (
     count_cache_states_outside_prefixes,
     mark_missing_outside_prefixes_safely,
@@ -109,13 +114,7 @@ def cmd_ls(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _root_ids_by_name(session: object, host: str, name: str) -> list[int]:
-    from sqlalchemy import select
-    from sqlalchemy.orm import Session
-
-    from assetd.catalog.models import Root
-
-    assert isinstance(session, Session)
+def _root_ids_by_name(session: Session, host: str, name: str) -> list[int]:
     query = select(Root.id).where(Root.name == name)
     if host:
         query = query.where(Root.host == host)
@@ -150,8 +149,6 @@ def cmd_cleanup(config: Config, args: argparse.Namespace) -> int:
         older_than = parse_duration(args.older_than, "--older-than")
     except ConfigError as err:  # a command-line value: a usage error, not a config one
         raise UsageError(str(err).removeprefix("config: ")) from None
-    import datetime as dt
-
     delta = dt.timedelta(seconds=older_than)
     with catalog(config, write=True) as cat, translate_db_errors(cat.url):
         roots = cat.host_root_ids()
@@ -229,13 +226,7 @@ def format_hash(result: HashRunResult) -> str:
     return line
 
 
-def _configured_root_ids(session: object, host: str, names: list[str]) -> list[int]:
-    from sqlalchemy import select
-    from sqlalchemy.orm import Session
-
-    from assetd.catalog.models import Root
-
-    assert isinstance(session, Session)
+def _configured_root_ids(session: Session, host: str, names: list[str]) -> list[int]:
     query = select(Root.id).where(Root.host == host, Root.name.in_(names))
     return list(session.execute(query).scalars())
 
@@ -291,12 +282,8 @@ def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(config: Config, args: argparse.Namespace) -> int:
-    from assetd.catalog.engine import make_engine
-
     url = config.database_url
     with translate_db_errors(url):
-        from assetd.app import prepare_state_dir
-
         prepare_state_dir(config)
         engine = make_engine(url)
         try:
