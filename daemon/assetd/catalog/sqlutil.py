@@ -1,5 +1,5 @@
 """Small engine-neutral SQL helpers: chunking below the bound-parameter limit, prefix ranges,
-id allocation and insert-or-ignore (the only dialect-specific statements)."""
+id allocation and driver-level bulk statements (the only dialect-specific SQL)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from sqlalchemy import (
     text,
     true,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from assetd.catalog.models import UTCDateTime
@@ -180,16 +179,3 @@ def select_in(
 def update_in(session: Session, sql: str, values: Sequence[Any], params: Sequence[Any] = ()) -> int:
     """Rows changed by :func:`execute_in` of an UPDATE."""
     return sum(max(int(r.rowcount), 0) for r in execute_in(session, sql, values, params))
-
-
-def insert_ignore(
-    session: Session, table: Table, rows: Sequence[dict[str, Any]], index_elements: Sequence[str]
-) -> int:
-    """INSERT ... ON CONFLICT (index_elements) DO NOTHING, executemany; returns rows inserted."""
-    if not rows:
-        return 0
-    dialect = session.get_bind().dialect.name
-    mod = postgresql if dialect == "postgresql" else sqlite
-    stmt = mod.insert(table).on_conflict_do_nothing(index_elements=list(index_elements))
-    result = session.execute(stmt, list(rows))
-    return max(int(result.rowcount), 0)  # type: ignore[attr-defined]
