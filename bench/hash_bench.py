@@ -5,7 +5,7 @@ Figures (page cache warm; best of ``--repeat`` rounds, the runs of a round inter
 
 1. One large file (default 1 GiB of random bytes): ``hash_file`` as the daemon runs it
    (``update_mmap`` with blake3's threads, in the persistent child process of
-   :mod:`assetd.hashchild`), ``hash_file`` with the mmap in-process, and the rate-limited
+   :mod:`assetd.hashing.child`), ``hash_file`` with the mmap in-process, and the rate-limited
    chunked path, against ``b3sum`` (Debian package b3sum; skipped if absent) and a single
    ``blake3(max_threads=AUTO).update_mmap`` call in this process. Target: the daemon's path at
    >= 0.90x b3sum.
@@ -90,8 +90,8 @@ def b3sum(path: str) -> str:
 
 
 def bench_large(fig: Figures, path: str, repeat: int) -> None:
-    from assetd.hashchild import ChildHasher
-    from assetd.hashing import hash_file
+    from assetd.hashing.child import ChildHasher
+    from assetd.hashing.run import hash_file
 
     with open(path, "rb") as f:  # warm the page cache
         while f.read(16 << 20):
@@ -158,8 +158,8 @@ def bench_small(fig: Figures, work: str, files: int, size: int, repeat: int) -> 
     from assetd.catalog.roots import register_roots
     from assetd.catalog.schema import Upgrade, ensure_schema
     from assetd.config import RootConfig
-    from assetd.hasher import Hasher
-    from assetd.hashing import hash_pending
+    from assetd.hashing.background import Hasher
+    from assetd.hashing.run import hash_pending
     from assetd.reconcile import sync_cache_states_with_filesystem
 
     log.configure_logging("json", "warning", stream=sys.stderr)

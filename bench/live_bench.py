@@ -601,7 +601,7 @@ class DeleteTimes:
 def watchdog_delete_latency(tree: str, victims: list[str]) -> tuple[list[float], int]:
     from watchdog.observers.inotify import InotifyObserver
 
-    from assetd.watch import EVENT_FILTER
+    from assetd.live.watch import EVENT_FILTER
 
     handler = DeleteTimes()
     observer = InotifyObserver()
@@ -1130,7 +1130,7 @@ def observer_child_main(tree: str) -> int:
 
     from watchdog.observers.inotify import InotifyObserver
 
-    from assetd.watch import EVENT_FILTER
+    from assetd.live.watch import EVENT_FILTER
 
     overflows: list[float] = []
 
@@ -1266,7 +1266,7 @@ def part_idle(args: argparse.Namespace, work: str, rss: RssPoints) -> Part:
 # --------------------------------------------------------------------------- part 5
 
 
-IMPORTS = ("assetd.cli", "assetd.service", "assetd.commands")
+IMPORTS = ("assetd.cli", "assetd.service", "assetd.commands.scan")
 
 
 def import_child_main() -> int:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from assetd.changes import Batch, Change, Kind, coalesce, is_under, rebase
+from assetd.live.changes import Batch, Change, Kind, coalesce, is_under, rebase
 
 
 def c(path: str, *, d: bool = False) -> Change:

@@ -26,7 +26,7 @@ from assetd.catalog.engine import SessionFactory
 from assetd.catalog.models import asset_infos, assets
 from assetd.catalog.models import cache_states as cs
 from assetd.catalog.roots import RootSpec
-from assetd.hashing import LARGE_FILE, HashRunResult, hash_pending
+from assetd.hashing.run import LARGE_FILE, HashRunResult, hash_pending
 from catalog_world import World, make_world
 
 

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from assetd.changes import Change, Kind
-from assetd.debounce import Debouncer, drain
+from assetd.live.changes import Change, Kind
+from assetd.live.debounce import Debouncer, drain
 
 
 class FakeClock:

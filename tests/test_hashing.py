@@ -19,14 +19,14 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-import assetd.hashing
+import assetd.hashing.run
 from assetd.catalog.content import HashJob, auto_tags_for, next_to_hash
 from assetd.catalog.engine import SessionFactory, sqlite_path
 from assetd.catalog.models import assets
-from assetd.commands import _HashProgress
-from assetd.hashchild import ChildHasher, FileChangedError, HashInterrupted
-from assetd.hasher import Hasher, RateLimit, lower_priority
-from assetd.hashing import (
+from assetd.commands.scan import _HashProgress
+from assetd.hashing.background import Hasher, RateLimit, lower_priority
+from assetd.hashing.child import ChildHasher, FileChangedError, HashInterrupted
+from assetd.hashing.run import (
     LARGE_FILE,
     hash_and_record,
     hash_file,
@@ -514,14 +514,14 @@ def test_one_bad_row_does_not_block_the_batch(
         world.write(name, name.encode())
     world.scan()
     bad = world.state("b.bin")["id"]  # type: ignore[index]
-    real = assetd.hashing.apply_hash
+    real = assetd.hashing.run.apply_hash
 
     def apply_hash(session: Any, cache_state_id: int, *args: Any, **kw: Any) -> str:
         if cache_state_id == bad:
             raise IntegrityError("UPDATE ...", {}, Exception("a constraint (test)"))
         return real(session, cache_state_id, *args, **kw)
 
-    monkeypatch.setattr(assetd.hashing, "apply_hash", apply_hash)
+    monkeypatch.setattr(assetd.hashing.run, "apply_hash", apply_hash)
     with world.sessions() as s:
         jobs = next_to_hash(s, roots=[world.root.id], limit=10)
     items = [(job, b3(Path(job.path).read_bytes())) for job in jobs]

@@ -121,7 +121,7 @@ def test_reconfigure_moves_to_the_new_stream(stream: io.StringIO) -> None:
 def test_levels(stream: io.StringIO) -> None:
     configure_logging("json", "info", stream)
     log.debug("hidden", path="/a")
-    logging.getLogger("assetd.worker").debug("hidden too")
+    logging.getLogger("assetd.live.worker").debug("hidden too")
     log.info("shown")
     assert [r["event"] for r in lines(stream)] == ["shown"]
 

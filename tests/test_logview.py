@@ -1,6 +1,6 @@
-"""``assetd logs``: the pure line functions of assetd.logview, then the command on a recorded
-daemon log (tests/data/assetd-recorded.log: a real `assetd run` session with a systemd line, a
-watchdog line and a Python traceback added), on stdin and on a stand-in ``journalctl``."""
+"""``assetd logs``: the pure line functions of assetd.commands.logview, then the command on a
+recorded daemon log (tests/data/assetd-recorded.log: a real `assetd run` session with a systemd
+line, a watchdog line and a Python traceback added), on stdin and on a stand-in ``journalctl``."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from assetd import logview
-from assetd.logview import LogFilter, LogLine, matches, parse_lines, render
+from assetd.commands import logview
+from assetd.commands.logview import LogFilter, LogLine, matches, parse_lines, render
 from cli_world import Cli, isolate, write_config
 
 RECORDED = Path(__file__).with_name("data") / "assetd-recorded.log"

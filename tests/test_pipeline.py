@@ -10,10 +10,10 @@ from pathlib import Path
 from sqlalchemy.exc import OperationalError
 
 from assetd.catalog.engine import SessionFactory
-from assetd.changes import Batch, Change, Kind
-from assetd.pipeline import Pipeline
-from assetd.scheduler import ReconcileScheduler, jittered
-from assetd.worker import BatchResult, Worker
+from assetd.live.changes import Batch, Change, Kind
+from assetd.live.pipeline import Pipeline
+from assetd.live.scheduler import ReconcileScheduler, jittered
+from assetd.live.worker import BatchResult, Worker
 from catalog_world import World, make_world
 from helpers import wait_until
 

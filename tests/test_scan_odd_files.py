@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import assetd.reconcile
-from assetd.app import catalog
+from assetd.catalog_access import catalog
 from assetd.config import load_config
 from assetd.reconcile import sync_cache_states_with_filesystem
 from cli_world import Cli, catalog_rows, isolate, sqlite_url, tree, write_config

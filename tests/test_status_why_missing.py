@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text, update
 
-import assetd.status
+import assetd.commands.status
 from assetd import __version__
 from assetd.catalog.engine import make_engine, session_factory
 from assetd.catalog.models import cache_states as cs
@@ -152,7 +152,7 @@ def test_status_attention_items(world: World, monkeypatch: pytest.MonkeyPatch) -
     world.sql(lambda s: bump_epoch(s, ids["lib"], "overflow"))  # as the daemon records one
     limit = "polling instead of inotify: the inotify watch limit is reached: raise it with: sysctl"
     world.sql(lambda s: record_root_mode(s, ids["other"], RootState.DEGRADED, limit))
-    monkeypatch.setattr(assetd.status, "filesystem_type", lambda path: "nfs4")
+    monkeypatch.setattr(assetd.commands.status, "filesystem_type", lambda path: "nfs4")
 
     report = json.loads(world.run("status", "--json").out)
     kinds = {(a["kind"], a["root"]) for a in report["attention"]}

@@ -1,4 +1,5 @@
-"""assetd.watch: event conversion (pure); real inotify on tmp_path (events, overflow, limits)."""
+"""assetd.live.watch: event conversion (pure); real inotify on tmp_path (events, overflow,
+limits)."""
 
 from __future__ import annotations
 
@@ -35,11 +36,10 @@ from watchdog.events import (
     FileSystemEvent,
 )
 
-from assetd.changes import Change, Kind
 from assetd.config import RootConfig
 from assetd.fsutil import IgnoreRules
-from assetd.log import configure_logging, reset_logging
-from assetd.watch import (
+from assetd.live.changes import Change, Kind
+from assetd.live.watch import (
     EVENT_FILTER,
     INSTANCES_KEY,
     QueueSink,
@@ -50,6 +50,7 @@ from assetd.watch import (
     WatchLimitError,
     count_dirs,
 )
+from assetd.log import configure_logging, reset_logging
 from helpers import wait_until
 
 ROOT = "/srv/models"
@@ -608,7 +609,7 @@ _USERNS_SCRIPT = """
 import queue, sys, threading
 from assetd.config import RootConfig
 from assetd.fsutil import IgnoreRules
-from assetd.watch import QueueSink, RootWatcher, WatchError
+from assetd.live.watch import QueueSink, RootWatcher, WatchError
 with open(f"/proc/sys/user/max_inotify_{sys.argv[2]}", "w") as f:
     f.write(sys.argv[3])
 sink = QueueSink(queue.Queue(), print, root_name="r")

@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 from assetd.catalog.engine import SessionFactory
 from assetd.catalog.models import assets
 from assetd.catalog.roots import register_roots
-from assetd.changes import Change, Kind, coalesce
 from assetd.config import RootConfig
-from assetd.worker import Worker
+from assetd.live.changes import Change, Kind, coalesce
+from assetd.live.worker import Worker
 from catalog_world import World, make_world
 
 C, D, M, MV = Kind.CREATED, Kind.DELETED, Kind.MODIFIED, Kind.MOVED

@@ -36,7 +36,7 @@ DEPENDENCIES = (
     "markupsafe",
     "structlog",
     "typing_extensions",
-    "blake3",  # assetd.commands imports assetd.hashing
+    "blake3",  # assetd.commands.scan imports assetd.hashing.run
 )
 NOBODY_UID = 65534
 NOGROUP_GID = 65534

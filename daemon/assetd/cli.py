@@ -1,7 +1,7 @@
 """The command line: argument parsing, logging set-up, and exit codes (DESIGN §6).
 
 A thin shell: ``main(argv) -> int`` parses, loads the config, configures logging once and
-calls a function of :mod:`assetd.commands`; an AssetdError becomes one line on stderr and its
+calls a function of :mod:`assetd.commands.scan`; an AssetdError becomes one line on stderr and its
 exit code.
 """
 
@@ -13,7 +13,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from assetd import __version__, commands, log
+from assetd import __version__, log
+from assetd.commands import scan as commands
 from assetd.config import Config, find_config_file, load_config
 from assetd.errors import EXIT_FAILED, EXIT_USAGE, AssetdError
 
@@ -127,7 +128,10 @@ def _add_operations(
     common: _Parser,
 ) -> None:
     """status, why, missing, logs and roots (DESIGN §6): the operator's commands."""
-    from assetd import inspect_cmds, logs_cmd, roots_cmds, status
+    from assetd.commands import logs as logs_cmd
+    from assetd.commands import roots as roots_cmds
+    from assetd.commands import status
+    from assetd.commands import why as inspect_cmds
 
     p = add(
         "status",

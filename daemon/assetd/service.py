@@ -21,8 +21,6 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from assetd import __version__, log
-from assetd.app import Catalog, open_catalog
-from assetd.canary import Canary
 from assetd.catalog import daemons
 from assetd.catalog.engine import make_engine, one_line, session_factory, sqlite_path
 from assetd.catalog.prune import mark_missing_outside_prefixes_safely
@@ -35,18 +33,20 @@ from assetd.catalog.roots import (
     root_is_present,
 )
 from assetd.catalog.schema import Upgrade
-from assetd.changes import Change, Kind
+from assetd.catalog_access import Catalog, open_catalog
 from assetd.config import Config, ensure_state_dir
 from assetd.errors import ConfigError
 from assetd.fsutil import IgnoreRules, filesystem_type, is_network_filesystem
-from assetd.hasher import Hasher
+from assetd.hashing.background import Hasher
 from assetd.hostlock import HostLock
+from assetd.live.canary import Canary
+from assetd.live.changes import Change, Kind
+from assetd.live.pipeline import Pipeline
+from assetd.live.scheduler import ReconcileScheduler
+from assetd.live.watch import QueueSink, WatchError, Watchers, WatchLimitError
+from assetd.live.worker import BatchResult, Worker
 from assetd.notify import Notifier
-from assetd.pipeline import Pipeline
 from assetd.reconcile import ReconcileResult
-from assetd.scheduler import ReconcileScheduler
-from assetd.watch import QueueSink, WatchError, Watchers, WatchLimitError
-from assetd.worker import BatchResult, Worker
 
 _log = log.get_logger(__name__)
 

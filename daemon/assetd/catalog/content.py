@@ -62,7 +62,7 @@ __all__ = [
 
 
 class Outcome:
-    """What :func:`apply_hash` did (and, for :func:`~assetd.hashing.hash_and_record`, why a
+    """What :func:`apply_hash` did (and, for :func:`~assetd.hashing.run.hash_and_record`, why a
     file was not recorded)."""
 
     HASHED = "hashed"  # an unhashed asset took the digest

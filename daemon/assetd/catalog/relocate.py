@@ -22,7 +22,7 @@ from assetd.fsutil import IgnoreRules, WalkProblem, list_files_recursively
 HASH_SAMPLE = 20
 
 Hasher = Callable[[str], str]
-"""``os_path -> "blake3:<hex>"`` (:func:`assetd.hashing.hash_file` fits)."""
+"""``os_path -> "blake3:<hex>"`` (:func:`assetd.hashing.run.hash_file` fits)."""
 
 
 @dataclass(slots=True)

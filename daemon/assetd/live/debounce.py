@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from assetd.changes import Change
+from assetd.live.changes import Change
 
 __all__ = ["DRAIN_CHUNK", "Clock", "Debouncer", "drain"]
 

@@ -15,7 +15,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from assetd import log
-from assetd.app import catalog, prepare_state_dir
 from assetd.catalog.cleanup import cleanup_unreferenced_assets, find_cleanup_candidates
 from assetd.catalog.engine import describe_url, make_engine, translate_db_errors
 from assetd.catalog.listing import list_cache_states
@@ -25,10 +24,11 @@ from assetd.catalog.prune import (
     mark_missing_outside_prefixes_safely,
 )
 from assetd.catalog.schema import Upgrade, ensure_schema
+from assetd.catalog_access import catalog, prepare_state_dir
 from assetd.config import Config, find_config_file, load_config, parse_duration
 from assetd.errors import AssetdError, ConfigError, UsageError
 from assetd.fsutil import encode_path
-from assetd.hashing import HashRunResult, hash_pending
+from assetd.hashing.run import HashRunResult, hash_pending
 from assetd.reconcile import ReconcileResult, sync_cache_states_with_filesystem
 
 _log = log.get_logger(__name__)

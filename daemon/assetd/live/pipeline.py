@@ -17,9 +17,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from assetd import log
 from assetd.catalog.engine import one_line
-from assetd.changes import Change, coalesce, is_under
-from assetd.debounce import Debouncer, drain
-from assetd.worker import BatchResult, Worker
+from assetd.live.changes import Change, coalesce, is_under
+from assetd.live.debounce import Debouncer, drain
+from assetd.live.worker import BatchResult, Worker
 
 _log = log.get_logger(__name__)
 

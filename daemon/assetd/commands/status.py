@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from assetd import __version__
-from assetd.app import catalog
 from assetd.catalog.content import hashing_backlog
 from assetd.catalog.engine import describe_url, translate_db_errors
 from assetd.catalog.report import (
@@ -25,9 +24,10 @@ from assetd.catalog.report import (
     root_rows,
 )
 from assetd.catalog.states import utcnow
+from assetd.catalog_access import catalog
+from assetd.commands.why import format_age, format_time, human_size
 from assetd.config import Config
 from assetd.fsutil import filesystem_type, is_network_filesystem
-from assetd.inspect_cmds import format_age, format_time, human_size
 
 RECENT_LOSS_S = 24 * 3600.0  # an overflow or watcher restart is reported for a day
 _LOSS = re.compile(r"^(overflow|watcher restarted) at (\S+)$")

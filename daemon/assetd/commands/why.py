@@ -9,7 +9,6 @@ import json
 import os
 from collections.abc import Iterable
 
-from assetd.app import catalog
 from assetd.catalog.engine import translate_db_errors
 from assetd.catalog.report import (
     MissingRow,
@@ -21,6 +20,7 @@ from assetd.catalog.report import (
     root_rows,
 )
 from assetd.catalog.states import Reason, utcnow
+from assetd.catalog_access import catalog
 from assetd.config import Config, parse_duration
 from assetd.errors import ConfigError, UsageError
 from assetd.fsutil import IgnoreRules, encode_path

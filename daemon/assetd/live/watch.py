@@ -5,8 +5,9 @@ one inotify root; :class:`Watchers` keeps them by root name. Polling roots are n
 the service reconciles them on a timer.
 
 :class:`RootHandler` runs on the observer's dispatcher thread. It turns each watchdog event into a
-frozen :class:`~assetd.changes.Change` and hands it to a :class:`ChangeSink` without blocking; it
-does no I/O and never raises (an exception would kill watchdog's dispatcher thread for good).
+frozen :class:`~assetd.live.changes.Change` and hands it to a :class:`ChangeSink` without
+blocking; it does no I/O and never raises (an exception would kill watchdog's dispatcher thread
+for good).
 
 What the service must know (watchdog 7.1.0, read in ``observers/inotify.py``, ``inotify_c.py``):
 
@@ -54,9 +55,9 @@ from watchdog.events import (
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.inotify import InotifyObserver
 
-from assetd.changes import Change, Kind
 from assetd.errors import AssetdError
 from assetd.fsutil import IgnoreRules, encode_path
+from assetd.live.changes import Change, Kind
 from assetd.log import get_logger
 
 __all__ = [

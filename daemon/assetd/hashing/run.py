@@ -1,6 +1,6 @@
 """blake3 content hashing: one file (:func:`hash_file`), one cache state
 (:func:`hash_and_record`) and the one-shot pass of ``assetd hash`` (:func:`hash_pending`); the
-daemon's background threads are :class:`assetd.hasher.Hasher`.
+daemon's background threads are :class:`assetd.hashing.background.Hasher`.
 
 A file is read with no transaction open and checked unchanged (size and mtime_ns, with
 ``verify_file_unchanged``) before and after the read; only then is its digest applied by
@@ -9,7 +9,7 @@ just before it (:class:`DigestBatch`: up to 64 files or 0.25 s). A file that cha
 is never recorded; the Hasher retries it later with backoff (5 s doubling to 1 h).
 
 Large files (>= :data:`LARGE_FILE`) go through ``update_mmap`` with blake3's own threads
-(``AUTO``), in a child process (:mod:`assetd.hashchild`) so a file truncated under the mapping
+(``AUTO``), in a child process (:mod:`assetd.hashing.child`) so a file truncated under the mapping
 (SIGBUS) cannot end the daemon; smaller files are one ``read`` each. With a rate limit every
 file is read in :data:`CHUNK` pieces instead, single-threaded, so the limit holds within a file.
 """
@@ -40,7 +40,7 @@ from assetd.catalog.content import (
 from assetd.catalog.engine import SessionFactory, classify_db_error, one_line
 from assetd.catalog.roots import RootSpec
 from assetd.fsutil import verify_file_unchanged
-from assetd.hashchild import (
+from assetd.hashing.child import (
     DIGEST_PREFIX,
     ChildHasher,
     FileChangedError,
@@ -75,7 +75,7 @@ ChunkHook: TypeAlias = Callable[[int], None]
 the file not yet re-checked), once before a large file is mapped, after each chunk when rate
 limited. The seam a test uses to change a file while the hasher is "inside" its read."""
 LargeHasher: TypeAlias = Callable[[str], str]
-"""``path -> "blake3:<hex>"`` for a large file (:class:`~assetd.hashchild.ChildHasher`)."""
+"""``path -> "blake3:<hex>"`` for a large file (:class:`~assetd.hashing.child.ChildHasher`)."""
 Throttle: TypeAlias = Callable[[int], None]
 """Called with each chunk's size; waits as long as the rate limit asks."""
 
@@ -94,7 +94,8 @@ def hash_file(
     shorter raises :class:`FileChangedError`, so a file that grew meanwhile is never read whole
     into memory. ``large`` hashes files >= :data:`LARGE_FILE` (default: ``update_mmap`` in this
     process, which a concurrent truncation kills with SIGBUS: the daemon passes a
-    :class:`~assetd.hashchild.ChildHasher`). ``throttle``: read in chunks, calling it after each.
+    :class:`~assetd.hashing.child.ChildHasher`). ``throttle``: read in chunks, calling it after
+    each.
     """
     if size is None:
         size = os.stat(path).st_size

@@ -18,7 +18,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 
 from assetd import log
-from assetd.changes import Change, Kind
+from assetd.live.changes import Change, Kind
 
 _log = log.get_logger(__name__)
 GRACE = 10.0  # seconds a touch may be in flight before the pipeline counts as stalled

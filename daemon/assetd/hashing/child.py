@@ -5,7 +5,7 @@ which no Python code can catch (measured: blake3's ``update_mmap`` of a file tru
 mid-read ends the process with signal 7). Here that process is a small child; the parent reads
 the signal as "the file changed while it was read" and starts a new child for the next file.
 
-The child runs ``python -m assetd.hashchild``. It inherits the niceness and I/O priority of the
+The child runs ``python -m assetd.hashing.child``. It inherits the niceness and I/O priority of the
 thread that starts it (and so do blake3's worker threads inside it). Protocol on its stdin and
 stdout: a request is a 4-byte big-endian length and the path's bytes; a reply is one ASCII
 line, ``ok <hex>`` or ``err <errno> <message>``. EOF on stdin ends it.
@@ -85,7 +85,7 @@ class ChildHasher:
                     p for p in (package_parent, env.get("PYTHONPATH", "")) if p
                 )
                 self._proc = subprocess.Popen(
-                    [sys.executable, "-m", "assetd.hashchild"],
+                    [sys.executable, "-m", "assetd.hashing.child"],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.DEVNULL,  # a failure shows as its exit status, logged

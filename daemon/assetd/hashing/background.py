@@ -1,5 +1,5 @@
 """The daemon's background hasher: worker threads at low priority that hash unhashed and
-``needs_verify`` cache states (:func:`assetd.hashing.hash_and_record`), yield to the live
+``needs_verify`` cache states (:func:`assetd.hashing.run.hash_and_record`), yield to the live
 pipeline, back off files that change while read, and survive database outages.
 
 Use: ``Hasher(sessions, roots, workers=..., max_bytes_per_sec=..., busy=...)``, ``start()``,
@@ -30,8 +30,8 @@ from assetd.catalog.content import (
 )
 from assetd.catalog.engine import SessionFactory, one_line
 from assetd.catalog.roots import RootSpec
-from assetd.hashchild import ChildHasher, HashInterrupted
-from assetd.hashing import ChunkHook, DigestBatch, read_digest, record_digests_safely
+from assetd.hashing.child import ChildHasher, HashInterrupted
+from assetd.hashing.run import ChunkHook, DigestBatch, read_digest, record_digests_safely
 
 _log = log.get_logger(__name__)
 

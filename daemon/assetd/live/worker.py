@@ -40,8 +40,8 @@ from assetd.catalog.states import (
     refresh_cache_states,
     utcnow,
 )
-from assetd.changes import Batch, Change, is_under
 from assetd.fsutil import IgnoreRules, encode_path
+from assetd.live.changes import Batch, Change, is_under
 from assetd.log import sample_paths
 from assetd.reconcile import reconcile_subtree
 

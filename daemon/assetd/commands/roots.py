@@ -19,11 +19,11 @@ import tomllib
 from sqlalchemy import delete, func, select
 
 from assetd import log
-from assetd.app import catalog, prepare_state_dir
 from assetd.catalog.engine import sqlite_path, translate_db_errors
 from assetd.catalog.models import Root, cache_states
 from assetd.catalog.models import roots as roots_table
 from assetd.catalog.relocate import compare_trees, load_rows, relocate_root, rows_under
+from assetd.catalog_access import catalog, prepare_state_dir
 from assetd.config import Config
 from assetd.errors import AssetdError, HostLocked, UsageError
 from assetd.fsutil import IgnoreRules, encode_path
@@ -107,7 +107,7 @@ def cmd_roots_move(config: Config, args: argparse.Namespace) -> int:
 
 
 def _move(config: Config, args: argparse.Namespace, new: str) -> int:
-    from assetd.hashing import hash_file  # blake3: only this writing command needs it
+    from assetd.hashing.run import hash_file  # blake3: only this writing command needs it
 
     with catalog(config, write=True) as cat, translate_db_errors(cat.url):
         with cat.session() as s:

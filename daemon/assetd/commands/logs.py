@@ -1,5 +1,5 @@
 """``assetd logs [FILE|-]``: assetd's log lines from a file, stdin or the journal
-(``journalctl -u assetd -o cat``), filtered and rendered by :mod:`assetd.logview`."""
+(``journalctl -u assetd -o cat``), filtered and rendered by :mod:`assetd.commands.logview`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator
 
-from assetd import logview
+from assetd.commands import logview
 from assetd.config import Config, parse_duration
 from assetd.errors import AssetdError, ConfigError, UsageError
 
