@@ -105,6 +105,8 @@ class Asset(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     mime_type: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, server_default=NOW)
+    # when the asset lost its last path row (e.g. ``roots retire``): cleanup counts from here
+    pathless_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class AssetCacheState(Base):
@@ -130,6 +132,15 @@ class AssetCacheState(Base):
     missing_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     state_changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, server_default=NOW)
     state_reason: Mapped[str] = mapped_column(String(32), server_default=text("'seed'"))
+    # statx birth time where the filesystem keeps one: a moved file keeps it, a new one does not
+    birth_ns: Mapped[int | None] = mapped_column(BigInteger)
+    # a symlink catalogued by its own lstat (its target is outside every root): never read
+    is_symlink: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    # a guessed move (same device, inode, size, mtime_ns) not yet confirmed by the hash: the
+    # vanished row this new path may continue; metadata follows only once the content agrees
+    move_candidate_id: Mapped[int | None] = mapped_column(
+        Id, ForeignKey("asset_cache_states.id", ondelete="SET NULL")
+    )
 
 
 class AssetInfo(Base):
@@ -174,6 +185,7 @@ class Daemon(Base):
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, server_default=NOW)
     heartbeat_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, server_default=NOW)
     status: Mapped[str] = mapped_column(String(32), server_default=text("'starting'"))
+    error: Mapped[str | None] = mapped_column(Text)  # why a daemon failed (status 'failed')
 
 
 assets = cast(Table, Asset.__table__)
