@@ -35,15 +35,17 @@ from assetd.catalog.roots import (
 from assetd.catalog.schema import Upgrade
 from assetd.catalog_access import Catalog, open_catalog
 from assetd.config import Config, ensure_state_dir
-from assetd.errors import ConfigError
+from assetd.errors import ConfigError, WatchError
 from assetd.fsutil import IgnoreRules, filesystem_type, is_network_filesystem
 from assetd.hashing.background import Hasher
 from assetd.hostlock import HostLock
 from assetd.live.canary import Canary
 from assetd.live.changes import Change, Kind
+from assetd.live.limits import WatchLimitError
+from assetd.live.observers import Watchers
 from assetd.live.pipeline import Pipeline
 from assetd.live.scheduler import ReconcileScheduler
-from assetd.live.watch import QueueSink, WatchError, Watchers, WatchLimitError
+from assetd.live.watch import QueueSink
 from assetd.live.worker import BatchResult, Worker
 from assetd.notify import Notifier
 from assetd.reconcile import ReconcileResult
