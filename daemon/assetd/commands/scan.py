@@ -25,7 +25,8 @@ from assetd.catalog.prune import (
 )
 from assetd.catalog.schema import Upgrade, ensure_schema
 from assetd.catalog_access import catalog, prepare_state_dir
-from assetd.config import Config, find_config_file, load_config, parse_duration
+from assetd.config import Config, find_config_file, load_config
+from assetd.config_parse import parse_duration
 from assetd.errors import AssetdError, ConfigError, UsageError
 from assetd.fsutil import encode_path
 from assetd.hashing.run import HashRunResult, hash_pending

@@ -21,7 +21,8 @@ from assetd.catalog.report import (
 )
 from assetd.catalog.states import Reason, utcnow
 from assetd.catalog_access import catalog
-from assetd.config import Config, parse_duration
+from assetd.config import Config
+from assetd.config_parse import parse_duration
 from assetd.errors import ConfigError, UsageError
 from assetd.fsutil import IgnoreRules, encode_path
 
