@@ -34,6 +34,7 @@ from assetd.config_parse import (
     describe_value,
     read_table,
 )
+from assetd.paths import is_within
 
 SYSTEM_CONFIG_PATH = "/etc/assetd/config.toml"
 HOST_ID_FILE = "host-id"
@@ -143,14 +144,6 @@ class Config:
         return next((root for root in self.roots if root.name == name), None)
 
 
-def _is_within(child: str, parent: str) -> bool:
-    """True if ``child`` is ``parent`` or below it, lexically or (when both exist) really."""
-    pairs = [(os.path.abspath(child), os.path.abspath(parent))]
-    if os.path.exists(child) and os.path.exists(parent):
-        pairs.append((os.path.realpath(child), os.path.realpath(parent)))
-    return any(os.path.commonpath([c, p]) == p for c, p in pairs)
-
-
 def _roots_with_extra(
     file_roots: Sequence[RootConfig], extra_roots: Sequence[str]
 ) -> tuple[RootConfig, ...]:
@@ -175,7 +168,7 @@ def _roots_with_extra(
             if root.name == other.name:
                 msg = f"duplicate root name {root.name!r}, also {other_label} ({other.path})"
                 raise config_error(name_key, msg)
-            inside, contains = _is_within(root.path, other.path), _is_within(other.path, root.path)
+            inside, contains = is_within(root.path, other.path), is_within(other.path, root.path)
             relation = {(True, False): "lies inside", (False, True): "contains"}.get(
                 (inside, contains), "is the same directory as"
             )
@@ -307,9 +300,9 @@ def _check_outside_roots(config: Config, env: Mapping[str, str]) -> None:
     db_path = _sqlite_path(config.database_url) if config.database_url.startswith("sqlite") else ""
     for root in config.roots:
         where = f"lies inside root {root.name!r} ({root.path}); {_OUTSIDE}"
-        if _is_within(config.state_dir, root.path):
+        if is_within(config.state_dir, root.path):
             raise config_error("daemon.state_dir", f"{config.state_dir} (from {origin}) {where}")
-        if db_path and _is_within(db_path, root.path):
+        if db_path and is_within(db_path, root.path):
             raise config_error("database.url", f"the SQLite database {db_path} {where}")
 
 

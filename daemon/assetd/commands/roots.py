@@ -28,13 +28,9 @@ from assetd.config import Config
 from assetd.errors import AssetdError, HostLocked, UsageError
 from assetd.fsutil import IgnoreRules, encode_path
 from assetd.hostlock import HostLock
+from assetd.paths import is_under
 
 _log = log.get_logger(__name__)
-
-
-def _inside(path: str, parent: str) -> bool:
-    parent = parent.rstrip("/") or "/"
-    return path == parent or path.startswith(parent if parent == "/" else parent + "/")
 
 
 def config_path_line(source: str, name: str) -> tuple[int, str] | None:
@@ -71,14 +67,14 @@ def config_path_line(source: str, name: str) -> tuple[int, str] | None:
 def _check_place(config: Config, others: list[tuple[str, str]], old: str, new: str) -> None:
     if new == old:
         raise UsageError(f"the root is at {new} already")
-    if _inside(new, old) or _inside(old, new):
+    if is_under(new, old) or is_under(old, new):
         raise UsageError(f"{new} and the root's current path {old} must not contain each other")
     for name, path in others:
-        if _inside(new, path) or _inside(path, new):
+        if is_under(new, path) or is_under(path, new):
             raise UsageError(f"{new} and root {name!r} ({path}) would nest; roots must not nest")
     db = sqlite_path(config.database_url)
     for what, place in (("the state directory", config.state_dir), ("the catalog", db)):
-        if place and _inside(os.path.abspath(place), new):
+        if place and is_under(os.path.abspath(place), new):
             raise UsageError(f"{what} ({place}) lies inside {new}; it must not lie in a root")
 
 

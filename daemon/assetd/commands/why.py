@@ -25,6 +25,7 @@ from assetd.config import Config
 from assetd.config_parse import parse_duration
 from assetd.errors import ConfigError, UsageError
 from assetd.fsutil import IgnoreRules, encode_path
+from assetd.paths import deepest_parent
 
 
 def format_age(seconds: float) -> str:
@@ -97,16 +98,6 @@ def explain_state(row: PathFacts) -> str:
     return table.get(row.state_reason, "") + f" (state_reason {row.state_reason!r})"
 
 
-def containing_root(roots: Iterable[tuple[str, str]], os_path: str) -> tuple[str, str] | None:
-    """The (name, path) of the root ``os_path`` lies strictly below (the deepest one)."""
-    best = None
-    for name, path in roots:
-        prefix = path.rstrip("/") + "/"
-        if os_path.startswith(prefix) and (best is None or len(path) > len(best[1])):
-            best = (name, path)
-    return best
-
-
 def _disk_facts(os_path: str, rows: list[PathFacts]) -> dict[str, object]:
     try:
         st = os.stat(os_path)
@@ -134,7 +125,7 @@ def cmd_why(config: Config, args: argparse.Namespace) -> int:
         host_roots = root_rows(s, host=cat.host) if cat.host else root_rows(s)
     known = [(r.name, r.path) for r in host_roots]
     known += [(r.name, r.path) for r in config.roots if r.name not in {n for n, _ in known}]
-    root = containing_root(known, os_path)
+    root = deepest_parent((((name, path), path) for name, path in known), os_path)
     rule = None
     if root is not None:
         relative = encode_path(os.path.relpath(os_path, root[1]))[0]

@@ -17,9 +17,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from assetd import log
 from assetd.catalog.engine import one_line
-from assetd.live.changes import Change, coalesce, is_under
+from assetd.live.changes import Change, coalesce
 from assetd.live.debounce import Debouncer, drain
 from assetd.live.worker import BatchResult, Worker
+from assetd.paths import is_under
 
 _log = log.get_logger(__name__)
 

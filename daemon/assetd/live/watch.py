@@ -35,6 +35,7 @@ from watchdog.observers.api import BaseObserver
 from assetd.fsutil import IgnoreRules, encode_path
 from assetd.live.changes import Change, Kind
 from assetd.log import get_logger
+from assetd.paths import relative_to
 
 log = get_logger(__name__)
 
@@ -178,7 +179,6 @@ class RootHandler(FileSystemEventHandler):
         self.events = 0
         self.dropped = 0
         self.errors = 0
-        self._prefix = root_path if root_path.endswith("/") else root_path + "/"
         self._sink = sink
         self._ignore = ignore
         self._on_root_event = on_root_event
@@ -236,11 +236,7 @@ class RootHandler(FileSystemEventHandler):
 
     def _relative(self, path: str) -> str | None:
         """``path`` below the root ("" for the root itself), or None when outside it."""
-        if path == self.root_path:
-            return ""
-        if path.startswith(self._prefix):
-            return path[len(self._prefix) :]
-        return None
+        return relative_to(path, self.root_path)
 
     def _wanted(self, path: str) -> bool:
         relative = self._relative(path)
