@@ -23,7 +23,7 @@ import assetd.hashing.run
 from assetd.catalog.content import HashJob, auto_tags_for, next_to_hash
 from assetd.catalog.engine import SessionFactory, sqlite_path
 from assetd.catalog.models import assets
-from assetd.commands.scan import _HashProgress
+from assetd.commands.hash import HashProgress
 from assetd.hashing.background import Hasher, RateLimit, lower_priority
 from assetd.hashing.child import ChildHasher, FileChangedError, HashInterrupted
 from assetd.hashing.run import (
@@ -495,7 +495,7 @@ def test_hash_progress_line_on_a_tty() -> None:
             return True
 
     stream = Tty()
-    progress = _HashProgress(stream)
+    progress = HashProgress(stream)
     progress.started -= 2.0  # two seconds in
     progress.update(5, 2 * 1024 * 1024, 10, 4 * 1024 * 1024)
     line = stream.getvalue().rsplit("\r\x1b[K", 1)[-1]
@@ -503,7 +503,7 @@ def test_hash_progress_line_on_a_tty() -> None:
     progress.done()
     assert stream.getvalue().endswith("\r\x1b[K")
     quiet = io.StringIO()  # not a TTY: nothing
-    _HashProgress(quiet).update(1, 1, 2, 2)
+    HashProgress(quiet).update(1, 1, 2, 2)
     assert quiet.getvalue() == ""
 
 
