@@ -26,13 +26,8 @@ from assetd.catalog.models import assets
 from assetd.commands.hash import HashProgress
 from assetd.hashing.background import Hasher, RateLimit, lower_priority
 from assetd.hashing.child import ChildHasher, FileChangedError, HashInterrupted
-from assetd.hashing.run import (
-    LARGE_FILE,
-    hash_and_record,
-    hash_file,
-    hash_pending,
-    record_digests_safely,
-)
+from assetd.hashing.digest import LARGE_FILE, hash_file
+from assetd.hashing.run import hash_and_record, hash_pending, record_digests_safely
 from catalog_world import World, make_world
 from cli_world import Cli, isolate, write_config
 from helpers import wait_until

@@ -49,6 +49,7 @@ from assetd.live.watch import QueueSink
 from assetd.live.worker import BatchResult, Worker
 from assetd.notify import Notifier
 from assetd.reconcile import ReconcileResult
+from assetd.timing import Backoff
 
 _log = log.get_logger(__name__)
 
@@ -78,7 +79,8 @@ class Service:
         self.unavailable: set[int] = set()
         self.polling: set[int] = set()  # inotify roots that fell back to polling
         self.degraded_reason: dict[int, str] = {}  # why they did (for the roots table)
-        self._restarts: dict[str, tuple[int, float]] = {}  # observer restarts: count, not before
+        # observer restarts: the root's backoff, and not before when
+        self._restarts: dict[str, tuple[Backoff, float]] = {}
         self.catalog: Catalog | None = None
         self.hasher: Hasher | None = None
         self._read_engine: Engine | None = None
@@ -366,10 +368,10 @@ class Service:
             dead = next((r for r in self.roots if r.name == name), None)
             if dead is None or dead.id in self.unavailable:
                 continue
-            attempts, not_before = self._restarts.get(name, (0, 0.0))
+            backoff, not_before = self._restarts.get(name, (Backoff(1.0, 300.0), 0.0))
             if now < not_before:
                 continue  # backing off: 1 s, 2 s, 4 s ... 5 min between restarts
-            self._restarts[name] = (attempts + 1, now + min(2.0**attempts, 300.0))
+            self._restarts[name] = (backoff, now + backoff.next())
             root = dead
             _log.error("watch.failed", root=name, reason="observer stopped; restarting")
             self.watchers.remove(name)

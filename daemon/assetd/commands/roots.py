@@ -100,7 +100,7 @@ def cmd_roots_move(config: Config, args: argparse.Namespace) -> int:
 
 
 def _move(config: Config, args: argparse.Namespace, new: str) -> int:
-    from assetd.hashing.run import hash_file  # blake3: only this writing command needs it
+    from assetd.hashing.digest import hash_file
 
     with catalog(config, write=True) as cat, translate_db_errors(cat.url):
         with cat.session() as s:

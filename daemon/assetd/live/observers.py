@@ -39,13 +39,13 @@ from assetd.live.limits import watch_error, watch_limit_reached
 from assetd.live.watch import (
     EVENT_FILTER,
     ChangeSink,
-    Clock,
     OverflowCallback,
     RootEventCallback,
     RootHandler,
     WatchedRoot,
 )
 from assetd.log import get_logger
+from assetd.timing import Clock
 
 log = get_logger(__name__)
 

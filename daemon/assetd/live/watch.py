@@ -36,6 +36,7 @@ from assetd.fsutil import IgnoreRules, encode_path
 from assetd.live.changes import Change, Kind
 from assetd.log import get_logger
 from assetd.paths import relative_to
+from assetd.timing import Clock
 
 log = get_logger(__name__)
 
@@ -46,7 +47,6 @@ block, never stop an observer from inside it."""
 RootEventCallback = Callable[[str, Kind], None]
 """``on_root_event(root_name, kind)``: the root directory itself was deleted (``Kind.DELETED``) or
 moved (``Kind.MOVED``). Called from the dispatcher thread; same rules as OverflowCallback."""
-Clock = Callable[[], float]
 ObserverFactory = Callable[[], BaseObserver]
 
 # The watchdog event classes used. watchdog builds the inotify mask from this list (the root's
