@@ -11,12 +11,20 @@ import os
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
 
-from assetd.catalog.engine import make_engine
+from assetd.catalog.cleanup import (
+    cleanup_unreferenced_assets,
+    delete_root,
+    find_cleanup_candidates,
+    plan_cleanup,
+)
+from assetd.catalog.engine import SessionFactory, make_engine
 from assetd.catalog.models import assets
 from assetd.catalog.models import cache_states as cs
+from catalog_world import make_world
 from cli_world import Cli, isolate, sqlite_url, tree, write_config
+from unprivileged import NOGROUP_GID, nobody
 
 
 @pytest.fixture
@@ -142,14 +150,52 @@ def test_dry_runs_create_nothing_on_a_fresh_machine(
 @pytest.mark.parametrize(
     "argv", [["hash", "--dry-run"], ["cleanup", "--older-than", "1d", "--dry-run"]]
 )
-def test_dry_runs_open_nothing_for_writing(
-    cli: Cli, xdg: Path, tmp_path: Path, argv: list[str]
-) -> None:
-    lib = tree(tmp_path / "lib", {"a.bin": b"a"})
-    assert cli("scan", "--root", str(lib)).code == 0
-    state = xdg / "assetd"
-    before = {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in state.iterdir()}
-    run = cli(*argv, "--root", str(lib))
-    assert run.code == 0, run.err
-    after = {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in state.iterdir()}
-    assert after == before
+def test_dry_runs_open_nothing_for_writing(cli: Cli, argv: list[str]) -> None:
+    """Run as a user who may read the catalog but not write it: a dry run still answers, and
+    leaves the catalog's directory exactly as it was (no -wal, no -shm)."""
+    with nobody() as nb:
+        lib = tree(nb.base / "lib", {"a.bin": b"a"})
+        state = nb.base / "state"
+        config = write_config(nb.base / "c.toml", roots={"lib": lib}, state_dir=state, host="h")
+        assert cli("scan", "--config", config).code == 0  # as root
+        catalog = state / "catalog.db"
+        for p in (state, catalog):  # group-readable for nobody's group, as an operator would
+            os.chown(p, 0, NOGROUP_GID)
+        before = catalog.read_bytes()
+        run = nb.assetd(*argv, "--config", str(config))
+        assert run.returncode == 0, run.stderr
+        assert sorted(os.listdir(state)) == ["catalog.db"]
+        assert catalog.read_bytes() == before
+
+
+def test_cleanup_functions_on_both_engines(sessions: SessionFactory, tmp_path: Path) -> None:
+    """The catalog functions behind the command, on SQLite and PostgreSQL."""
+    disk = make_world(sessions, tmp_path / "disk", name="disk")
+    gone = make_world(sessions, tmp_path / "gone", name="gone")
+    disk.write("a.bin", b"a")
+    gone.write("b.bin", b"b")
+    disk.scan(disk.root, gone.root)
+    disk.dir.rename(tmp_path / "unplugged")
+    disk.scan(disk.root)
+    assert disk.state("a.bin")["state_reason"] == "root-unavailable"  # type: ignore[index]
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
+    week = dt.timedelta(days=1)
+    roots = [disk.root.id, gone.root.id]
+    with sessions() as s, s.begin():
+        assert delete_root(s, gone.root.id) == 1  # b.bin's asset has no path left
+        assert find_cleanup_candidates(s, roots=roots, older_than=week) == []
+        plan = plan_cleanup(s, roots=roots, older_than=week, now=later)
+        assert (len(plan.ids), plan.pathless, plan.held) == (
+            1,
+            1,
+            {("disk", "root-unavailable"): 1},
+        )
+        assert cleanup_unreferenced_assets(s, roots=roots, older_than=week, now=later) == 1
+        assert (
+            cleanup_unreferenced_assets(
+                s, roots=roots, older_than=week, now=later, include_unavailable=True
+            )
+            == 1
+        )
+    with sessions() as s:
+        assert s.execute(text("SELECT count(*) FROM assets")).scalar_one() == 0
