@@ -16,7 +16,8 @@ from assetd.catalog.content import auto_tags_for
 from assetd.catalog.engine import SessionFactory
 from assetd.catalog.models import assets
 from assetd.catalog.models import cache_states as cs
-from assetd.catalog.moves import pair_moved_files, recompute_tags_after_moves
+from assetd.catalog.moves import recompute_tags_after_moves
+from assetd.catalog.pairing import pair_moved_files
 from assetd.hashing.run import hash_pending
 from assetd.live.changes import Change, Kind, coalesce
 from assetd.live.worker import Worker
