@@ -23,6 +23,7 @@ from assetd.live.changes import Change, Kind, coalesce
 from assetd.live.worker import Worker
 from assetd.reconcile import reconcile_subtree
 from catalog_world import World, make_world
+from cli_world import Cli, isolate, tree, write_config
 
 C, D, MV = Kind.CREATED, Kind.DELETED, Kind.MOVED
 
@@ -202,3 +203,26 @@ def test_tags_are_recomputed_for_more_than_a_thousand_moved_assets(
             text("SELECT count(*) FROM asset_info_tags WHERE tag_name = 'b-tag'")
         ).scalar_one()
     assert (wrong, right) == (0, 1001)
+
+
+def test_why_says_what_happened_to_a_replaced_path(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`mv y x` while the daemon was down: `why x` shows the guess, then, once hashed, that x
+    was replaced and kept both files' metadata."""
+    isolate(monkeypatch, tmp_path)
+    cli = Cli(capsys)
+    lib = tree(tmp_path / "lib", {"x": b"old x", "y": b"the y content"})
+    state = tmp_path / "state"
+    config = write_config(tmp_path / "c.toml", roots={"lib": lib}, state_dir=state)
+    assert cli("scan", "--config", config).code == 0
+    assert cli("hash", "--config", config).code == 0
+    (lib / "y").rename(lib / "x")
+    assert cli("scan", "--config", config).code == 0
+    guess = cli("why", str(lib / "x"), "--config", config)
+    assert f"may be {lib / 'y'} moved here" in guess.out, guess.out
+    assert cli("hash", "--config", config).code == 0
+    done = cli("why", str(lib / "x"), "--config", config)
+    assert "another file was moved onto this path" in done.out, done.out
+    assert "'y'" in done.out  # y's info came along (as rule 2's merge)
+    assert "not in the catalog" in cli("why", str(lib / "y"), "--config", config).out

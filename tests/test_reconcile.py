@@ -192,7 +192,7 @@ def test_move_while_down_is_paired_by_inode(sessions: SessionFactory, tmp_path: 
     hash_pending(sessions, [a.root, b.root], isolate=False)
     new = b.state("sub/model.bin")
     assert new is not None and new["asset_id"] == old["asset_id"]  # type: ignore[index]
-    assert new["root_id"] == b.root.id and new["state_reason"] == "moved"  # type: ignore[index]
+    assert new["root_id"] == b.root.id and new["state_reason"] == "moved"
     assert a.state("x/model.bin") is None
     # automatic tags follow the path: root b's tag now, root a's gone; the manual one stays
     assert b.tags_of("sub/model.bin") == {"precious": "manual", "b-tag": "automatic"}
