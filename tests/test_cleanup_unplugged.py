@@ -15,13 +15,13 @@ from sqlalchemy import text, update
 
 from assetd.catalog.cleanup import (
     cleanup_unreferenced_assets,
-    delete_root,
     find_cleanup_candidates,
     plan_cleanup,
 )
 from assetd.catalog.engine import SessionFactory, make_engine
 from assetd.catalog.models import assets
 from assetd.catalog.models import cache_states as cs
+from assetd.catalog.roots import delete_root
 from catalog_world import make_world
 from cli_world import Cli, isolate, sqlite_url, tree, write_config
 from unprivileged import NOGROUP_GID, nobody
