@@ -12,13 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from sqlalchemy import and_, bindparam, delete, false, select
 from sqlalchemy.orm import Session
 
 from assetd.catalog.metadata import AUTOMATIC, AutoTags
-from assetd.catalog.models import asset_info_tags, asset_infos, tags
-from assetd.catalog.models import cache_states as cs
-from assetd.catalog.sqlutil import chunked, insert_rows
+from assetd.catalog.models import asset_info_tags, tags
+from assetd.catalog.sqlutil import chunked, delete_rows, insert_rows, select_in
 
 CHUNK = 1000
 """Assets per round of statements (bounded memory and parameters at any size)."""
@@ -35,17 +33,20 @@ def recompute_automatic_tags_many(
     return changed
 
 
+_LIVE_SQL = (
+    "SELECT asset_id, root_id, file_path FROM asset_cache_states "
+    "WHERE is_missing = {p} AND asset_id {in}"
+)
+_INFOS_SQL = "SELECT id, asset_id FROM asset_infos WHERE asset_id {in}"
+_TAGS_SQL = "SELECT asset_info_id, tag_name, origin FROM asset_info_tags WHERE asset_info_id {in}"
+
+
 def _wanted(
     session: Session, ids: list[int], auto_tags: AutoTags
 ) -> dict[int, tuple[set[str], bool]]:
     """asset id -> (wanted automatic tags, complete) for assets with a live path."""
     out: dict[int, tuple[set[str], bool]] = {}
-    rows = session.execute(
-        select(cs.c.asset_id, cs.c.root_id, cs.c.file_path).where(
-            cs.c.asset_id.in_(ids), cs.c.is_missing == false()
-        )
-    )
-    for asset_id, root_id, file_path in rows:
+    for asset_id, root_id, file_path in select_in(session, _LIVE_SQL, ids, (False,)):
         wanted, complete = out.get(int(asset_id), (set(), True))
         found = auto_tags(int(root_id), str(file_path))
         if found is None:
@@ -60,47 +61,29 @@ def _recompute_chunk(session: Session, ids: list[int], auto_tags: AutoTags) -> i
     wanted = _wanted(session, ids, auto_tags)
     if not wanted:
         return 0
-    infos: dict[int, int] = {  # info id -> asset id
-        int(i): int(a)
-        for i, a in session.execute(
-            select(asset_infos.c.id, asset_infos.c.asset_id).where(
-                asset_infos.c.asset_id.in_(list(wanted))
-            )
-        )
-    }
+    infos = {int(i): int(a) for i, a in select_in(session, _INFOS_SQL, sorted(wanted))}
     present: dict[int, dict[str, str]] = {}
-    for info_part in chunked(sorted(infos)):
-        for info_id, tag, origin in session.execute(
-            select(
-                asset_info_tags.c.asset_info_id,
-                asset_info_tags.c.tag_name,
-                asset_info_tags.c.origin,
-            ).where(asset_info_tags.c.asset_info_id.in_(list(info_part)))
-        ):
-            present.setdefault(int(info_id), {})[str(tag)] = str(origin)
-    stale: list[dict[str, object]] = []
+    for info_id, tag, origin in select_in(session, _TAGS_SQL, sorted(infos)):
+        present.setdefault(int(info_id), {})[str(tag)] = str(origin)
+    stale: list[tuple[int, str]] = []
     add: list[tuple[int, str, str]] = []
     for info_id, asset_id in sorted(infos.items()):
         want, complete = wanted[asset_id]
         have = present.get(info_id, {})
         if complete:
             stale += [
-                {"b_info": info_id, "b_tag": t}
+                (info_id, t)
                 for t, origin in sorted(have.items())
                 if origin == AUTOMATIC and t not in want
             ]
         add += [(info_id, t, AUTOMATIC) for t in sorted(want) if t not in have]
-    if stale:
-        session.connection().execute(
-            delete(asset_info_tags).where(
-                and_(
-                    asset_info_tags.c.asset_info_id == bindparam("b_info"),
-                    asset_info_tags.c.tag_name == bindparam("b_tag"),
-                    asset_info_tags.c.origin == AUTOMATIC,
-                )
-            ),
-            stale,
-        )
+    removed = delete_rows(
+        session,
+        asset_info_tags,
+        ("asset_info_id", "tag_name"),
+        stale,
+        extra=f"origin = '{AUTOMATIC}'",
+    )
     if add:
         names = sorted({t for _, t, _ in add})
         insert_rows(session, tags, ("name",), [(n,) for n in names], ignore_conflict_on=("name",))
@@ -111,4 +94,4 @@ def _recompute_chunk(session: Session, ids: list[int], auto_tags: AutoTags) -> i
             add,
             ignore_conflict_on=("asset_info_id", "tag_name"),
         )
-    return len(stale) + len(add)
+    return removed + len(add)
