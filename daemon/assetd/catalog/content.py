@@ -253,9 +253,10 @@ def _confirm_candidate(
 ) -> int | None:
     """The vanished row this one continues if ``digest`` is its content (it is then the asset
     the rules merge into), else None (the guess is refuted and forgotten)."""
-    found = raw.run(
+    found = raw.run(  # held: a live batch restoring it meanwhile waits, then finds it gone
         "SELECT c.is_missing, c.needs_verify, a.hash FROM asset_cache_states c "
-        "JOIN assets a ON a.id = c.asset_id WHERE c.id = {p}",
+        "JOIN assets a ON a.id = c.asset_id WHERE c.id = {p}"
+        + (" FOR UPDATE OF c" if raw.pg else ""),
         (candidate,),
     ).fetchone()
     if found is None or not found[0] or found[1] or found[2] != digest:
