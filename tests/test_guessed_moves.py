@@ -144,6 +144,7 @@ def _live(world: World) -> Callable[[list[Change]], None]:
     return apply
 
 
+@pytest.mark.slow  # 200 live batches: up to 9 s on PostgreSQL on a loaded 2-core machine
 def test_other_files_live_file_by_file(world: World) -> None:
     inodes = _catalogue_confidential(world)
     apply = _live(world)
@@ -174,6 +175,7 @@ def test_other_files_live_rmtree(world: World) -> None:
     _check_not_paired(world)
 
 
+@pytest.mark.slow  # up to 8 s on PostgreSQL on a loaded 2-core machine
 @pytest.mark.parametrize("how", ["daemon stopped", "live delete and create"])
 def test_a_true_move_of_the_same_files_carries_the_metadata(world: World, how: str) -> None:
     _catalogue_confidential(world)
