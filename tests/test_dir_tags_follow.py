@@ -90,3 +90,21 @@ def test_directory_renamed_while_down_is_retagged_by_reconcile(world: World) -> 
     hash_pending(world.sessions, [world.root], isolate=False)
     assert _tag_counts(world) == {"group2-renamed": 5}
     assert world.tags_of("group2-renamed/f0.bin")["keep"] == "manual"
+
+
+def test_stale_directory_tags_are_fixed_by_the_next_scan(world: World) -> None:
+    """Rows whose directory tags are stale (a rename applied before tags followed it, or by a
+    program rewriting paths) are retagged by a reconcile, `scan` included."""
+    for i in range(1100):
+        world.write(f"group2/f{i:04d}.bin", b"%d" % i)
+    world.scan()
+    (world.dir / "group2").rename(world.dir / "group2-renamed")
+    old, new = str(world.dir / "group2"), str(world.dir / "group2-renamed")
+    with world.sessions() as s, s.begin():  # the paths follow, the tags do not (the old bug)
+        s.execute(
+            text("UPDATE asset_cache_states SET file_path = replace(file_path, :o, :n)"),
+            {"o": old + "/", "n": new + "/"},
+        )
+    assert _tag_counts(world) == {"group2": 1100}
+    world.scan()
+    assert _tag_counts(world) == {"group2-renamed": 1100}

@@ -43,6 +43,7 @@ from assetd.catalog.states import (
     refresh_cache_states,
     utcnow,
 )
+from assetd.catalog.tagsync import live_asset_ids, recompute_automatic_tags_many
 from assetd.diff import Action, CatalogRow, DiffCounts, Step, diff_sorted
 from assetd.fsutil import FileStat, IgnoreRules, StatFn, encode_path, os_path_of
 from assetd.walk import WalkProblem, list_files_recursively
@@ -55,6 +56,7 @@ PAGE = 5000  # catalog rows read per short transaction
 FLUSH = 20_000  # diff steps applied per transaction (about 0.4 s of SQLite write lock)
 SAMPLE = 20
 DEADLOCK_RETRIES = 2
+TAG_PAGE = 1000  # assets per transaction when directory tags are recomputed
 
 
 @dataclass(slots=True)
@@ -366,6 +368,30 @@ def _pair_moves(
         )
 
 
+def _retag_directories(session: Session, roots: Sequence[RootSpec], cancel: Cancel | None) -> None:
+    """Roots with ``tags_from_dirs``: make every live file's automatic tags match its path
+    (content rule 5), a short transaction per 1,000 assets, so whatever left them stale (a
+    directory renamed before this was kept live, a changed config) is fixed by the pass."""
+    ids = [r.id for r in roots if r.tags_from_dirs]
+    if not ids:
+        return
+    auto_tags = auto_tags_for(roots)
+    last = changed = 0
+    while True:
+        if cancel is not None and cancel():
+            raise Cancelled
+        with session.begin():
+            page = live_asset_ids(session, ids, after=last)
+            changed += recompute_automatic_tags_many(session, page, auto_tags)
+        if len(page) < TAG_PAGE:
+            break
+        last = page[-1]
+    if changed:
+        _log.info(
+            "tags.recomputed", count=changed, roots=[r.name for r in roots if r.tags_from_dirs]
+        )
+
+
 def sync_cache_states_with_filesystem(
     session: Session,
     roots: Sequence[RootSpec],
@@ -388,6 +414,7 @@ def sync_cache_states_with_filesystem(
         for root in roots:
             _reconcile_root(session, root, result, stat, progress, cancel)
         _pair_moves(session, roots, since, result)
+        _retag_directories(session, roots, cancel)
     except Cancelled:
         if session.in_transaction():
             session.rollback()

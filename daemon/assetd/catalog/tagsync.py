@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+from sqlalchemy import false, select
 from sqlalchemy.orm import Session
 
 from assetd.catalog.metadata import AUTOMATIC, AutoTags
 from assetd.catalog.models import asset_info_tags, tags
+from assetd.catalog.models import cache_states as cs
 from assetd.catalog.sqlutil import chunked, delete_rows, insert_rows, select_in
 
 CHUNK = 1000
@@ -39,6 +41,23 @@ _LIVE_SQL = (
 )
 _INFOS_SQL = "SELECT id, asset_id FROM asset_infos WHERE asset_id {in}"
 _TAGS_SQL = "SELECT asset_info_id, tag_name, origin FROM asset_info_tags WHERE asset_info_id {in}"
+
+
+def live_asset_ids(
+    session: Session, root_ids: Collection[int], *, after: int = 0, limit: int = CHUNK
+) -> list[int]:
+    """Up to ``limit`` ids (ascending, above ``after``) of assets with a live path in these
+    roots: a keyset page."""
+    if not root_ids:
+        return []
+    query = (
+        select(cs.c.asset_id)
+        .where(cs.c.root_id.in_(list(root_ids)), cs.c.is_missing == false(), cs.c.asset_id > after)
+        .group_by(cs.c.asset_id)
+        .order_by(cs.c.asset_id)
+        .limit(limit)
+    )
+    return [int(a) for a in session.execute(query).scalars()]
 
 
 def _wanted(
