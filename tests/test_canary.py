@@ -7,6 +7,7 @@ queue: a touch the pipeline has not taken after ``stall_after`` seconds is a han
 
 from __future__ import annotations
 
+import itertools
 import signal
 import time
 from collections.abc import Iterator
@@ -180,7 +181,7 @@ def test_a_healthy_daemon_keeps_pinging_with_extend_timeout_at_start(
     daemon.start(env={"WATCHDOG_USEC": "4000000"})
     wait_until(lambda: len(notify.pings()) >= 4, 15, what="WATCHDOG=1 pings")
     pings = notify.pings()
-    gaps = [b - a for a, b in zip(pings, pings[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(pings)]
     assert max(gaps) < 2.5, gaps  # about every WatchdogSec/2 at most
     order = [m for _, m in notify.times]
     ready = next(i for i, m in enumerate(order) if "READY=1" in m.split("\n"))

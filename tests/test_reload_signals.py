@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -20,7 +21,6 @@ from pathlib import Path
 import pytest
 
 from assetd.catalog.engine import SessionFactory
-from assetd.catalog.roots import RootSpec
 from assetd.live.changes import Change, Kind, coalesce
 from assetd.live.worker import Worker
 from catalog_world import World, make_world
@@ -59,7 +59,7 @@ def test_set_roots_during_apply_takes_effect_between_batches(world: World) -> No
 
 def test_set_roots_to_a_changed_root_during_apply(world: World) -> None:
     f = world.write("a.bin")
-    renamed = RootSpec(**{**_fields(world.root), "id": world.root.id + 1000})
+    renamed = dataclasses.replace(world.root, id=world.root.id + 1000)
     worker: Worker
 
     def stat(path: str) -> os.stat_result:
@@ -68,10 +68,6 @@ def test_set_roots_to_a_changed_root_during_apply(world: World) -> None:
 
     worker = Worker(world.sessions, [world.root], stat=stat)
     assert worker.apply(coalesce([Change(Kind.CREATED, str(f))], roots=[str(world.dir)])).new == 1
-
-
-def _fields(spec: RootSpec) -> dict[str, object]:
-    return {name: getattr(spec, name) for name in spec.__slots__}
 
 
 # --- the real daemon -------------------------------------------------------------------------
@@ -197,4 +193,97 @@ def test_the_stop_waits_fit_timeout_stop_sec_with_margin(unit: Path) -> None:
     from assetd.lifecycle import STOP_BUDGET
 
     stop_sec = int(read_unit(unit).get("Service", "TimeoutStopSec"))
-    assert STOP_BUDGET + 5 <= stop_sec
+    assert stop_sec >= STOP_BUDGET + 5
+
+
+# --- the pieces, on their own -----------------------------------------------------------------
+
+
+def test_a_signal_sets_a_flag_and_wakes_the_loop_without_a_lock() -> None:
+    from assetd.lifecycle import SignalFlags, Waker
+
+    waker, flags = Waker(), SignalFlags()
+    flags.install(waker)
+    try:
+        assert not waker.wait(0.01)
+        os.kill(os.getpid(), signal.SIGHUP)
+        assert waker.wait(5.0)  # the C-level handler wrote the wake-up byte
+        assert flags.take_reload() and not flags.take_reload()
+        os.kill(os.getpid(), signal.SIGUSR1)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert waker.wait(5.0)
+        assert flags.take_reconcile() and flags.stop
+    finally:
+        flags.uninstall()
+        waker.close()
+
+
+def test_waking_never_blocks_even_when_nobody_waits() -> None:
+    from assetd.lifecycle import Waker
+
+    waker = Waker()
+    try:
+        for _ in range(200_000):  # far more than a pipe holds
+            waker.wake()
+        assert waker.wait(0.0)
+        assert not waker.wait(0.0)  # drained
+    finally:
+        waker.close()
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.sent: list[float] = []
+
+    def extend_timeout(self, seconds: float) -> bool:
+        self.sent.append(seconds)
+        return True
+
+
+def test_the_start_keeper_extends_while_the_start_lasts() -> None:
+    from assetd.lifecycle import StartKeeper
+
+    notifier = _Recorder()
+    with StartKeeper(notifier, "watching", every=0.02, extend=30.0, limit=60.0) as keeper:
+        wait_until(lambda: len(notifier.sent) >= 3, 10, what="repeated extensions")
+    count = keeper.sent
+    assert notifier.sent[0] == 30.0 and count == len(notifier.sent)
+    assert not keeper.running  # joined: nothing more is sent
+    assert len(notifier.sent) == count
+
+
+def test_the_stop_budget_is_shared_and_names_what_ran_out() -> None:
+    from assetd.lifecycle import StopBudget
+
+    now = [100.0]
+    budget = StopBudget(20.0, clock=lambda: now[0])
+    assert budget.left(5.0) == 5.0
+    now[0] += 18.0
+    assert budget.left(15.0) == 2.0
+    assert budget.check("pipeline", False, pending=3) is False
+    now[0] += 5.0
+    assert budget.left(5.0) == 0.0
+    assert budget.timed_out == ["pipeline"]
+
+
+def test_reload_plan_names_what_needs_a_restart(tmp_path: Path) -> None:
+    from assetd.config import load_config
+    from assetd.reload import effective_config, plan_reload
+
+    old_file, new_file = tmp_path / "old.toml", tmp_path / "new.toml"
+    old_file.write_text(f'[daemon]\nstate_dir = "{tmp_path}/s"\n')
+    new_file.write_text(
+        f'[daemon]\nstate_dir = "{tmp_path}/other"\n[database]\npool_size = 7\n'
+        '[watch]\nignore = ["*.x"]\nquiet_ms = 10\nqueue_size = 5000\n[log]\nlevel = "debug"\n'
+    )
+    env = {"HOME": str(tmp_path)}
+    old, new = load_config(str(old_file), env=env), load_config(str(new_file), env=env)
+    plan = plan_reload(old, new)
+    assert plan.applied == ["log.level", "watch.ignore", "watch.quiet_ms"]
+    assert plan.restart_needed == ["daemon.state_dir", "database.pool_size", "watch.queue_size"]
+    running = effective_config(old, new, plan)
+    assert running.state_dir == old.state_dir and running.database_url == old.database_url
+    assert running.watch.queue_size == old.watch.queue_size
+    assert running.database.pool_size == old.database.pool_size
+    assert running.watch.ignore == ("*.x",) and running.log.level == "debug"
+    assert plan_reload(old, old).applied == plan_reload(old, old).restart_needed == []

@@ -110,7 +110,8 @@ class SignalFlags:
 
     def uninstall(self) -> None:
         for sig in self.SIGNALS:
-            signal.signal(sig, signal.SIG_DFL if sig != signal.SIGINT else signal.default_int_handler)
+            default = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+            signal.signal(sig, default)
         if self._previous_fd is not None:
             signal.set_wakeup_fd(self._previous_fd)
             self._previous_fd = None
@@ -157,6 +158,10 @@ class StartKeeper:
     ) -> None:
         self._done.set()
         self._thread.join(1.0)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
 
     def _run(self) -> None:
         started = time.monotonic()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 from assetd.config import Config
 
@@ -44,7 +45,7 @@ class ReloadPlan:
 
 
 def changed_keys(old: Config, new: Config) -> list[str]:
-    """Dotted keys whose value differs, sorted; ``roots`` for any change to the roots; the
+    """Dotted keys whose value differs, sorted; ``roots`` for any change to the roots. The
     resolved state directory and database URL count as ``daemon.state_dir`` and
     ``database.url`` (the environment they come from may have changed too)."""
     out: set[str] = set()
@@ -57,8 +58,8 @@ def changed_keys(old: Config, new: Config) -> list[str]:
         out.add("roots")
     if old.state_dir != new.state_dir:
         out.add("daemon.state_dir")
-    if old.database_url != new.database_url:
-        out.add("database.url")
+    if old.database_url != new.database_url and "daemon.state_dir" not in out:
+        out.add("database.url")  # (a default URL follows the state directory: that is named)
     return sorted(out)
 
 
@@ -72,12 +73,15 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
 
 def effective_config(old: Config, new: Config, plan: ReloadPlan) -> Config:
     """``new`` with every key of ``plan.restart_needed`` set back to its running value."""
-    sections: dict[str, object] = {}
+    sections: dict[str, Any] = {}
     for key in plan.restart_needed:
         section, _, name = key.partition(".")
+        if not name:
+            continue
         current = sections.get(section, getattr(new, section))
-        sections[section] = dataclasses.replace(current, **{name: getattr(getattr(old, section), name)})  # type: ignore[call-overload]
-    merged = dataclasses.replace(new, **sections)  # type: ignore[arg-type]
+        running = getattr(getattr(old, section), name)
+        sections[section] = dataclasses.replace(current, **{name: running})
+    merged = dataclasses.replace(new, **sections)
     if merged.state_dir != old.state_dir or merged.database_url != old.database_url:
         # resolved from a changed environment: the running daemon keeps its own
         object.__setattr__(merged, "resolved_state_dir", old.resolved_state_dir)
