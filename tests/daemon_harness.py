@@ -85,9 +85,7 @@ class Daemon:
         )
         if wait_ready:
             notify, proc = self.notify, self.proc
-            wait_until(
-                lambda: notify.has("READY=1") or proc.poll() is not None, 30, what="READY=1"
-            )
+            wait_until(lambda: notify.has("READY=1") or proc.poll() is not None, 30, what="READY=1")
             assert proc.poll() is None, self.log_text()
         return self
 
