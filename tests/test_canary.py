@@ -173,6 +173,7 @@ def test_a_wedged_worker_stops_the_watchdog_pings(daemon: Daemon, lib: Path) -> 
     assert timeouts and timeouts[0].get("waiting_for") == "pipeline", daemon.log_text()[-3000:]
 
 
+@pytest.mark.slow
 def test_a_healthy_daemon_keeps_pinging_with_extend_timeout_at_start(
     daemon: Daemon, lib: Path
 ) -> None:
