@@ -367,7 +367,10 @@ def _why_unwritable(path: str) -> str:
     with contextlib.suppress(OSError):
         if os.statvfs(path).f_flag & os.ST_RDONLY:
             return "Read-only file system"
-    return "not writable by this user (or immutable)"
+    return (
+        f"not writable by uid {os.getuid()} (check it as the daemon's user, e.g. "
+        "`sudo -u assetd assetd check-config`), or immutable"
+    )
 
 
 def read_host_id(config: Config) -> str:

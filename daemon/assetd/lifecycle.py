@@ -10,9 +10,10 @@
 - :class:`StartKeeper` sends ``EXTEND_TIMEOUT_USEC`` while the start-up takes long (watching a
   large tree), so systemd does not kill a healthy start; it gives up after ``limit`` seconds, so
   a start that truly hangs still times out.
-- :class:`StopBudget` shares one deadline between the stop's waits, so they add up to at most
-  :data:`STOP_BUDGET`, which fits the units' ``TimeoutStopSec=30`` with 10 s to spare; a wait
-  that runs out of time logs ``daemon.stop_timeout`` naming what it was waiting for.
+- :class:`StopBudget` shares one deadline between the stop's waits, so they and the last write
+  of the ``daemons`` row add up to at most :data:`STOP_BUDGET`, which fits the units'
+  ``TimeoutStopSec=30`` with 10 s to spare; a wait that runs out of time logs
+  ``daemon.stop_timeout`` naming what it was waiting for.
 """
 
 from __future__ import annotations
@@ -23,20 +24,21 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Protocol
 
 from assetd import log
+from assetd.timing import Clock
 
 __all__ = ["STOP_BUDGET", "SignalFlags", "StartKeeper", "StopBudget", "Waker"]
 
 _log = log.get_logger(__name__)
 
 STOP_BUDGET = 20.0
-"""Seconds every wait of a stop shares (systemd's TimeoutStopSec=30 in both units)."""
-
-Clock = Callable[[], float]
+"""Seconds a whole stop may take (systemd's TimeoutStopSec=30 in both units: 10 s to spare)."""
+FINAL_WRITE = 5.0
+"""Of :data:`STOP_BUDGET`, what is kept for the last write of the ``daemons`` row (SQLite's
+busy timeout, PostgreSQL's connect timeout); the threads' waits share the rest."""
 
 
 class Waker:
@@ -179,7 +181,9 @@ class StopBudget:
     """One deadline for every wait of a stop. ``left(cap)`` is the time the next wait may take;
     :meth:`check` logs ``daemon.stop_timeout`` when a wait ended without its part stopping."""
 
-    def __init__(self, total: float = STOP_BUDGET, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self, total: float = STOP_BUDGET - FINAL_WRITE, clock: Clock = time.monotonic
+    ) -> None:
         self.total = total
         self.clock = clock
         self.deadline = clock() + total
