@@ -290,3 +290,32 @@ def test_reload_plan_names_what_needs_a_restart(tmp_path: Path) -> None:
     assert running.database.pool_size == old.database.pool_size
     assert running.watch.ignore == ("*.x",) and running.log.level == "debug"
     assert plan_reload(old, old).applied == plan_reload(old, old).restart_needed == []
+
+
+def test_a_full_notify_socket_drops_the_message_at_once(tmp_path: Path) -> None:
+    from assetd.notify import Notifier
+
+    deaf = DeafNotifySocket(tmp_path / "deaf.sock")
+    try:
+        notifier = Notifier({"NOTIFY_SOCKET": str(deaf.path)})
+        started = time.monotonic()
+        assert notifier.send(WATCHDOG=1) is False  # dropped, not waited for
+        assert notifier.stopping() is False
+        assert time.monotonic() - started < 1.0
+        notifier.close()
+    finally:
+        deaf.close()
+
+
+def test_retime_applies_to_the_pending_batch() -> None:
+    from assetd.live.debounce import Debouncer
+
+    now = [10.0]
+    debouncer = Debouncer(quiet_ms=50, max_delay_ms=1000, clock=lambda: now[0])
+    debouncer.add(Change(Kind.CREATED, "/r/a"))
+    now[0] += 0.03
+    assert not debouncer.due()
+    debouncer.retime(20, 800)  # a reload shortened the quiet window
+    assert debouncer.due()
+    with pytest.raises(ValueError):
+        debouncer.retime(-1, 10)
