@@ -14,7 +14,7 @@ import os
 import stat as stat_mod
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -41,7 +41,7 @@ from assetd.catalog.states import (
     refresh_cache_states,
     utcnow,
 )
-from assetd.fsutil import IgnoreRules, encode_path
+from assetd.fsutil import IgnoreRules, StatFn, encode_path
 from assetd.live.changes import Batch, Change
 from assetd.log import sample_paths
 from assetd.paths import is_strictly_under, is_under, relative_to
@@ -49,7 +49,6 @@ from assetd.reconcile import reconcile_subtree
 
 _log = log.get_logger(__name__)
 
-StatFn = Callable[[str], os.stat_result]
 _EXISTING_SQL = "SELECT file_path FROM asset_cache_states WHERE root_id = {p} AND file_path {in}"
 
 
