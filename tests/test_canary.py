@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import signal
+import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -187,4 +189,40 @@ def test_a_healthy_daemon_keeps_pinging_with_extend_timeout_at_start(
     order = [m for _, m in notify.times]
     ready = next(i for i, m in enumerate(order) if "READY=1" in m.split("\n"))
     assert any(m.startswith("EXTEND_TIMEOUT_USEC=") for m in order[:ready]), order[: ready + 1]
+    assert daemon.stop() == 0
+
+
+@pytest.mark.slow
+def test_a_locked_database_is_degraded_not_a_hang(daemon: Daemon, lib: Path) -> None:
+    """The catalog locked by another process for 20 s (longer than one busy timeout and its
+    retries): the daemon says DEGRADED in STATUS= and keeps pinging; no canary.stalled."""
+    watchdog_sec = 60.0  # the units' WatchdogSec: the pipeline may block 30 s at most
+    notify = daemon.notify
+    assert isinstance(notify, TimedNotifySocket)
+    daemon.start(env={"WATCHDOG_USEC": str(int(watchdog_sec * 1_000_000))})
+    wait_until(lambda: len(notify.pings()) >= 2, 15, what="WATCHDOG=1 while healthy")
+    daemon.barrier(lib)
+    holder = sqlite3.connect(daemon.db, timeout=10, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    locked_at = time.monotonic()
+    try:
+        (lib / "while-locked.bin").write_bytes(b"x")
+        wait_until(
+            lambda: any(
+                t > locked_at and m.startswith("STATUS=") and "DEGRADED" in m
+                for t, m in notify.times
+            ),
+            25,
+            what="STATUS= saying degraded",
+        )
+        threading.Event().wait(max(0.0, locked_at + 20.0 - time.monotonic()))  # hold the lock
+    finally:
+        holder.rollback()
+        holder.close()
+    unlocked_at = time.monotonic()
+    daemon.barrier(lib)
+    pings = [t for t in notify.pings() if t >= locked_at - 1.0]
+    gaps = [b - a for a, b in itertools.pairwise([locked_at, *pings, unlocked_at])]
+    assert max(gaps) < watchdog_sec / 2, gaps
+    assert not [e for e in daemon.log_events() if e.get("event") == "canary.stalled"]
     assert daemon.stop() == 0
