@@ -124,9 +124,10 @@ class _Extender(Protocol):
 
 
 class StartKeeper:
-    """``with StartKeeper(notifier, "watching 3 roots"):`` asks systemd for ``extend`` more
-    seconds at once and every ``every`` seconds until the block ends, for at most ``limit``
-    seconds (then ``daemon.start_slow`` is logged and the keeper stops asking)."""
+    """Asks systemd for ``extend`` more seconds at :meth:`start` and every ``every`` seconds
+    until :meth:`done` (or the end of a ``with`` block), for at most ``limit`` seconds (then
+    ``daemon.start_slow`` is logged and the keeper stops asking). ``what`` names the phase the
+    start is in (the caller updates it); it is logged with each extension."""
 
     def __init__(
         self,
@@ -146,11 +147,20 @@ class StartKeeper:
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="assetd-start-keeper", daemon=True)
 
-    def __enter__(self) -> StartKeeper:
+    def start(self) -> StartKeeper:
         self.notifier.extend_timeout(self.extend)
         self.sent = 1
         self._thread.start()
         return self
+
+    def done(self) -> None:
+        """The start is over (READY=1 next, or it failed); idempotent."""
+        self._done.set()
+        if self._thread.ident is not None:
+            self._thread.join(1.0)
+
+    def __enter__(self) -> StartKeeper:
+        return self.start()
 
     def __exit__(
         self,
@@ -158,8 +168,7 @@ class StartKeeper:
         _value: BaseException | None,
         _tb: TracebackType | None,
     ) -> None:
-        self._done.set()
-        self._thread.join(1.0)
+        self.done()
 
     @property
     def running(self) -> bool:

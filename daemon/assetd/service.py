@@ -93,9 +93,12 @@ class Service:
         lock = HostLock(state_dir)
         lock.acquire()
         self.signals.install(self.waker)
+        # EXTEND_TIMEOUT_USEC while the start lasts (a schema upgrade, watching a large tree)
+        self.keeper = StartKeeper(self.notifier, "opening the catalog").start()
         try:
             return self._run(state_dir)
         finally:
+            self.keeper.done()
             self.signals.uninstall()
             lock.release()
 
@@ -137,18 +140,19 @@ class Service:
             on_overflow=self._on_overflow,
             on_root_event=self._on_root_event,
         )
-        with StartKeeper(self.notifier, f"watching {len(self.roots)} roots"):
-            for root in self.roots:
-                self._watch(root)
-            self._record_root_modes()
-            self.canary = Canary(
-                canary_dir,
-                QueueSink(self.changes, lambda _: None, root_name="canary"),
-                stall_after=self.timing.stall_after,
-            )
-            self.canary.start()
-            self.scheduler.start()
-            self.scheduler.request("start")
+        self.keeper.what = f"watching {len(self.roots)} roots"
+        for root in self.roots:
+            self._watch(root)
+        self._record_root_modes()
+        self.canary = Canary(
+            canary_dir,
+            QueueSink(self.changes, lambda _: None, root_name="canary"),
+            stall_after=self.timing.stall_after,
+        )
+        self.canary.start()
+        self.scheduler.start()
+        self.scheduler.request("start")
+        self.keeper.done()
         self.notifier.ready()
         self._heartbeat()  # the daemons row says "running" from READY on
         _log.info(
