@@ -1,10 +1,11 @@
 """``assetd run``: wiring, threads, signals and sd_notify, in a fixed start and stop order.
 
 Start: state directory (checked writable) -> host lock -> catalog (schema) -> roots -> pipeline
-thread -> observers (``EXTEND_TIMEOUT_USEC`` while they start) -> canary -> READY=1 -> start-up
-reconcile (observers first, so nothing changes unseen in between).
+thread -> observers -> canary -> READY=1 -> start-up reconcile (observers first, so nothing
+changes unseen in between); ``EXTEND_TIMEOUT_USEC`` goes out from the lock to READY=1.
 Stop (SIGTERM/SIGINT): STOPPING=1 -> observers -> pipeline flushes its last batch -> reconcile
-thread -> daemons row -> exit 0. Every wait takes from one budget (:mod:`assetd.lifecycle`).
+thread -> daemons row -> exit 0. Every wait takes from one budget (:mod:`assetd.lifecycle`); a
+part that runs out of time is logged (``daemon.stop_timeout``) and the exit is 1.
 Signal handlers only set flags (:class:`~assetd.lifecycle.SignalFlags`); the main loop sleeps on
 a self-pipe the signals and the other threads wake. A reload is :mod:`assetd.reload`.
 """
