@@ -18,7 +18,9 @@ root on an unplugged disk is unavailable at run time, not a config error); a ``-
 
 from __future__ import annotations
 
+import array
 import contextlib
+import fcntl
 import os
 import secrets
 import socket
@@ -364,13 +366,27 @@ def _nearest_existing(path: str) -> str:
     return path
 
 
+_FS_IOC_GETFLAGS = 0x80086601  # linux/fs.h, for an ``int`` on 64-bit Linux
+_FS_IMMUTABLE_FL = 0x10
+
+
 def _why_unwritable(path: str) -> str:
+    """Why ``os.access`` said no: a read-only mount, the immutable flag, or this user."""
     with contextlib.suppress(OSError):
         if os.statvfs(path).f_flag & os.ST_RDONLY:
             return "Read-only file system"
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            flags = array.array("i", [0])
+            fcntl.ioctl(fd, _FS_IOC_GETFLAGS, flags, True)
+        finally:
+            os.close(fd)
+        if flags[0] & _FS_IMMUTABLE_FL:
+            return "the directory is immutable (chattr -i)"
     return (
         f"not writable by uid {os.getuid()} (check it as the daemon's user, e.g. "
-        "`sudo -u assetd assetd check-config`), or immutable"
+        "`sudo -u assetd assetd check-config`)"
     )
 
 
