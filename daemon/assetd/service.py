@@ -143,6 +143,8 @@ class Service:
         )
         self.keeper.what = f"watching {len(self.roots)} roots"
         for root in self.roots:
+            if self.signals.stop:  # SIGTERM during a long start: stop watching more roots
+                break
             self._watch(root)
         self._record_root_modes()
         self.canary = Canary(
