@@ -68,10 +68,11 @@ class Daemon:
             lines.append(f'[[roots]]\nname = "{name}"\npath = "{path}"\ntags = ["{name}"]\n')
         self.config.write_text("\n".join(lines))
 
-    def start(self, wait_ready: bool = True) -> Daemon:
+    def start(self, wait_ready: bool = True, env_extra: dict[str, str] | None = None) -> Daemon:
         if self.notify is None:
             self.notify = NotifySocket(self.tmp / "notify.sock")
         env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETD_")}
+        env.update(env_extra or {})
         env["NOTIFY_SOCKET"] = str(self.notify.path)
         env["PYTHONUNBUFFERED"] = "1"
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
