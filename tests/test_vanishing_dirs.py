@@ -16,10 +16,10 @@ import pytest
 from sqlalchemy import text
 
 from assetd.catalog.engine import SessionFactory
-from assetd.fsutil import WalkProblem, list_files_recursively
 from assetd.live.changes import Batch
 from assetd.live.worker import Worker
 from assetd.reconcile import reconcile_subtree, sync_cache_states_with_filesystem
+from assetd.walk import WalkProblem, list_files_recursively
 from catalog_world import World, make_world
 from daemon_harness import Daemon
 from helpers import wait_until
@@ -228,7 +228,15 @@ def test_churn_of_nested_directories_never_kills_the_daemon(tmp_path: Path) -> N
             rows = daemon.query("SELECT file_path FROM asset_cache_states WHERE is_missing = 0")
             return {str(r[0]) for r in rows} == on_disk
 
-        wait_until(catalog_equals_disk, 15, what="catalog equals disk after the churn")
+        try:
+            wait_until(catalog_equals_disk, 15, what="catalog equals disk after the churn")
+        except AssertionError:
+            rows = daemon.query("SELECT file_path FROM asset_cache_states WHERE is_missing = 0")
+            live = {str(r[0]) for r in rows}
+            print(
+                "ONLY LIVE", sorted(live - on_disk)[:20], "ONLY DISK", sorted(on_disk - live)[:20]
+            )
+            raise
         assert daemon.proc.poll() is None
         events = [e.get("event") for e in daemon.log_events()]
         assert "pipeline.crashed" not in events and "daemon.failed" not in events

@@ -2,10 +2,17 @@
 
 Before a row is written it is re-checked against the disk, so a live batch applied during the
 walk is never undone. Rows under ignored paths are never touched. Nothing is hard-deleted.
+
+A directory that vanishes, turns into a file or turns unreadable at any moment of the walk is
+handled where it happens: its rows follow the disk (a file that took its place is catalogued),
+rows under an unreadable one are left alone, and a root that vanishes mid-walk is marked
+unavailable. A flush that a data error refuses (a constraint, a trigger) is retried row by row,
+so one bad row costs itself only (``reconcile.row_failed``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import stat as stat_mod
@@ -19,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from assetd import log
 from assetd.catalog.content import auto_tags_for
+from assetd.catalog.engine import classify_db_error, one_line
 from assetd.catalog.models import roots as roots_table
 from assetd.catalog.moves import pair_moved_files, recompute_tags_after_moves
 from assetd.catalog.prune import mark_cache_states_missing_outside_prefixes
@@ -42,7 +50,7 @@ from assetd.catalog.states import (
 )
 from assetd.diff import Action, CatalogRow, DiffCounts, Step, diff_sorted
 from assetd.fsutil import FileStat, IgnoreRules, encode_path, os_path_of
-from assetd.walk import WalkProblem, list_files_recursively
+from assetd.walk import ScandirFn, WalkProblem, list_files_recursively
 
 _log = log.get_logger(__name__)
 
@@ -64,6 +72,7 @@ class ReconcileResult:
     unchanged: int = 0
     already_missing: int = 0
     skipped: int = 0
+    failed: int = 0  # rows a data error refused (logged as reconcile.row_failed)
     roots: int = 0
     unavailable: list[str] = field(default_factory=list)
     skipped_by_kind: Counter[str] = field(default_factory=Counter)
@@ -79,6 +88,7 @@ class ReconcileResult:
             "changed": self.changed,
             "unchanged": self.unchanged,
             "skipped": self.skipped,
+            "failed": self.failed,
             "roots": self.roots,
             "unavailable": list(self.unavailable),
             "skipped_by_kind": dict(self.skipped_by_kind),
@@ -115,6 +125,10 @@ def iter_catalog_rows(
         last = rows[-1][1]
 
 
+class _RootVanished(Exception):
+    """The root itself went away during the walk: the caller marks it unavailable."""
+
+
 class _Applier:
     """Buffers diff steps and applies them, re-checked against the disk, in one transaction."""
 
@@ -125,6 +139,7 @@ class _Applier:
         self.ignore = IgnoreRules(root.ignore)
         self.steps: list[Step] = []
         self.unreadable: list[str] = []  # directories the walk could not list
+        self.vanished: list[str] = []  # directories gone (or turned into files) mid-walk
 
     def add(self, step: Step) -> None:
         self.steps.append(step)
@@ -183,6 +198,18 @@ class _Applier:
                 )
             else:  # back, changed, or relinked: the fresh figures decide
                 refresh.append(Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino))
+        if gone and not root_is_present(self.root):
+            raise _RootVanished  # not "missing": the whole root is unavailable
+        try:
+            self._write(gone, refresh, seeds, known_new=True)
+        except Exception as err:
+            if len(gone) + len(refresh) + len(seeds) <= 1 or not _data_error(err):
+                raise
+            self._write_one_by_one(gone, refresh, seeds)
+
+    def _write(
+        self, gone: list[str], refresh: list[Figures], seeds: list[SeedSpec], *, known_new: bool
+    ) -> None:
         roots = [self.root.id]
         with self.session.begin():
             if gone:
@@ -196,9 +223,71 @@ class _Applier:
                 self.result.restored += restored
                 self.result.changed += changed
             if seeds:
-                ins = batch_insert_seed_assets(self.session, seeds, roots=roots, known_new=True)
+                ins = batch_insert_seed_assets(
+                    self.session, seeds, roots=roots, known_new=known_new
+                )
                 self.result.new += ins.inserted
                 self.result.restored += ins.restored
+
+    def _write_one_by_one(
+        self, gone: list[str], refresh: list[Figures], seeds: list[SeedSpec]
+    ) -> None:
+        """A data error refused the flush: each row on its own, so only the bad ones stay out."""
+        units: list[tuple[str, list[str], list[Figures], list[SeedSpec]]] = [
+            *((p, [p], [], []) for p in gone),
+            *((f.path, [], [f], []) for f in refresh),
+            *((s.path, [], [], [s]) for s in seeds),
+        ]
+        failed: list[str] = []
+        error = ""
+        for path, g, r, sd in units:
+            try:
+                self._write(g, r, sd, known_new=True)
+            except Exception as err:
+                if not _data_error(err):
+                    raise
+                failed.append(path)
+                error = error or one_line(err)
+        if failed:
+            self.result.failed += len(failed)
+            _log.error(
+                "reconcile.row_failed",
+                root=self.root.name,
+                count=len(failed),
+                paths=failed[:SAMPLE],
+                error=error,
+                action="left as they were; the other rows were applied",
+            )
+
+    def add_found(self) -> None:
+        """Directories that vanished mid-walk and are files now: catalogue those files."""
+        found: list[Figures] = []
+        seeds: list[SeedSpec] = []
+        for path in self.vanished:
+            if self.ignore.is_ignored(os.path.relpath(path, self.root.path)):
+                continue
+            st = self._restat(path, None)
+            if not isinstance(st, os.stat_result):
+                continue
+            found.append(Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino))
+            seeds.append(
+                SeedSpec(
+                    root_id=self.root.id,
+                    path=path,
+                    size=st.st_size,
+                    mtime_ns=st.st_mtime_ns,
+                    device=st.st_dev,
+                    inode=st.st_ino,
+                    tags=automatic_tags(self.root, path),
+                )
+            )
+        if seeds:  # refresh restores or updates a row already there; seed adds the rest
+            self._write([], found, seeds, known_new=False)
+
+
+def _data_error(err: BaseException) -> bool:
+    """A refused row or a bug, as opposed to a database that cannot be written now."""
+    return isinstance(err, Exception) and classify_db_error(err) is None
 
 
 def _reconcile_root(
@@ -208,6 +297,7 @@ def _reconcile_root(
     stat: StatFn,
     progress: Progress | None,
     cancel: Cancel | None,
+    scandir: ScandirFn = os.scandir,
 ) -> None:
     started = time.monotonic()
     state = session.execute(
@@ -233,7 +323,16 @@ def _reconcile_root(
             session, [root.path], roots=[root.id], reason=Reason.PRUNE
         )
 
-    _reconcile_tree(session, root, root.path, result, stat, progress, cancel)
+    with contextlib.suppress(_RootVanished):  # handled just below
+        _reconcile_tree(session, root, root.path, result, stat, progress, cancel, scandir)
+    if not root_is_present(root):  # it went away during the walk
+        if session.in_transaction():
+            session.rollback()
+        with session.begin():
+            count = mark_root_unavailable(session, root, "directory gone or unmounted")
+        result.unavailable.append(root.name)
+        _log.warning("root.unavailable", root=root.name, path=root.path, missing=count)
+        return
     with session.begin():
         record_reconcile(session, root.id, int((time.monotonic() - started) * 1000))
 
@@ -246,14 +345,17 @@ def _reconcile_tree(
     stat: StatFn,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
+    scandir: ScandirFn = os.scandir,
 ) -> None:
     """Diff the files below ``top`` (an os path: the root or a directory in it) with the
-    catalog; apply."""
+    catalog; apply. Raises ``_RootVanished`` when the root went away meanwhile."""
     applier = _Applier(session, root, result, stat)
 
     def on_problem(problem: WalkProblem) -> None:
         if problem.kind == "unreadable":
             applier.unreadable.append(problem.path)
+        elif problem.kind == "vanished":
+            applier.vanished.append(problem.path)
         result.skipped += 1
         result.skipped_by_kind[problem.kind] += 1
         if len(result.problems) < SAMPLE:
@@ -267,27 +369,53 @@ def _reconcile_tree(
             ignore=IgnoreRules(root.ignore),
             follow_symlinks=root.follow_symlinks,
             on_problem=on_problem,
+            scandir=scandir,
         )
     except (FileNotFoundError, NotADirectoryError):
         disk = iter(())  # the directory is gone: every row under it is missing
+        applier.vanished.append(encode_path(top)[0])  # a file in its place is catalogued
+    disk = _guarded(disk, encode_path(top)[0], on_problem)
     if progress is not None or cancel is not None:
         disk = _counting(disk, progress, cancel)
     counts = DiffCounts()
     for step in diff_sorted(disk, iter_catalog_rows(session, root, encode_path(top)[0]), counts):
         applier.add(step)
     applier.flush()
+    applier.add_found()
     result.unchanged += counts.unchanged
     result.already_missing += counts.already_missing
 
 
+def _guarded(
+    stream: Iterator[FileStat], top: str, on_problem: Callable[[WalkProblem], None]
+) -> Iterator[FileStat]:
+    """The walk, ended (not raised) by an OSError it did not report itself: what lies under
+    ``top`` is then unknown, and no row under it is marked missing."""
+    try:
+        yield from stream
+    except OSError as err:
+        on_problem(WalkProblem(top, "unreadable", err.strerror or str(err)))
+
+
 def reconcile_subtree(
-    session: Session, root: RootSpec, top: str, *, stat: StatFn = os.stat
+    session: Session,
+    root: RootSpec,
+    top: str,
+    *,
+    stat: StatFn = os.stat,
+    scandir: ScandirFn = os.scandir,
 ) -> ReconcileResult:
     """Reconcile one directory of a root (a directory created or collapsed in a live batch);
-    ``top`` is its os path."""
+    ``top`` is its os path. A root gone meanwhile is left alone (the daemon's root check marks
+    it unavailable)."""
     started = time.monotonic()
     result = ReconcileResult(roots=0)
-    _reconcile_tree(session, root, top, result, stat)
+    try:
+        _reconcile_tree(session, root, top, result, stat, scandir=scandir)
+    except _RootVanished:
+        if session.in_transaction():
+            session.rollback()
+        result.unavailable.append(root.name)
     result.duration_s = time.monotonic() - started
     return result
 
@@ -332,20 +460,21 @@ def sync_cache_states_with_filesystem(
     stat: StatFn = os.stat,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
+    scandir: ScandirFn = os.scandir,
 ) -> ReconcileResult:
     """Walk each root and make its cache states match the disk: mark missing files missing,
     restore reappeared ones, record changed ones (new figures, ``needs_verify``), seed new ones.
 
     Commits as it goes (a transaction per page of rows); the session must not be in a
-    transaction on entry. ``stat`` is a seam for tests. ``cancel`` is polled every 1,000 files;
-    when it returns True the pass ends early (what was applied stays applied).
+    transaction on entry. ``stat`` and ``scandir`` are seams for tests. ``cancel`` is polled
+    every 1,000 files; when it returns True the pass ends early (what was applied stays).
     """
     started = time.monotonic()
     since = utcnow()
     result = ReconcileResult(roots=len(roots))
     try:
         for root in roots:
-            _reconcile_root(session, root, result, stat, progress, cancel)
+            _reconcile_root(session, root, result, stat, progress, cancel, scandir)
         _pair_moves(session, roots, since, result)
     except Cancelled:
         if session.in_transaction():

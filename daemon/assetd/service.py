@@ -65,6 +65,7 @@ class _Flags:
     reload: bool = False
     reconcile: bool = False
     overflow: set[str] = field(default_factory=set)
+    db_changed: bool = False  # the pipeline's database state flipped: heartbeat + STATUS= now
     wake: threading.Event = field(default_factory=threading.Event)
 
 
@@ -84,6 +85,7 @@ class Service:
         self.catalog: Catalog | None = None
         self.hasher: Hasher | None = None
         self._read_engine: Engine | None = None
+        self._failure: str | None = None  # why the daemon is ending with exit 1 (daemons.error)
 
     # --- signals ---------------------------------------------------------------------------
 
@@ -132,6 +134,7 @@ class Service:
             interval=config.reconcile.interval,
             poll_intervals=self._poll_intervals,
             on_finished=self._reconciled,
+            on_db_error=lambda err, ids: self.pipeline.note_outage(err, ids),
         )
         canary_dir = os.path.join(state_dir, "canary")
         self.pipeline = Pipeline(
@@ -140,9 +143,11 @@ class Service:
             quiet_ms=config.watch.quiet_ms,
             max_delay_ms=config.watch.max_delay_ms,
             root_paths=lambda: [r.path for r in self.roots],
-            request_reconcile=lambda why: self.scheduler.request(why),
+            request_reconcile=self.scheduler.request,
             canary_dir=canary_dir,
             on_applied=self._applied,
+            on_db_state=self._db_state,
+            probe=self._probe_db,
         )
         self.pipeline.start()
         self._start_hasher()
@@ -170,7 +175,11 @@ class Service:
             roots=[r.name for r in self.roots],
             database=cat.url if sqlite_path(cat.url) else "postgresql",
         )
-        code = self._loop()
+        try:
+            code = self._loop()
+        except Exception as err:  # a bug in the main loop: record it as a crash, then stop
+            _log.critical("daemon.failed", part="main loop", error=repr(err), exc_info=True)
+            self._failure, code = f"main loop: {err!r}", 1
         self._shutdown()
         return code
 
@@ -245,7 +254,11 @@ class Service:
             for part, name in ((self.pipeline, "pipeline"), (self.scheduler, "reconcile")):
                 if part.error is not None:
                     _log.critical("daemon.failed", part=name, error=repr(part.error))
+                    self._failure = f"{name} crashed: {part.error!r}"
                     return 1
+            if self.flags.db_changed:
+                self.flags.db_changed = False
+                self._heartbeat()
             if self.flags.reload:
                 self.flags.reload = False
                 self._reload()
@@ -273,7 +286,8 @@ class Service:
             if not (r.polling or r.id in self.polling or r.id in self.unavailable)
         )
         polling = len(self._poll_intervals())
-        db = "ok" if self.pipeline.db_ok else "DEGRADED (database unavailable)"
+        p = self.pipeline
+        db = "ok" if p.db_ok else f"DEGRADED ({p.degraded_reason}; {p.pending} changes kept)"
         hashing = (
             f"; hashing backlog {self.hasher.backlog[0]} files" if self.hasher is not None else ""
         )
@@ -288,10 +302,20 @@ class Service:
         status = "running" if self.pipeline.db_ok else "degraded"
         try:
             with self.catalog.sessions() as s, s.begin():
-                daemons.heartbeat(s, self.catalog.host, status)
+                daemons.heartbeat(s, self.catalog.host, status, error=self.pipeline.degraded_reason)
         except SQLAlchemyError as err:
             _log.debug("heartbeat.failed", error=one_line(err))
         self.notifier.status(self._status_text())
+
+    def _db_state(self, ok: bool) -> None:  # on the pipeline's thread: no I/O here
+        self.flags.db_changed = True
+        self.flags.wake.set()
+
+    def _probe_db(self) -> None:
+        """The pipeline's probe while the database is down: a real write (the heartbeat)."""
+        assert self.catalog is not None
+        with self.catalog.sessions() as s, s.begin():
+            daemons.heartbeat(s, self.catalog.host, "degraded", error=self.pipeline.degraded_reason)
 
     def _applied(self, result: BatchResult) -> None:
         if self.hasher is not None and (result.new or result.changed or result.restored):
@@ -441,7 +465,8 @@ class Service:
         if self.catalog is not None:
             try:
                 with self.catalog.sessions() as s, s.begin():
-                    daemons.heartbeat(s, self.catalog.host, "stopped")
+                    status = "failed" if self._failure else "stopped"
+                    daemons.heartbeat(s, self.catalog.host, status, error=self._failure)
             except SQLAlchemyError as err:
                 _log.debug("heartbeat.failed", error=one_line(err))
             self.catalog.close()

@@ -13,7 +13,13 @@ from assetd.catalog.states import utcnow
 
 def record_start(session: Session, host: str, pid: int, version: str) -> None:
     now = utcnow()
-    values = {"pid": pid, "version": version, "started_at": now, "heartbeat_at": now}
+    values = {
+        "pid": pid,
+        "version": version,
+        "started_at": now,
+        "heartbeat_at": now,
+        "error": None,
+    }
     exists = session.execute(select(daemons.c.id).where(daemons.c.host == host)).scalar()
     if exists is None:
         session.execute(daemons.insert().values(host=host, status="starting", **values))
@@ -23,9 +29,17 @@ def record_start(session: Session, host: str, pid: int, version: str) -> None:
         )
 
 
-def heartbeat(session: Session, host: str, status: str, now: dt.datetime | None = None) -> None:
+def heartbeat(
+    session: Session,
+    host: str,
+    status: str,
+    now: dt.datetime | None = None,
+    *,
+    error: str | None = None,
+) -> None:
+    """The daemon's word on itself; ``error`` says why it is ``degraded`` or ``failed``."""
     session.execute(
         update(daemons)
         .where(daemons.c.host == host)
-        .values(heartbeat_at=now or utcnow(), status=status)
+        .values(heartbeat_at=now or utcnow(), status=status, error=error)
     )

@@ -73,11 +73,21 @@ def daemon_attention(d: DaemonRow, now: dt.datetime) -> list[Attention]:
             )
         )
     elif d.status == "degraded":
+        why = f" ({d.error})" if d.error else " (database unavailable)"
         out.append(
             Attention(
                 "database",
-                "the daemon cannot write the catalog (database unavailable); it buffers changes "
-                "and reconciles once it is back",
+                f"the daemon cannot write the catalog{why}; it keeps the changes and "
+                "reconciles once the database is back",
+            )
+        )
+    elif d.status == "failed":
+        out.append(
+            Attention(
+                "crashed",
+                f"the daemon of host {d.host} crashed {format_age(age)} ago: "
+                f"{d.error or 'no error recorded'}; systemd restarts it: see "
+                "`assetd logs --since 1h --level error`",
             )
         )
     if d.is_running(now) and d.version and d.version != __version__:
@@ -245,6 +255,9 @@ def describe_daemon(d: DaemonRow, now: dt.datetime) -> str:
         return f"{state} ({who}), up {up}, {beat}"
     if d.status in ACTIVE_STATUSES:
         return f"NOT RESPONDING (said {d.status}; {who}), {beat}"
+    if d.status == "failed":
+        when = format_time(d.heartbeat_at, now)
+        return f"CRASHED {when} ({d.error or 'no error recorded'}; {who})"
     return f"not running ({d.status} {format_time(d.heartbeat_at, now)}; {who})"
 
 
