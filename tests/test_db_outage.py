@@ -10,15 +10,21 @@ refused by a real trigger, and (in test_db_outage_daemon.py) the real daemon.
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import queue
+import subprocess
 from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
+import pytest
+from sqlalchemy import exc, text
 from structlog.testing import capture_logs
 
 from assetd.catalog.engine import SessionFactory, make_engine, session_factory
+from assetd.catalog.report import DaemonRow
+from assetd.commands.status import daemon_attention, describe_daemon
 from assetd.live.changes import Change, Kind
 from assetd.live.pipeline import Pipeline
 from assetd.live.worker import Worker
@@ -194,3 +200,41 @@ def test_past_the_bound_the_detail_goes_but_the_root_is_reconciled(
         down_engine.dispose()
     assert _events(logs, "pipeline.pending_full")  # logged once, naming the root
     assert len(_events(logs, "pipeline.pending_full")) == 1
+
+
+def test_a_connection_opened_while_the_catalog_was_read_only_is_not_kept(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """SQLite opens a file it cannot write read-only, for good: such a pooled connection must
+    be dropped, or writes fail long after the file is writable again."""
+    if os.geteuid() != 0:
+        pytest.skip("chattr +i needs root")
+    engine = make_engine(sqlite_url)
+    db = engine.url.database
+    assert db is not None
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE roots SET epoch = epoch"))
+        engine.dispose()  # the next connection is opened while the file is immutable
+        files = [f for f in (db, f"{db}-wal") if os.path.exists(f)]
+        subprocess.run(["chattr", "+i", *files], check=True, capture_output=True)
+        try:
+            with pytest.raises(exc.OperationalError), engine.begin() as conn:
+                conn.execute(text("INSERT INTO tags (name) VALUES ('a')"))
+        finally:
+            subprocess.run(["chattr", "-i", *files], check=True, capture_output=True)
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO tags (name) VALUES ('b')"))
+    finally:
+        engine.dispose()
+
+
+def test_status_says_degraded_and_why_and_shows_a_crash() -> None:
+    now = dt.datetime(2026, 1, 1, 12, 0, 0)
+    row = DaemonRow("h", 7, "0.1.0", now, now, "degraded", "database is locked")
+    (attention,) = daemon_attention(row, now)
+    assert "database is locked" in attention.message
+    crashed = DaemonRow("h", 7, "0.1.0", now, now, "failed", "pipeline crashed: RuntimeError('x')")
+    assert describe_daemon(crashed, now).startswith("CRASHED")
+    assert "RuntimeError('x')" in describe_daemon(crashed, now)
+    assert [a.kind for a in daemon_attention(crashed, now)] == ["crashed"]

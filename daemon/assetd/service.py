@@ -299,12 +299,12 @@ class Service:
 
     def _heartbeat(self) -> None:
         assert self.catalog is not None
-        status = "running" if self.pipeline.db_ok else "degraded"
-        try:
-            with self.catalog.sessions() as s, s.begin():
-                daemons.heartbeat(s, self.catalog.host, status, error=self.pipeline.degraded_reason)
-        except SQLAlchemyError as err:
-            _log.debug("heartbeat.failed", error=one_line(err))
+        if self.pipeline.db_ok:  # while degraded, the pipeline's probe writes the heartbeat
+            try:
+                with self.catalog.sessions() as s, s.begin():
+                    daemons.heartbeat(s, self.catalog.host, "running")
+            except SQLAlchemyError as err:
+                _log.debug("heartbeat.failed", error=one_line(err))
         self.notifier.status(self._status_text())
 
     def _db_state(self, ok: bool) -> None:  # on the pipeline's thread: no I/O here
