@@ -148,6 +148,7 @@ class Service:
             on_applied=self._applied,
             on_db_state=self._db_state,
             probe=self._probe_db,
+            pending_limit=config.watch.queue_size,  # what is kept while the database is down
         )
         self.pipeline.start()
         self._start_hasher()

@@ -368,8 +368,8 @@ class Pipeline:
             self._keep(self._without_canary(self._take(wait)))
         else:
             self._keep(self._without_canary(self._take(0)))
-        if self.stop_event.is_set():
-            if not self._recover() and self._pending:
+        if self.stop_event.is_set():  # one last try for what was kept, then stop
+            if self._pending and not self._recover():
                 _log.warning(
                     "pipeline.pending_lost",
                     count=len(self._pending),
