@@ -71,9 +71,9 @@ def test_an_outage_keeps_the_batch_and_applies_it_once_the_database_answers(
     p.start()
     p.changes.put(Change(Kind.CREATED, str(world.write("a"))))
     wait_until(lambda: world.state("a") is not None, 10, what="applied once the database answers")
+    wait_until(lambda: p.db_ok and "database restored" in requests, 5, what="restored")
     # the first try and one at once (a cut connection), then after a probe, then after a backoff
     assert worker.calls == 4
-    assert p.db_ok and "database restored" in requests
     p.stop()
 
 
