@@ -14,12 +14,11 @@ from typing import Any
 
 import pytest
 
-import assetd.reconcile
-import assetd.walk
 from assetd.catalog_access import catalog
 from assetd.config import load_config
 from assetd.fsutil import FileStat
 from assetd.reconcile import sync_cache_states_with_filesystem
+from assetd.walk import list_files_recursively
 from cli_world import Cli, catalog_rows, isolate, sqlite_url, tree, write_config
 from unprivileged import give_to_nobody, nobody
 
@@ -253,12 +252,10 @@ def test_file_vanishing_between_listing_and_stat(
             os.unlink(lib / "gone.bin")
         yield iter(entries)
 
-    real = assetd.walk.list_files_recursively
-
     def walk(*args: Any, **kwargs: Any) -> Iterator[FileStat]:
-        return real(*args, **{**kwargs, "scandir": scandir})  # over reconcile's own seam
+        return list_files_recursively(*args, **{**kwargs, "scandir": scandir})  # over the seam
 
-    monkeypatch.setattr(assetd.reconcile, "list_files_recursively", walk)
+    monkeypatch.setattr("assetd.reconcile.list_files_recursively", walk)
     result = scan(cli, config)
     assert counts(result) == (2, 0, 0, 0, 1)
     assert result["skipped_by_kind"] == {"vanished": 1}

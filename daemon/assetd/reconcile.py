@@ -6,8 +6,8 @@ walk is never undone. Rows under ignored paths are never touched. Nothing is har
 A directory that vanishes, turns into a file or turns unreadable at any moment of the walk is
 handled where it happens: its rows follow the disk (a file that took its place is catalogued),
 rows under an unreadable one are left alone, and a root that vanishes mid-walk is marked
-unavailable. A flush that a data error refuses (a constraint, a trigger) is retried row by row,
-so one bad row costs itself only (``reconcile.row_failed``).
+unavailable. Applying the diff (:mod:`assetd.reconcile_apply`) survives a row a data error
+refuses.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from sqlalchemy.orm import Session
 from assetd import log
 from assetd.catalog.content import auto_tags_for
 from assetd.catalog.models import roots as roots_table
-from assetd.catalog.moves import pair_moved_files, recompute_tags_after_moves
+from assetd.catalog.moves import recompute_tags_after_moves
+from assetd.catalog.pairing import pair_moved_files
 from assetd.catalog.prune import mark_cache_states_missing_outside_prefixes
 from assetd.catalog.roots import (
     RootSpec,
@@ -37,13 +38,11 @@ from assetd.catalog.roots import (
     set_root_state,
 )
 from assetd.catalog.sqlutil import normalize_prefix, placeholder
-from assetd.catalog.states import (
-    Reason,
-    utcnow,
-)
+from assetd.catalog.states import Reason, utcnow
+from assetd.catalog.tagsync import live_asset_ids, recompute_automatic_tags_many
 from assetd.diff import CatalogRow, DiffCounts, diff_sorted
-from assetd.fsutil import FileStat, IgnoreRules, encode_path
-from assetd.reconcile_apply import Applier, RootVanished, StatFn
+from assetd.fsutil import FileStat, IgnoreRules, StatFn, encode_path
+from assetd.reconcile_apply import Applier, RootVanished
 from assetd.walk import ScandirFn, WalkProblem, list_files_recursively
 
 _log = log.get_logger(__name__)
@@ -52,6 +51,7 @@ Progress = Callable[[int], None]
 Cancel = Callable[[], bool]
 PAGE = 5000  # catalog rows read per short transaction
 SAMPLE = 20
+TAG_PAGE = 1000  # assets per transaction when directory tags are recomputed
 
 
 @dataclass(slots=True)
@@ -175,7 +175,7 @@ def _reconcile_tree(
     scandir: ScandirFn = os.scandir,
 ) -> None:
     """Diff the files below ``top`` (an os path: the root or a directory in it) with the
-    catalog; apply. Raises ``RootVanished`` when the root went away meanwhile."""
+    catalog; apply. Raises :class:`RootVanished` when the root went away meanwhile."""
     applier = Applier(session, root, result, stat)
 
     def on_problem(problem: WalkProblem) -> None:
@@ -266,18 +266,50 @@ def _counting(
 def _pair_moves(
     session: Session, roots: Sequence[RootSpec], since: dt.datetime, result: ReconcileResult
 ) -> None:
-    """A file gone from one path and new at another with the same (device, inode, size,
-    mtime_ns) moved (also while the daemon was down): its row, and so its metadata, follows."""
-    if not (result.missing and result.new):
+    """A file gone from one path and new (or changed) at another with the same (device, inode,
+    size, mtime_ns) may have moved, also while the daemon was down: a guess the hasher confirms
+    or refutes by the content (:mod:`assetd.catalog.pairing`) before any metadata follows."""
+    if not (result.missing and (result.new or result.changed)):
         return
     with session.begin():
-        pairs = pair_moved_files(session, roots=[r.id for r in roots], since=since)
-        recompute_tags_after_moves(session, [p[2] for p in pairs], auto_tags_for(roots))
-    if pairs:
-        result.moved += len(pairs)
-        result.missing -= len(pairs)
-        result.new -= len(pairs)
-        _log.info("cache_state.moved", count=len(pairs), paths=[p[1] for p in pairs[:20]])
+        found = pair_moved_files(session, roots=[r.id for r in roots], since=since)
+        recompute_tags_after_moves(session, [m[2] for m in found.moved], auto_tags_for(roots))
+    if found.moved:
+        n = len(found.moved)
+        result.moved += n
+        result.missing = max(result.missing - n, 0)
+        result.new = max(result.new - n, 0)
+        _log.info("cache_state.moved", count=n, paths=[m[1] for m in found.moved[:SAMPLE]])
+    if found.candidates:
+        _log.info(
+            "cache_state.move_candidates",
+            count=len(found.candidates),
+            paths=[c[1] for c in found.candidates[:SAMPLE]],
+        )
+
+
+def _retag_directories(session: Session, roots: Sequence[RootSpec], cancel: Cancel | None) -> None:
+    """Roots with ``tags_from_dirs``: make every live file's automatic tags match its path
+    (content rule 5), a short transaction per 1,000 assets, so whatever left them stale (a
+    directory renamed before this was kept live, a changed config) is fixed by the pass."""
+    ids = [r.id for r in roots if r.tags_from_dirs]
+    if not ids:
+        return
+    auto_tags = auto_tags_for(roots)
+    last = changed = 0
+    while True:
+        if cancel is not None and cancel():
+            raise Cancelled
+        with session.begin():
+            page = live_asset_ids(session, ids, after=last)
+            changed += recompute_automatic_tags_many(session, page, auto_tags)
+        if len(page) < TAG_PAGE:
+            break
+        last = page[-1]
+    if changed:
+        _log.info(
+            "tags.recomputed", count=changed, roots=[r.name for r in roots if r.tags_from_dirs]
+        )
 
 
 def sync_cache_states_with_filesystem(
@@ -303,6 +335,7 @@ def sync_cache_states_with_filesystem(
         for root in roots:
             _reconcile_root(session, root, result, stat, progress, cancel, scandir)
         _pair_moves(session, roots, since, result)
+        _retag_directories(session, roots, cancel)
     except Cancelled:
         if session.in_transaction():
             session.rollback()

@@ -205,6 +205,7 @@ class PathFacts:
     infos: tuple[InfoFacts, ...] = ()
     other_paths: tuple[tuple[str, bool], ...] = ()  # (path, is_missing), a sample
     other_count: int = 0
+    move_candidate: str | None = None  # the vanished path this one may continue (a guess)
     extra: dict[str, object] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
@@ -228,6 +229,7 @@ class PathFacts:
                 "other_count": self.other_count,
             },
             "infos": [i.as_dict() for i in self.infos],
+            "move_candidate": self.move_candidate,
             **self.extra,
         }
 
@@ -256,6 +258,11 @@ def path_facts(session: Session, file_path: str) -> list[PathFacts]:
         other_count = session.execute(
             select(func.count()).where(cs.c.asset_id == r["asset_id"], cs.c.id != r["id"])
         ).scalar_one()
+        candidate = None
+        if r["move_candidate_id"] is not None:
+            candidate = session.execute(
+                select(cs.c.file_path).where(cs.c.id == r["move_candidate_id"])
+            ).scalar_one_or_none()
         found.append(
             PathFacts(
                 root=root,
@@ -275,6 +282,7 @@ def path_facts(session: Session, file_path: str) -> list[PathFacts]:
                 infos=_infos(session, int(r["asset_id"])),
                 other_paths=tuple((str(p), bool(m)) for p, m in others),
                 other_count=int(other_count),
+                move_candidate=candidate,
             )
         )
     return found
