@@ -65,7 +65,6 @@ class _Flags:
     reload: bool = False
     reconcile: bool = False
     overflow: set[str] = field(default_factory=set)
-    db_changed: bool = False  # the pipeline's database state flipped: heartbeat + STATUS= now
     wake: threading.Event = field(default_factory=threading.Event)
 
 
@@ -86,6 +85,7 @@ class Service:
         self.hasher: Hasher | None = None
         self._read_engine: Engine | None = None
         self._failure: str | None = None  # why the daemon is ending with exit 1 (daemons.error)
+        self._db_ok = True  # the pipeline's database state at the last heartbeat
 
     # --- signals ---------------------------------------------------------------------------
 
@@ -146,8 +146,8 @@ class Service:
             request_reconcile=self.scheduler.request,
             canary_dir=canary_dir,
             on_applied=self._applied,
-            on_db_state=self._db_state,
-            probe=self._probe_db,
+            on_db_state=lambda _ok: self.flags.wake.set(),  # heartbeat + STATUS= at once
+            probe=lambda why: daemons.beat(cat.sessions, cat.host, "degraded", why, quiet=False),
             pending_limit=config.watch.queue_size,  # what is kept while the database is down
         )
         self.pipeline.start()
@@ -257,8 +257,7 @@ class Service:
                     _log.critical("daemon.failed", part=name, error=repr(part.error))
                     self._failure = f"{name} crashed: {part.error!r}"
                     return 1
-            if self.flags.db_changed:
-                self.flags.db_changed = False
+            if self.pipeline.db_ok != self._db_ok:
                 self._heartbeat()
             if self.flags.reload:
                 self.flags.reload = False
@@ -287,8 +286,7 @@ class Service:
             if not (r.polling or r.id in self.polling or r.id in self.unavailable)
         )
         polling = len(self._poll_intervals())
-        p = self.pipeline
-        db = "ok" if p.db_ok else f"DEGRADED ({p.degraded_reason}; {p.pending} changes kept)"
+        db = self.pipeline.health()
         hashing = (
             f"; hashing backlog {self.hasher.backlog[0]} files" if self.hasher is not None else ""
         )
@@ -300,23 +298,10 @@ class Service:
 
     def _heartbeat(self) -> None:
         assert self.catalog is not None
-        if self.pipeline.db_ok:  # while degraded, the pipeline's probe writes the heartbeat
-            try:
-                with self.catalog.sessions() as s, s.begin():
-                    daemons.heartbeat(s, self.catalog.host, "running")
-            except SQLAlchemyError as err:
-                _log.debug("heartbeat.failed", error=one_line(err))
+        self._db_ok = self.pipeline.db_ok
+        if self._db_ok:  # while degraded, the pipeline's probe writes it
+            daemons.beat(self.catalog.sessions, self.catalog.host, "running")
         self.notifier.status(self._status_text())
-
-    def _db_state(self, ok: bool) -> None:  # on the pipeline's thread: no I/O here
-        self.flags.db_changed = True
-        self.flags.wake.set()
-
-    def _probe_db(self) -> None:
-        """The pipeline's probe while the database is down: a real write (the heartbeat)."""
-        assert self.catalog is not None
-        with self.catalog.sessions() as s, s.begin():
-            daemons.heartbeat(s, self.catalog.host, "degraded", error=self.pipeline.degraded_reason)
 
     def _applied(self, result: BatchResult) -> None:
         if self.hasher is not None and (result.new or result.changed or result.restored):
@@ -464,12 +449,8 @@ class Service:
         self.pipeline.stop()
         self.scheduler.stop()
         if self.catalog is not None:
-            try:
-                with self.catalog.sessions() as s, s.begin():
-                    status = "failed" if self._failure else "stopped"
-                    daemons.heartbeat(s, self.catalog.host, status, error=self._failure)
-            except SQLAlchemyError as err:
-                _log.debug("heartbeat.failed", error=one_line(err))
+            status = "failed" if self._failure else "stopped"
+            daemons.beat(self.catalog.sessions, self.catalog.host, status, self._failure)
             self.catalog.close()
         if self._read_engine is not None:
             self._read_engine.dispose()

@@ -93,7 +93,7 @@ class Pipeline:
         canary_dir: str | None = None,
         on_applied: Callable[[BatchResult], None] | None = None,
         on_db_state: Callable[[bool], None] | None = None,
-        probe: Callable[[], None] | None = None,
+        probe: Callable[[str | None], None] | None = None,
         pending_limit: int = PENDING_LIMIT,
     ) -> None:
         self.changes = changes
@@ -147,6 +147,12 @@ class Pipeline:
                 pending=self.changes.qsize() + len(self.debouncer) + len(self._pending),
                 action="exiting; the next start-up reconcile applies what was left",
             )
+
+    def health(self) -> str:
+        """For ``STATUS=``: ``ok``, or why the database is not written and what is kept."""
+        if self.db_ok:
+            return "ok"
+        return f"DEGRADED ({self.degraded_reason}; {len(self._pending)} changes kept)"
 
     def busy(self) -> bool:
         """The live pipeline has work queued, pending or in hand (the hasher yields)."""
@@ -382,7 +388,7 @@ class Pipeline:
             return False
         self._next_probe = now + PROBE_EVERY
         try:
-            self.probe()
+            self.probe(self.degraded_reason)
         except Exception as err:
             if outage_kind(err) is not None:
                 self.degraded_reason = one_line(err)
@@ -391,7 +397,7 @@ class Pipeline:
             self._recover()
         return False
 
-    def _probe(self) -> None:
+    def _probe(self, _why: str | None) -> None:
         """A write transaction that writes nothing (SQLite: takes the write lock)."""
         with self.worker.sessions() as s, s.begin():
             s.execute(text("SELECT 1"))
