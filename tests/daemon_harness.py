@@ -68,28 +68,25 @@ class Daemon:
             lines.append(f'[[roots]]\nname = "{name}"\npath = "{path}"\ntags = ["{name}"]\n')
         self.config.write_text("\n".join(lines))
 
-    def start(self, wait_ready: bool = True, env_extra: dict[str, str] | None = None) -> Daemon:
+    def start(self, wait_ready: bool = True, env: dict[str, str] | None = None) -> Daemon:
+        """Start ``assetd run``; ``env`` adds variables (``ASSETD_*`` ones too)."""
         if self.notify is None:
             self.notify = NotifySocket(self.tmp / "notify.sock")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETD_")}
-        env.update(env_extra or {})
-        env["NOTIFY_SOCKET"] = str(self.notify.path)
-        env["PYTHONUNBUFFERED"] = "1"
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("ASSETD_")}
+        environ["NOTIFY_SOCKET"] = str(self.notify.path)
+        environ["PYTHONUNBUFFERED"] = "1"
+        environ.update(env or {})
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "assetd", "run", "--config", str(self.config)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env=env,
+            env=environ,
         )
         if wait_ready:
             notify, proc = self.notify, self.proc
-            wait_until(
-                lambda: notify.has("READY=1") or proc.poll() is not None,
-                30,
-                what="READY=1",
-            )
-            assert self.proc.poll() is None, self.log_text()
+            wait_until(lambda: notify.has("READY=1") or proc.poll() is not None, 30, what="READY=1")
+            assert proc.poll() is None, self.log_text()
         return self
 
     def send(self, sig: int) -> None:

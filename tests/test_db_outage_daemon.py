@@ -282,13 +282,13 @@ def test_a_crashed_pipeline_leaves_a_failed_row_and_status_says_so(
 ) -> None:
     """A pipeline that does die (a test-only fault hook kills its thread outside any batch)
     exits 1, leaves its daemons row ``failed`` with the error, and `assetd status` says crash."""
-    daemon.start(env_extra={"ASSETD_FAULT": "pipeline-crash"})
+    daemon.start(env={"ASSETD_TEST_CRASH_PIPELINE": "1"})
     (lib / "trigger").write_bytes(b"t")
     assert daemon.proc is not None
     assert daemon.proc.wait(30) == 1
     rows = daemon.query("SELECT status, error FROM daemons")
     assert len(rows) == 1 and rows[0][0] == "failed", rows
-    assert "pipeline-crash" in str(rows[0][1])
+    assert "ASSETD_TEST_CRASH_PIPELINE" in str(rows[0][1])
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETD_")}
     out = subprocess.run(
         [os.sys.executable, "-m", "assetd", "status", "--config", str(daemon.config)],  # type: ignore[attr-defined]
@@ -298,4 +298,4 @@ def test_a_crashed_pipeline_leaves_a_failed_row_and_status_says_so(
         timeout=60,
     )
     assert out.returncode == 0, out.stderr
-    assert "CRASHED" in out.stdout and "pipeline-crash" in out.stdout, out.stdout
+    assert "CRASHED" in out.stdout and "ASSETD_TEST_CRASH_PIPELINE" in out.stdout, out.stdout

@@ -45,7 +45,6 @@ ROOT_COLLAPSE = 200_000
 PROBE_EVERY = 1.0  # seconds between probes of a database that is down
 APPLY_BACKOFF_MAX = 10.0  # the probe answers but applying fails again: back off up to this
 PENDING_LIMIT = 100_000  # changes kept while the database is down; past it, roots are noted
-FAULT = os.environ.get("ASSETD_FAULT", "")  # test-only: "pipeline-crash" kills the thread
 
 Outage = type[DatabaseLocked] | type[DatabaseUnavailable]
 
@@ -95,6 +94,7 @@ class Pipeline:
         on_db_state: Callable[[bool], None] | None = None,
         probe: Callable[[str | None], None] | None = None,
         pending_limit: int = PENDING_LIMIT,
+        fault: Callable[[], None] | None = None,
     ) -> None:
         self.changes = changes
         self.worker = worker
@@ -106,6 +106,7 @@ class Pipeline:
         self.on_db_state = on_db_state
         self.probe = probe or self._probe
         self.pending_limit = pending_limit
+        self.fault = fault  # a test-only hook (assetd.faults); None in production
         self.stop_event = threading.Event()
         self._interrupt = threading.Event()  # stop, or an outage noticed by another thread
         self._lock = threading.Lock()
@@ -185,8 +186,8 @@ class Pipeline:
                     if self.stop_event.is_set():
                         return
                     continue
-                if FAULT == "pipeline-crash":
-                    raise RuntimeError("fault injected: ASSETD_FAULT=pipeline-crash")
+                if self.fault is not None:
+                    self.fault()  # outside the per-batch guard: ends the thread
                 self._handle(batch)
         except BaseException as err:  # a crash must stop the service, never hang it
             self.error = err

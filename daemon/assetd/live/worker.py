@@ -12,8 +12,9 @@ import datetime as dt
 import itertools
 import os
 import stat as stat_mod
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -139,16 +140,29 @@ class Worker:
         *,
         stat: StatFn = os.stat,
         scandir: ScandirFn = os.scandir,
+        fault: Callable[[Batch], None] | None = None,
     ) -> None:
         self.sessions = sessions
         self.index = RootIndex(roots)
         self.stat = stat
         self.scandir = scandir  # the subtree walks' (a seam for tests)
+        self.fault = fault  # a test-only hook (assetd.faults); None in production
+        self._next_index: RootIndex | None = None
+        self._swap = threading.Lock()
 
     def set_roots(self, roots: Sequence[RootSpec]) -> None:
-        self.index = RootIndex(roots)
+        """New roots (a reload, on another thread): the next batch uses them; a batch being
+        applied keeps the roots it started with."""
+        index = RootIndex(roots)
+        with self._swap:
+            self._next_index = index
 
     def apply(self, batch: Batch) -> BatchResult:
+        with self._swap:  # between batches: swap in the roots of a reload
+            if self._next_index is not None:
+                self.index, self._next_index = self._next_index, None
+        if self.fault is not None:
+            self.fault(batch)
         started = time.monotonic()
         since = utcnow()
         result = BatchResult()
