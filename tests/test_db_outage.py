@@ -234,6 +234,7 @@ def test_status_says_degraded_and_why_and_shows_a_crash() -> None:
     row = DaemonRow("h", 7, "0.1.0", now, now, "degraded", "database is locked")
     (attention,) = daemon_attention(row, now)
     assert "database is locked" in attention.message
+    assert "database is locked" in describe_daemon(row, now)
     crashed = DaemonRow("h", 7, "0.1.0", now, now, "failed", "pipeline crashed: RuntimeError('x')")
     assert describe_daemon(crashed, now).startswith("CRASHED")
     assert "RuntimeError('x')" in describe_daemon(crashed, now)

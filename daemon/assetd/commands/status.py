@@ -68,7 +68,11 @@ def daemon_attention(d: DaemonRow, now: dt.datetime) -> list[Attention]:
                 "stale-heartbeat",
                 f"the daemon of host {d.host} said {d.status!r} but its last heartbeat is "
                 f"{format_age(age)} old"
-                + (f" and pid {d.pid} is gone (killed or crashed)" if gone else "")
+                + (
+                    f" and pid {d.pid} is gone (killed or crashed)"
+                    if gone
+                    else " (a daemon that cannot write the catalog says why in its STATUS=)"
+                )
                 + ": check `systemctl status assetd` and `assetd logs --since 1h --level warning`",
             )
         )
@@ -252,7 +256,8 @@ def describe_daemon(d: DaemonRow, now: dt.datetime) -> str:
     if d.is_running(now):
         up = format_age((now - d.started_at).total_seconds())
         state = "running" if d.status == "running" else d.status.upper()
-        return f"{state} ({who}), up {up}, {beat}"
+        why = f": {d.error}" if d.error and d.status != "running" else ""
+        return f"{state} ({who}{why}), up {up}, {beat}"
     if d.status in ACTIVE_STATUSES:
         return f"NOT RESPONDING (said {d.status}; {who}), {beat}"
     if d.status == "failed":
