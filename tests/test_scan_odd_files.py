@@ -6,16 +6,17 @@ skipped or catalogued; the walk goes on and ``scan`` exits 0 with the skipped co
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from assetd.catalog_access import catalog
 from assetd.config import load_config
+from assetd.fsutil import FileStat
 from assetd.reconcile import sync_cache_states_with_filesystem
 from assetd.walk import list_files_recursively
 from cli_world import Cli, catalog_rows, isolate, sqlite_url, tree, write_config
@@ -251,10 +252,10 @@ def test_file_vanishing_between_listing_and_stat(
             os.unlink(lib / "gone.bin")
         yield iter(entries)
 
-    monkeypatch.setattr(
-        "assetd.reconcile.list_files_recursively",
-        functools.partial(list_files_recursively, scandir=scandir),
-    )
+    def walk(*args: Any, **kwargs: Any) -> Iterator[FileStat]:
+        return list_files_recursively(*args, **{**kwargs, "scandir": scandir})  # over the seam
+
+    monkeypatch.setattr("assetd.reconcile.list_files_recursively", walk)
     result = scan(cli, config)
     assert counts(result) == (2, 0, 0, 0, 1)
     assert result["skipped_by_kind"] == {"vanished": 1}

@@ -5,6 +5,8 @@ The end-to-end tests use them to make the real ``assetd run`` misbehave on purpo
 
 - ``ASSETD_TEST_WEDGE_WORKER=NAME``: the worker blocks for good on a batch that touches a file
   called ``NAME`` (a worker call that never returns), so a test can watch ``WATCHDOG=1`` stop.
+- ``ASSETD_TEST_CRASH_PIPELINE=1``: the pipeline thread dies on its first batch, outside the
+  per-batch guard, so a test can watch the crash path (``daemons.status = 'failed'``).
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from collections.abc import Callable, Mapping
 
 from assetd.live.changes import Batch
 
-__all__ = ["WEDGE_WORKER", "worker_fault"]
+__all__ = ["CRASH_PIPELINE", "WEDGE_WORKER", "pipeline_fault", "worker_fault"]
 
 WEDGE_WORKER = "ASSETD_TEST_WEDGE_WORKER"
+CRASH_PIPELINE = "ASSETD_TEST_CRASH_PIPELINE"
 
 BatchHook = Callable[[Batch], None]
 
@@ -34,3 +37,14 @@ def worker_fault(env: Mapping[str, str] | None = None) -> BatchHook | None:
             threading.Event().wait()  # never set: this call never returns
 
     return wedge
+
+
+def pipeline_fault(env: Mapping[str, str] | None = None) -> Callable[[], None] | None:
+    """The pipeline's fault hook from ``env`` (default ``os.environ``), or None."""
+    if not (os.environ if env is None else env).get(CRASH_PIPELINE):
+        return None
+
+    def crash() -> None:
+        raise RuntimeError(f"fault injected: {CRASH_PIPELINE}")
+
+    return crash

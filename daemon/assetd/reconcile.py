@@ -2,20 +2,25 @@
 
 Before a row is written it is re-checked against the disk, so a live batch applied during the
 walk is never undone. Rows under ignored paths are never touched. Nothing is hard-deleted.
+
+A directory that vanishes, turns into a file or turns unreadable at any moment of the walk is
+handled where it happens: its rows follow the disk (a file that took its place is catalogued),
+rows under an unreadable one are left alone, and a root that vanishes mid-walk is marked
+unavailable. Applying the diff (:mod:`assetd.reconcile_apply`) survives a row a data error
+refuses.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
-import stat as stat_mod
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from assetd import log
@@ -27,35 +32,25 @@ from assetd.catalog.prune import mark_cache_states_missing_outside_prefixes
 from assetd.catalog.roots import (
     RootSpec,
     RootState,
-    automatic_tags,
     mark_root_unavailable,
     record_reconcile,
     root_is_present,
     set_root_state,
 )
-from assetd.catalog.seed import SeedSpec, batch_insert_seed_assets
 from assetd.catalog.sqlutil import normalize_prefix, placeholder
-from assetd.catalog.states import (
-    Figures,
-    Reason,
-    bulk_update_is_missing,
-    lock_cache_states,
-    refresh_cache_states,
-    utcnow,
-)
+from assetd.catalog.states import Reason, utcnow
 from assetd.catalog.tagsync import live_asset_ids, recompute_automatic_tags_many
-from assetd.diff import Action, CatalogRow, DiffCounts, Step, diff_sorted
-from assetd.fsutil import FileStat, IgnoreRules, StatFn, encode_path, os_path_of
-from assetd.walk import WalkProblem, list_files_recursively
+from assetd.diff import CatalogRow, DiffCounts, diff_sorted
+from assetd.fsutil import FileStat, IgnoreRules, StatFn, encode_path
+from assetd.reconcile_apply import Applier, RootVanished
+from assetd.walk import ScandirFn, WalkProblem, list_files_recursively
 
 _log = log.get_logger(__name__)
 
 Progress = Callable[[int], None]
 Cancel = Callable[[], bool]
 PAGE = 5000  # catalog rows read per short transaction
-FLUSH = 20_000  # diff steps applied per transaction (about 0.4 s of SQLite write lock)
 SAMPLE = 20
-DEADLOCK_RETRIES = 2
 TAG_PAGE = 1000  # assets per transaction when directory tags are recomputed
 
 
@@ -69,6 +64,7 @@ class ReconcileResult:
     unchanged: int = 0
     already_missing: int = 0
     skipped: int = 0
+    failed: int = 0  # rows a data error refused (logged as reconcile.row_failed)
     roots: int = 0
     unavailable: list[str] = field(default_factory=list)
     skipped_by_kind: Counter[str] = field(default_factory=Counter)
@@ -84,6 +80,7 @@ class ReconcileResult:
             "changed": self.changed,
             "unchanged": self.unchanged,
             "skipped": self.skipped,
+            "failed": self.failed,
             "roots": self.roots,
             "unavailable": list(self.unavailable),
             "skipped_by_kind": dict(self.skipped_by_kind),
@@ -120,122 +117,6 @@ def iter_catalog_rows(
         last = rows[-1][1]
 
 
-class _Applier:
-    """Buffers diff steps and applies them, re-checked against the disk, in one transaction."""
-
-    def __init__(
-        self, session: Session, root: RootSpec, result: ReconcileResult, stat: StatFn
-    ) -> None:
-        self.session, self.root, self.result, self.stat = session, root, result, stat
-        self.ignore = IgnoreRules(root.ignore)
-        self.steps: list[Step] = []
-        self.unreadable: list[str] = []  # directories the walk could not list
-
-    def add(self, step: Step) -> None:
-        self.steps.append(step)
-        if len(self.steps) >= FLUSH:
-            self.flush()
-
-    def _restat(self, path: str, raw: bytes | None) -> os.stat_result | bool | None:
-        """Fresh stat of a regular file; None if it is gone; False if it can't be told."""
-        try:
-            st = self.stat(os_path_of(path, raw))
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except OSError:
-            return False
-        return st if stat_mod.S_ISREG(st.st_mode) else None
-
-    def _untouchable(self, path: str) -> bool:
-        """Rows under ignored paths or unreadable directories are never marked missing: the
-        walk did not see them, which says nothing about whether they are there."""
-        if any(path.startswith(u + "/") for u in self.unreadable):
-            return True
-        return self.ignore.is_ignored(os.path.relpath(path, self.root.path))
-
-    def flush(self) -> None:
-        """Apply the buffered steps in one transaction, each re-checked against the disk from
-        inside it: the rows are held first (:func:`lock_cache_states`), so a live batch either
-        committed before the re-stat (which then sees its file) or waits for this commit; a
-        write is never decided on a fact older than the transaction it is written in. A
-        PostgreSQL deadlock with a live batch (each holds rows the other wants) is retried."""
-        if not self.steps:
-            return
-        steps, self.steps = self.steps, []
-        for attempt in range(DEADLOCK_RETRIES + 1):
-            try:
-                counts = self._apply(steps)
-            except OperationalError as err:
-                code = getattr(getattr(err, "orig", None), "sqlstate", None)
-                if attempt == DEADLOCK_RETRIES or code not in ("40P01", "40001"):
-                    raise
-                continue
-            self.result.missing += counts[0]
-            self.result.restored += counts[1]
-            self.result.changed += counts[2]
-            self.result.new += counts[3]
-            return
-
-    def _apply(self, steps: list[Step]) -> tuple[int, int, int, int]:
-        """One transaction: hold the rows, re-stat, write. Returns (missing, restored,
-        changed, new)."""
-        roots = [self.root.id]
-        missing = restored = changed = new = 0
-        with self.session.begin():
-            lock_cache_states(
-                self.session, self.root.id, [row.path for _, _, row in steps if row is not None]
-            )
-            gone, refresh, seeds = self._decide(steps)
-            if gone:
-                missing = bulk_update_is_missing(
-                    self.session, gone, True, roots=roots, reason=Reason.RECONCILE
-                )
-            if refresh:
-                restored, changed = refresh_cache_states(
-                    self.session, refresh, roots=roots, reason=Reason.RECONCILE
-                )
-            if seeds:
-                ins = batch_insert_seed_assets(self.session, seeds, roots=roots, known_new=True)
-                new = ins.inserted
-                restored += ins.restored
-        return missing, restored, changed, new
-
-    def _decide(self, steps: list[Step]) -> tuple[list[str], list[Figures], list[SeedSpec]]:
-        """Re-stat each step's path: what to mark missing, refresh, and seed."""
-        gone: list[str] = []
-        seeds: list[SeedSpec] = []
-        refresh: list[Figures] = []
-        for action, disk, row in steps:
-            path = disk.path if disk is not None else row.path  # type: ignore[union-attr]
-            raw = disk.raw if disk is not None else row.raw  # type: ignore[union-attr]
-            if action is Action.MISSING and self._untouchable(path):
-                continue
-            st = self._restat(path, raw)
-            if st is False:
-                continue
-            if st is None:
-                if action is not Action.NEW:
-                    gone.append(path)
-                continue
-            assert isinstance(st, os.stat_result)
-            if action is Action.NEW:
-                seeds.append(
-                    SeedSpec(
-                        root_id=self.root.id,
-                        path=path,
-                        size=st.st_size,
-                        mtime_ns=st.st_mtime_ns,
-                        device=st.st_dev,
-                        inode=st.st_ino,
-                        raw=raw,
-                        tags=automatic_tags(self.root, path),
-                    )
-                )
-            else:  # back, changed, or relinked: the fresh figures decide
-                refresh.append(Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino))
-        return gone, refresh, seeds
-
-
 def _reconcile_root(
     session: Session,
     root: RootSpec,
@@ -243,6 +124,7 @@ def _reconcile_root(
     stat: StatFn,
     progress: Progress | None,
     cancel: Cancel | None,
+    scandir: ScandirFn = os.scandir,
 ) -> None:
     started = time.monotonic()
     state = session.execute(
@@ -268,7 +150,16 @@ def _reconcile_root(
             session, [root.path], roots=[root.id], reason=Reason.PRUNE
         )
 
-    _reconcile_tree(session, root, root.path, result, stat, progress, cancel)
+    with contextlib.suppress(RootVanished):  # handled just below
+        _reconcile_tree(session, root, root.path, result, stat, progress, cancel, scandir)
+    if not root_is_present(root):  # it went away during the walk
+        if session.in_transaction():
+            session.rollback()
+        with session.begin():
+            count = mark_root_unavailable(session, root, "directory gone or unmounted")
+        result.unavailable.append(root.name)
+        _log.warning("root.unavailable", root=root.name, path=root.path, missing=count)
+        return
     with session.begin():
         record_reconcile(session, root.id, int((time.monotonic() - started) * 1000))
 
@@ -281,14 +172,17 @@ def _reconcile_tree(
     stat: StatFn,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
+    scandir: ScandirFn = os.scandir,
 ) -> None:
     """Diff the files below ``top`` (an os path: the root or a directory in it) with the
-    catalog; apply."""
-    applier = _Applier(session, root, result, stat)
+    catalog; apply. Raises :class:`RootVanished` when the root went away meanwhile."""
+    applier = Applier(session, root, result, stat)
 
     def on_problem(problem: WalkProblem) -> None:
         if problem.kind == "unreadable":
             applier.unreadable.append(problem.path)
+        elif problem.kind == "vanished":
+            applier.vanished.append(problem.path)
         result.skipped += 1
         result.skipped_by_kind[problem.kind] += 1
         if len(result.problems) < SAMPLE:
@@ -302,27 +196,53 @@ def _reconcile_tree(
             ignore=IgnoreRules(root.ignore),
             follow_symlinks=root.follow_symlinks,
             on_problem=on_problem,
+            scandir=scandir,
         )
     except (FileNotFoundError, NotADirectoryError):
         disk = iter(())  # the directory is gone: every row under it is missing
+        applier.vanished.append(encode_path(top)[0])  # a file in its place is catalogued
+    disk = _guarded(disk, encode_path(top)[0], on_problem)
     if progress is not None or cancel is not None:
         disk = _counting(disk, progress, cancel)
     counts = DiffCounts()
     for step in diff_sorted(disk, iter_catalog_rows(session, root, encode_path(top)[0]), counts):
         applier.add(step)
     applier.flush()
+    applier.add_found()
     result.unchanged += counts.unchanged
     result.already_missing += counts.already_missing
 
 
+def _guarded(
+    stream: Iterator[FileStat], top: str, on_problem: Callable[[WalkProblem], None]
+) -> Iterator[FileStat]:
+    """The walk, ended (not raised) by an OSError it did not report itself: what lies under
+    ``top`` is then unknown, and no row under it is marked missing."""
+    try:
+        yield from stream
+    except OSError as err:
+        on_problem(WalkProblem(top, "unreadable", err.strerror or str(err)))
+
+
 def reconcile_subtree(
-    session: Session, root: RootSpec, top: str, *, stat: StatFn = os.stat
+    session: Session,
+    root: RootSpec,
+    top: str,
+    *,
+    stat: StatFn = os.stat,
+    scandir: ScandirFn = os.scandir,
 ) -> ReconcileResult:
     """Reconcile one directory of a root (a directory created or collapsed in a live batch);
-    ``top`` is its os path."""
+    ``top`` is its os path. A root gone meanwhile is left alone (the daemon's root check marks
+    it unavailable)."""
     started = time.monotonic()
     result = ReconcileResult(roots=0)
-    _reconcile_tree(session, root, top, result, stat)
+    try:
+        _reconcile_tree(session, root, top, result, stat, scandir=scandir)
+    except RootVanished:
+        if session.in_transaction():
+            session.rollback()
+        result.unavailable.append(root.name)
     result.duration_s = time.monotonic() - started
     return result
 
@@ -399,20 +319,21 @@ def sync_cache_states_with_filesystem(
     stat: StatFn = os.stat,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
+    scandir: ScandirFn = os.scandir,
 ) -> ReconcileResult:
     """Walk each root and make its cache states match the disk: mark missing files missing,
     restore reappeared ones, record changed ones (new figures, ``needs_verify``), seed new ones.
 
     Commits as it goes (a transaction per page of rows); the session must not be in a
-    transaction on entry. ``stat`` is a seam for tests. ``cancel`` is polled every 1,000 files;
-    when it returns True the pass ends early (what was applied stays applied).
+    transaction on entry. ``stat`` and ``scandir`` are seams for tests. ``cancel`` is polled
+    every 1,000 files; when it returns True the pass ends early (what was applied stays).
     """
     started = time.monotonic()
     since = utcnow()
     result = ReconcileResult(roots=len(roots))
     try:
         for root in roots:
-            _reconcile_root(session, root, result, stat, progress, cancel)
+            _reconcile_root(session, root, result, stat, progress, cancel, scandir)
         _pair_moves(session, roots, since, result)
         _retag_directories(session, roots, cancel)
     except Cancelled:

@@ -37,7 +37,7 @@ from assetd.catalog.schema import Upgrade
 from assetd.catalog_access import Catalog, open_catalog, prepare_state_dir
 from assetd.config import Config
 from assetd.errors import WatchError
-from assetd.faults import worker_fault
+from assetd.faults import pipeline_fault, worker_fault
 from assetd.fsutil import IgnoreRules, filesystem_type, is_network_filesystem
 from assetd.hashing.background import Hasher
 from assetd.hostlock import HostLock
@@ -81,6 +81,8 @@ class Service:
         self.catalog: Catalog | None = None
         self.hasher: Hasher | None = None
         self._read_engine: Engine | None = None
+        self._failure: str | None = None  # why the daemon is ending with exit 1 (daemons.error)
+        self._db_ok = True  # the pipeline's database state at the last heartbeat
 
     def _on_overflow(self, root_name: str) -> None:  # called on watchdog's thread: no I/O
         with self._overflow_lock:
@@ -121,6 +123,7 @@ class Service:
             interval=config.reconcile.interval,
             poll_intervals=self._poll_intervals,
             on_finished=self._reconciled,
+            on_db_error=lambda err, ids: self.pipeline.note_outage(err, ids),
         )
         canary_dir = os.path.join(state_dir, "canary")
         self.pipeline = Pipeline(
@@ -129,9 +132,13 @@ class Service:
             quiet_ms=config.watch.quiet_ms,
             max_delay_ms=config.watch.max_delay_ms,
             root_paths=lambda: [r.path for r in self.roots],
-            request_reconcile=lambda why: self.scheduler.request(why),
+            request_reconcile=self.scheduler.request,
             canary_dir=canary_dir,
             on_applied=self._applied,
+            on_db_state=lambda _ok: self.waker.wake(),  # heartbeat + STATUS= at once
+            probe=lambda why: daemons.beat(cat.sessions, cat.host, "degraded", why, quiet=False),
+            pending_limit=config.watch.queue_size,  # what is kept while the database is down
+            fault=pipeline_fault(),
         )
         self.pipeline.start()
         self._start_hasher()
@@ -165,7 +172,11 @@ class Service:
             roots=[r.name for r in self.roots],
             database=cat.url if sqlite_path(cat.url) else "postgresql",
         )
-        code = self._loop()
+        try:
+            code = self._loop()
+        except Exception as err:  # a bug in the main loop: record it as a crash, then stop
+            _log.critical("daemon.failed", part="main loop", error=repr(err), exc_info=True)
+            self._failure, code = f"main loop: {err!r}", 1
         return max(code, self._shutdown())
 
     def _start_hasher(self) -> None:
@@ -248,7 +259,10 @@ class Service:
             for part, name in ((self.pipeline, "pipeline"), (self.scheduler, "reconcile")):
                 if part.error is not None:
                     _log.critical("daemon.failed", part=name, error=repr(part.error))
+                    self._failure = f"{name} crashed: {part.error!r}"
                     return 1
+            if self.pipeline.db_ok != self._db_ok:
+                self._heartbeat()
             if self.signals.take_reload():
                 apply_reload(self)
             if self.signals.take_reconcile():
@@ -282,7 +296,7 @@ class Service:
             if not (r.polling or r.id in self.polling or r.id in self.unavailable)
         )
         polling = len(self._poll_intervals())
-        db = "ok" if self.pipeline.db_ok else "DEGRADED (database unavailable)"
+        db = self.pipeline.health()
         hashing = (
             f"; hashing backlog {self.hasher.backlog[0]} files" if self.hasher is not None else ""
         )
@@ -294,12 +308,9 @@ class Service:
 
     def _heartbeat(self) -> None:
         assert self.catalog is not None
-        status = "running" if self.pipeline.db_ok else "degraded"
-        try:
-            with self.catalog.sessions() as s, s.begin():
-                daemons.heartbeat(s, self.catalog.host, status)
-        except SQLAlchemyError as err:
-            _log.debug("heartbeat.failed", error=one_line(err))
+        self._db_ok = self.pipeline.db_ok
+        if self._db_ok:  # while degraded, the pipeline's probe writes it
+            daemons.beat(self.catalog.sessions, self.catalog.host, "running")
         self.notifier.status(self._status_text())
 
     def _applied(self, result: BatchResult) -> None:
@@ -418,11 +429,8 @@ class Service:
         )
         budget.check("reconcile", self.scheduler.stop(budget.left(5.0)))
         if self.catalog is not None:
-            try:
-                with self.catalog.sessions() as s, s.begin():
-                    daemons.heartbeat(s, self.catalog.host, "stopped")
-            except SQLAlchemyError as err:
-                _log.debug("heartbeat.failed", error=one_line(err))
+            status = "failed" if self._failure else "stopped"
+            daemons.beat(self.catalog.sessions, self.catalog.host, status, self._failure)
             self.catalog.close()
         if self._read_engine is not None:
             self._read_engine.dispose()

@@ -92,9 +92,11 @@ def list_files_recursively(
     followed only with ``follow_symlinks``; loops are always detected. Ignore rules apply to the
     components below ``root`` (default ``top``; ``top`` must be ``root`` or inside it). Odd
     entries are skipped and reported to ``on_problem`` (see :class:`WalkProblem`); the walk goes
-    on. Raises ``FileNotFoundError`` (at the call or, if it goes in between, at the first item)
-    when ``top`` does not exist and ``NotADirectoryError`` when it is not a directory. Memory is
-    one directory listing per level of the current descent.
+    on. Raises ``FileNotFoundError`` when ``top`` does not exist and ``NotADirectoryError`` when
+    it is not a directory, always at the call: ``top`` is listed before the iterator is returned,
+    so a caller's ``try`` around the call covers it (a directory below ``top`` that vanishes
+    later is reported as ``vanished``, never raised). Memory is one directory listing per level
+    of the current descent.
     """
     top_os = os.path.abspath(top)
     root_os = top_os if root is None else os.path.abspath(root)
@@ -113,26 +115,37 @@ def list_files_recursively(
         raise NotADirectoryError(errno.ENOTDIR, "Not a directory", top_os)
     if ignore is not None and rel != "." and ignore.is_ignored(encode_path(rel)[0]):
         return iter(())
-    return _walk(top_os, (top_st.st_dev, top_st.st_ino), ignore, follow_symlinks, report, scandir)
+    top_path, top_raw = encode_path(top_os)
+    prefix = top_path if top_path.endswith("/") else top_path + "/"
+    name_ignored = ignore.name_ignored if ignore is not None else None
+    # Listed now, not at the first next(): a top gone or replaced since the stat raises here.
+    items = _list_dir(top_os, prefix, name_ignored, follow_symlinks, report, scandir, is_top=True)
+    if not items:
+        return iter(())
+    start = _Top(prefix, top_raw is not None, (top_st.st_dev, top_st.st_ino))
+    return _walk(items, start, name_ignored, follow_symlinks, report, scandir)
+
+
+@dataclass(frozen=True, slots=True)
+class _Top:
+    prefix: str  # catalog form, ending in "/"
+    raw: bool  # the prefix holds non-UTF-8 bytes
+    id: tuple[int, int]  # (st_dev, st_ino)
 
 
 def _walk(
-    top_os: str,
-    top_id: tuple[int, int],
-    ignore: IgnoreRules | None,
+    first: list[_Item],
+    top: _Top,
+    name_ignored: Callable[[str], bool] | None,
     follow: bool,
     report: ProblemSink,
     scandir: ScandirFn,
 ) -> Iterator[FileStat]:
-    top_path, top_raw = encode_path(top_os)
-    prefix = top_path if top_path.endswith("/") else top_path + "/"
-    name_ignored = ignore.name_ignored if ignore is not None else None
-    items = _list_dir(top_os, prefix, name_ignored, follow, report, scandir, is_top=True)
-    if not items:
-        return
+    prefix, top_id = top.prefix, top.id
+    top_path = prefix[:-1] if prefix != "/" else prefix
     # The current descent: per directory, the rest of its sorted entries, its catalog path
     # prefix (ending in "/"), whether that prefix holds non-UTF-8 bytes, and its (st_dev, st_ino).
-    stack = [(iter(items), prefix, top_raw is not None, top_id)]
+    stack = [(iter(first), prefix, top.raw, top_id)]
     ancestors = {top_id}
     visited = {top_id: top_path}  # only kept up to date (and needed) with follow
     fsencode = os.fsencode
@@ -199,7 +212,7 @@ def _list_dir(
         with scandir(os_dir) as it:
             entries = list(it)
     except OSError as exc:
-        if is_top and isinstance(exc, FileNotFoundError):
+        if is_top and isinstance(exc, FileNotFoundError | NotADirectoryError):
             raise
         report(WalkProblem(prefix[:-1], _kind_of(exc, "vanished"), _detail(exc)))
         return None

@@ -75,6 +75,15 @@ def _sqlite_engine(path: str, *, readonly: bool, immutable: bool = False) -> Eng
             cur.execute("PRAGMA synchronous = NORMAL")
         cur.close()
 
+    if not readonly:
+
+        @event.listens_for(engine, "handle_error")
+        def _on_error(ctx: Any) -> None:
+            # A connection opened while the file could not be written stays read-only for
+            # good: drop it, so the pool opens a writable one once the file is writable again.
+            if "readonly database" in str(ctx.original_exception):
+                ctx.is_disconnect = True
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         # A writer takes the write lock up front: a deferred transaction that upgrades later

@@ -123,6 +123,7 @@ class DaemonRow:
     started_at: dt.datetime
     heartbeat_at: dt.datetime
     status: str
+    error: str | None = None  # why it is degraded or failed
 
     def heartbeat_age(self, now: dt.datetime) -> float:
         return (now - self.heartbeat_at).total_seconds()
@@ -137,6 +138,7 @@ class DaemonRow:
             "pid": self.pid,
             "version": self.version,
             "status": self.status,
+            "error": self.error,
             "running": self.is_running(now),
             "started_at": _iso(self.started_at),
             "heartbeat_at": _iso(self.heartbeat_at),
@@ -156,6 +158,7 @@ def daemon_rows(session: Session, *, host: str | None = None) -> list[DaemonRow]
             started_at=r["started_at"],
             heartbeat_at=r["heartbeat_at"],
             status=r["status"],
+            error=r["error"],
         )
         for r in session.execute(query).mappings()
     ]

@@ -68,16 +68,30 @@ def daemon_attention(d: DaemonRow, now: dt.datetime) -> list[Attention]:
                 "stale-heartbeat",
                 f"the daemon of host {d.host} said {d.status!r} but its last heartbeat is "
                 f"{format_age(age)} old"
-                + (f" and pid {d.pid} is gone (killed or crashed)" if gone else "")
+                + (
+                    f" and pid {d.pid} is gone (killed or crashed)"
+                    if gone
+                    else " (a daemon that cannot write the catalog says why in its STATUS=)"
+                )
                 + ": check `systemctl status assetd` and `assetd logs --since 1h --level warning`",
             )
         )
     elif d.status == "degraded":
+        why = f" ({d.error})" if d.error else " (database unavailable)"
         out.append(
             Attention(
                 "database",
-                "the daemon cannot write the catalog (database unavailable); it buffers changes "
-                "and reconciles once it is back",
+                f"the daemon cannot write the catalog{why}; it keeps the changes and "
+                "reconciles once the database is back",
+            )
+        )
+    elif d.status == "failed":
+        out.append(
+            Attention(
+                "crashed",
+                f"the daemon of host {d.host} crashed {format_age(age)} ago: "
+                f"{d.error or 'no error recorded'}; systemd restarts it: see "
+                "`assetd logs --since 1h --level error`",
             )
         )
     if d.is_running(now) and d.version and d.version != __version__:
@@ -242,9 +256,13 @@ def describe_daemon(d: DaemonRow, now: dt.datetime) -> str:
     if d.is_running(now):
         up = format_age((now - d.started_at).total_seconds())
         state = "running" if d.status == "running" else d.status.upper()
-        return f"{state} ({who}), up {up}, {beat}"
+        why = f": {d.error}" if d.error and d.status != "running" else ""
+        return f"{state} ({who}{why}), up {up}, {beat}"
     if d.status in ACTIVE_STATUSES:
         return f"NOT RESPONDING (said {d.status}; {who}), {beat}"
+    if d.status == "failed":
+        when = format_time(d.heartbeat_at, now)
+        return f"CRASHED {when} ({d.error or 'no error recorded'}; {who})"
     return f"not running ({d.status} {format_time(d.heartbeat_at, now)}; {who})"
 
 

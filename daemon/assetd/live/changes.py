@@ -20,7 +20,9 @@ Coalescing choices, one per rule (the tests in ``tests/test_changes.py`` show ea
 
 - The last state of a path wins: created+modified -> touched; deleted+created -> touched;
   modified+deleted -> gone.
-- Created then deleted (the first event this batch saw for the path was its creation) cancels.
+- Created then deleted is gone, not cancelled: the worker may have catalogued the path already
+  (a subtree listed by an earlier batch sees files whose creation events arrive later), so the
+  delete must reach it; for a path with no row it costs one indexed lookup.
 - Directory MODIFIED events carry nothing (inotify reports one per child change): dropped.
 - A move stays a move. A move supersedes what stood at ``dest`` (a pending record exactly at
   ``dest`` is dropped: the worker's move replaces that row); records under a moved directory's
@@ -183,7 +185,6 @@ class _MemoUnder:
 @dataclass(slots=True)
 class _Record:
     gone: bool
-    born: bool  # the first event this batch saw for the path created it: a delete cancels
     covers: bool = False  # a deleted directory nothing has brought back: its subtree is gone too
 
 
@@ -285,13 +286,11 @@ class _Folder:
         record = self.records.get(path)
         if kind is Kind.DELETED:
             if record is None:
-                self.records[path] = _Record(gone=True, born=False, covers=change.is_dir)
-            elif record.born:
-                self.records.pop(path)
+                self.records[path] = _Record(gone=True, covers=change.is_dir)
             else:
                 record.gone, record.covers = True, change.is_dir
         elif record is None:  # CREATED or file MODIFIED
-            self.records[path] = _Record(gone=False, born=kind is Kind.CREATED)
+            self.records[path] = _Record(gone=False)
         else:
             record.gone = record.covers = False
 
@@ -313,7 +312,6 @@ class _Folder:
         records.pop(dest)  # the move replaces what stood at dest
         for p, record in moved:
             assert record is not None
-            record.born = False  # a row may follow it there; a later delete must reach the worker
             records[rebase(p, src, dest)] = record
 
     def _already_moved(self, src: str, dest: str) -> bool:
@@ -377,7 +375,7 @@ class _Folder:
                     by_dest[move.dest] = at
                 continue
             if move.src not in self.records:
-                self.records[move.src] = _Record(gone=True, born=False)
+                self.records[move.src] = _Record(gone=True)
             parts[slot].add(at)
             first = slots[slot]
             if first.src == move.dest:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from sqlalchemy.exc import SQLAlchemyError
 
 from assetd import log
-from assetd.catalog.engine import SessionFactory, one_line
+from assetd.catalog.engine import SessionFactory, classify_db_error, one_line
 from assetd.catalog.roots import RootSpec
 from assetd.reconcile import ReconcileResult, sync_cache_states_with_filesystem
 from assetd.timing import Clock
@@ -32,6 +32,7 @@ class ReconcileScheduler:
         interval: float,
         poll_intervals: Callable[[], dict[int, float]],
         on_finished: Callable[[ReconcileResult], None] | None = None,
+        on_db_error: Callable[[BaseException, list[int]], None] | None = None,
         clock: Clock = time.monotonic,
         rng: random.Random | None = None,
     ) -> None:
@@ -40,6 +41,7 @@ class ReconcileScheduler:
         self.interval = interval
         self.poll_intervals = poll_intervals
         self.on_finished = on_finished
+        self.on_db_error = on_db_error  # the database is down: these roots, once it is back
         self.clock = clock
         self.rng = rng or random.Random()
         self._wake = threading.Condition()
@@ -147,10 +149,20 @@ class ReconcileScheduler:
                 result = sync_cache_states_with_filesystem(
                     session, roots, cancel=lambda: self._stop
                 )
-        except SQLAlchemyError as err:
-            _log.error("reconcile.failed", reason=reason, error=one_line(err))
-            with self._wake:  # try again later, not in a loop
-                self._next_full = min(self._next_full, self.clock() + 30.0)
+        except Exception as err:  # one failed pass never ends the thread
+            outage = classify_db_error(err) is not None
+            _log.error(
+                "reconcile.failed",
+                reason=reason,
+                error=one_line(err),
+                error_type=type(err).__name__,
+                exc_info=not isinstance(err, SQLAlchemyError),
+            )
+            if outage and self.on_db_error is not None:
+                self.on_db_error(err, [r.id for r in roots])  # retried once it is back
+            elif outage:
+                with self._wake:  # try again later, not in a loop
+                    self._next_full = min(self._next_full, self.clock() + 30.0)
             return
         finally:
             self.running = False

@@ -42,10 +42,12 @@ from assetd.live.changes import Batch, Change
 from assetd.log import sample_paths
 from assetd.paths import is_strictly_under, is_under, relative_to
 from assetd.reconcile import reconcile_subtree
+from assetd.walk import ScandirFn
 
 _log = log.get_logger(__name__)
 
 _EXISTING_SQL = "SELECT file_path FROM asset_cache_states WHERE root_id = {p} AND file_path {in}"
+_LIVE_SQL = _EXISTING_SQL + " AND NOT is_missing"
 
 
 class RootIndex:
@@ -137,11 +139,13 @@ class Worker:
         roots: Sequence[RootSpec],
         *,
         stat: StatFn = os.stat,
+        scandir: ScandirFn = os.scandir,
         fault: Callable[[Batch], None] | None = None,
     ) -> None:
         self.sessions = sessions
         self.index = RootIndex(roots)
         self.stat = stat
+        self.scandir = scandir  # the subtree walks' (a seam for tests)
         self.fault = fault  # a test-only hook (assetd.faults); None in production
         self._next_index: RootIndex | None = None
         self._swap = threading.Lock()
@@ -177,7 +181,9 @@ class Worker:
         rescans = [(r, d) for r, d in plan.directories] + self._rescans(batch.rescan)
         for root, directory in rescans:
             with self.sessions() as session:
-                sub = reconcile_subtree(session, root, directory, stat=self.stat)
+                sub = reconcile_subtree(
+                    session, root, directory, stat=self.stat, scandir=self.scandir
+                )
             result.rescanned += 1
             result.new += sub.new
             result.missing += sub.missing
@@ -354,17 +360,10 @@ class Worker:
 
     def _apply_gone(self, session: Session, plan: _Plan, result: BatchResult) -> None:
         for root_id, paths in plan.gone.items():
-            with_row = {
-                r[0]
-                for r in select_in(
-                    session,
-                    _EXISTING_SQL,
-                    paths,
-                    (root_id,),
-                )
-            }
+            with_row = {r[0] for r in select_in(session, _LIVE_SQL, paths, (root_id,))}
             n = bulk_update_is_missing(session, paths, True, roots=[root_id])
-            # a gone path with no row of its own may have been a directory
+            # a gone path with no live row of its own may have been a directory (also one
+            # that stands where a file, already missing, once was)
             dirs = [p for p in paths if p not in with_row]
             n += mark_missing_under(session, dirs, roots=[root_id])
             result.missing += n

@@ -1,0 +1,231 @@
+"""Applying reconcile's diff steps: each row re-checked against the disk from inside the
+transaction that writes it; a flush a data error refuses is retried step by step, so one bad row
+costs itself only (``reconcile.row_failed``). A root gone meanwhile stops the walk
+(:class:`RootVanished`): its rows are not "missing", the root is unavailable."""
+
+from __future__ import annotations
+
+import os
+import stat as stat_mod
+from typing import TYPE_CHECKING
+
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from assetd import log
+from assetd.catalog.engine import classify_db_error, one_line
+from assetd.catalog.roots import RootSpec, automatic_tags, root_is_present
+from assetd.catalog.seed import SeedSpec, batch_insert_seed_assets
+from assetd.catalog.states import (
+    Figures,
+    Reason,
+    bulk_update_is_missing,
+    lock_cache_states,
+    refresh_cache_states,
+)
+from assetd.diff import Action, Step
+from assetd.fsutil import IgnoreRules, StatFn, os_path_of
+
+if TYPE_CHECKING:  # reconcile imports this module
+    from assetd.reconcile import ReconcileResult
+
+_log = log.get_logger("assetd.reconcile")
+
+FLUSH = 20_000  # diff steps applied per transaction (about 0.4 s of SQLite write lock)
+DEADLOCK_RETRIES = 2
+SAMPLE = 20
+
+
+def _data_error(err: BaseException) -> bool:
+    """A refused row or a bug, as opposed to a database that cannot be written now."""
+    return isinstance(err, Exception) and classify_db_error(err) is None
+
+
+class RootVanished(Exception):
+    """The root itself went away during the walk: the caller marks it unavailable."""
+
+
+class Applier:
+    """Buffers diff steps and applies them, re-checked against the disk, in one transaction."""
+
+    def __init__(
+        self, session: Session, root: RootSpec, result: ReconcileResult, stat: StatFn
+    ) -> None:
+        self.session, self.root, self.result, self.stat = session, root, result, stat
+        self.ignore = IgnoreRules(root.ignore)
+        self.steps: list[Step] = []
+        self.unreadable: list[str] = []  # directories the walk could not list
+        self.vanished: list[str] = []  # directories gone (or turned into files) mid-walk
+
+    def add(self, step: Step) -> None:
+        self.steps.append(step)
+        if len(self.steps) >= FLUSH:
+            self.flush()
+
+    def _restat(self, path: str, raw: bytes | None) -> os.stat_result | bool | None:
+        """Fresh stat of a regular file; None if it is gone; False if it can't be told."""
+        try:
+            st = self.stat(os_path_of(path, raw))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError:
+            return False
+        return st if stat_mod.S_ISREG(st.st_mode) else None
+
+    def _untouchable(self, path: str) -> bool:
+        """Rows under ignored paths or unreadable directories are never marked missing: the
+        walk did not see them, which says nothing about whether they are there."""
+        if any(path.startswith(u + "/") for u in self.unreadable):
+            return True
+        return self.ignore.is_ignored(os.path.relpath(path, self.root.path))
+
+    def flush(self) -> None:
+        """Apply the buffered steps in one transaction, each re-checked against the disk from
+        inside it: the rows are held first (:func:`lock_cache_states`), so a live batch either
+        committed before the re-stat (which then sees its file) or waits for this commit; a
+        write is never decided on a fact older than the transaction it is written in. A
+        PostgreSQL deadlock with a live batch (each holds rows the other wants) is retried. A
+        data error (a constraint, a trigger) is retried step by step, so it costs its row only.
+        """
+        if not self.steps:
+            return
+        steps, self.steps = self.steps, []
+        try:
+            self._count(self._retrying(steps))
+        except Exception as err:
+            if len(steps) <= 1 or not _data_error(err):
+                raise
+            self._one_by_one(steps)
+
+    def _retrying(self, steps: list[Step]) -> tuple[int, int, int, int]:
+        for attempt in range(DEADLOCK_RETRIES + 1):
+            try:
+                return self._apply(steps)
+            except OperationalError as err:
+                code = getattr(getattr(err, "orig", None), "sqlstate", None)
+                if attempt == DEADLOCK_RETRIES or code not in ("40P01", "40001"):
+                    raise
+        raise AssertionError("not reached")
+
+    def _count(self, counts: tuple[int, int, int, int]) -> None:
+        self.result.missing += counts[0]
+        self.result.restored += counts[1]
+        self.result.changed += counts[2]
+        self.result.new += counts[3]
+
+    def _one_by_one(self, steps: list[Step]) -> None:
+        failed: list[str] = []
+        error = ""
+        for step in steps:
+            try:
+                self._count(self._retrying([step]))
+            except Exception as err:
+                if not _data_error(err):
+                    raise
+                disk, row = step[1], step[2]
+                failed.append(disk.path if disk is not None else row.path)  # type: ignore[union-attr]
+                error = error or one_line(err)
+        if failed:
+            self.result.failed += len(failed)
+            _log.error(
+                "reconcile.row_failed",
+                root=self.root.name,
+                count=len(failed),
+                paths=failed[:SAMPLE],
+                error=error,
+                action="left as they were; the other rows were applied",
+            )
+
+    def add_found(self) -> None:
+        """Directories that vanished mid-walk and are files now: catalogue those files (a row
+        already there is refreshed or restored, the rest seeded)."""
+        found: list[Figures] = []
+        seeds: list[SeedSpec] = []
+        for path in self.vanished:
+            if self.ignore.is_ignored(os.path.relpath(path, self.root.path)):
+                continue
+            st = self._restat(path, None)
+            if not isinstance(st, os.stat_result):
+                continue
+            found.append(Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino))
+            seeds.append(
+                SeedSpec(
+                    root_id=self.root.id,
+                    path=path,
+                    size=st.st_size,
+                    mtime_ns=st.st_mtime_ns,
+                    device=st.st_dev,
+                    inode=st.st_ino,
+                    tags=automatic_tags(self.root, path),
+                )
+            )
+        if not seeds:
+            return
+        roots = [self.root.id]
+        with self.session.begin():
+            restored, changed = refresh_cache_states(
+                self.session, found, roots=roots, reason=Reason.RECONCILE
+            )
+            ins = batch_insert_seed_assets(self.session, seeds, roots=roots)
+        self._count((0, restored + ins.restored, changed, ins.inserted))
+
+    def _apply(self, steps: list[Step]) -> tuple[int, int, int, int]:
+        """One transaction: hold the rows, re-stat, write. Returns (missing, restored,
+        changed, new)."""
+        roots = [self.root.id]
+        missing = restored = changed = new = 0
+        with self.session.begin():
+            lock_cache_states(
+                self.session, self.root.id, [row.path for _, _, row in steps if row is not None]
+            )
+            gone, refresh, seeds = self._decide(steps)
+            if gone and not root_is_present(self.root):
+                raise RootVanished  # not "missing": the whole root is unavailable
+            if gone:
+                missing = bulk_update_is_missing(
+                    self.session, gone, True, roots=roots, reason=Reason.RECONCILE
+                )
+            if refresh:
+                restored, changed = refresh_cache_states(
+                    self.session, refresh, roots=roots, reason=Reason.RECONCILE
+                )
+            if seeds:
+                ins = batch_insert_seed_assets(self.session, seeds, roots=roots, known_new=True)
+                new = ins.inserted
+                restored += ins.restored
+        return missing, restored, changed, new
+
+    def _decide(self, steps: list[Step]) -> tuple[list[str], list[Figures], list[SeedSpec]]:
+        """Re-stat each step's path: what to mark missing, refresh, and seed."""
+        gone: list[str] = []
+        seeds: list[SeedSpec] = []
+        refresh: list[Figures] = []
+        for action, disk, row in steps:
+            path = disk.path if disk is not None else row.path  # type: ignore[union-attr]
+            raw = disk.raw if disk is not None else row.raw  # type: ignore[union-attr]
+            if action is Action.MISSING and self._untouchable(path):
+                continue
+            st = self._restat(path, raw)
+            if st is False:
+                continue
+            if st is None:
+                if action is not Action.NEW:
+                    gone.append(path)
+                continue
+            assert isinstance(st, os.stat_result)
+            if action is Action.NEW:
+                seeds.append(
+                    SeedSpec(
+                        root_id=self.root.id,
+                        path=path,
+                        size=st.st_size,
+                        mtime_ns=st.st_mtime_ns,
+                        device=st.st_dev,
+                        inode=st.st_ino,
+                        raw=raw,
+                        tags=automatic_tags(self.root, path),
+                    )
+                )
+            else:  # back, changed, or relinked: the fresh figures decide
+                refresh.append(Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino))
+        return gone, refresh, seeds
