@@ -166,7 +166,10 @@ PATTERNS = ["*.tmp", ".Trash-*", "@eaDir", "*", "a?c", "[!x]*.bin", "x*y", "[", 
 @settings(max_examples=50, deadline=None, database=None)
 @given(
     st.lists(st.sampled_from(PATTERNS), max_size=4),
-    st.text(alphabet="ab.cxy*?[]!@eaDirtmp-T\n", min_size=1, max_size=8),
+    # a directory entry is never "." or "..": is_ignored skips those components on purpose
+    st.text(alphabet="ab.cxy*?[]!@eaDirtmp-T\n", min_size=1, max_size=8).filter(
+        lambda name: name not in (".", "..")
+    ),
 )
 def test_name_ignored_agrees_with_fnmatchcase(patterns: list[str], name: str) -> None:
     expected = any(fnmatch.fnmatchcase(name, p) for p in patterns)
