@@ -48,8 +48,20 @@ class NotifySocket:
 
 
 class Daemon:
-    def __init__(self, tmp: Path, roots: dict[str, Path], extra: str = "") -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        roots: dict[str, Path],
+        extra: str = "",
+        *,
+        command: tuple[str, ...] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """``command`` runs instead of ``python -m assetd`` (e.g. under setpriv), with ``env``
+        instead of this process's environment."""
         self.tmp = tmp
+        self.command = command or (sys.executable, "-m", "assetd")
+        self.base_env = env
         self.state = tmp / "state"
         self.config = tmp / "assetd.toml"
         self.log_path = tmp / "daemon.log"
@@ -71,23 +83,21 @@ class Daemon:
     def start(self, wait_ready: bool = True) -> Daemon:
         if self.notify is None:
             self.notify = NotifySocket(self.tmp / "notify.sock")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETD_")}
+        base = self.base_env if self.base_env is not None else os.environ
+        env = {k: v for k, v in base.items() if not k.startswith("ASSETD_")}
         env["NOTIFY_SOCKET"] = str(self.notify.path)
         env["PYTHONUNBUFFERED"] = "1"
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "assetd", "run", "--config", str(self.config)],
+            [*self.command, "run", "--config", str(self.config)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
         )
         if wait_ready:
-            wait_until(
-                lambda: self.notify.has("READY=1") or self.proc.poll() is not None,
-                30,
-                what="READY=1",
-            )  # type: ignore[union-attr]
-            assert self.proc.poll() is None, self.log_text()
+            notify, proc = self.notify, self.proc
+            wait_until(lambda: notify.has("READY=1") or proc.poll() is not None, 30, what="READY=1")
+            assert proc.poll() is None, self.log_text()
         return self
 
     def send(self, sig: int) -> None:
