@@ -91,7 +91,7 @@ def b3sum(path: str) -> str:
 
 def bench_large(fig: Figures, path: str, repeat: int) -> None:
     from assetd.hashing.child import ChildHasher
-    from assetd.hashing.run import hash_file
+    from assetd.hashing.digest import hash_file
 
     with open(path, "rb") as f:  # warm the page cache
         while f.read(16 << 20):

@@ -1266,7 +1266,7 @@ def part_idle(args: argparse.Namespace, work: str, rss: RssPoints) -> Part:
 # --------------------------------------------------------------------------- part 5
 
 
-IMPORTS = ("assetd.cli", "assetd.service", "assetd.commands.scan")
+IMPORTS = ("assetd.cli", "assetd.service", "assetd.commands.scan", "assetd.commands.hash")
 
 
 def import_child_main() -> int:

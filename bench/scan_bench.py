@@ -222,7 +222,7 @@ def check_scan(result: Any, files: int, *, first: bool, what: str) -> None:
 
 
 def assetd_walk_only(tree: str) -> int:
-    from assetd.fsutil import list_files_recursively
+    from assetd.walk import list_files_recursively
 
     return sum(1 for _ in list_files_recursively(tree))
 

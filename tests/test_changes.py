@@ -12,7 +12,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from assetd.live.changes import Batch, Change, Kind, coalesce, is_under, rebase
+from assetd.live.changes import Batch, Change, Kind, coalesce
+from assetd.paths import is_under, rebase
 
 
 def c(path: str, *, d: bool = False) -> Change:

@@ -23,9 +23,9 @@ from assetd.config import (
     find_config_file,
     host_id,
     load_config,
-    parse_duration,
     read_host_id,
 )
+from assetd.config_parse import parse_duration
 from assetd.errors import EXIT_CONFIG, ConfigError
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"

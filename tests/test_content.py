@@ -12,21 +12,19 @@ import blake3
 import pytest
 from sqlalchemy import func, select, text, update
 
-from assetd.catalog.content import (
+from assetd.catalog.content import apply_hash, auto_tags_for, hashing_backlog, next_to_hash
+from assetd.catalog.engine import SessionFactory
+from assetd.catalog.metadata import (
     MERGED_FROM,
-    apply_hash,
-    auto_tags_for,
-    hashing_backlog,
     merge_assets,
     merge_metadata,
-    next_to_hash,
     recompute_automatic_tags,
 )
-from assetd.catalog.engine import SessionFactory
 from assetd.catalog.models import asset_infos, assets
 from assetd.catalog.models import cache_states as cs
 from assetd.catalog.roots import RootSpec
-from assetd.hashing.run import LARGE_FILE, HashRunResult, hash_pending
+from assetd.hashing.digest import LARGE_FILE
+from assetd.hashing.run import HashRunResult, hash_pending
 from catalog_world import World, make_world
 
 

@@ -23,16 +23,14 @@ import assetd
 from assetd.fsutil import (
     FileStat,
     IgnoreRules,
-    ScandirFn,
-    WalkProblem,
     encode_path,
     get_mtime_ns,
     get_size_and_mtime_ns,
-    list_files_recursively,
     os_path_of,
     stat_file,
     verify_file_unchanged,
 )
+from assetd.walk import ScandirFn, WalkProblem, list_files_recursively
 
 BAD = "\udcff\udcfe.bin"  # the OS form of the name b"\xff\xfe.bin" (surrogateescape)
 BAD_CATALOG = "\\xff\\xfe.bin"
@@ -503,7 +501,7 @@ def test_directory_vanishing_between_listing_and_descent(tmp_path: Path) -> None
 
 WALK_SCRIPT = """
 import json, sys
-from assetd.fsutil import list_files_recursively
+from assetd.walk import list_files_recursively
 out = {}
 for top in sys.argv[1:]:
     problems = []

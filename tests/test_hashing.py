@@ -23,16 +23,11 @@ import assetd.hashing.run
 from assetd.catalog.content import HashJob, auto_tags_for, next_to_hash
 from assetd.catalog.engine import SessionFactory, sqlite_path
 from assetd.catalog.models import assets
-from assetd.commands.scan import _HashProgress
+from assetd.commands.hash import HashProgress
 from assetd.hashing.background import Hasher, RateLimit, lower_priority
 from assetd.hashing.child import ChildHasher, FileChangedError, HashInterrupted
-from assetd.hashing.run import (
-    LARGE_FILE,
-    hash_and_record,
-    hash_file,
-    hash_pending,
-    record_digests_safely,
-)
+from assetd.hashing.digest import LARGE_FILE, hash_file
+from assetd.hashing.run import hash_and_record, hash_pending, record_digests_safely
 from catalog_world import World, make_world
 from cli_world import Cli, isolate, write_config
 from helpers import wait_until
@@ -495,7 +490,7 @@ def test_hash_progress_line_on_a_tty() -> None:
             return True
 
     stream = Tty()
-    progress = _HashProgress(stream)
+    progress = HashProgress(stream)
     progress.started -= 2.0  # two seconds in
     progress.update(5, 2 * 1024 * 1024, 10, 4 * 1024 * 1024)
     line = stream.getvalue().rsplit("\r\x1b[K", 1)[-1]
@@ -503,7 +498,7 @@ def test_hash_progress_line_on_a_tty() -> None:
     progress.done()
     assert stream.getvalue().endswith("\r\x1b[K")
     quiet = io.StringIO()  # not a TTY: nothing
-    _HashProgress(quiet).update(1, 1, 2, 2)
+    HashProgress(quiet).update(1, 1, 2, 2)
     assert quiet.getvalue() == ""
 
 

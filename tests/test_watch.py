@@ -37,19 +37,12 @@ from watchdog.events import (
 )
 
 from assetd.config import RootConfig
+from assetd.errors import WatchError
 from assetd.fsutil import IgnoreRules
 from assetd.live.changes import Change, Kind
-from assetd.live.watch import (
-    EVENT_FILTER,
-    INSTANCES_KEY,
-    QueueSink,
-    RootHandler,
-    RootWatcher,
-    WatchError,
-    Watchers,
-    WatchLimitError,
-    count_dirs,
-)
+from assetd.live.limits import INSTANCES_KEY, WatchLimitError, count_dirs
+from assetd.live.observers import RootWatcher, Watchers
+from assetd.live.watch import EVENT_FILTER, QueueSink, RootHandler
 from assetd.log import configure_logging, reset_logging
 from helpers import wait_until
 
@@ -609,7 +602,9 @@ _USERNS_SCRIPT = """
 import queue, sys, threading
 from assetd.config import RootConfig
 from assetd.fsutil import IgnoreRules
-from assetd.live.watch import QueueSink, RootWatcher, WatchError
+from assetd.errors import WatchError
+from assetd.live.observers import RootWatcher
+from assetd.live.watch import QueueSink
 with open(f"/proc/sys/user/max_inotify_{sys.argv[2]}", "w") as f:
     f.write(sys.argv[3])
 sink = QueueSink(queue.Queue(), print, root_name="r")

@@ -36,7 +36,7 @@ DEPENDENCIES = (
     "markupsafe",
     "structlog",
     "typing_extensions",
-    "blake3",  # assetd.commands.scan imports assetd.hashing.run
+    "blake3",  # assetd.commands.hash imports assetd.hashing.run
     "watchdog",  # `assetd run`
 )
 NOBODY_UID = 65534

@@ -16,7 +16,7 @@ from assetd.catalog.engine import (
     session_factory,
     translate_db_errors,
 )
-from assetd.catalog.roots import RootSpec, host_root_ids, register_config_roots
+from assetd.catalog.roots import RootSpec, host_root_ids, register_roots
 from assetd.catalog.schema import Upgrade, ensure_schema
 from assetd.config import Config, ensure_state_dir, host_id, read_host_id
 from assetd.errors import ConfigError
@@ -41,7 +41,7 @@ class Catalog:
     def register_roots(self) -> list[RootSpec]:
         """Create or update this host's configured roots; their specs, in config order."""
         with translate_db_errors(self.url), self.sessions() as s, s.begin():
-            return register_config_roots(s, self.host, self.config)
+            return register_roots(s, self.host, self.config.roots, self.config.watch.ignore)
 
     def host_root_ids(self) -> list[int]:
         with translate_db_errors(self.url), self.sessions() as s:

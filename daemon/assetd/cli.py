@@ -1,7 +1,7 @@
 """The command line: argument parsing, logging set-up, and exit codes (DESIGN §6).
 
 A thin shell: ``main(argv) -> int`` parses, loads the config, configures logging once and
-calls a function of :mod:`assetd.commands.scan`; an AssetdError becomes one line on stderr and its
+calls a function of :mod:`assetd.commands`; an AssetdError becomes one line on stderr and its
 exit code.
 """
 
@@ -14,7 +14,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 from assetd import __version__, log
-from assetd.commands import scan as commands
+from assetd.commands import admin, ls, prune, run, scan
+from assetd.commands import hash as hash_cmd
 from assetd.config import Config, find_config_file, load_config
 from assetd.errors import EXIT_FAILED, EXIT_USAGE, AssetdError
 
@@ -69,12 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    add("run", commands.cmd_run, "run the daemon in the foreground (systemd Type=notify)")
+    add("run", run.cmd_run, "run the daemon in the foreground (systemd Type=notify)")
 
-    p = add("scan", commands.cmd_scan, "reconcile every configured root once and print a summary")
+    p = add("scan", scan.cmd_scan, "reconcile every configured root once and print a summary")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
-    p = add("ls", commands.cmd_ls, "list catalogued files (live ones unless asked)")
+    p = add("ls", ls.cmd_ls, "list catalogued files (live ones unless asked)")
     state = p.add_mutually_exclusive_group()
     state.add_argument("--missing", action="store_true", help="only missing files")
     state.add_argument("--all", action="store_true", help="live and missing files")
@@ -85,14 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add(
         "prune",
-        commands.cmd_prune,
+        prune.cmd_prune,
         "mark this host's files outside the configured roots missing (deletes nothing)",
     )
     p.add_argument("--dry-run", action="store_true", help="count, change nothing")
 
     p = add(
         "cleanup",
-        commands.cmd_cleanup,
+        prune.cmd_cleanup,
         "hard-delete assets whose every path has been missing for longer than DURATION",
     )
     p.add_argument("--older-than", required=True, metavar="DURATION", help="e.g. 30d, 12h")
@@ -101,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add(
         "hash",
-        commands.cmd_hash,
+        hash_cmd.cmd_hash,
         "hash the files that need it (new or changed) once, and apply the content rules",
     )
     p.add_argument("--dry-run", action="store_true", help="print the backlog, hash nothing")
@@ -110,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_operations(sub, add, common)
 
-    add("check-config", commands.cmd_check_config, "validate the configuration and print it")
+    add("check-config", admin.cmd_check_config, "validate the configuration and print it")
 
     db = sub.add_parser("db", help="catalog database maintenance", parents=[common])
     db_sub = db.add_subparsers(dest="db_command", metavar="COMMAND", parser_class=_Parser)
@@ -118,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     up = db_sub.add_parser(
         "upgrade", parents=[common], help="create the catalog schema or upgrade it to this version"
     )
-    up.set_defaults(func=commands.cmd_db_upgrade)
+    up.set_defaults(func=admin.cmd_db_upgrade)
     return parser
 
 
@@ -130,8 +131,7 @@ def _add_operations(
     """status, why, missing, logs and roots (DESIGN §6): the operator's commands."""
     from assetd.commands import logs as logs_cmd
     from assetd.commands import roots as roots_cmds
-    from assetd.commands import status
-    from assetd.commands import why as inspect_cmds
+    from assetd.commands import status, why
 
     p = add(
         "status",
@@ -143,7 +143,7 @@ def _add_operations(
 
     p = add(
         "why",
-        inspect_cmds.cmd_why,
+        why.cmd_why,
         "everything the catalog knows of one path, and why it is in that state",
     )
     p.add_argument("path", metavar="PATH", help="a file (or directory) path")
@@ -151,7 +151,7 @@ def _add_operations(
 
     p = add(
         "missing",
-        inspect_cmds.cmd_missing,
+        ls.cmd_missing,
         "list missing paths by root and directory, with how long they have been missing",
     )
     p.add_argument("--in-root", metavar="NAME", help="only paths of this root")

@@ -19,24 +19,26 @@ root on an unplugged disk is unavailable at run time, not a config error); a ``-
 from __future__ import annotations
 
 import contextlib
-import difflib
-import math
 import os
-import re
 import secrets
 import socket
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import MISSING, Field, InitVar, dataclass, field, fields
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from assetd.errors import ConfigError
+from assetd.config_parse import (
+    check_table,
+    config_error,
+    describe_value,
+    read_table,
+)
+from assetd.log import LOG_FORMATS, LOG_LEVELS
+from assetd.paths import is_within
 
 SYSTEM_CONFIG_PATH = "/etc/assetd/config.toml"
 HOST_ID_FILE = "host-id"
-LOG_FORMATS = ("auto", "json", "console")
-LOG_LEVELS = ("debug", "info", "warning", "error")
 _OUTSIDE = "the daemon never writes inside a watched root"
 _URL_FORMS = "use sqlite:////abs/path/catalog.db (4 slashes) or postgresql+psycopg://user@host/db"
 _T = TypeVar("_T")
@@ -141,109 +143,6 @@ class Config:
         return next((root for root in self.roots if root.name == name), None)
 
 
-def _error(key: str, message: str) -> ConfigError:
-    """A ConfigError whose text stays on one line whatever the user wrote."""
-    return ConfigError(_one_line(key), _one_line(message))
-
-
-def _one_line(text: str) -> str:
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-def _describe(value: object) -> str:
-    names = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array"}
-    kind = "table" if isinstance(value, dict) else names.get(type(value), "date/time")
-    shown = str(value).lower() if isinstance(value, bool) else repr(value)
-    return f"{kind} {shown if len(shown) <= 40 else shown[:37] + '...'}"
-
-
-def parse_duration(text: object, key: str) -> float:
-    """Seconds from ``"500ms"``, ``"15s"``, ``"30m"``, ``"1h30m"``, ``"7d"`` or a number (TOML or
-    text, in seconds). The result is finite and > 0; anything else raises ``ConfigError(key, ...)``.
-    """
-    if isinstance(text, bool) or not isinstance(text, int | float | str):
-        raise _error(key, f"expected a duration such as '30m', got {_describe(text)}")
-    if isinstance(text, str):
-        spec = text.strip()
-        if re.fullmatch(r"\d+(?:\.\d+)?", spec):
-            seconds = float(spec)
-        elif re.fullmatch(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+", spec):
-            units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-            parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", spec)
-            seconds = sum(float(number) * units[unit] for number, unit in parts)
-        else:
-            example = "seconds or e.g. '500ms', '15s', '30m', '1h30m', '7d'"
-            raise _error(key, f"invalid duration {text!r}; use {example}")
-    else:
-        seconds = float(text)
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise _error(key, f"must be a duration greater than zero, got {text!r}")
-    return seconds
-
-
-def _table(data: object, key: str, allowed: Sequence[str]) -> dict[str, object]:
-    """``data`` as a TOML table whose keys are all ``allowed``."""
-    if not isinstance(data, dict):
-        raise _error(key, f"expected a table, got {_describe(data)}")
-    for name in data:
-        if name not in allowed:
-            close = difflib.get_close_matches(name, allowed, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise _error(f"{key}.{name}" if key else name, f"unknown key{hint}")
-    return data
-
-
-def _read(cls: type, data: object, key: str) -> dict[str, Any]:
-    """The checked values of one table for the dataclass ``cls`` (absent keys: its defaults)."""
-    specs = fields(cls)
-    table = _table(data, key, [f.name for f in specs])
-    values: dict[str, Any] = {}
-    for spec in specs:
-        if spec.name in table:
-            values[spec.name] = _value(spec, table[spec.name], f"{key}.{spec.name}")
-        elif spec.default is MISSING:
-            raise _error(f"{key}.{spec.name}", "missing; every [[roots]] needs a name and a path")
-    return values
-
-
-def _value(spec: Field[Any], value: object, key: str) -> object:
-    """One checked value: TOML types are strict (a boolean is not an integer)."""
-    kind, checks = str(spec.type), spec.metadata
-    if kind == "float":
-        return parse_duration(value, key)
-    wanted = {"bool": bool, "int": int, "str": str}.get(kind, list)
-    if not isinstance(value, wanted) or (wanted is int and isinstance(value, bool)):
-        what = {bool: "true or false", int: "an integer", str: "a string"}.get(wanted, "an array")
-        raise _error(key, f"expected {what}, got {_describe(value)}")
-    if isinstance(value, int) and not isinstance(value, bool) and value < checks.get("min", value):
-        raise _error(key, f"must be at least {checks['min']}, got {value}")
-    if isinstance(value, list):
-        if not all(isinstance(item, str) and item for item in value):
-            raise _error(key, f"expected an array of non-empty strings, got {_describe(value)}")
-        if checks.get("component") and any("/" in item for item in value):
-            raise _error(key, "a pattern matches one path component and cannot contain '/'")
-        return tuple(value)
-    if isinstance(value, str) and "choices" in checks:
-        if value.lower() not in checks["choices"]:
-            raise _error(key, f"must be one of {', '.join(checks['choices'])}, got {value!r}")
-        return value.lower()
-    if isinstance(value, str) and checks.get("name") and (not value or "/" in value):
-        raise _error(key, f"must be non-empty and contain no '/', got {value!r}")
-    if isinstance(value, str) and checks.get("path") and (value or spec.default is MISSING):
-        if not os.path.isabs(value):
-            raise _error(key, f"must be an absolute path, got {value!r}")
-        return os.path.normpath(value)
-    return value
-
-
-def _is_within(child: str, parent: str) -> bool:
-    """True if ``child`` is ``parent`` or below it, lexically or (when both exist) really."""
-    pairs = [(os.path.abspath(child), os.path.abspath(parent))]
-    if os.path.exists(child) and os.path.exists(parent):
-        pairs.append((os.path.realpath(child), os.path.realpath(parent)))
-    return any(os.path.commonpath([c, p]) == p for c, p in pairs)
-
-
 def _roots_with_extra(
     file_roots: Sequence[RootConfig], extra_roots: Sequence[str]
 ) -> tuple[RootConfig, ...]:
@@ -252,12 +151,14 @@ def _roots_with_extra(
     for given in extra_roots:
         path = os.path.abspath(given)
         if not os.path.isdir(path):
-            raise _error("--root", f"not a directory: {given}")
+            raise config_error("--root", f"not a directory: {given}")
         if any(root.path == path for _, root in labelled):
             continue
         name = os.path.basename(path)
         if not name:
-            raise _error("--root", f"cannot name a root after {path!r}; add a [[roots]] table")
+            raise config_error(
+                "--root", f"cannot name a root after {path!r}; add a [[roots]] table"
+            )
         labelled.append(("--root", RootConfig(name=name, path=path)))
     for j, (label, root) in enumerate(labelled):
         for other_label, other in labelled[:j]:
@@ -265,14 +166,14 @@ def _roots_with_extra(
             path_key = f"{label}.path" if label != "--root" else label
             if root.name == other.name:
                 msg = f"duplicate root name {root.name!r}, also {other_label} ({other.path})"
-                raise _error(name_key, msg)
-            inside, contains = _is_within(root.path, other.path), _is_within(other.path, root.path)
+                raise config_error(name_key, msg)
+            inside, contains = is_within(root.path, other.path), is_within(other.path, root.path)
             relation = {(True, False): "lies inside", (False, True): "contains"}.get(
                 (inside, contains), "is the same directory as"
             )
             if inside or contains:
                 msg = f"{root.path} {relation} root {other.name!r} ({other.path})"
-                raise _error(path_key, f"{msg}; roots must not nest")
+                raise config_error(path_key, f"{msg}; roots must not nest")
     return tuple(root for _, root in labelled)
 
 
@@ -280,19 +181,19 @@ def _resolve_state_dir(configured: str, env: Mapping[str, str]) -> tuple[str, st
     """(absolute state directory, where it came from)."""
     if configured:
         if not os.path.isabs(configured):
-            raise _error("daemon.state_dir", f"must be an absolute path, got {configured!r}")
+            raise config_error("daemon.state_dir", f"must be an absolute path, got {configured!r}")
         return os.path.normpath(configured), "daemon.state_dir"
     systemd = env.get("STATE_DIRECTORY", "").split(":")[0]
     if systemd:
         if not os.path.isabs(systemd):
-            raise _error("STATE_DIRECTORY", f"must be an absolute path, got {systemd!r}")
+            raise config_error("STATE_DIRECTORY", f"must be an absolute path, got {systemd!r}")
         return os.path.normpath(systemd), "$STATE_DIRECTORY"
     xdg = env.get("XDG_STATE_HOME", "")
     if os.path.isabs(xdg):  # the XDG spec says to ignore a relative value
         return os.path.join(os.path.normpath(xdg), "assetd"), "$XDG_STATE_HOME"
     home = _home(env)
     if home is None:
-        raise _error("daemon.state_dir", "no $HOME to put the state directory in; set it")
+        raise config_error("daemon.state_dir", "no $HOME to put the state directory in; set it")
     return os.path.join(home, ".local", "state", "assetd"), "$HOME"
 
 
@@ -315,14 +216,14 @@ def _database_url(url: str, state_dir: str) -> str:
     if url.startswith("sqlite:///"):
         path = _sqlite_path(url)
         if not os.path.isabs(path):
-            raise _error("database.url", f"the SQLite file must be absolute: {_URL_FORMS}")
+            raise config_error("database.url", f"the SQLite file must be absolute: {_URL_FORMS}")
         return url
     if sep and rest and scheme in ("postgresql", "postgres"):
         return "postgresql+psycopg://" + rest
     if sep and rest and scheme == "postgresql+psycopg":
         return url
     what = f"scheme {scheme!r}" if sep else "no scheme"
-    raise _error("database.url", f"unsupported database URL ({what}); {_URL_FORMS}")
+    raise config_error("database.url", f"unsupported database URL ({what}); {_URL_FORMS}")
 
 
 def _sqlite_path(url: str) -> str:
@@ -338,7 +239,7 @@ def find_config_file(explicit: str | None, env: Mapping[str, str]) -> str | None
     for key, given in (("--config", explicit), ("ASSETD_CONFIG", env.get("ASSETD_CONFIG"))):
         if given:
             if not os.path.isfile(given):
-                raise _error(key, f"no such file: {given}")
+                raise config_error(key, f"no such file: {given}")
             return os.path.abspath(given)
     home = _home(env)
     candidates = [SYSTEM_CONFIG_PATH]
@@ -352,11 +253,11 @@ def _read_toml(path: str) -> dict[str, object]:
         with open(path, "rb") as f:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as err:
-        raise _error(path, f"TOML syntax error: {err}") from None
+        raise config_error(path, f"TOML syntax error: {err}") from None
     except UnicodeDecodeError:
-        raise _error(path, "not valid UTF-8") from None
+        raise config_error(path, "not valid UTF-8") from None
     except OSError as err:
-        raise _error(path, f"cannot read: {err.strerror or err}") from None
+        raise config_error(path, f"cannot read: {err.strerror or err}") from None
 
 
 def load_config(
@@ -371,21 +272,21 @@ def load_config(
     data = _read_toml(path) if path is not None else {}
     classes = (DaemonConfig, DatabaseConfig, WatchConfig, ReconcileConfig, HashingConfig, LogConfig)
     sections = {cls.__name__.removesuffix("Config").lower(): cls for cls in classes}
-    _table(data, "", [*sections, "roots"])
+    check_table(data, "", [*sections, "roots"])
     parts: dict[str, Any] = {
-        name: cls(**_read(cls, data.get(name, {}), name)) for name, cls in sections.items()
+        name: cls(**read_table(cls, data.get(name, {}), name)) for name, cls in sections.items()
     }
     watch: WatchConfig = parts["watch"]
     if watch.max_delay_ms < watch.quiet_ms:
-        raise _error(
+        raise config_error(
             "watch.max_delay_ms",
             f"must be at least watch.quiet_ms ({watch.quiet_ms}), got {watch.max_delay_ms}",
         )
     raw_roots = data.get("roots", [])
     if not isinstance(raw_roots, list):
-        raise _error("roots", f"expected [[roots]] tables, got {_describe(raw_roots)}")
+        raise config_error("roots", f"expected [[roots]] tables, got {describe_value(raw_roots)}")
     file_roots = [
-        RootConfig(**_read(RootConfig, r, f"roots[{i}]")) for i, r in enumerate(raw_roots)
+        RootConfig(**read_table(RootConfig, r, f"roots[{i}]")) for i, r in enumerate(raw_roots)
     ]
     config = Config(roots=_roots_with_extra(file_roots, extra_roots), source=path, env=env, **parts)
     _check_outside_roots(config, env)
@@ -398,10 +299,10 @@ def _check_outside_roots(config: Config, env: Mapping[str, str]) -> None:
     db_path = _sqlite_path(config.database_url) if config.database_url.startswith("sqlite") else ""
     for root in config.roots:
         where = f"lies inside root {root.name!r} ({root.path}); {_OUTSIDE}"
-        if _is_within(config.state_dir, root.path):
-            raise _error("daemon.state_dir", f"{config.state_dir} (from {origin}) {where}")
-        if db_path and _is_within(db_path, root.path):
-            raise _error("database.url", f"the SQLite database {db_path} {where}")
+        if is_within(config.state_dir, root.path):
+            raise config_error("daemon.state_dir", f"{config.state_dir} (from {origin}) {where}")
+        if db_path and is_within(db_path, root.path):
+            raise config_error("database.url", f"the SQLite database {db_path} {where}")
 
 
 def default_config(env: Mapping[str, str] | None = None) -> Config:
@@ -455,11 +356,13 @@ def host_id(config: Config) -> str:
         except OSError:  # a filesystem without hard links
             os.replace(tmp, path)
     except OSError as err:
-        raise _error("daemon.host", f"cannot keep a host id in {path}: {err}") from None
+        raise config_error("daemon.host", f"cannot keep a host id in {path}: {err}") from None
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
     found = read_host_id(config)
     if not found:
-        raise _error("daemon.host", f"{path} is empty or unreadable; restore it or set daemon.host")
+        raise config_error(
+            "daemon.host", f"{path} is empty or unreadable; restore it or set daemon.host"
+        )
     return found

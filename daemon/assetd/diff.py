@@ -1,6 +1,6 @@
 """The pure part of reconcile: merge a sorted disk snapshot with the sorted catalog rows.
 
-Both streams are ascending by catalog path (``fsutil.list_files_recursively`` yields in that
+Both streams are ascending by catalog path (``walk.list_files_recursively`` yields in that
 order; the catalog is read ``ORDER BY file_path`` with byte-wise collation), so the diff needs
 memory for one entry of each, not a dict of the whole tree.
 """

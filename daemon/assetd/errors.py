@@ -63,3 +63,11 @@ class CatalogMissing(AssetdError):
     """A read-only command found no catalog yet."""
 
     exit_code = EXIT_FAILED
+
+
+class WatchError(AssetdError):
+    """A root could not be watched; the message says why and what to do."""
+
+    def __init__(self, root_name: str, message: str) -> None:
+        self.root_name = root_name
+        super().__init__(f"root {root_name!r}: {message}")

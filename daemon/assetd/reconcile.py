@@ -41,14 +41,8 @@ from assetd.catalog.states import (
     utcnow,
 )
 from assetd.diff import Action, CatalogRow, DiffCounts, Step, diff_sorted
-from assetd.fsutil import (
-    FileStat,
-    IgnoreRules,
-    WalkProblem,
-    encode_path,
-    list_files_recursively,
-    os_path_of,
-)
+from assetd.fsutil import FileStat, IgnoreRules, encode_path, os_path_of
+from assetd.walk import WalkProblem, list_files_recursively
 
 _log = log.get_logger(__name__)
 

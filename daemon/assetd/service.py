@@ -35,18 +35,21 @@ from assetd.catalog.roots import (
 from assetd.catalog.schema import Upgrade
 from assetd.catalog_access import Catalog, open_catalog
 from assetd.config import Config, ensure_state_dir
-from assetd.errors import ConfigError
+from assetd.errors import ConfigError, WatchError
 from assetd.fsutil import IgnoreRules, filesystem_type, is_network_filesystem
 from assetd.hashing.background import Hasher
 from assetd.hostlock import HostLock
 from assetd.live.canary import Canary
 from assetd.live.changes import Change, Kind
+from assetd.live.limits import WatchLimitError
+from assetd.live.observers import Watchers
 from assetd.live.pipeline import Pipeline
 from assetd.live.scheduler import ReconcileScheduler
-from assetd.live.watch import QueueSink, WatchError, Watchers, WatchLimitError
+from assetd.live.watch import QueueSink
 from assetd.live.worker import BatchResult, Worker
 from assetd.notify import Notifier
 from assetd.reconcile import ReconcileResult
+from assetd.timing import Backoff
 
 _log = log.get_logger(__name__)
 
@@ -76,7 +79,8 @@ class Service:
         self.unavailable: set[int] = set()
         self.polling: set[int] = set()  # inotify roots that fell back to polling
         self.degraded_reason: dict[int, str] = {}  # why they did (for the roots table)
-        self._restarts: dict[str, tuple[int, float]] = {}  # observer restarts: count, not before
+        # observer restarts: the root's backoff, and not before when
+        self._restarts: dict[str, tuple[Backoff, float]] = {}
         self.catalog: Catalog | None = None
         self.hasher: Hasher | None = None
         self._read_engine: Engine | None = None
@@ -364,10 +368,10 @@ class Service:
             dead = next((r for r in self.roots if r.name == name), None)
             if dead is None or dead.id in self.unavailable:
                 continue
-            attempts, not_before = self._restarts.get(name, (0, 0.0))
+            backoff, not_before = self._restarts.get(name, (Backoff(1.0, 300.0), 0.0))
             if now < not_before:
                 continue  # backing off: 1 s, 2 s, 4 s ... 5 min between restarts
-            self._restarts[name] = (attempts + 1, now + min(2.0**attempts, 300.0))
+            self._restarts[name] = (backoff, now + backoff.next())
             root = dead
             _log.error("watch.failed", root=name, reason="observer stopped; restarting")
             self.watchers.remove(name)

@@ -28,12 +28,8 @@ from sqlalchemy import and_, false, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from assetd.catalog.metadata import (
-    AUTOMATIC,
-    MANUAL,
-    MERGED_FROM,
     AutoTags,
     merge_assets,
-    merge_metadata,
     recompute_automatic_tags,
     split_off,
 )
@@ -44,20 +40,12 @@ from assetd.catalog.sqlutil import is_postgresql, placeholder
 from assetd.fsutil import os_path_of
 
 __all__ = [
-    "AUTOMATIC",
-    "MANUAL",
-    "MERGED_FROM",
-    "AutoTags",
     "HashJob",
     "Outcome",
     "apply_hash",
     "auto_tags_for",
     "hashing_backlog",
-    "merge_assets",
-    "merge_metadata",
     "next_to_hash",
-    "recompute_automatic_tags",
-    "split_off",
 ]
 
 

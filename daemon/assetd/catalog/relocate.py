@@ -17,7 +17,8 @@ from assetd.catalog.models import cache_states as cs
 from assetd.catalog.models import roots as roots_table
 from assetd.catalog.moves import rewrite_prefix
 from assetd.catalog.sqlutil import normalize_prefix, under_prefix
-from assetd.fsutil import IgnoreRules, WalkProblem, list_files_recursively
+from assetd.fsutil import IgnoreRules
+from assetd.walk import WalkProblem, list_files_recursively
 
 HASH_SAMPLE = 20
 

@@ -6,15 +6,15 @@ import datetime as dt
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from sqlalchemy import case, false, select, update
+from sqlalchemy import case, delete, false, func, select, update
 from sqlalchemy.orm import Session
 
 from assetd.catalog.models import Root
 from assetd.catalog.models import cache_states as cs
 from assetd.catalog.models import roots as roots_table
 from assetd.catalog.states import Reason, utcnow
-from assetd.config import Config, RootConfig
 
 
 class RootState:
@@ -22,6 +22,25 @@ class RootState:
     POLLING = "polling"
     DEGRADED = "degraded"
     UNAVAILABLE = "unavailable"
+
+
+class RootSettings(Protocol):
+    """What registration needs of a configured root (``config.RootConfig`` fits)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def tags(self) -> Sequence[str]: ...
+    @property
+    def tags_from_dirs(self) -> bool: ...
+    @property
+    def follow_symlinks(self) -> bool: ...
+    @property
+    def polling(self) -> bool: ...
+    @property
+    def shared(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +77,7 @@ def _device_and_mount(path: str) -> tuple[int | None, bool]:
 
 
 def register_roots(
-    session: Session, host: str, configs: Sequence[RootConfig], ignore: Sequence[str] = ()
+    session: Session, host: str, configs: Sequence[RootSettings], ignore: Sequence[str] = ()
 ) -> list[RootSpec]:
     """Create or update this host's root rows for the configured roots; returns their specs.
 
@@ -97,13 +116,34 @@ def register_roots(
     return specs
 
 
-def register_config_roots(session: Session, host: str, config: Config) -> list[RootSpec]:
-    return register_roots(session, host, config.roots, config.watch.ignore)
-
-
 def host_root_ids(session: Session, host: str) -> list[int]:
     """Every root id this host owns: configured now or in the past."""
     return list(session.execute(select(Root.id).where(Root.host == host)).scalars())
+
+
+def root_ids_by_name(session: Session, host: str, names: Iterable[str]) -> list[int]:
+    """The ids of the roots called one of ``names`` (this host's; every host's when ``host``
+    is empty)."""
+    query = select(Root.id).where(Root.name.in_(sorted(set(names))))
+    if host:
+        query = query.where(Root.host == host)
+    return list(session.execute(query).scalars())
+
+
+def host_roots(session: Session, host: str) -> list[Root]:
+    """This host's root rows, configured now or in the past."""
+    return list(session.execute(select(Root).where(Root.host == host)).scalars())
+
+
+def count_root_paths(session: Session, root_id: int) -> int:
+    """How many path rows (live or missing) the root holds."""
+    query = select(func.count()).select_from(cs).where(cs.c.root_id == root_id)
+    return int(session.execute(query).scalar_one())
+
+
+def delete_root(session: Session, root_id: int) -> None:
+    """Remove a root row; its path rows go with it (ON DELETE CASCADE). Assets stay."""
+    session.execute(delete(roots_table).where(roots_table.c.id == root_id))
 
 
 def root_is_present(root: RootSpec) -> bool:

@@ -14,7 +14,8 @@ import threading
 from collections.abc import Iterable, Iterator
 
 from assetd.commands import logview
-from assetd.config import Config, parse_duration
+from assetd.config import Config
+from assetd.config_parse import parse_duration
 from assetd.errors import AssetdError, ConfigError, UsageError
 
 

@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
+from assetd.paths import is_under
+
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 _ALIASES = {"warn": "warning", "exception": "error", "fatal": "critical", "notset": "debug"}
 _HEAD = ("timestamp", "level", "event", "logger", "exception")
@@ -137,8 +139,7 @@ def path_matches(candidate: str, wanted: str) -> bool:
     """``candidate`` is ``wanted``, lies below it, or matches it as a glob."""
     if any(c in wanted for c in "*?["):
         return fnmatch.fnmatchcase(candidate, wanted)
-    base = wanted.rstrip("/") or "/"
-    return candidate == base or candidate.startswith(base if base == "/" else base + "/")
+    return is_under(candidate, wanted)
 
 
 def _in_root(data: dict[str, Any], name: str, root_path: str | None) -> bool:

@@ -16,25 +16,18 @@ import re
 import sys
 import tomllib
 
-from sqlalchemy import delete, func, select
-
 from assetd import log
 from assetd.catalog.engine import sqlite_path, translate_db_errors
-from assetd.catalog.models import Root, cache_states
-from assetd.catalog.models import roots as roots_table
 from assetd.catalog.relocate import compare_trees, load_rows, relocate_root, rows_under
+from assetd.catalog.roots import count_root_paths, delete_root, host_roots
 from assetd.catalog_access import catalog, prepare_state_dir
 from assetd.config import Config
 from assetd.errors import AssetdError, HostLocked, UsageError
 from assetd.fsutil import IgnoreRules, encode_path
 from assetd.hostlock import HostLock
+from assetd.paths import is_under
 
 _log = log.get_logger(__name__)
-
-
-def _inside(path: str, parent: str) -> bool:
-    parent = parent.rstrip("/") or "/"
-    return path == parent or path.startswith(parent if parent == "/" else parent + "/")
 
 
 def config_path_line(source: str, name: str) -> tuple[int, str] | None:
@@ -71,14 +64,14 @@ def config_path_line(source: str, name: str) -> tuple[int, str] | None:
 def _check_place(config: Config, others: list[tuple[str, str]], old: str, new: str) -> None:
     if new == old:
         raise UsageError(f"the root is at {new} already")
-    if _inside(new, old) or _inside(old, new):
+    if is_under(new, old) or is_under(old, new):
         raise UsageError(f"{new} and the root's current path {old} must not contain each other")
     for name, path in others:
-        if _inside(new, path) or _inside(path, new):
+        if is_under(new, path) or is_under(path, new):
             raise UsageError(f"{new} and root {name!r} ({path}) would nest; roots must not nest")
     db = sqlite_path(config.database_url)
     for what, place in (("the state directory", config.state_dir), ("the catalog", db)):
-        if place and _inside(os.path.abspath(place), new):
+        if place and is_under(os.path.abspath(place), new):
             raise UsageError(f"{what} ({place}) lies inside {new}; it must not lie in a root")
 
 
@@ -107,16 +100,16 @@ def cmd_roots_move(config: Config, args: argparse.Namespace) -> int:
 
 
 def _move(config: Config, args: argparse.Namespace, new: str) -> int:
-    from assetd.hashing.run import hash_file  # blake3: only this writing command needs it
+    from assetd.hashing.digest import hash_file
 
     with catalog(config, write=True) as cat, translate_db_errors(cat.url):
         with cat.session() as s:
-            host_roots = list(s.execute(select(Root).where(Root.host == cat.host)).scalars())
-            root = next((r for r in host_roots if r.name == args.name), None)
+            mine = host_roots(s, cat.host)
+            root = next((r for r in mine if r.name == args.name), None)
             if root is None:
                 raise UsageError(f"no root named {args.name!r} on this host ({cat.host})")
             root_id, old = root.id, root.path
-            others = [(r.name, r.path) for r in host_roots if r.id != root_id]
+            others = [(r.name, r.path) for r in mine if r.id != root_id]
             others += [(r.name, r.path) for r in config.roots if r.name != args.name]
             _check_place(config, others, old, new)
             new_key = encode_path(new)[0]
@@ -209,30 +202,25 @@ def cmd_roots_retire(config: Config, args: argparse.Namespace) -> int:
         raise UsageError(f"root {args.name!r} is still configured: remove it from the config first")
     with catalog(config, write=True) as cat, translate_db_errors(cat.url):
         with cat.session() as s:
-            row = s.execute(
-                select(Root.id, Root.path).where(Root.host == cat.host, Root.name == args.name)
-            ).first()
+            row = next((r for r in host_roots(s, cat.host) if r.name == args.name), None)
             if row is None:
                 raise UsageError(f"no root named {args.name!r} for this host in the catalog")
-            paths = s.execute(
-                select(func.count())
-                .select_from(cache_states)
-                .where(cache_states.c.root_id == row.id)
-            ).scalar_one()
+            root_id, root_path = row.id, row.path
+            paths = count_root_paths(s, root_id)
         if not args.yes:
             if not sys.stdin.isatty():
                 raise UsageError("roots retire removes the root's path rows: pass --yes")
             answer = input(
-                f"retire root {args.name!r} ({row.path}) and its {paths} path rows? [y/N] "
+                f"retire root {args.name!r} ({root_path}) and its {paths} path rows? [y/N] "
             )
             if answer.strip().lower() not in ("y", "yes"):
                 print("nothing changed")
                 return 1
         with cat.session() as s, s.begin():
-            s.execute(delete(roots_table).where(roots_table.c.id == row.id))  # rows cascade
-    _log.info("root.retired", root=args.name, path=row.path, paths=paths)
+            delete_root(s, root_id)
+    _log.info("root.retired", root=args.name, path=root_path, paths=paths)
     print(
-        f"retired root {args.name!r} ({row.path}): {paths} path row(s) removed; "
+        f"retired root {args.name!r} ({root_path}): {paths} path row(s) removed; "
         "its assets, infos and tags stay in the catalog"
     )
     return 0

@@ -25,7 +25,7 @@ from assetd.catalog.report import (
 )
 from assetd.catalog.states import utcnow
 from assetd.catalog_access import catalog
-from assetd.commands.why import format_age, format_time, human_size
+from assetd.commands._format import format_age, format_time, human_size
 from assetd.config import Config
 from assetd.fsutil import filesystem_type, is_network_filesystem
 

@@ -1,5 +1,5 @@
-"""``assetd why`` and ``missing``: what the catalog says of paths, for people (aligned text)
-and scripts (``--json``); the queries are in :mod:`assetd.catalog.report`."""
+"""``assetd why``: everything the catalog knows of one path and why it is in that state, for
+people (aligned text) and scripts (``--json``); the queries are in :mod:`assetd.catalog.report`."""
 
 from __future__ import annotations
 
@@ -7,71 +7,20 @@ import argparse
 import datetime as dt
 import json
 import os
-from collections.abc import Iterable
 
 from assetd.catalog.engine import translate_db_errors
 from assetd.catalog.report import (
-    MissingRow,
     PathFacts,
-    RootRow,
     count_under,
-    missing_rows,
     path_facts,
     root_rows,
 )
 from assetd.catalog.states import Reason, utcnow
 from assetd.catalog_access import catalog
-from assetd.config import Config, parse_duration
-from assetd.errors import ConfigError, UsageError
+from assetd.commands._format import format_time
+from assetd.config import Config
 from assetd.fsutil import IgnoreRules, encode_path
-
-
-def format_age(seconds: float) -> str:
-    """``"45 s"``, ``"12 min"``, ``"3 h 5 min"``, ``"4 d 2 h"``."""
-    s = max(0, int(seconds))
-    if s < 120:
-        return f"{s} s"
-    m = s // 60
-    if m < 120:
-        return f"{m} min"
-    h, m = divmod(m, 60)
-    if h < 48:
-        return f"{h} h {m} min" if m else f"{h} h"
-    d, h = divmod(h, 24)
-    return f"{d} d {h} h" if h else f"{d} d"
-
-
-def format_time(when: dt.datetime | None, now: dt.datetime) -> str:
-    if when is None:
-        return "never"
-    local = when.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-    return f"{local} ({format_age((now - when).total_seconds())} ago)"
-
-
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
-
-
-def duration_arg(text: str, flag: str) -> float:
-    try:
-        return parse_duration(text, flag)
-    except ConfigError as err:  # a command-line value: a usage error, not a config one
-        raise UsageError(str(err).removeprefix("config: ")) from None
-
-
-def root_ids_by_name(rows: Iterable[RootRow], name: str) -> list[int]:
-    ids = [r.id for r in rows if r.name == name]
-    if not ids:
-        raise UsageError(f"no root named {name!r} in the catalog")
-    return ids
-
-
-# --- why ------------------------------------------------------------------------------------
+from assetd.paths import deepest_parent
 
 _WHY_MISSING = {
     Reason.LIVE: "its file was deleted or moved out of the roots; the daemon saw it happen "
@@ -94,16 +43,6 @@ _WHY_LIVE = {
 def explain_state(row: PathFacts) -> str:
     table = _WHY_MISSING if row.is_missing else _WHY_LIVE
     return table.get(row.state_reason, "") + f" (state_reason {row.state_reason!r})"
-
-
-def containing_root(roots: Iterable[tuple[str, str]], os_path: str) -> tuple[str, str] | None:
-    """The (name, path) of the root ``os_path`` lies strictly below (the deepest one)."""
-    best = None
-    for name, path in roots:
-        prefix = path.rstrip("/") + "/"
-        if os_path.startswith(prefix) and (best is None or len(path) > len(best[1])):
-            best = (name, path)
-    return best
 
 
 def _disk_facts(os_path: str, rows: list[PathFacts]) -> dict[str, object]:
@@ -133,7 +72,7 @@ def cmd_why(config: Config, args: argparse.Namespace) -> int:
         host_roots = root_rows(s, host=cat.host) if cat.host else root_rows(s)
     known = [(r.name, r.path) for r in host_roots]
     known += [(r.name, r.path) for r in config.roots if r.name not in {n for n, _ in known}]
-    root = containing_root(known, os_path)
+    root = deepest_parent((((name, path), path) for name, path in known), os_path)
     rule = None
     if root is not None:
         relative = encode_path(os.path.relpath(os_path, root[1]))[0]
@@ -220,84 +159,3 @@ def _print_disk(disk: dict[str, object], known: bool) -> None:
 
 
 # --- missing --------------------------------------------------------------------------------
-
-
-def _root_label(root: RootRow, host: str) -> str:
-    on = f" on host {root.host}" if root.host != host else ""
-    return f"{root.name} ({root.path}){on}"
-
-
-def cmd_missing(config: Config, args: argparse.Namespace) -> int:
-    """Missing paths grouped by root and directory, with how long they have been missing."""
-    now = utcnow()
-    since = now - dt.timedelta(seconds=duration_arg(args.since, "--since")) if args.since else None
-    with catalog(config, write=False) as cat, translate_db_errors(cat.url), cat.session() as s:
-        all_roots = root_rows(s)
-        mine = [r for r in all_roots if not cat.host or r.host == cat.host]
-        ids = root_ids_by_name(mine, args.in_root) if args.in_root else None
-        rows = missing_rows(s, roots=ids, since=since)
-        host = cat.host
-    roots = {r.id: r for r in all_roots}
-    groups: dict[int, dict[str, list[MissingRow]]] = {}
-    for row in rows:
-        directory = row.path.rpartition("/")[0] or "/"
-        groups.setdefault(row.root_id, {}).setdefault(directory, []).append(row)
-    if args.json:
-        print(json.dumps(_missing_json(groups, roots, now)))
-        return 0
-    if not rows:
-        print("no missing paths" + (f" since {args.since} ago" if args.since else ""))
-        return 0
-    for root_id, dirs in groups.items():
-        count = sum(len(files) for files in dirs.values())
-        print(f"{_root_label(roots[root_id], host)}: {count} missing")
-        for directory in sorted(dirs):
-            print(f"  {directory}/")
-            files = dirs[directory]
-            width = max(len(f.path) - len(directory) - 1 for f in files)
-            for f in files:
-                age = (
-                    format_age((now - f.missing_since).total_seconds()) if f.missing_since else "?"
-                )
-                name = f.path[len(directory) + 1 :] if directory != "/" else f.path[1:]
-                print(f"    {name:<{width}}  {age:>9}  {f.state_reason:<16} {human_size(f.size)}")
-    print(f"{len(rows)} missing path(s) in {len(groups)} root(s)")
-    return 0
-
-
-def _missing_json(
-    groups: dict[int, dict[str, list[MissingRow]]], roots: dict[int, RootRow], now: dt.datetime
-) -> dict[str, object]:
-    out = []
-    for root_id, dirs in groups.items():
-        r = roots[root_id]
-        out.append(
-            {
-                "name": r.name,
-                "host": r.host,
-                "path": r.path,
-                "count": sum(len(files) for files in dirs.values()),
-                "directories": [
-                    {
-                        "path": d,
-                        "files": [
-                            {
-                                "path": f.path,
-                                "size": f.size,
-                                "hash": f.hash,
-                                "missing_since": f.missing_since.isoformat()
-                                if f.missing_since
-                                else None,
-                                "age_s": round((now - f.missing_since).total_seconds(), 1)
-                                if f.missing_since
-                                else None,
-                                "state_reason": f.state_reason,
-                            }
-                            for f in dirs[d]
-                        ],
-                    }
-                    for d in sorted(dirs)
-                ],
-            }
-        )
-    return {"count": sum(int(str(r["count"])) for r in out), "roots": out}

@@ -31,7 +31,9 @@ from assetd.catalog.content import (
 from assetd.catalog.engine import SessionFactory, one_line
 from assetd.catalog.roots import RootSpec
 from assetd.hashing.child import ChildHasher, HashInterrupted
-from assetd.hashing.run import ChunkHook, DigestBatch, read_digest, record_digests_safely
+from assetd.hashing.digest import ChunkHook, read_digest
+from assetd.hashing.run import DigestBatch, record_digests_safely
+from assetd.timing import Backoff, Clock, next_delay
 
 _log = log.get_logger(__name__)
 
@@ -62,7 +64,6 @@ def lower_priority() -> tuple[bool, bool]:
     return niced, io_idle
 
 
-Clock: TypeAlias = Callable[[], float]
 Wait: TypeAlias = Callable[[float], bool]
 """``wait(seconds) -> stopped``: the Hasher passes its stop event's ``wait``."""
 
@@ -168,8 +169,8 @@ class Hasher:
         self._rate = (
             RateLimit(max_bytes_per_sec, clock, self._stop.wait) if max_bytes_per_sec else None
         )
-        self._db_delay = 0.0
         self._db_retry = db_retry
+        self._db_backoff = Backoff(*db_retry)
         self._backlog_at = -BACKLOG_EVERY
         self._progress_at = clock()
         self._working = False  # files recorded since the last hashing.idle
@@ -388,7 +389,8 @@ class Hasher:
                 delay = 0.0
             else:
                 previous = self._backoff.get(job.id)
-                delay = min(previous[1] * 2, self._backoff_max) if previous else self._backoff_first
+                last = previous[1] if previous else 0.0
+                delay = next_delay(last, self._backoff_first, self._backoff_max)
                 self._backoff[job.id] = (now + delay, delay)
         if delay:
             _log.debug("hash.retry_later", path=job.file_path, outcome=outcome, retry_in=delay)
@@ -408,12 +410,10 @@ class Hasher:
         else:
             _log.debug("hashing.database_error", error=one_line(err))
         self.db_ok = False
-        first, most = self._db_retry
-        self._db_delay = min(max(self._db_delay * 2, first), most)
-        self._stop.wait(self._db_delay)
+        self._stop.wait(self._db_backoff.next())
 
     def _db_back(self) -> None:
         if not self.db_ok:
             _log.info("hashing.database_restored")
         self.db_ok = True
-        self._db_delay = 0.0
+        self._db_backoff.reset()

@@ -64,7 +64,9 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Batch", "Change", "Kind", "coalesce", "is_under", "rebase"]
+from assetd.paths import is_under, rebase
+
+__all__ = ["Batch", "Change", "Kind", "coalesce"]
 
 
 class Kind(enum.Enum):
@@ -109,25 +111,6 @@ class Batch:
     def empty(self) -> bool:
         """True when there is nothing to do (every change cancelled or carried nothing)."""
         return not (self.moves or self.gone or self.touched or self.rescan)
-
-
-def is_under(path: str, prefix: str) -> bool:
-    """True when ``path`` is ``prefix`` or lies below it (component-wise, not string-wise)."""
-    if path == prefix:
-        return True
-    if prefix.endswith("/"):  # only "/" itself, given normalised absolute paths
-        return path.startswith(prefix)
-    return path.startswith(prefix) and path[len(prefix)] == "/"
-
-
-def rebase(path: str, src: str, dst: str) -> str:
-    """``path`` (which must be under ``src``) as it reads once ``src`` is renamed to ``dst``."""
-    if not is_under(path, src):
-        raise ValueError(f"rebase: {path!r} is not under {src!r}")
-    if path == src:
-        return dst
-    suffix = path[len(src) :] if not src.endswith("/") else path[len(src) - 1 :]
-    return dst.rstrip("/") + suffix
 
 
 def coalesce(

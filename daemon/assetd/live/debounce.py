@@ -14,13 +14,13 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from assetd.live.changes import Change
+from assetd.timing import Clock
 
 __all__ = ["DRAIN_CHUNK", "Clock", "Debouncer", "drain"]
 
-Clock = Callable[[], float]
 """Monotonic seconds (``time.monotonic`` or a test's fake)."""
 
 DRAIN_CHUNK = 50_000

@@ -17,9 +17,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from assetd import log
 from assetd.catalog.engine import one_line
-from assetd.live.changes import Change, coalesce, is_under
+from assetd.live.changes import Change, coalesce
 from assetd.live.debounce import Debouncer, drain
 from assetd.live.worker import BatchResult, Worker
+from assetd.paths import is_under
+from assetd.timing import Backoff
 
 _log = log.get_logger(__name__)
 
@@ -59,7 +61,7 @@ class Pipeline:
         self.applying = False  # a batch is being applied (the hasher yields meanwhile)
         self.failed_batches = 0
         self._next_db_try = 0.0
-        self._backoff = 1.0
+        self._backoff = Backoff(1.0, BACKOFF_MAX)
         self.thread = threading.Thread(target=self._run, name="assetd-pipeline", daemon=True)
         self.error: BaseException | None = None
 
@@ -126,7 +128,7 @@ class Pipeline:
             self.batches += 1
             if not self.db_ok:
                 self.db_ok = True
-                self._backoff = 1.0
+                self._backoff = Backoff(1.0, BACKOFF_MAX)
                 _log.info("database.restored")
                 self.request_reconcile("database restored")
             if self.on_applied is not None:
@@ -138,8 +140,7 @@ class Pipeline:
         if self.db_ok:
             _log.error("database.unavailable", error=one_line(err))
             self.db_ok = False
-        self._next_db_try = time.monotonic() + self._backoff
-        self._backoff = min(self._backoff * 2, BACKOFF_MAX)
+        self._next_db_try = time.monotonic() + self._backoff.next()
         self.request_reconcile("batch failed")
 
     def busy(self) -> bool:

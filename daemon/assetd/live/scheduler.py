@@ -14,10 +14,9 @@ from assetd import log
 from assetd.catalog.engine import SessionFactory, one_line
 from assetd.catalog.roots import RootSpec
 from assetd.reconcile import ReconcileResult, sync_cache_states_with_filesystem
+from assetd.timing import Clock
 
 _log = log.get_logger(__name__)
-
-Clock = Callable[[], float]
 
 
 def jittered(interval: float, rng: random.Random) -> float:

@@ -41,8 +41,9 @@ from assetd.catalog.states import (
     utcnow,
 )
 from assetd.fsutil import IgnoreRules, encode_path
-from assetd.live.changes import Batch, Change, is_under
+from assetd.live.changes import Batch, Change
 from assetd.log import sample_paths
+from assetd.paths import is_strictly_under, is_under, relative_to
 from assetd.reconcile import reconcile_subtree
 
 _log = log.get_logger(__name__)
@@ -61,8 +62,8 @@ class RootIndex:
     def root_of(self, path: str) -> RootSpec | None:
         """The root ``path`` lies strictly below and is not ignored in; else None."""
         for root in self.roots:
-            if path != root.path and is_under(path, root.path):
-                rel = path[len(root.path) :].lstrip("/")
+            if is_strictly_under(path, root.path):
+                rel = relative_to(path, root.path) or ""
                 if self._ignore[root.id].is_ignored(rel):
                     return None
                 return root

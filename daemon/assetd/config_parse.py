@@ -1,0 +1,117 @@
+"""TOML values to checked, typed values: the validation half of the config loader.
+
+Every fault is a :class:`~assetd.errors.ConfigError` whose one-line message names the dotted key.
+The defaults table and the rules each field carries (``min``, ``choices``, ``path``, ...) are the
+dataclasses of :mod:`assetd.config`; :func:`read_table` applies them to one TOML table.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import MISSING, Field, fields
+from typing import Any
+
+from assetd.errors import ConfigError
+
+
+def config_error(key: str, message: str) -> ConfigError:
+    """A ConfigError whose text stays on one line whatever the user wrote."""
+    return ConfigError(_one_line(key), _one_line(message))
+
+
+def _one_line(text: str) -> str:
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def describe_value(value: object) -> str:
+    names = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array"}
+    kind = "table" if isinstance(value, dict) else names.get(type(value), "date/time")
+    shown = str(value).lower() if isinstance(value, bool) else repr(value)
+    return f"{kind} {shown if len(shown) <= 40 else shown[:37] + '...'}"
+
+
+def parse_duration(text: object, key: str) -> float:
+    """Seconds from ``"500ms"``, ``"15s"``, ``"30m"``, ``"1h30m"``, ``"7d"`` or a number (TOML or
+    text, in seconds). The result is finite and > 0; anything else raises ``ConfigError(key, ...)``.
+    """
+    if isinstance(text, bool) or not isinstance(text, int | float | str):
+        raise config_error(key, f"expected a duration such as '30m', got {describe_value(text)}")
+    if isinstance(text, str):
+        spec = text.strip()
+        if re.fullmatch(r"\d+(?:\.\d+)?", spec):
+            seconds = float(spec)
+        elif re.fullmatch(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+", spec):
+            units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+            parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", spec)
+            seconds = sum(float(number) * units[unit] for number, unit in parts)
+        else:
+            example = "seconds or e.g. '500ms', '15s', '30m', '1h30m', '7d'"
+            raise config_error(key, f"invalid duration {text!r}; use {example}")
+    else:
+        seconds = float(text)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise config_error(key, f"must be a duration greater than zero, got {text!r}")
+    return seconds
+
+
+def check_table(data: object, key: str, allowed: Sequence[str]) -> dict[str, object]:
+    """``data`` as a TOML table whose keys are all ``allowed``."""
+    if not isinstance(data, dict):
+        raise config_error(key, f"expected a table, got {describe_value(data)}")
+    for name in data:
+        if name not in allowed:
+            close = difflib.get_close_matches(name, allowed, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise config_error(f"{key}.{name}" if key else name, f"unknown key{hint}")
+    return data
+
+
+def read_table(cls: type, data: object, key: str) -> dict[str, Any]:
+    """The checked values of one table for the dataclass ``cls`` (absent keys: its defaults)."""
+    specs = fields(cls)
+    table = check_table(data, key, [f.name for f in specs])
+    values: dict[str, Any] = {}
+    for spec in specs:
+        if spec.name in table:
+            values[spec.name] = _value(spec, table[spec.name], f"{key}.{spec.name}")
+        elif spec.default is MISSING:
+            raise config_error(
+                f"{key}.{spec.name}", "missing; every [[roots]] needs a name and a path"
+            )
+    return values
+
+
+def _value(spec: Field[Any], value: object, key: str) -> object:
+    """One checked value: TOML types are strict (a boolean is not an integer)."""
+    kind, checks = str(spec.type), spec.metadata
+    if kind == "float":
+        return parse_duration(value, key)
+    wanted = {"bool": bool, "int": int, "str": str}.get(kind, list)
+    if not isinstance(value, wanted) or (wanted is int and isinstance(value, bool)):
+        what = {bool: "true or false", int: "an integer", str: "a string"}.get(wanted, "an array")
+        raise config_error(key, f"expected {what}, got {describe_value(value)}")
+    if isinstance(value, int) and not isinstance(value, bool) and value < checks.get("min", value):
+        raise config_error(key, f"must be at least {checks['min']}, got {value}")
+    if isinstance(value, list):
+        if not all(isinstance(item, str) and item for item in value):
+            raise config_error(
+                key, f"expected an array of non-empty strings, got {describe_value(value)}"
+            )
+        if checks.get("component") and any("/" in item for item in value):
+            raise config_error(key, "a pattern matches one path component and cannot contain '/'")
+        return tuple(value)
+    if isinstance(value, str) and "choices" in checks:
+        if value.lower() not in checks["choices"]:
+            raise config_error(key, f"must be one of {', '.join(checks['choices'])}, got {value!r}")
+        return value.lower()
+    if isinstance(value, str) and checks.get("name") and (not value or "/" in value):
+        raise config_error(key, f"must be non-empty and contain no '/', got {value!r}")
+    if isinstance(value, str) and checks.get("path") and (value or spec.default is MISSING):
+        if not os.path.isabs(value):
+            raise config_error(key, f"must be an absolute path, got {value!r}")
+        return os.path.normpath(value)
+    return value
