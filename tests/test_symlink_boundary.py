@@ -6,6 +6,7 @@ between the stat and the read is not followed). Real links, real daemon, real ca
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -194,3 +195,40 @@ def test_live_file_link_to_outside_is_a_link_never_hashed(
     assert (size, is_symlink) == (os.lstat(link).st_size, 1)
     assert daemon.query(hashed, str(link)) == [(None,)]
     assert daemon.stop() == 0
+
+
+# --- the hasher's open --------------------------------------------------------------------
+
+
+def test_hash_file_never_opens_through_a_symlink(tmp_path: Path) -> None:
+    from assetd.hashing.digest import LARGE_FILE, hash_file
+
+    outside = tree(tmp_path / "outside", {"secret": SECRET, "big": b"b" * LARGE_FILE})
+    for name in ("secret", "big"):
+        link = tmp_path / f"link-{name}"
+        os.symlink(outside / name, link)
+        for kwargs in ({}, {"throttle": lambda n: None}):
+            with pytest.raises(OSError) as err:
+                hash_file(str(link), **kwargs)  # type: ignore[arg-type]
+            assert err.value.errno == errno.ELOOP
+
+
+def test_read_digest_of_a_file_swapped_for_a_link_at_the_open(tmp_path: Path) -> None:
+    """The seam: the file is swapped for a link to a same-size, same-mtime outside file after
+    the unchanged-check, just before the open (verify_file_unchanged follows links)."""
+    from assetd.catalog.content import HashJob, Outcome
+    from assetd.hashing import digest
+
+    outside = tree(tmp_path / "outside", {"secret": SECRET})
+    lib = tree(tmp_path / "lib", {"model.bin": b"m" * len(SECRET)})
+    path = lib / "model.bin"
+    st = os.stat(path)
+    os.utime(outside / "secret", ns=(st.st_atime_ns, st.st_mtime_ns))
+    job = HashJob(1, 1, str(path), str(path), st.st_size, st.st_mtime_ns)
+
+    def swap_then_resolve(j: HashJob) -> str | None:
+        os.unlink(path)
+        os.symlink(outside / "secret", path)
+        return j.path  # what a reader resolved before the swap: the open must not follow
+
+    assert digest.read_digest(job, readable=swap_then_resolve) == (None, Outcome.CHANGED)

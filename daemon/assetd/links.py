@@ -48,19 +48,43 @@ class LinkRules:
     is judged against all of them). ``lstat`` is a seam for tests."""
 
     def __init__(self, root_paths: Iterable[str], *, lstat: StatFn = os.lstat) -> None:
-        self._roots = tuple(sorted({os.path.realpath(p) for p in root_paths}))
+        self._real = {p: os.path.realpath(p) for p in root_paths}
+        self._roots = tuple(sorted(set(self._real.values())))
         self._lstat = lstat
+        self._dirs: dict[str, str] = {}  # directory -> its realpath, until clear()
+
+    def clear(self) -> None:
+        """Forget the directories resolved so far (call once per batch or flush: within one,
+        the disk is taken as it was when first looked at)."""
+        self._dirs.clear()
+
+    def _real_dir(self, directory: str) -> str:
+        real = self._dirs.get(directory)
+        if real is None:
+            if len(self._dirs) > 10_000:
+                self._dirs.clear()
+            real = self._dirs[directory] = os.path.realpath(directory)
+        return real
+
+    def reached_directly(self, os_path: str, root_path: str) -> bool:
+        """Whether ``os_path`` is reached from ``root_path`` without a directory symlink on
+        the way (its directory, resolved, is still in that root)."""
+        real_root = self._real.get(root_path) or os.path.realpath(root_path)
+        return is_under(self._real_dir(os.path.dirname(os_path)), real_root)
 
     def inside(self, os_path: str) -> bool:
         """Whether ``os_path``, all symlinks resolved, lies in a root."""
         real = os.path.realpath(os_path)
         return any(is_under(real, root) for root in self._roots)
 
-    def entry(self, os_path: str, *, follow: bool = False) -> Entry:
-        """The :class:`Entry` for ``os_path``. Raises ``FileNotFoundError`` /
-        ``NotADirectoryError`` when nothing is there, other ``OSError`` when it cannot be
-        told (EACCES, EIO): unknown is not gone."""
+    def entry(self, os_path: str, *, follow: bool = False, root: str | None = None) -> Entry:
+        """The :class:`Entry` for ``os_path`` (in the root at ``root``, when given: a path
+        reached through a directory symlink is :data:`GONE` without ``follow``). Raises
+        ``FileNotFoundError`` / ``NotADirectoryError`` when nothing is there, other ``OSError``
+        when it cannot be told (EACCES, EIO): unknown is not gone."""
         st = self._lstat(os_path)
+        if root is not None and not follow and not self.reached_directly(os_path, root):
+            return Entry(GONE)
         mode = st.st_mode
         if stat_mod.S_ISREG(mode):
             return Entry(FILE, st)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import stat as stat_mod
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -26,9 +25,8 @@ from assetd.catalog.roots import (
     RootSpec,
     RootState,
     automatic_tags,
-    mark_root_unavailable,
+    mark_root_away,
     record_reconcile,
-    root_is_present,
     set_root_state,
 )
 from assetd.catalog.seed import SeedSpec, batch_insert_seed_assets
@@ -42,6 +40,8 @@ from assetd.catalog.states import (
 )
 from assetd.diff import Action, CatalogRow, DiffCounts, Step, diff_sorted
 from assetd.fsutil import FileStat, IgnoreRules, encode_path, os_path_of
+from assetd.links import FILE, LinkRules
+from assetd.rootfacts import Recorded, look
 from assetd.walk import WalkProblem, list_files_recursively
 
 _log = log.get_logger(__name__)
@@ -119,9 +119,9 @@ class _Applier:
     """Buffers diff steps and applies them, re-checked against the disk, in one transaction."""
 
     def __init__(
-        self, session: Session, root: RootSpec, result: ReconcileResult, stat: StatFn
+        self, session: Session, root: RootSpec, result: ReconcileResult, rules: LinkRules
     ) -> None:
-        self.session, self.root, self.result, self.stat = session, root, result, stat
+        self.session, self.root, self.result, self.rules = session, root, result, rules
         self.ignore = IgnoreRules(root.ignore)
         self.steps: list[Step] = []
         self.unreadable: list[str] = []  # directories the walk could not list
@@ -131,15 +131,21 @@ class _Applier:
         if len(self.steps) >= FLUSH:
             self.flush()
 
-    def _restat(self, path: str, raw: bytes | None) -> os.stat_result | bool | None:
-        """Fresh stat of a regular file; None if it is gone; False if it can't be told."""
+    def _restat(self, path: str, raw: bytes | None) -> tuple[os.stat_result, bool] | bool | None:
+        """Fresh figures of a file to catalogue, by the symlink rules (DESIGN §5), and whether
+        it is a link catalogued as one; None if nothing is there to catalogue (gone, a
+        directory, a directory symlink not followed); False if it can't be told."""
         try:
-            st = self.stat(os_path_of(path, raw))
+            entry = self.rules.entry(
+                os_path_of(path, raw), follow=self.root.follow_symlinks, root=self.root.path
+            )
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError:
             return False
-        return st if stat_mod.S_ISREG(st.st_mode) else None
+        if entry.kind != FILE or entry.st is None:
+            return None
+        return entry.st, entry.is_link
 
     def _untouchable(self, path: str) -> bool:
         """Rows under ignored paths or unreadable directories are never marked missing: the
@@ -152,6 +158,7 @@ class _Applier:
         if not self.steps:
             return
         steps, self.steps = self.steps, []
+        self.rules.clear()
         gone: list[str] = []
         seeds: list[SeedSpec] = []
         refresh: list[Figures] = []
@@ -160,14 +167,15 @@ class _Applier:
             raw = disk.raw if disk is not None else row.raw  # type: ignore[union-attr]
             if action is Action.MISSING and self._untouchable(path):
                 continue
-            st = self._restat(path, raw)
-            if st is False:
+            fresh = self._restat(path, raw)
+            if fresh is False:
                 continue
-            if st is None:
+            if fresh is None:
                 if action is not Action.NEW:
                     gone.append(path)
                 continue
-            assert isinstance(st, os.stat_result)
+            assert isinstance(fresh, tuple)
+            st, is_link = fresh
             if action is Action.NEW:
                 seeds.append(
                     SeedSpec(
@@ -179,10 +187,13 @@ class _Applier:
                         inode=st.st_ino,
                         raw=raw,
                         tags=automatic_tags(self.root, path),
+                        is_symlink=is_link,
                     )
                 )
             else:  # back, changed, or relinked: the fresh figures decide
-                refresh.append(Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino))
+                refresh.append(
+                    Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, is_link)
+                )
         roots = [self.root.id]
         with self.session.begin():
             if gone:
@@ -205,7 +216,7 @@ def _reconcile_root(
     session: Session,
     root: RootSpec,
     result: ReconcileResult,
-    stat: StatFn,
+    rules: LinkRules,
     progress: Progress | None,
     cancel: Cancel | None,
 ) -> None:
@@ -214,26 +225,30 @@ def _reconcile_root(
         select(roots_table.c.state).where(roots_table.c.id == root.id)
     ).scalar_one_or_none()
     session.commit()
-    if not root_is_present(root):
+    verdict, _ = look(root.path, Recorded(root.device, root.is_mount))
+    if not verdict.present:  # judged as the daemon's root monitor judges it (DESIGN §6)
         with session.begin():
-            count = mark_root_unavailable(session, root, "directory gone or unmounted")
+            count = mark_root_away(session, root, verdict.presence, verdict.reason)
         result.unavailable.append(root.name)
-        if state != RootState.UNAVAILABLE:
-            _log.warning("root.unavailable", root=root.name, path=root.path, missing=count)
+        if state not in RootState.AWAY:
+            event = "root.covered" if verdict.presence == RootState.COVERED else "root.unavailable"
+            _log.warning(
+                event, root=root.name, path=root.path, reason=verdict.reason, missing=count
+            )
         return
     with session.begin():
-        if state in (None, RootState.UNAVAILABLE):
+        if state is None or state in RootState.AWAY:
             set_root_state(
                 session, root.id, RootState.POLLING if root.polling else RootState.WATCHING
             )
-            if state == RootState.UNAVAILABLE:
-                _log.info("root.restored", root=root.name, path=root.path)
+            if state in RootState.AWAY:
+                _log.info("root.restored", root=root.name, path=root.path, was=state)
         # rows of this root left outside its path (its path changed in the config)
         result.missing += mark_cache_states_missing_outside_prefixes(
             session, [root.path], roots=[root.id], reason=Reason.PRUNE
         )
 
-    _reconcile_tree(session, root, root.path, result, stat, progress, cancel)
+    _reconcile_tree(session, root, root.path, result, rules, progress, cancel)
     with session.begin():
         record_reconcile(session, root.id, int((time.monotonic() - started) * 1000))
 
@@ -243,13 +258,13 @@ def _reconcile_tree(
     root: RootSpec,
     top: str,
     result: ReconcileResult,
-    stat: StatFn,
+    rules: LinkRules,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
 ) -> None:
     """Diff the files below ``top`` (an os path: the root or a directory in it) with the
     catalog; apply."""
-    applier = _Applier(session, root, result, stat)
+    applier = _Applier(session, root, result, rules)
 
     def on_problem(problem: WalkProblem) -> None:
         if problem.kind == "unreadable":
@@ -267,6 +282,7 @@ def _reconcile_tree(
             ignore=IgnoreRules(root.ignore),
             follow_symlinks=root.follow_symlinks,
             on_problem=on_problem,
+            inside=rules.inside,
         )
     except (FileNotFoundError, NotADirectoryError):
         disk = iter(())  # the directory is gone: every row under it is missing
@@ -281,13 +297,20 @@ def _reconcile_tree(
 
 
 def reconcile_subtree(
-    session: Session, root: RootSpec, top: str, *, stat: StatFn = os.stat
+    session: Session,
+    root: RootSpec,
+    top: str,
+    *,
+    stat: StatFn = os.lstat,
+    link_roots: Sequence[str] = (),
 ) -> ReconcileResult:
     """Reconcile one directory of a root (a directory created or collapsed in a live batch);
-    ``top`` is its os path."""
+    ``top`` is its os path. ``link_roots``: every root's path, for the symlink rules (default:
+    this root's); ``stat`` (an lstat) is a seam for tests."""
     started = time.monotonic()
     result = ReconcileResult(roots=0)
-    _reconcile_tree(session, root, top, result, stat)
+    rules = LinkRules(link_roots or [root.path], lstat=stat)
+    _reconcile_tree(session, root, top, result, rules)
     result.duration_s = time.monotonic() - started
     return result
 
@@ -329,23 +352,27 @@ def sync_cache_states_with_filesystem(
     session: Session,
     roots: Sequence[RootSpec],
     *,
-    stat: StatFn = os.stat,
+    stat: StatFn = os.lstat,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
+    link_roots: Sequence[str] = (),
 ) -> ReconcileResult:
     """Walk each root and make its cache states match the disk: mark missing files missing,
     restore reappeared ones, record changed ones (new figures, ``needs_verify``), seed new ones.
 
     Commits as it goes (a transaction per page of rows); the session must not be in a
-    transaction on entry. ``stat`` is a seam for tests. ``cancel`` is polled every 1,000 files;
+    transaction on entry. ``stat`` (an lstat: the symlink rules of DESIGN §5 decide what a
+    link is) is a seam for tests; ``link_roots`` are every root's path, for those rules
+    (default: ``roots``'). ``cancel`` is polled every 1,000 files;
     when it returns True the pass ends early (what was applied stays applied).
     """
     started = time.monotonic()
     since = utcnow()
     result = ReconcileResult(roots=len(roots))
+    rules = LinkRules(link_roots or [r.path for r in roots], lstat=stat)
     try:
         for root in roots:
-            _reconcile_root(session, root, result, stat, progress, cancel)
+            _reconcile_root(session, root, result, rules, progress, cancel)
         _pair_moves(session, roots, since, result)
     except Cancelled:
         if session.in_transaction():

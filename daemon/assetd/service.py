@@ -28,9 +28,7 @@ from assetd.catalog.roots import (
     RootSpec,
     RootState,
     bump_epoch,
-    mark_root_unavailable,
     record_root_mode,
-    root_is_present,
 )
 from assetd.catalog.schema import Upgrade
 from assetd.catalog_access import Catalog, open_catalog
@@ -44,6 +42,8 @@ from assetd.live.changes import Change, Kind
 from assetd.live.limits import WatchLimitError
 from assetd.live.observers import Watchers
 from assetd.live.pipeline import Pipeline
+from assetd.live.rootkeeper import RootKeeper
+from assetd.live.rootstate import RootMonitor
 from assetd.live.scheduler import ReconcileScheduler
 from assetd.live.watch import QueueSink
 from assetd.live.worker import BatchResult, Worker
@@ -76,7 +76,7 @@ class Service:
         self.flags = _Flags()
         self._overflow_lock = threading.Lock()
         self.roots: list[RootSpec] = []
-        self.unavailable: set[int] = set()
+        self.keeper: RootKeeper | None = None  # roots away (unavailable, covered): keeper.away
         self.polling: set[int] = set()  # inotify roots that fell back to polling
         self.degraded_reason: dict[int, str] = {}  # why they did (for the roots table)
         # observer restarts: the root's backoff, and not before when
@@ -132,6 +132,7 @@ class Service:
             interval=config.reconcile.interval,
             poll_intervals=self._poll_intervals,
             on_finished=self._reconciled,
+            link_roots=lambda: [r.path for r in self.roots],
         )
         canary_dir = os.path.join(state_dir, "canary")
         self.pipeline = Pipeline(
@@ -152,6 +153,7 @@ class Service:
             on_overflow=self._on_overflow,
             on_root_event=self._on_root_event,
         )
+        self._start_root_monitor()  # roots that are not there are never watched nor walked
         for root in self.roots:
             self._watch(root)
         self._record_root_modes()
@@ -173,6 +175,34 @@ class Service:
         code = self._loop()
         self._shutdown()
         return code
+
+    @property
+    def unavailable(self) -> dict[int, object]:
+        """The roots that are away (unavailable or covered), by id."""
+        return dict(self.keeper.away) if self.keeper is not None else {}
+
+    def _start_root_monitor(self) -> None:
+        """Judge every root once (bounded by the probe timeout), then keep judging off the
+        main loop: a hung mount never blocks it (see live/rootstate.py, live/rootkeeper.py)."""
+        assert self.catalog is not None
+        self.keeper = RootKeeper(
+            self.catalog.sessions,
+            watch=self._watch,
+            unwatch=self.watchers.remove,
+            reconcile=lambda why, root_id: self.scheduler.request(why, root_id),
+            bump=self._bump,
+        )
+        self.monitor = RootMonitor(self.roots, self.flags.wake.set)
+        self.monitor.check_now()
+        self._apply_root_verdicts()
+        self.monitor.start()
+
+    def _apply_root_verdicts(self) -> None:
+        assert self.keeper is not None
+        updated = self.keeper.apply(self.roots, self.monitor.verdicts(), self.monitor.facts)
+        if updated is not None:  # a root's device or mount status was (re)decided
+            self.roots = updated
+            self.monitor.set_roots(updated)
 
     def _start_hasher(self) -> None:
         """Background hashing at low priority; it yields while the live pipeline has work."""
@@ -199,10 +229,7 @@ class Service:
         return sink
 
     def _watch(self, root: RootSpec) -> None:
-        if root.polling or root.id in self.polling:
-            return
-        if not root_is_present(root):
-            self.unavailable.add(root.id)
+        if root.polling or root.id in self.polling or root.id in self.unavailable:
             return
         self.watchers.remove(root.name)
         try:
@@ -342,27 +369,11 @@ class Service:
             _log.debug("epoch.failed", error=one_line(err))
 
     def _on_root_event(self, root_name: str, kind: Kind) -> None:  # the root itself went away
-        self.flags.wake.set()
+        self.monitor.poke()
 
     def _check_roots(self) -> None:
         assert self.catalog is not None
-        for root in self.roots:
-            present = root_is_present(root)
-            if present and root.id in self.unavailable:
-                self.unavailable.discard(root.id)
-                self._bump(root)
-                self._watch(root)
-                self.scheduler.request("root back", root.id)
-            elif not present and root.id not in self.unavailable:
-                self.unavailable.add(root.id)
-                self.watchers.remove(root.name)
-                try:
-                    with self.catalog.sessions() as s, s.begin():
-                        count = mark_root_unavailable(s, root, "directory gone or unmounted")
-                except SQLAlchemyError as err:
-                    _log.error("root.unavailable_failed", root=root.name, error=one_line(err))
-                    continue
-                _log.warning("root.unavailable", root=root.name, path=root.path, missing=count)
+        self._apply_root_verdicts()
         now = time.monotonic()
         for name in self.watchers.check():
             dead = next((r for r in self.roots if r.name == name), None)
@@ -413,6 +424,7 @@ class Service:
                 self.watchers.remove(name)
         self.roots = specs
         self.worker.set_roots(specs)
+        self.monitor.set_roots(specs)
         if self.hasher is not None:
             self.hasher.set_roots(specs)
         self._prune_removed_roots()
@@ -433,6 +445,7 @@ class Service:
         self.notifier.stopping()
         _log.info("daemon.stopping")
         self.canary.stop()
+        self.monitor.stop()
         self.watchers.stop_all()
         if self.hasher is not None:
             self.hasher.stop(5)

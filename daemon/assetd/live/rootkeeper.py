@@ -33,12 +33,12 @@ from assetd.catalog.roots import (
     record_root_facts,
     set_root_state,
 )
-from assetd.rootfacts import Presence, RootFacts, Verdict, Why
+from assetd.rootfacts import Presence, RootFacts, Verdict
 
 _log = log.get_logger(__name__)
 
 WatchFn = Callable[[RootSpec], None]
-UnwatchFn = Callable[[str], None]
+UnwatchFn = Callable[[str], object]
 ReconcileFn = Callable[[str, int], None]
 FactsFn = Callable[[int], RootFacts | None]
 
@@ -118,12 +118,8 @@ class RootKeeper:
 
     def _go_away(self, root: RootSpec, verdict: Verdict) -> None:
         self._unwatch(root.name)
-        with self.sessions() as s, s.begin():
-            if verdict.reason == Why.PERMISSION_DENIED:
-                count = 0  # unknown is not gone: the rows stay as they are
-                set_root_state(s, root.id, RootState.UNAVAILABLE, verdict.reason)
-            else:
-                count = mark_root_away(s, root, verdict.presence, verdict.reason)
+        with self.sessions() as s, s.begin():  # (permission-denied: the rows stay as they are)
+            count = mark_root_away(s, root, verdict.presence, verdict.reason)
         self.away[root.id] = verdict
         self._identity.pop(root.id, None)
         if verdict.presence == Presence.COVERED:

@@ -34,9 +34,11 @@ class ReconcileScheduler:
         on_finished: Callable[[ReconcileResult], None] | None = None,
         clock: Clock = time.monotonic,
         rng: random.Random | None = None,
+        link_roots: Callable[[], Sequence[str]] = lambda: (),
     ) -> None:
         self.sessions = sessions
         self.roots = roots
+        self.link_roots = link_roots  # every root's path: the symlink rules (DESIGN §5)
         self.interval = interval
         self.poll_intervals = poll_intervals
         self.on_finished = on_finished
@@ -135,7 +137,7 @@ class ReconcileScheduler:
         try:
             with self.sessions() as session:
                 result = sync_cache_states_with_filesystem(
-                    session, roots, cancel=lambda: self._stop
+                    session, roots, cancel=lambda: self._stop, link_roots=self.link_roots()
                 )
         except SQLAlchemyError as err:
             _log.error("reconcile.failed", reason=reason, error=one_line(err))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import os
-import stat as stat_mod
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from assetd.catalog.states import (
     utcnow,
 )
 from assetd.fsutil import IgnoreRules, encode_path
+from assetd.links import DIR, FILE, GONE, LINKDIR, LinkRules
 from assetd.live.changes import Batch, Change
 from assetd.log import sample_paths
 from assetd.paths import is_strictly_under, is_under, relative_to
@@ -127,19 +127,21 @@ class Worker:
     """Applies batches to the catalog. One worker thread calls :meth:`apply`."""
 
     def __init__(
-        self, sessions: SessionFactory, roots: Sequence[RootSpec], *, stat: StatFn = os.stat
+        self, sessions: SessionFactory, roots: Sequence[RootSpec], *, stat: StatFn = os.lstat
     ) -> None:
         self.sessions = sessions
-        self.index = RootIndex(roots)
-        self.stat = stat
+        self.stat = stat  # an lstat: the symlink rules (DESIGN §5) decide what a link is
+        self.set_roots(roots)
 
     def set_roots(self, roots: Sequence[RootSpec]) -> None:
         self.index = RootIndex(roots)
+        self.rules = LinkRules([r.path for r in roots], lstat=self.stat)
 
     def apply(self, batch: Batch) -> BatchResult:
         started = time.monotonic()
         since = utcnow()
         result = BatchResult()
+        self.rules.clear()
         plan = self._plan(sorted(batch.touched | batch.gone), result)
         with self.sessions() as session, session.begin():
             self._apply_moves(session, batch.moves, plan, result)
@@ -155,7 +157,13 @@ class Worker:
         rescans = [(r, d) for r, d in plan.directories] + self._rescans(batch.rescan)
         for root, directory in rescans:
             with self.sessions() as session:
-                sub = reconcile_subtree(session, root, directory, stat=self.stat)
+                sub = reconcile_subtree(
+                    session,
+                    root,
+                    directory,
+                    stat=self.stat,
+                    link_roots=[r.path for r in self.index.roots],
+                )
             result.rescanned += 1
             result.new += sub.new
             result.missing += sub.missing
@@ -203,21 +211,24 @@ class Worker:
                 continue
             path, raw = encode_path(os_path)
             try:
-                st = self.stat(os_path)
+                entry = self.rules.entry(os_path, follow=root.follow_symlinks, root=root.path)
             except (FileNotFoundError, NotADirectoryError):
                 plan.gone.setdefault(root.id, []).append(path)
                 continue
             except OSError:
                 result.skipped += 1  # unreadable: leave the row as it is
                 continue
-            if stat_mod.S_ISREG(st.st_mode):
+            if entry.kind == FILE and entry.st is not None:
+                st = entry.st
                 plan.present.setdefault(root.id, []).append(
-                    Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
+                    Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, entry.is_link)
                 )
                 if raw is not None:
                     plan.raw[path] = raw
-            elif stat_mod.S_ISDIR(st.st_mode):
+            elif entry.kind == DIR:
                 plan.directories.append((root, os_path))
+            elif entry.kind in (GONE, LINKDIR):  # a directory link is never walked (§5)
+                plan.gone.setdefault(root.id, []).append(path)
             else:
                 result.skipped += 1  # FIFO, socket, device: never catalogued
         return plan
@@ -303,16 +314,17 @@ class Worker:
         """A path that came into a root with no row to carry: seed it (a file) or list it."""
         path, raw = encode_path(os_path)
         try:
-            st = self.stat(os_path)
+            entry = self.rules.entry(os_path, follow=root.follow_symlinks, root=root.path)
         except OSError:
             return
-        if stat_mod.S_ISDIR(st.st_mode):
+        if entry.kind == DIR:
             plan.directories.append((root, os_path))
             return
-        if stat_mod.S_ISREG(st.st_mode) and path not in plan.arrived:
+        if entry.kind == FILE and entry.st is not None and path not in plan.arrived:
+            st = entry.st
             plan.arrived.add(path)
             plan.present.setdefault(root.id, []).append(
-                Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
+                Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, entry.is_link)
             )
             if raw is not None:
                 plan.raw[path] = raw
@@ -353,6 +365,7 @@ class Worker:
                     inode=f.inode,
                     raw=plan.raw.get(f.path),
                     tags=automatic_tags(root, f.path),
+                    is_symlink=bool(f.is_symlink),
                 )
                 for f in figures
             ]
