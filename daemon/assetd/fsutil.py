@@ -13,8 +13,9 @@ import errno
 import fnmatch
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeAlias
 
 S_IFMT = 0o170000
 S_IFREG = 0o100000
@@ -22,6 +23,9 @@ S_IFDIR = 0o040000
 
 # errno values meaning "this path does not lead to anything" (for a symlink: it is broken).
 GONE_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP})
+
+StatFn: TypeAlias = Callable[[str], os.stat_result]
+"""The shape of ``os.stat``/``os.lstat``: the seam tests replace."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,14 +39,13 @@ from assetd.catalog.states import (
     utcnow,
 )
 from assetd.diff import Action, CatalogRow, DiffCounts, Step, diff_sorted
-from assetd.fsutil import FileStat, IgnoreRules, encode_path, os_path_of
+from assetd.fsutil import FileStat, IgnoreRules, StatFn, encode_path, os_path_of
 from assetd.links import FILE, LinkRules
 from assetd.rootfacts import Recorded, look
 from assetd.walk import WalkProblem, list_files_recursively
 
 _log = log.get_logger(__name__)
 
-StatFn = Callable[[str], os.stat_result]
 Progress = Callable[[int], None]
 Cancel = Callable[[], bool]
 PAGE = 5000  # catalog rows read per short transaction

@@ -12,7 +12,7 @@ import datetime as dt
 import itertools
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -39,7 +39,7 @@ from assetd.catalog.states import (
     refresh_cache_states,
     utcnow,
 )
-from assetd.fsutil import IgnoreRules, encode_path
+from assetd.fsutil import IgnoreRules, StatFn, encode_path
 from assetd.links import DIR, FILE, GONE, LINKDIR, LinkRules
 from assetd.live.changes import Batch, Change
 from assetd.log import sample_paths
@@ -48,7 +48,6 @@ from assetd.reconcile import reconcile_subtree
 
 _log = log.get_logger(__name__)
 
-StatFn = Callable[[str], os.stat_result]
 _EXISTING_SQL = "SELECT file_path FROM asset_cache_states WHERE root_id = {p} AND file_path {in}"
 
 
