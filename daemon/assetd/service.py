@@ -49,6 +49,7 @@ from assetd.live.watch import QueueSink
 from assetd.live.worker import BatchResult, Worker
 from assetd.notify import Notifier
 from assetd.reconcile import ReconcileResult
+from assetd.rootfacts import Verdict
 from assetd.timing import Backoff
 
 _log = log.get_logger(__name__)
@@ -76,7 +77,7 @@ class Service:
         self.flags = _Flags()
         self._overflow_lock = threading.Lock()
         self.roots: list[RootSpec] = []
-        self.keeper: RootKeeper | None = None  # roots away (unavailable, covered): keeper.away
+        self.unavailable: dict[int, Verdict] = {}  # roots away (unavailable, covered): the keeper's
         self.polling: set[int] = set()  # inotify roots that fell back to polling
         self.degraded_reason: dict[int, str] = {}  # why they did (for the roots table)
         # observer restarts: the root's backoff, and not before when
@@ -153,7 +154,16 @@ class Service:
             on_overflow=self._on_overflow,
             on_root_event=self._on_root_event,
         )
-        self._start_root_monitor()  # roots that are not there are never watched nor walked
+        self.keeper = RootKeeper(  # roots judged off the main loop (live/rootkeeper.py)
+            cat.sessions,
+            RootMonitor(self.roots, self.flags.wake.set),
+            away=self.unavailable,
+            watch=self._watch,
+            unwatch=self.watchers.remove,
+            reconcile=self.scheduler.request,
+            bump=self._bump,
+        )
+        self.roots = self.keeper.start(self.roots)  # a root not there is never watched nor walked
         for root in self.roots:
             self._watch(root)
         self._record_root_modes()
@@ -175,34 +185,6 @@ class Service:
         code = self._loop()
         self._shutdown()
         return code
-
-    @property
-    def unavailable(self) -> dict[int, object]:
-        """The roots that are away (unavailable or covered), by id."""
-        return dict(self.keeper.away) if self.keeper is not None else {}
-
-    def _start_root_monitor(self) -> None:
-        """Judge every root once (bounded by the probe timeout), then keep judging off the
-        main loop: a hung mount never blocks it (see live/rootstate.py, live/rootkeeper.py)."""
-        assert self.catalog is not None
-        self.keeper = RootKeeper(
-            self.catalog.sessions,
-            watch=self._watch,
-            unwatch=self.watchers.remove,
-            reconcile=lambda why, root_id: self.scheduler.request(why, root_id),
-            bump=self._bump,
-        )
-        self.monitor = RootMonitor(self.roots, self.flags.wake.set)
-        self.monitor.check_now()
-        self._apply_root_verdicts()
-        self.monitor.start()
-
-    def _apply_root_verdicts(self) -> None:
-        assert self.keeper is not None
-        updated = self.keeper.apply(self.roots, self.monitor.verdicts(), self.monitor.facts)
-        if updated is not None:  # a root's device or mount status was (re)decided
-            self.roots = updated
-            self.monitor.set_roots(updated)
 
     def _start_hasher(self) -> None:
         """Background hashing at low priority; it yields while the live pipeline has work."""
@@ -369,11 +351,11 @@ class Service:
             _log.debug("epoch.failed", error=one_line(err))
 
     def _on_root_event(self, root_name: str, kind: Kind) -> None:  # the root itself went away
-        self.monitor.poke()
+        self.keeper.monitor.poke()
 
     def _check_roots(self) -> None:
         assert self.catalog is not None
-        self._apply_root_verdicts()
+        self.roots = self.keeper.tick(self.roots)
         now = time.monotonic()
         for name in self.watchers.check():
             dead = next((r for r in self.roots if r.name == name), None)
@@ -424,7 +406,7 @@ class Service:
                 self.watchers.remove(name)
         self.roots = specs
         self.worker.set_roots(specs)
-        self.monitor.set_roots(specs)
+        self.keeper.monitor.set_roots(specs)
         if self.hasher is not None:
             self.hasher.set_roots(specs)
         self._prune_removed_roots()
@@ -445,7 +427,7 @@ class Service:
         self.notifier.stopping()
         _log.info("daemon.stopping")
         self.canary.stop()
-        self.monitor.stop()
+        self.keeper.monitor.stop()
         self.watchers.stop_all()
         if self.hasher is not None:
             self.hasher.stop(5)

@@ -31,6 +31,8 @@ _WHY_MISSING = {
     "root's path changed or the root left the config)",
     Reason.ROOT_UNAVAILABLE: "its root went away (unmounted, or its directory gone); it is "
     "restored when the root comes back",
+    Reason.ROOT_COVERED: "another filesystem is mounted over its root and hides it; it is "
+    "restored when that filesystem is unmounted",
 }
 _WHY_LIVE = {
     Reason.SEED: "first catalogued by a walk of its root (scan, reconcile or the daemon)",

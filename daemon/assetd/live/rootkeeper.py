@@ -33,13 +33,14 @@ from assetd.catalog.roots import (
     record_root_facts,
     set_root_state,
 )
+from assetd.live.rootstate import RootMonitor
 from assetd.rootfacts import Presence, RootFacts, Verdict
 
 _log = log.get_logger(__name__)
 
 WatchFn = Callable[[RootSpec], None]
 UnwatchFn = Callable[[str], object]
-ReconcileFn = Callable[[str, int], None]
+ReconcileFn = Callable[[str, int], object]
 FactsFn = Callable[[int], RootFacts | None]
 
 
@@ -49,19 +50,39 @@ class RootKeeper:
     def __init__(
         self,
         sessions: SessionFactory,
+        monitor: RootMonitor,
         *,
+        away: dict[int, Verdict] | None = None,
         watch: WatchFn,
         unwatch: UnwatchFn,
         reconcile: ReconcileFn,
         bump: Callable[[RootSpec, str | None], None],
     ) -> None:
         self.sessions = sessions
-        self.away: dict[int, Verdict] = {}
+        self.monitor = monitor
+        self.away: dict[int, Verdict] = away if away is not None else {}
         self._identity: dict[int, tuple[int, int]] = {}
         self._watch = watch
         self._unwatch = unwatch
         self._reconcile = reconcile
         self._bump = bump
+
+    def start(self, roots: Sequence[RootSpec]) -> list[RootSpec]:
+        """Judge every root once (bounded by the probe timeout) and act on it, then keep
+        judging on the monitor's thread; returns the roots (records may have been decided)."""
+        self.monitor.check_now()
+        updated = self.tick(roots)
+        self.monitor.start()
+        return updated
+
+    def tick(self, roots: Sequence[RootSpec]) -> list[RootSpec]:
+        """Act on the monitor's latest verdicts (the main loop, every tick: no I/O unless a
+        verdict changed); returns the roots, with any record the keeper decided."""
+        updated = self.apply(roots, self.monitor.verdicts(), self.monitor.facts)
+        if updated is None:
+            return list(roots)
+        self.monitor.set_roots(updated)
+        return updated
 
     def apply(
         self, roots: Sequence[RootSpec], verdicts: dict[int, Verdict], facts: FactsFn

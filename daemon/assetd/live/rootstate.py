@@ -129,8 +129,13 @@ class RootMonitor:
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
         self.poke()
+        deadline = self._clock() + timeout
         if self._thread is not None:
             self._thread.join(timeout)
+        with self._lock:
+            probes = [p.thread for p in self._inflight.values()]
+        for thread in probes:  # a probe stuck on a dead mount is left behind (a daemon thread)
+            thread.join(max(0.0, deadline - self._clock()))
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
