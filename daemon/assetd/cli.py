@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--older-than", required=True, metavar="DURATION", help="e.g. 30d, 12h")
     p.add_argument("--dry-run", action="store_true", help="count, delete nothing")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument(
+        "--include-unavailable",
+        action="store_true",
+        help="also count files missing because their root is unavailable or covered",
+    )
 
     p = add(
         "hash",

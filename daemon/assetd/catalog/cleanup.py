@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, aliased
 from assetd.catalog.models import assets
 from assetd.catalog.models import cache_states as cs
 from assetd.catalog.sqlutil import chunked
-from assetd.catalog.states import utcnow
+from assetd.catalog.states import Reason, utcnow
 
 
 def _has_state_in(roots: Collection[int]):  # type: ignore[no-untyped-def]
@@ -37,14 +37,22 @@ def get_unreferenced_unhashed_asset_ids(session: Session, *, roots: Collection[i
     return list(session.execute(query).scalars())
 
 
-def _cleanup_candidates(roots: Collection[int], cutoff: dt.datetime) -> Select[Any]:
-    """Assets whose every path belongs to these roots and has been missing since before cutoff."""
+_AWAY = (Reason.ROOT_UNAVAILABLE, Reason.ROOT_COVERED)
+
+
+def _cleanup_candidates(
+    roots: Collection[int], cutoff: dt.datetime, include_unavailable: bool = False
+) -> Select[Any]:
+    """Assets whose every path belongs to these roots and has been missing since before cutoff
+    (a path missing because its root is unavailable or covered keeps its asset, unless
+    ``include_unavailable``: an unplugged disk is not a deletion)."""
     other = aliased(cs)
     keeps = or_(
         other.c.root_id.not_in(list(roots)),  # another root (or host) still references it
         other.c.is_missing == false(),
         other.c.missing_since.is_(None),
         other.c.missing_since >= cutoff,
+        *(() if include_unavailable else (other.c.state_reason.in_(_AWAY),)),
     )
     return (
         select(assets.c.id)
@@ -62,11 +70,13 @@ def find_cleanup_candidates(
     roots: Collection[int],
     older_than: dt.timedelta,
     now: dt.datetime | None = None,
+    include_unavailable: bool = False,
 ) -> list[int]:
     if not roots:
         return []
     cutoff = (now or utcnow()) - older_than
-    return list(session.execute(_cleanup_candidates(roots, cutoff)).scalars())
+    query = _cleanup_candidates(roots, cutoff, include_unavailable)
+    return list(session.execute(query).scalars())
 
 
 def cleanup_unreferenced_assets(
@@ -75,13 +85,22 @@ def cleanup_unreferenced_assets(
     roots: Collection[int],
     older_than: dt.timedelta,
     now: dt.datetime | None = None,
+    include_unavailable: bool = False,
 ) -> int:
     """Hard-delete assets (hashed or not) whose every path, all in these roots, has been missing
     for longer than ``older_than``, with their cache states, infos and tags on those infos.
 
-    An asset any other root or host still references is never deleted. Returns assets deleted.
+    An asset any other root or host still references is never deleted, nor one with a path
+    missing because its root is unavailable or covered (``root-unavailable``,
+    ``root-covered``) unless ``include_unavailable``. Returns assets deleted.
     """
-    ids = find_cleanup_candidates(session, roots=roots, older_than=older_than, now=now)
+    ids = find_cleanup_candidates(
+        session,
+        roots=roots,
+        older_than=older_than,
+        now=now,
+        include_unavailable=include_unavailable,
+    )
     for chunk in chunked(ids):
         session.execute(
             delete(assets).where(assets.c.id.in_(list(chunk))),

@@ -48,7 +48,9 @@ def cmd_cleanup(config: Config, args: argparse.Namespace) -> int:
     with catalog(config, write=True) as cat, translate_db_errors(cat.url):
         roots = cat.host_root_ids()
         with cat.session() as s:
-            ids = find_cleanup_candidates(s, roots=roots, older_than=delta)
+            ids = find_cleanup_candidates(
+                s, roots=roots, older_than=delta, include_unavailable=args.include_unavailable
+            )
         if args.dry_run or not ids:
             verb = "would delete" if args.dry_run else "deleted"
             print(f"{verb} {len(ids)} asset(s) missing for longer than {args.older_than}")
@@ -61,7 +63,9 @@ def cmd_cleanup(config: Config, args: argparse.Namespace) -> int:
                 print("nothing deleted")
                 return 1
         with cat.session() as s, s.begin():
-            deleted = cleanup_unreferenced_assets(s, roots=roots, older_than=delta)
+            deleted = cleanup_unreferenced_assets(
+                s, roots=roots, older_than=delta, include_unavailable=args.include_unavailable
+            )
     _log.info("cleanup.applied", count=deleted, older_than=args.older_than)
     print(f"deleted {deleted} asset(s) missing for longer than {args.older_than}")
     return 0
