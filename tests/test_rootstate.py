@@ -9,11 +9,15 @@ import errno
 import os
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from assetd.catalog.roots import RootSpec
+from assetd.catalog.engine import SessionFactory
+from assetd.catalog.roots import RootSpec, register_roots
+from assetd.config import RootConfig
+from assetd.live.rootkeeper import RootKeeper
 from assetd.live.rootstate import RootMonitor
 from assetd.rootfacts import (
     Presence,
@@ -25,6 +29,7 @@ from assetd.rootfacts import (
     mount_points,
     probe,
 )
+from catalog_world import make_world
 from helpers import wait_until
 
 PLAIN = RootFacts(is_dir=True, device=1, inode=2, parent_device=1)
@@ -187,3 +192,102 @@ def test_a_mount_wakes_the_monitor_at_once(tmp_path: Path) -> None:
             subprocess.run(["umount", str(d)], check=False)
         monitor.stop()
     assert os.path.isdir(d)
+
+
+# --- the keeper on a real catalog: a hung root never blocks the caller --------------------
+
+
+def test_keeper_marks_a_hung_root_unavailable_without_blocking(
+    sessions: SessionFactory, tmp_path: Path
+) -> None:
+    """The main loop's view: tick() returns at once while the root's stat hangs; after the
+    deadline the root is unavailable (not-responding), its rows root-unavailable, and when the
+    stat answers again the root is back and reconciled."""
+    world = make_world(sessions, tmp_path / "lib")
+    world.write("a.bin")
+    world.scan()
+    hang = threading.Event()
+    release = threading.Event()
+
+    def probe_seam(path: str, mounts: set[str] | None) -> RootFacts:
+        if hang.is_set():
+            release.wait(30)
+        return probe(path, mounts=mounts)
+
+    watched: list[str] = []
+    reconciles: list[tuple[str, int]] = []
+    keeper = RootKeeper(
+        sessions,
+        RootMonitor([world.root], lambda: None, probe=probe_seam, timeout=0.3, interval=0.05),
+        watch=lambda r: watched.append(r.name),
+        unwatch=lambda name: None,
+        reconcile=lambda why, root_id: reconciles.append((why, root_id)),
+        bump=lambda root, why: None,
+    )
+    roots = keeper.start([world.root])
+    try:
+        assert keeper.away == {}
+        hang.set()
+        durations: list[float] = []
+
+        def tick() -> bool:
+            nonlocal roots
+            started = time.monotonic()
+            roots = keeper.tick(roots)  # what the main loop calls every tick
+            durations.append(time.monotonic() - started)
+            return world.root.id in keeper.away
+
+        wait_until(tick, 5, interval=0.02, what="not-responding after the deadline")
+        assert max(durations) < 0.2  # never waited for the hung probe
+        assert keeper.away[world.root.id].reason == Why.NOT_RESPONDING
+        state = world.state("a.bin")
+        assert state is not None and (state["is_missing"], state["state_reason"]) == (
+            True,
+            "root-unavailable",
+        )
+        hang.clear()
+        release.set()
+        wait_until(lambda: not tick(), 5, interval=0.02, what="back once the stat answers")
+        assert reconciles == [("root back", world.root.id)] and watched == ["lib"]
+    finally:
+        release.set()
+        keeper.monitor.stop()
+
+
+# --- registration decides, never overwrites -------------------------------------------------
+
+
+def _mount_tmpfs(path: Path) -> None:
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)], check=False
+    )
+    if proc.returncode != 0:
+        pytest.skip("mount refused here")
+
+
+def test_registration_keeps_the_record_of_a_root_with_files_and_adopts_an_empty_one(
+    sessions: SessionFactory, tmp_path: Path
+) -> None:
+    """A plain root with files, now covered: the record stays (the files are hidden, not gone).
+    An empty plain root on which a disk was mounted since: nothing is hidden, the mount is it."""
+    full = make_world(sessions, tmp_path / "full")
+    full.write("a.bin")
+    full.scan()
+    empty = make_world(sessions, tmp_path / "empty", name="empty")
+    assert not full.root.is_mount and not empty.root.is_mount
+    _mount_tmpfs(full.dir)
+    try:
+        _mount_tmpfs(empty.dir)
+        try:
+            configs = [
+                RootConfig(name="lib", path=str(full.dir)),
+                RootConfig(name="empty", path=str(empty.dir)),
+            ]
+            with sessions() as s, s.begin():
+                specs = {r.name: r for r in register_roots(s, "host-a", configs)}
+            assert (specs["lib"].device, specs["lib"].is_mount) == (full.root.device, False)
+            assert specs["empty"].is_mount and specs["empty"].device != empty.root.device
+        finally:
+            subprocess.run(["umount", str(empty.dir)], check=False)
+    finally:
+        subprocess.run(["umount", str(full.dir)], check=False)

@@ -194,6 +194,11 @@ class _Applier:
                     Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, is_link)
                 )
         roots = [self.root.id]
+        if (
+            gone
+            and not look(self.root.path, Recorded(self.root.device, self.root.is_mount))[0].present
+        ):
+            gone = []  # the root went away during the walk: not deletions (the monitor marks it)
         with self.session.begin():
             if gone:
                 self.result.missing += bulk_update_is_missing(
