@@ -10,6 +10,7 @@ the root, so unmounting the root keeps the files for the remount. Runs as root; 
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
@@ -209,3 +210,35 @@ def test_replaced_root_directory_is_rewatched_and_reconciled(tmp_path: Path) -> 
         assert daemon.stop() == 0
     finally:
         daemon.close()
+
+
+def test_scan_of_an_unmounted_root_marks_rows_root_unavailable_not_reconcile(
+    tmp_path: Path, disk: Path, mounts: Callable[..., None]
+) -> None:
+    """``assetd scan`` judges a root as the daemon does: the empty mount point is not a tree
+    whose files were all deleted."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    mounts("--bind", str(disk), str(lib))
+    daemon = Daemon(tmp_path, {"lib": lib})  # only for its config and catalog helpers
+
+    def scan() -> dict[str, object]:
+        proc = subprocess.run(
+            [*daemon.command, "scan", "--json", "--config", str(daemon.config)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+        result: dict[str, object] = json.loads(proc.stdout.splitlines()[-1])
+        return result
+
+    assert scan()["new"] == FILES
+    _umount(lib)
+    result = scan()
+    assert result["unavailable"] == ["lib"] and result["missing"] == 0
+    assert row_states(daemon, lib) == {(1, "root-unavailable")}
+    assert root_state(daemon) == ("unavailable", "not-mounted")
+    mounts("--bind", str(disk), str(lib))
+    assert scan()["restored"] == FILES
+    assert root_state(daemon) == ("watching", None)
