@@ -15,6 +15,7 @@ import pytest
 
 from daemon_harness import Daemon, NotifySocket
 from helpers import wait_until
+from hung_fs import hung_mount
 from unprivileged import give_to_nobody, nobody
 
 pytestmark = pytest.mark.slow
@@ -144,3 +145,36 @@ def test_unreadable_root_is_permission_denied_rows_untouched_then_picked_up() ->
         finally:
             os.chmod(lib, 0o755)
             daemon.close()
+
+
+# --- a hung filesystem: a FUSE mount whose server never answers ------------------------------
+
+
+def watchdog_pings(daemon: Daemon) -> int:
+    assert daemon.notify is not None
+    return sum(1 for m in list(daemon.notify.messages) if "WATCHDOG=1" in m.split("\n"))
+
+
+def test_a_hung_root_is_not_responding_and_never_freezes_the_daemon(
+    tmp_path: Path, lib: Path
+) -> None:
+    hung = tmp_path / "nfs"
+    hung.mkdir()
+    (hung / "old.bin").write_bytes(b"o")  # catalogued while the share answered
+    daemon = Daemon(tmp_path, {"lib": lib, "nfs": hung})
+    try:
+        daemon.start()
+        wait_until(lambda: daemon.is_live(hung / "old.bin"), 15, what="first catalogued")
+        with hung_mount(hung):  # the server stops answering
+            wait_until(
+                lambda: root_state(daemon, "nfs") == ("unavailable", "not-responding"),
+                15,
+                what="not-responding after the probe deadline",
+            )
+            assert daemon.row(hung / "old.bin")[:2] == (1, "root-unavailable")  # type: ignore[index]
+            pings = watchdog_pings(daemon)
+            wait_until(lambda: watchdog_pings(daemon) > pings, 10, what="WATCHDOG=1 goes on")
+            daemon.barrier(lib)  # the other root is served as ever
+            assert daemon.stop() == 0  # and SIGTERM is acted on
+    finally:
+        daemon.close()

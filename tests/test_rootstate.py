@@ -31,6 +31,7 @@ from assetd.rootfacts import (
 )
 from catalog_world import make_world
 from helpers import wait_until
+from hung_fs import hung_mount
 
 PLAIN = RootFacts(is_dir=True, device=1, inode=2, parent_device=1)
 MOUNTED = RootFacts(is_dir=True, device=7, inode=2, parent_device=1, in_mountinfo=True)
@@ -291,3 +292,26 @@ def test_registration_keeps_the_record_of_a_root_with_files_and_adopts_an_empty_
             subprocess.run(["umount", str(empty.dir)], check=False)
     finally:
         subprocess.run(["umount", str(full.dir)], check=False)
+
+
+def test_registration_of_a_hung_root_is_bounded(
+    sessions: SessionFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A root on a filesystem that never answers: registration gives up on it after the probe
+    timeout (recording nothing), instead of hanging the daemon's start."""
+    import assetd.catalog.roots as roots_module
+
+    monkeypatch.setattr(roots_module, "PROBE_TIMEOUT", 0.5)
+    hung = tmp_path / "nfs"
+    hung.mkdir()
+    with hung_mount(hung):
+        started = time.monotonic()
+        with sessions() as s, s.begin():
+            [spec] = register_roots(s, "host-a", [RootConfig(name="nfs", path=str(hung))])
+        assert time.monotonic() - started < 3
+        assert spec.device is None  # nothing learnt: judged later, off the main loop
+    wait_until(
+        lambda: not [t for t in threading.enumerate() if t.name == "assetd-probe"],
+        5,
+        what="the stuck probe ends once the connection is aborted",
+    )

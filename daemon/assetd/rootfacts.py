@@ -14,10 +14,13 @@ import errno
 import os
 import re
 import stat as stat_mod
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 MOUNTINFO = "/proc/self/mountinfo"
+PROBE_TIMEOUT = 5.0
+"""Seconds a look at a root may take before the root is ``not-responding``."""
 
 
 class Presence:
@@ -163,6 +166,19 @@ def probe(
         in_mountinfo=real in table and real != "/",
         listable=access(path, os.R_OK | os.X_OK),
     )
+
+
+def probe_within(path: str, timeout: float) -> RootFacts:
+    """:func:`probe` on a helper thread, waiting at most ``timeout`` seconds: a root on a hung
+    mount gives ``RootFacts(error=ETIMEDOUT)`` (judged ``not-responding``) and the helper thread
+    is left behind (a daemon thread; a stat stuck on a dead server cannot be interrupted)."""
+    box: list[RootFacts] = []
+    helper = threading.Thread(
+        target=lambda: box.append(probe(path)), name="assetd-probe", daemon=True
+    )
+    helper.start()
+    helper.join(timeout)
+    return box[0] if box else RootFacts(error=errno.ETIMEDOUT)
 
 
 def look(path: str, recorded: Recorded, *, stat: StatFn = os.stat) -> tuple[Verdict, RootFacts]:

@@ -120,7 +120,6 @@ class Service:
         upgrade = Upgrade.ALWAYS if sqlite_path(config.database_url) else Upgrade.CREATE
         self.catalog = cat = open_catalog(config, write=True, upgrade=upgrade)
         self.roots = cat.register_roots()
-        self._warn_network_roots()
         self._prune_removed_roots()
         with cat.sessions() as s, s.begin():
             daemons.record_start(s, cat.host, os.getpid(), __version__)
@@ -164,6 +163,7 @@ class Service:
             bump=self._bump,
         )
         self.roots = self.keeper.start(self.roots)  # a root not there is never watched nor walked
+        self._warn_network_roots()
         for root in self.roots:
             self._watch(root)
         self._record_root_modes()
@@ -225,7 +225,7 @@ class Service:
             _log.warning("watch.failed", root=root.name, error=str(err))
 
     def _warn_network_roots(self) -> None:
-        for root in self.roots:
+        for root in (r for r in self.roots if r.id not in self.unavailable):  # a hung one hangs
             fs_type = filesystem_type(root.path)
             if is_network_filesystem(fs_type) and not root.polling:
                 _log.warning(

@@ -15,7 +15,15 @@ from assetd.catalog.models import Root
 from assetd.catalog.models import cache_states as cs
 from assetd.catalog.models import roots as roots_table
 from assetd.catalog.states import Reason, utcnow
-from assetd.rootfacts import Presence, Recorded, RootFacts, Why, judge, probe
+from assetd.rootfacts import (
+    PROBE_TIMEOUT,
+    Presence,
+    Recorded,
+    RootFacts,
+    Why,
+    judge,
+    probe_within,
+)
 
 
 class RootState:
@@ -90,7 +98,7 @@ def register_roots(
         row = session.execute(
             select(Root).where(Root.host == host, Root.name == rc.name)
         ).scalar_one_or_none()
-        facts = probe(rc.path)
+        facts = probe_within(rc.path, PROBE_TIMEOUT)  # a hung mount does not hang the start
         if row is None:
             row = Root(host=host, name=rc.name, path=rc.path, shared=rc.shared)
             row.state = RootState.POLLING if rc.polling else RootState.WATCHING

@@ -26,6 +26,7 @@ from assetd.catalog.roots import RootSpec
 from assetd.rootfacts import (
     MOUNTINFO,
     NOT_RESPONDING,
+    PROBE_TIMEOUT,
     Recorded,
     RootFacts,
     Verdict,
@@ -36,8 +37,6 @@ from assetd.rootfacts import (
 
 _log = log.get_logger(__name__)
 
-PROBE_TIMEOUT = 5.0
-"""Seconds a root's probe may take before the root is ``not-responding``."""
 INTERVAL = 1.0
 
 ProbeFn = Callable[[str, set[str] | None], RootFacts]
