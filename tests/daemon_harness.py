@@ -80,19 +80,21 @@ class Daemon:
             lines.append(f'[[roots]]\nname = "{name}"\npath = "{path}"\ntags = ["{name}"]\n')
         self.config.write_text("\n".join(lines))
 
-    def start(self, wait_ready: bool = True) -> Daemon:
+    def start(self, wait_ready: bool = True, env: dict[str, str] | None = None) -> Daemon:
+        """Start ``assetd run``; ``env`` adds variables (``ASSETD_*`` ones too)."""
         if self.notify is None:
             self.notify = NotifySocket(self.tmp / "notify.sock")
         base = self.base_env if self.base_env is not None else os.environ
-        env = {k: v for k, v in base.items() if not k.startswith("ASSETD_")}
-        env["NOTIFY_SOCKET"] = str(self.notify.path)
-        env["PYTHONUNBUFFERED"] = "1"
+        environ = {k: v for k, v in base.items() if not k.startswith("ASSETD_")}
+        environ["NOTIFY_SOCKET"] = str(self.notify.path)
+        environ["PYTHONUNBUFFERED"] = "1"
+        environ.update(env or {})
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [*self.command, "run", "--config", str(self.config)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env=env,
+            env=environ,
         )
         if wait_ready:
             notify, proc = self.notify, self.proc

@@ -470,7 +470,7 @@ def test_bad_config_exit_code_of_the_real_process(tmp_path: Path) -> None:
     assert proc.returncode == 78
     assert proc.stdout == ""
     assert proc.stderr.splitlines() == [
-        "assetd: config: watch.queue_size: must be at least 1, got 0"
+        "assetd: config: watch.queue_size: must be between 1000 and 10000000, got 0"
     ]
 
 
@@ -582,8 +582,9 @@ def test_an_unreachable_postgresql_is_exit_69(cli: Cli, tmp_path: Path, lib: Pat
 
 
 def test_catalog_nobody_can_read_but_not_write(cli: Cli) -> None:
-    """A writer without write access gets 69; a reader without write access (and no daemon, so
-    no -shm to share) reads through SQLite's immutable mode (DESIGN §6)."""
+    """A writer that cannot write in the state directory gets 78 naming it (an unusable state
+    directory, issue 9); a reader without write access (and no daemon, so no -shm to share)
+    reads through SQLite's immutable mode (DESIGN §6)."""
     with nobody() as nb:
         lib = tree(nb.base / "lib", {"a.bin": b"a", "d/b.bin": b"b"})
         state = nb.base / "state"
@@ -596,10 +597,12 @@ def test_catalog_nobody_can_read_but_not_write(cli: Cli) -> None:
         before = catalog.read_bytes()
 
         writer = nb.assetd("scan", "--config", str(config))
-        assert writer.returncode == 69, writer.stderr
+        assert writer.returncode == 78, writer.stderr
         assert writer.stdout == ""
         [line] = [x for x in writer.stderr.splitlines() if not is_log_line(x)]
-        assert line.startswith(f"assetd: database unavailable (sqlite:///{catalog}): ")
+        assert line == (
+            f"assetd: config: daemon.state_dir: cannot write in {state}: Permission denied"
+        )
 
         reader = nb.assetd("ls", "--config", str(config))
         assert reader.returncode == 0, reader.stderr

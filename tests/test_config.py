@@ -123,7 +123,7 @@ shared = "studio-nas"
 [watch]
 quiet_ms = 0
 max_delay_ms = 0
-queue_size = 1
+queue_size = 1000
 ignore = []
 
 [reconcile]
@@ -159,7 +159,7 @@ def test_full_file(tmp_path: Path, env: dict[str, str]) -> None:
     )
     assert config.root_by_name("nas") is config.roots[1]
     assert config.root_by_name("nope") is None
-    assert config.watch == WatchConfig(quiet_ms=0, max_delay_ms=0, queue_size=1, ignore=())
+    assert config.watch == WatchConfig(quiet_ms=0, max_delay_ms=0, queue_size=1000, ignore=())
     assert config.reconcile.interval == 5400.0
     assert config.hashing == HashingConfig(enabled=False, workers=4, max_bytes_per_sec=50_000_000)
     assert config.log == LogConfig(format="json", level="debug")

@@ -164,7 +164,15 @@ def test_a_hung_root_is_not_responding_and_never_freezes_the_daemon(
     daemon = Daemon(tmp_path, {"lib": lib, "nfs": hung})
     try:
         daemon.start()
-        wait_until(lambda: daemon.is_live(hung / "old.bin"), 15, what="first catalogued")
+        hashed = (
+            "SELECT a.hash FROM assets a JOIN asset_cache_states c ON c.asset_id = a.id "
+            "WHERE c.file_path = ?"
+        )
+        wait_until(  # (a hasher thread inside a read on the share when it hangs stays stuck)
+            lambda: (daemon.query(hashed, str(hung / "old.bin")) or [(None,)])[0][0],
+            15,
+            what="catalogued and hashed",
+        )
         with hung_mount(hung):  # the server stops answering
             wait_until(
                 lambda: root_state(daemon, "nfs") == ("unavailable", "not-responding"),

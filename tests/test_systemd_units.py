@@ -27,7 +27,7 @@ COMMON: dict[tuple[str, str], str | None] = {
     ("Service", "ExecReload"): "/bin/kill -HUP $MAINPID",
     ("Service", "WatchdogSec"): None,
     ("Service", "Restart"): "on-failure",
-    ("Service", "RestartPreventExitStatus"): "78",
+    ("Service", "RestartPreventExitStatus"): "65 78",
     ("Service", "TimeoutStopSec"): None,
     ("Service", "NoNewPrivileges"): "yes",
     ("Service", "UMask"): "0027",

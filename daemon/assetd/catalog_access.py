@@ -18,8 +18,7 @@ from assetd.catalog.engine import (
 )
 from assetd.catalog.roots import RootSpec, host_root_ids, register_roots
 from assetd.catalog.schema import Upgrade, ensure_schema
-from assetd.config import Config, ensure_state_dir, host_id, read_host_id
-from assetd.errors import ConfigError
+from assetd.config import Config, host_id, read_host_id, usable_state_dir
 
 
 @dataclass
@@ -69,13 +68,9 @@ def open_catalog(config: Config, *, write: bool, upgrade: Upgrade | None = None)
 
 
 def prepare_state_dir(config: Config) -> str:
-    """Create the state directory; one line naming ``daemon.state_dir`` if that fails."""
-    try:
-        return ensure_state_dir(config)
-    except OSError as err:
-        raise ConfigError(
-            "daemon.state_dir", f"cannot create {config.state_dir}: {err.strerror or err}"
-        ) from None
+    """Create the state directory and check it is writable; one line naming
+    ``daemon.state_dir`` (exit 78) if it cannot be used."""
+    return usable_state_dir(config, create=True)
 
 
 @contextlib.contextmanager

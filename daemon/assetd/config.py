@@ -18,7 +18,9 @@ root on an unplugged disk is unavailable at run time, not a config error); a ``-
 
 from __future__ import annotations
 
+import array
 import contextlib
+import fcntl
 import os
 import secrets
 import socket
@@ -34,10 +36,11 @@ from assetd.config_parse import (
     describe_value,
     read_table,
 )
-from assetd.log import LOG_FORMATS, LOG_LEVELS
 from assetd.paths import is_within
 
 SYSTEM_CONFIG_PATH = "/etc/assetd/config.toml"
+LOG_FORMATS = ("auto", "json", "console")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 HOST_ID_FILE = "host-id"
 _OUTSIDE = "the daemon never writes inside a watched root"
 _URL_FORMS = "use sqlite:////abs/path/catalog.db (4 slashes) or postgresql+psycopg://user@host/db"
@@ -56,7 +59,7 @@ class RootConfig:
     tags: tuple[str, ...] = ()
     tags_from_dirs: bool = False
     polling: bool = False
-    poll_interval: float = 60.0  # seconds
+    poll_interval: float = _rule(60.0, min=1.0, max=86400.0)  # seconds
     follow_symlinks: bool = False
     shared: str = ""
 
@@ -70,14 +73,14 @@ class DaemonConfig:
 @dataclass(frozen=True, slots=True)
 class DatabaseConfig:
     url: str = ""
-    pool_size: int = _rule(5, min=1)
+    pool_size: int = _rule(5, min=1, max=100)
 
 
 @dataclass(frozen=True, slots=True)
 class WatchConfig:
-    quiet_ms: int = _rule(50, min=0)
-    max_delay_ms: int = _rule(1000, min=0)  # and >= quiet_ms
-    queue_size: int = _rule(100000, min=1)
+    quiet_ms: int = _rule(50, min=0, max=10_000)
+    max_delay_ms: int = _rule(1000, min=0, max=60_000)  # and >= quiet_ms
+    queue_size: int = _rule(100000, min=1000, max=10_000_000)
     ignore: tuple[str, ...] = _rule(
         ("*.tmp", "*.part", ".Trash-*", "@eaDir", "#recycle"), component=True
     )
@@ -85,14 +88,14 @@ class WatchConfig:
 
 @dataclass(frozen=True, slots=True)
 class ReconcileConfig:
-    interval: float = 3600.0  # seconds
+    interval: float = _rule(3600.0, min=1.0, max=30 * 86400.0)  # seconds
 
 
 @dataclass(frozen=True, slots=True)
 class HashingConfig:
     enabled: bool = True
-    workers: int = _rule(1, min=1)
-    max_bytes_per_sec: int = _rule(0, min=0)
+    workers: int = _rule(1, min=1, max=64)
+    max_bytes_per_sec: int = _rule(0, min=1 << 20, max=1 << 40, zero_ok=True)  # 0: unlimited
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +257,8 @@ def _read_toml(path: str) -> dict[str, object]:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as err:
         raise config_error(path, f"TOML syntax error: {err}") from None
+    except RecursionError:
+        raise config_error(path, "TOML nested too deeply (arrays, tables or dotted keys)") from None
     except UnicodeDecodeError:
         raise config_error(path, "not valid UTF-8") from None
     except OSError as err:
@@ -317,6 +322,72 @@ def ensure_state_dir(config: Config) -> str:
         os.makedirs(state_dir, mode=0o750, exist_ok=True)
         os.chmod(state_dir, 0o750)  # makedirs' mode is masked by the umask
     return state_dir
+
+
+def usable_state_dir(config: Config, *, create: bool = True) -> str:
+    """The state directory, checked usable: a directory this process can write in.
+
+    ``create``: make it if needed and prove it writable by creating and removing a file (what
+    ``run`` and ``scan`` do before anything else); else (``check-config``) write nothing and
+    judge by the nearest existing directory. A read-only mount, an immutable directory, a path
+    below a regular file or a state directory that is a file are each one
+    ``ConfigError("daemon.state_dir", ...)`` (exit 78).
+    """
+    path, key = config.state_dir, "daemon.state_dir"
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise config_error(key, f"{path} is not a directory")
+    if not os.path.isdir(path) and not create:
+        parent = _nearest_existing(path)
+        if not os.path.isdir(parent):
+            raise config_error(key, f"cannot create {path}: {parent} is not a directory")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise config_error(key, f"cannot create {path}: {_why_unwritable(parent)}")
+        return path
+    if not create:
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise config_error(key, f"cannot write in {path}: {_why_unwritable(path)}")
+        return path
+    try:
+        ensure_state_dir(config)
+    except OSError as err:
+        raise config_error(key, f"cannot create {path}: {err.strerror or err}") from None
+    probe = os.path.join(path, f".probe-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.unlink(probe)
+    except OSError as err:
+        raise config_error(key, f"cannot write in {path}: {err.strerror or err}") from None
+    return path
+
+
+def _nearest_existing(path: str) -> str:
+    while not os.path.lexists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
+
+
+_FS_IOC_GETFLAGS = 0x80086601  # linux/fs.h, for an ``int`` on 64-bit Linux
+_FS_IMMUTABLE_FL = 0x10
+
+
+def _why_unwritable(path: str) -> str:
+    """Why ``os.access`` said no: a read-only mount, the immutable flag, or this user."""
+    with contextlib.suppress(OSError):
+        if os.statvfs(path).f_flag & os.ST_RDONLY:
+            return "Read-only file system"
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            flags = array.array("i", [0])
+            fcntl.ioctl(fd, _FS_IOC_GETFLAGS, flags, True)
+        finally:
+            os.close(fd)
+        if flags[0] & _FS_IMMUTABLE_FL:
+            return "the directory is immutable (chattr -i)"
+    return (
+        f"not writable by uid {os.getuid()} (check it as the daemon's user, e.g. "
+        "`sudo -u assetd assetd check-config`)"
+    )
 
 
 def read_host_id(config: Config) -> str:

@@ -11,7 +11,7 @@ import difflib
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import MISSING, Field, fields
 from typing import Any
 
@@ -89,13 +89,15 @@ def _value(spec: Field[Any], value: object, key: str) -> object:
     """One checked value: TOML types are strict (a boolean is not an integer)."""
     kind, checks = str(spec.type), spec.metadata
     if kind == "float":
-        return parse_duration(value, key)
+        seconds = parse_duration(value, key)
+        _check_range(seconds, checks, key, shown=repr(value), unit=_seconds)
+        return seconds
     wanted = {"bool": bool, "int": int, "str": str}.get(kind, list)
     if not isinstance(value, wanted) or (wanted is int and isinstance(value, bool)):
         what = {bool: "true or false", int: "an integer", str: "a string"}.get(wanted, "an array")
         raise config_error(key, f"expected {what}, got {describe_value(value)}")
-    if isinstance(value, int) and not isinstance(value, bool) and value < checks.get("min", value):
-        raise config_error(key, f"must be at least {checks['min']}, got {value}")
+    if isinstance(value, int) and not isinstance(value, bool):
+        _check_range(value, checks, key, shown=str(value), unit=str)
     if isinstance(value, list):
         if not all(isinstance(item, str) and item for item in value):
             raise config_error(
@@ -115,3 +117,28 @@ def _value(spec: Field[Any], value: object, key: str) -> object:
             raise config_error(key, f"must be an absolute path, got {value!r}")
         return os.path.normpath(value)
     return value
+
+
+def _seconds(value: float) -> str:
+    """``86400.0`` -> ``'1d'``, ``1.0`` -> ``'1s'`` (for a range in a message)."""
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        if value >= size and value % size == 0:
+            return f"{int(value // size)}{unit}"
+    return f"{value:g}s"
+
+
+def _check_range(
+    value: float, checks: Any, key: str, *, shown: str, unit: Callable[[Any], str]
+) -> None:
+    """The field's ``min``/``max`` (and ``zero_ok``: 0 is allowed below ``min``)."""
+    low, high = checks.get("min"), checks.get("max")
+    if checks.get("zero_ok") and value == 0:
+        return
+    if (low is None or value >= low) and (high is None or value <= high):
+        return
+    zero = "0 or " if checks.get("zero_ok") else ""
+    if high is None:
+        raise config_error(key, f"must be {zero}at least {unit(low)}, got {shown}")
+    if low is None:
+        raise config_error(key, f"must be at most {unit(high)}, got {shown}")
+    raise config_error(key, f"must be {zero}between {unit(low)} and {unit(high)}, got {shown}")

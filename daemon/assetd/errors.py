@@ -8,6 +8,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_CORRUPT = 65  # EX_DATAERR: the catalog file is damaged
 EXIT_DB_UNAVAILABLE = 69
 EXIT_TEMPORARY = 75
 EXIT_CONFIG = 78
@@ -39,6 +40,13 @@ class DatabaseUnavailable(AssetdError):
     """The catalog database cannot be reached, opened or written."""
 
     exit_code = EXIT_DB_UNAVAILABLE
+
+
+class CatalogCorrupt(AssetdError):
+    """The catalog's file is damaged (not a database, malformed pages): restarting cannot fix
+    it; the message says how to check it and restore a backup."""
+
+    exit_code = EXIT_CORRUPT
 
 
 class DatabaseLocked(AssetdError):

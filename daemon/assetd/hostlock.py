@@ -5,7 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 
-from assetd.errors import HostLocked
+from assetd.errors import ConfigError, HostLocked
 
 
 class HostLock:
@@ -16,7 +16,12 @@ class HostLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        except OSError as err:  # the state directory was checked writable: a rare race
+            raise ConfigError(
+                "daemon.state_dir", f"cannot open {self.path}: {err.strerror or err}"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -3,11 +3,14 @@
 The protocol is newline-separated ``KEY=value`` assignments in one datagram on an ``AF_UNIX``
 ``SOCK_DGRAM`` socket; an address starting with ``@`` is in the abstract namespace. Without a
 socket (not started by systemd, or ``NotifyAccess`` denies it) every call is a no-op, and a send
-that fails is logged at debug and forgotten: notification never stops the daemon.
+that fails is logged at debug and forgotten: notification never stops the daemon. The socket is
+non-blocking: when the manager does not read (its queue is full) a message is dropped with a
+``notify.dropped`` debug line instead of blocking the caller, so a SIGTERM is still acted on.
 
 The service sends ``READY=1`` once observers run and the start-up reconcile is under way,
 ``RELOADING=1`` then ``READY=1`` around a reload, ``STOPPING=1`` on SIGTERM, ``STATUS=`` now and
-then, and ``WATCHDOG=1`` every ``watchdog_interval() / 2`` while the canary proves events flow.
+then, ``EXTEND_TIMEOUT_USEC`` while a long start-up lasts, and ``WATCHDOG=1`` every main-loop tick
+(at most half of ``watchdog_interval()``) while the canary proves events flow.
 """
 
 from __future__ import annotations
@@ -68,9 +71,13 @@ class Notifier:
             with self._lock:
                 if self._socket is None:
                     self._socket = socket.socket(
-                        socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
+                        socket.AF_UNIX,
+                        socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK,
                     )
                 self._socket.sendto(payload, self._address)
+        except BlockingIOError:  # the manager does not read: never wait for it
+            log.debug("notify.dropped", reason="notify socket full", fields=sorted(fields))
+            return False
         except OSError as err:
             log.debug("notify.failed", error=str(err), fields=sorted(fields))
             return False

@@ -1,21 +1,22 @@
 """``assetd run``: wiring, threads, signals and sd_notify, in a fixed start and stop order.
 
-Start: host lock -> catalog (schema) -> roots -> pipeline thread -> observers -> canary ->
-READY=1 -> start-up reconcile (observers first, so nothing changes unseen in between).
+Start: state directory (checked writable) -> host lock -> catalog (schema) -> roots -> pipeline
+thread -> observers -> canary -> READY=1 -> start-up reconcile (observers first, so nothing
+changes unseen in between); ``EXTEND_TIMEOUT_USEC`` goes out from the lock to READY=1.
 Stop (SIGTERM/SIGINT): STOPPING=1 -> observers -> pipeline flushes its last batch -> reconcile
-thread -> daemons row -> exit 0. Every wait is bounded.
+thread -> daemons row -> exit 0. Every wait takes from one budget (:mod:`assetd.lifecycle`); a
+part that runs out of time is logged (``daemon.stop_timeout``) and the exit is 1.
+Signal handlers only set flags (:class:`~assetd.lifecycle.SignalFlags`); the main loop sleeps on
+a self-pipe the signals and the other threads wake. A reload is :mod:`assetd.reload`.
 """
 
 from __future__ import annotations
 
 import os
 import queue
-import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from types import FrameType
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -31,13 +32,15 @@ from assetd.catalog.roots import (
     record_root_mode,
 )
 from assetd.catalog.schema import Upgrade
-from assetd.catalog_access import Catalog, open_catalog
-from assetd.config import Config, ensure_state_dir
-from assetd.errors import ConfigError, WatchError
+from assetd.catalog_access import Catalog, open_catalog, prepare_state_dir
+from assetd.config import Config
+from assetd.errors import WatchError
+from assetd.faults import worker_fault
 from assetd.fsutil import IgnoreRules, filesystem_type, is_network_filesystem
 from assetd.hashing.background import Hasher
 from assetd.hostlock import HostLock
-from assetd.live.canary import Canary
+from assetd.lifecycle import SignalFlags, StartKeeper, StopBudget, Waker
+from assetd.live.canary import Canary, timing
 from assetd.live.changes import Change, Kind
 from assetd.live.limits import WatchLimitError
 from assetd.live.observers import Watchers
@@ -47,26 +50,17 @@ from assetd.live.rootstate import RootMonitor
 from assetd.live.scheduler import ReconcileScheduler
 from assetd.live.watch import QueueSink
 from assetd.live.worker import BatchResult, Worker
-from assetd.notify import Notifier
+from assetd.notify import Notifier, watchdog_interval
 from assetd.reconcile import ReconcileResult
+from assetd.reload import apply_reload
 from assetd.rootfacts import Verdict
 from assetd.timing import Backoff
 
 _log = log.get_logger(__name__)
 
-TICK = 1.0  # main loop period: root presence, watcher liveness, canary, heartbeat
 HEARTBEAT_EVERY = 15.0
-CANARY_EVERY = 5.0
 OVERFLOW_SETTLE = 2.0  # an overflow's reconcile waits for the burst to pass
-
-
-@dataclass
-class _Flags:
-    stop: bool = False
-    reload: bool = False
-    reconcile: bool = False
-    overflow: set[str] = field(default_factory=set)
-    wake: threading.Event = field(default_factory=threading.Event)
+# the main loop's period and the canary's come from WatchdogSec: assetd.live.canary.timing
 
 
 class Service:
@@ -74,10 +68,13 @@ class Service:
         self.config = config
         self.reload_config = reload_config
         self.notifier = Notifier()
-        self.flags = _Flags()
+        self.signals = SignalFlags()
+        self.waker = Waker()
+        self.timing = timing(watchdog_interval())
+        self._overflow: set[str] = set()
         self._overflow_lock = threading.Lock()
         self.roots: list[RootSpec] = []
-        self.unavailable: dict[int, Verdict] = {}  # roots away (unavailable, covered): the keeper's
+        self.unavailable: dict[int, Verdict] = {}  # roots away (unavailable, covered): rootkeeper's
         self.polling: set[int] = set()  # inotify roots that fell back to polling
         self.degraded_reason: dict[int, str] = {}  # why they did (for the roots table)
         # observer restarts: the root's backoff, and not before when
@@ -86,33 +83,25 @@ class Service:
         self.hasher: Hasher | None = None
         self._read_engine: Engine | None = None
 
-    # --- signals ---------------------------------------------------------------------------
-
-    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        if signum in (signal.SIGTERM, signal.SIGINT):
-            self.flags.stop = True
-        elif signum == signal.SIGHUP:
-            self.flags.reload = True
-        elif signum == signal.SIGUSR1:
-            self.flags.reconcile = True
-        self.flags.wake.set()
-
     def _on_overflow(self, root_name: str) -> None:  # called on watchdog's thread: no I/O
         with self._overflow_lock:
-            self.flags.overflow.add(root_name)
-        self.flags.wake.set()
+            self._overflow.add(root_name)
+        self.waker.wake()
 
     # --- run -------------------------------------------------------------------------------
 
     def run(self) -> int:
-        state_dir = ensure_state_dir(self.config)
+        state_dir = prepare_state_dir(self.config)  # exit 78 if it cannot be used
         lock = HostLock(state_dir)
         lock.acquire()
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
-            signal.signal(sig, self._on_signal)
+        self.signals.install(self.waker)
+        # EXTEND_TIMEOUT_USEC while the start lasts (a schema upgrade, watching a large tree)
+        self.keeper = StartKeeper(self.notifier, "opening the catalog").start()
         try:
             return self._run(state_dir)
         finally:
+            self.keeper.done()
+            self.signals.uninstall()
             lock.release()
 
     def _run(self, state_dir: str) -> int:
@@ -125,7 +114,7 @@ class Service:
             daemons.record_start(s, cat.host, os.getpid(), __version__)
         self.changes: queue.Queue[Change | None] = queue.Queue(maxsize=config.watch.queue_size)
         self.sinks: dict[str, QueueSink] = {}
-        self.worker = Worker(cat.sessions, self.roots)
+        self.worker = Worker(cat.sessions, self.roots, fault=worker_fault())
         self.scheduler = ReconcileScheduler(
             cat.sessions,
             lambda: [r for r in self.roots if r.id not in self.unavailable],
@@ -153,26 +142,32 @@ class Service:
             on_overflow=self._on_overflow,
             on_root_event=self._on_root_event,
         )
-        self.keeper = RootKeeper(  # roots judged off the main loop (live/rootkeeper.py)
+        self.rootkeeper = RootKeeper(  # roots judged off the main loop (live/rootkeeper.py)
             cat.sessions,
-            RootMonitor(self.roots, self.flags.wake.set),
+            RootMonitor(self.roots, self.waker.wake),
             away=self.unavailable,
             watch=self._watch,
             unwatch=self.watchers.remove,
             reconcile=self.scheduler.request,
             bump=self._bump,
         )
-        self.roots = self.keeper.start(self.roots)  # a root not there is never watched nor walked
+        self.roots = self.rootkeeper.start(self.roots)  # one not there is never watched nor walked
         self._warn_network_roots()
+        self.keeper.what = f"watching {len(self.roots)} roots"
         for root in self.roots:
+            if self.signals.stop:  # SIGTERM during a long start: stop watching more roots
+                break
             self._watch(root)
         self._record_root_modes()
         self.canary = Canary(
-            canary_dir, QueueSink(self.changes, lambda _: None, root_name="canary")
+            canary_dir,
+            QueueSink(self.changes, lambda _: None, root_name="canary"),
+            stall_after=self.timing.stall_after,
         )
         self.canary.start()
         self.scheduler.start()
         self.scheduler.request("start")
+        self.keeper.done()
         self.notifier.ready()
         self._heartbeat()  # the daemons row says "running" from READY on
         _log.info(
@@ -183,8 +178,7 @@ class Service:
             database=cat.url if sqlite_path(cat.url) else "postgresql",
         )
         code = self._loop()
-        self._shutdown()
-        return code
+        return max(code, self._shutdown())
 
     def _start_hasher(self) -> None:
         """Background hashing at low priority; it yields while the live pipeline has work."""
@@ -201,6 +195,16 @@ class Service:
             read_sessions=session_factory(self._read_engine),
         )
         self.hasher.start()
+
+    def restart_hasher(self) -> None:
+        """A reload changed ``[hashing]``: stop the hasher (bounded) and start it anew."""
+        if self.hasher is not None:
+            self.hasher.stop(5.0)
+            self.hasher = None
+        if self._read_engine is not None:
+            self._read_engine.dispose()
+            self._read_engine = None
+        self._start_hasher()
 
     def _sink(self, root_name: str) -> QueueSink:
         sink = self.sinks.get(root_name)
@@ -247,33 +251,38 @@ class Service:
     def _loop(self) -> int:
         last_heartbeat = last_canary = 0.0
         while True:
-            self.flags.wake.wait(TICK)
-            self.flags.wake.clear()
-            if self.flags.stop:
+            self.waker.wait(self.timing.tick)
+            if self.signals.stop:
                 return 0
             for part, name in ((self.pipeline, "pipeline"), (self.scheduler, "reconcile")):
                 if part.error is not None:
                     _log.critical("daemon.failed", part=name, error=repr(part.error))
                     return 1
-            if self.flags.reload:
-                self.flags.reload = False
-                self._reload()
-            if self.flags.reconcile:
-                self.flags.reconcile = False
+            if self.signals.take_reload():
+                apply_reload(self)
+            if self.signals.take_reconcile():
                 self.scheduler.request("SIGUSR1")
             self._handle_overflows()
             self._check_roots()
             now = time.monotonic()
-            if now - last_canary >= CANARY_EVERY:
+            if now - last_canary >= self.timing.touch_every:
                 self.canary.touch()
                 last_canary = now
-            if self.canary.alive(self.pipeline.canary_seen):
+            if self.canary.alive(self.pipeline.canary_seen, self._pipeline_state):
                 self.notifier.watchdog()
             if now - last_heartbeat >= HEARTBEAT_EVERY:
                 self._heartbeat()
                 last_heartbeat = now
 
     # --- what the loop does ----------------------------------------------------------------
+
+    def _pipeline_state(self) -> dict[str, object]:
+        """What the pipeline is doing, for ``canary.stalled``."""
+        return {
+            "pipeline_alive": self.pipeline.thread.is_alive(),
+            "applying": self.pipeline.applying,
+            "queued": self.changes.qsize(),
+        }
 
     def _status_text(self) -> str:
         watching = sum(
@@ -331,7 +340,7 @@ class Service:
 
     def _handle_overflows(self) -> None:
         with self._overflow_lock:
-            names, self.flags.overflow = self.flags.overflow, set()
+            names, self._overflow = self._overflow, set()
         for name in names:
             root = next((r for r in self.roots if r.name == name), None)
             if root is None:
@@ -351,11 +360,11 @@ class Service:
             _log.debug("epoch.failed", error=one_line(err))
 
     def _on_root_event(self, root_name: str, kind: Kind) -> None:  # the root itself went away
-        self.keeper.monitor.poke()
+        self.rootkeeper.monitor.poke()
 
     def _check_roots(self) -> None:
         assert self.catalog is not None
-        self.roots = self.keeper.tick(self.roots)
+        self.roots = self.rootkeeper.tick(self.roots)
         now = time.monotonic()
         for name in self.watchers.check():
             dead = next((r for r in self.roots if r.name == name), None)
@@ -382,57 +391,26 @@ class Service:
                 self.catalog.sessions, [r.path for r in self.roots], roots=removed
             )
 
-    def _reload(self) -> None:
-        self.notifier.reloading()
-        try:
-            new = self.reload_config()
-        except ConfigError as err:
-            _log.error("config.invalid", error=str(err), action="kept the running configuration")
-            self.notifier.ready()
-            return
-        assert self.catalog is not None
-        old = {r.name: r for r in self.roots}
-        self.config = new
-        self.catalog.config = new
-        try:
-            specs = self.catalog.register_roots()
-        except Exception as err:
-            _log.error("config.reload_failed", error=str(err))
-            self.notifier.ready()
-            return
-        new_by_name = {r.name: r for r in specs}
-        for name, root in old.items():
-            if name not in new_by_name or new_by_name[name] != root:
-                self.watchers.remove(name)
-        self.roots = specs
-        self.worker.set_roots(specs)
-        self.keeper.monitor.set_roots(specs)
-        if self.hasher is not None:
-            self.hasher.set_roots(specs)
-        self._prune_removed_roots()
-        for root in specs:
-            if root.name not in old or old[root.name] != root:
-                self._watch(root)
-                self.scheduler.request("reload", root.id)
-        self._record_root_modes()
-        _log.info(
-            "config.reloaded",
-            added=sorted(set(new_by_name) - set(old)),
-            removed=sorted(set(old) - set(new_by_name)),
-        )
-        self.notifier.ready()
-        self.notifier.status(self._status_text())
-
-    def _shutdown(self) -> None:
+    def _shutdown(self) -> int:
+        """The stop order, every wait from one :class:`StopBudget`; 1 if a part ran out of
+        time (logged as ``daemon.stop_timeout``: the next start-up reconcile catches up)."""
         self.notifier.stopping()
         _log.info("daemon.stopping")
-        self.canary.stop()
-        self.keeper.monitor.stop()
-        self.watchers.stop_all()
+        budget = StopBudget()
+        budget.check("canary", self.canary.stop(budget.left(2.0)))
+        self.rootkeeper.monitor.stop(budget.left(1.0))
+        late = self.watchers.stop_all(budget.left(5.0))
+        budget.check("observers", not late, roots=late)
         if self.hasher is not None:
-            self.hasher.stop(5)
-        self.pipeline.stop()
-        self.scheduler.stop()
+            budget.check("hasher", self.hasher.stop(budget.left(5.0)))
+        self.pipeline.stop(budget.left(10.0))
+        budget.check(
+            "pipeline",
+            not self.pipeline.thread.is_alive(),
+            applying=self.pipeline.applying,
+            queued=self.changes.qsize(),
+        )
+        budget.check("reconcile", self.scheduler.stop(budget.left(5.0)))
         if self.catalog is not None:
             try:
                 with self.catalog.sessions() as s, s.begin():
@@ -443,3 +421,4 @@ class Service:
         if self._read_engine is not None:
             self._read_engine.dispose()
         _log.info("daemon.stopped", batches=self.pipeline.batches)
+        return 1 if budget.timed_out else 0

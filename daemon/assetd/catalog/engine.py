@@ -15,7 +15,13 @@ from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from assetd.errors import CatalogMissing, DatabaseLocked, DatabaseUnavailable
+from assetd.errors import (
+    CatalogCorrupt,
+    CatalogMissing,
+    ConfigError,
+    DatabaseLocked,
+    DatabaseUnavailable,
+)
 
 SessionFactory = sessionmaker[Session]
 
@@ -101,10 +107,10 @@ def make_engine(url: str, *, readonly: bool = False, pool_size: int = 5) -> Engi
             return engine
         try:
             return _sqlite_engine(path, readonly=False)
-        except OSError as err:
-            raise DatabaseUnavailable(
-                f"cannot create the catalog at {path}: {err.strerror}"
-            ) from err
+        except OSError as err:  # the configured catalog path cannot be used: exit 78
+            raise ConfigError(
+                "database.url", f"cannot create the catalog at {path}: {err.strerror or err}"
+            ) from None
     u = make_url(url)
     if u.get_backend_name() == "sqlite":  # in-memory: tests only
         return create_engine(url)
@@ -146,6 +152,37 @@ def classify_db_error(
     return None
 
 
+_CORRUPT_TEXT = ("file is not a database", "disk image is malformed", "database corruption")
+_CORRUPT_SQLSTATE = ("XX001", "XX002")  # PostgreSQL: data_corrupted, index_corrupted
+
+
+def is_corrupt(err: BaseException) -> bool:
+    """The database's file (or a PostgreSQL relation) is damaged: SQLite's NOTADB and CORRUPT."""
+    if not isinstance(err, exc.DatabaseError):
+        return False
+    orig = err.orig
+    if getattr(orig, "sqlstate", None) in _CORRUPT_SQLSTATE:
+        return True
+    text = str(orig if orig is not None else err).lower()
+    return any(marker in text for marker in _CORRUPT_TEXT)
+
+
+def corrupt_message(url: str | URL, err: BaseException) -> str:
+    """One line: the catalog is corrupt, how to check it, and to restore a backup."""
+    path = sqlite_path(url)
+    if path is None:
+        return (
+            f"the catalog database {describe_url(url)} reports corruption ({one_line(err)}): "
+            "check the server's logs and restore a backup (docs/operations.md, "
+            '"A corrupt catalog")'
+        )
+    return (
+        f"the catalog {path} is corrupt ({one_line(err)}): check it with "
+        f"`sqlite3 {path} 'PRAGMA integrity_check'`, then restore a backup "
+        '(docs/operations.md, "A corrupt catalog")'
+    )
+
+
 def one_line(err: BaseException) -> str:
     orig = getattr(err, "orig", None)
     text = str(orig if orig is not None else err).strip()
@@ -154,10 +191,13 @@ def one_line(err: BaseException) -> str:
 
 @contextlib.contextmanager
 def translate_db_errors(url: str | URL) -> Iterator[None]:
-    """Turn driver errors into DatabaseLocked / DatabaseUnavailable with one readable line."""
+    """Turn driver errors into CatalogCorrupt / DatabaseLocked / DatabaseUnavailable with one
+    readable line."""
     try:
         yield
     except exc.DBAPIError as err:
+        if is_corrupt(err):
+            raise CatalogCorrupt(corrupt_message(url, err)) from err
         kind = classify_db_error(err)
         if kind is None:
             raise

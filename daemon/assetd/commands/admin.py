@@ -8,12 +8,13 @@ from assetd import log
 from assetd.catalog.engine import describe_url, make_engine, translate_db_errors
 from assetd.catalog.schema import Upgrade, ensure_schema
 from assetd.catalog_access import prepare_state_dir
-from assetd.config import Config
+from assetd.config import Config, usable_state_dir
 
 _log = log.get_logger(__name__)
 
 
 def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
+    usable_state_dir(config, create=False)  # checks, writes nothing
     print(f"config ok: {config.source or '(no file: defaults)'}")
     print(f"  database: {describe_url(config.database_url)}")
     print(f"  state_dir: {config.state_dir}")

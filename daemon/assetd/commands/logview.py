@@ -89,7 +89,7 @@ def _json_object(text: str) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(text[start:])
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply to parse: as text
         return None
     return data if isinstance(data, dict) and isinstance(data.get("event"), str) else None
 

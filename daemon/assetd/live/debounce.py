@@ -46,6 +46,14 @@ class Debouncer:
         self._first = 0  # arrival of the oldest pending change, in microseconds
         self._last = 0  # arrival of the newest pending change, in microseconds
 
+    def retime(self, quiet_ms: int, max_delay_ms: int) -> None:
+        """New limits (a reload): they apply from the next check on. Each is one attribute
+        store, so the draining thread sees the old or the new value of each, never a torn one."""
+        if quiet_ms < 0 or max_delay_ms < 0:
+            raise ValueError(f"quiet_ms and max_delay_ms must be >= 0: {quiet_ms}, {max_delay_ms}")
+        self._quiet = round(quiet_ms * 1000)
+        self._max_delay = round(max_delay_ms * 1000)
+
     def _now(self) -> int:
         return round(self._clock() * _US)
 

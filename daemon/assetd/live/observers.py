@@ -206,15 +206,17 @@ class RootWatcher:
             self._observer = observer
         log.info("watch.started", root=self.name, path=self.path)
 
-    def stop(self) -> bool:
-        """Stop watching; False when watchdog's threads did not end within the timeout."""
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop watching; False when watchdog's threads did not end within ``timeout`` (default:
+        ``stop_timeout``)."""
         with self._lock:
             self.wanted = False
             observer, self._observer = self._observer, None
             _overflow_filter.unregister(self.path, self._kernel_overflow)
         if observer is None:
             return True
-        return _stop_observer(observer, self._stop_timeout, self.name)
+        wait = self._stop_timeout if timeout is None else timeout
+        return _stop_observer(observer, wait, self.name)
 
     def restart(self) -> None:
         self.stop()
@@ -334,9 +336,21 @@ class Watchers:
     def restart(self, name: str) -> None:
         self._watchers[name].restart()
 
-    def stop_all(self) -> None:
-        for watcher in self._watchers.values():
-            watcher.stop()
+    def set_ignore(self, ignore: IgnoreRules) -> None:
+        """New ignore rules (a reload) for the roots added from now on: re-add a root (the
+        service does, for every root whose rules changed) to apply them to it."""
+        self._ignore = ignore
+
+    def stop_all(self, timeout: float | None = None) -> list[str]:
+        """Stop every observer, all within ``timeout`` seconds if given (each within its own
+        ``stop_timeout`` otherwise); the roots whose observer did not end in time."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        late = []
+        for name, watcher in self._watchers.items():
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not watcher.stop(left):
+                late.append(name)
+        return late
 
     def check(self) -> list[str]:
         """Roots that should be watched and are not (a dead observer, a failed start), except

@@ -58,11 +58,21 @@ class ReconcileScheduler:
     def start(self) -> None:
         self.thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 10.0) -> bool:
+        """End the thread (a pass in progress finishes first); False if it did not in time."""
         with self._wake:
             self._stop = True
             self._wake.notify_all()
         self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+    def set_interval(self, interval: float) -> None:
+        """A reload changed ``[reconcile] interval``: the next full pass comes no later than
+        one new interval from now."""
+        with self._wake:
+            self.interval = interval
+            self._next_full = min(self._next_full, self.clock() + jittered(interval, self.rng))
+            self._wake.notify_all()
 
     def request(self, reason: str, root_id: int | None = None, delay: float = 0.0) -> None:
         """Ask for a reconcile of one root (or all), not before ``delay`` seconds (an overflow
