@@ -27,9 +27,10 @@ from assetd.catalog.roots import (
     RootSpec,
     RootState,
     automatic_tags,
-    mark_root_away,
     record_reconcile,
+    root_present,
     set_root_state,
+    settle_presence,
 )
 from assetd.catalog.seed import SeedSpec, batch_insert_seed_assets
 from assetd.catalog.sqlutil import normalize_prefix, placeholder
@@ -45,7 +46,6 @@ from assetd.catalog.tagsync import live_asset_ids, recompute_automatic_tags_many
 from assetd.diff import Action, CatalogRow, DiffCounts, Step, diff_sorted
 from assetd.fsutil import FileStat, IgnoreRules, StatFn, encode_path, os_path_of
 from assetd.links import FILE, LinkRules
-from assetd.rootfacts import Recorded, look
 from assetd.walk import WalkProblem, list_files_recursively
 
 _log = log.get_logger(__name__)
@@ -152,10 +152,6 @@ class _Applier:
             return None
         return entry.st, entry.is_link
 
-    def _root_still_there(self) -> bool:
-        """The root is judged present as the daemon's root monitor judges it."""
-        return look(self.root.path, Recorded(self.root.device, self.root.is_mount))[0].present
-
     def _untouchable(self, path: str) -> bool:
         """Rows under ignored paths or unreadable directories are never marked missing: the
         walk did not see them, which says nothing about whether they are there."""
@@ -197,7 +193,7 @@ class _Applier:
                 self.session, self.root.id, [row.path for _, _, row in steps if row is not None]
             )
             gone, refresh, seeds = self._decide(steps)
-            if gone and not self._root_still_there():
+            if gone and not root_present(self.root):
                 gone = []  # the root went away during the walk: not deletions (DESIGN §6)
             if gone:
                 missing = bulk_update_is_missing(
@@ -266,22 +262,8 @@ def _reconcile_root(
         select(roots_table.c.state).where(roots_table.c.id == root.id)
     ).scalar_one_or_none()
     session.commit()
-    verdict, _ = look(root.path, Recorded(root.device, root.is_mount))
-    if not verdict.present:  # judged as the daemon's root monitor judges it (DESIGN §6)
-        with session.begin():
-            count = mark_root_away(session, root, verdict.presence, verdict.reason)
+    if not settle_presence(session, root, state):  # judged as the daemon judges it (§6)
         result.unavailable.append(root.name)
-        if state not in RootState.AWAY:
-            if verdict.presence == RootState.COVERED:
-                _log.warning("root.covered", root=root.name, path=root.path, missing=count)
-            else:
-                _log.warning(
-                    "root.unavailable",
-                    root=root.name,
-                    path=root.path,
-                    reason=verdict.reason,
-                    missing=count,
-                )
         return
     with session.begin():
         if state is None or state in RootState.AWAY:

@@ -11,6 +11,7 @@ from typing import Protocol
 from sqlalchemy import case, delete, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from assetd import log
 from assetd.catalog.cleanup import note_pathless
 from assetd.catalog.models import Root
 from assetd.catalog.models import cache_states as cs
@@ -23,8 +24,11 @@ from assetd.rootfacts import (
     RootFacts,
     Why,
     judge,
+    look,
     probe_within,
 )
+
+_log = log.get_logger(__name__)
 
 
 class RootState:
@@ -242,6 +246,30 @@ def mark_root_away(
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def root_present(root: RootSpec) -> bool:
+    """Whether the root is there, judged against its record (as the daemon's monitor does)."""
+    return look(root.path, Recorded(root.device, root.is_mount))[0].present
+
+
+def settle_presence(session: Session, root: RootSpec, state: str | None) -> bool:
+    """For a pass over the root (reconcile, ``scan``): True when it is there; else its rows are
+    marked as :func:`mark_root_away` says, logged once (``state``: its state before), False."""
+    verdict, _ = look(root.path, Recorded(root.device, root.is_mount))
+    if verdict.present:
+        return True
+    with session.begin():
+        count = mark_root_away(session, root, verdict.presence, verdict.reason)
+    if state in RootState.AWAY:
+        pass  # logged when it went away
+    elif verdict.presence == RootState.COVERED:
+        _log.warning("root.covered", root=root.name, path=root.path, missing=count)
+    else:
+        _log.warning(
+            "root.unavailable", root=root.name, path=root.path, reason=verdict.reason, missing=count
+        )
+    return False
 
 
 def mark_root_unavailable(
