@@ -48,8 +48,20 @@ class NotifySocket:
 
 
 class Daemon:
-    def __init__(self, tmp: Path, roots: dict[str, Path], extra: str = "") -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        roots: dict[str, Path],
+        extra: str = "",
+        *,
+        command: tuple[str, ...] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """``command`` runs instead of ``python -m assetd`` (e.g. under setpriv), with ``env``
+        instead of this process's environment."""
         self.tmp = tmp
+        self.command = command or (sys.executable, "-m", "assetd")
+        self.base_env = env
         self.state = tmp / "state"
         self.config = tmp / "assetd.toml"
         self.log_path = tmp / "daemon.log"
@@ -72,13 +84,14 @@ class Daemon:
         """Start ``assetd run``; ``env`` adds variables (``ASSETD_*`` ones too)."""
         if self.notify is None:
             self.notify = NotifySocket(self.tmp / "notify.sock")
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("ASSETD_")}
+        base = self.base_env if self.base_env is not None else os.environ
+        environ = {k: v for k, v in base.items() if not k.startswith("ASSETD_")}
         environ["NOTIFY_SOCKET"] = str(self.notify.path)
         environ["PYTHONUNBUFFERED"] = "1"
         environ.update(env or {})
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "assetd", "run", "--config", str(self.config)],
+            [*self.command, "run", "--config", str(self.config)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=environ,

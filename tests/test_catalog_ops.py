@@ -306,3 +306,30 @@ def test_cleanup_never_deletes_what_another_host_references(
             == 0
         )
     assert mine.state("f") is not None
+
+
+def test_cleanup_never_counts_rows_of_an_unplugged_or_covered_root(
+    world: World, sessions: SessionFactory
+) -> None:
+    """DESIGN §3, §6: a root that went away is not a deletion; only --include-unavailable."""
+    world.write("disk.bin", b"d")
+    world.scan()
+    world.dir.rename(world.dir.with_name("unplugged"))
+    world.scan()  # the root is unavailable (missing): its row is marked root-unavailable
+    assert world.state("disk.bin")["state_reason"] == "root-unavailable"  # type: ignore[index]
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=400)
+    month = dt.timedelta(days=30)
+    with sessions() as s, s.begin():
+        assert (
+            cleanup_unreferenced_assets(s, roots=[world.root.id], older_than=month, now=later) == 0
+        )
+        s.execute(cs.update().values(state_reason="root-covered"))
+        assert (
+            cleanup_unreferenced_assets(s, roots=[world.root.id], older_than=month, now=later) == 0
+        )
+        assert (
+            cleanup_unreferenced_assets(
+                s, roots=[world.root.id], older_than=month, now=later, include_unavailable=True
+            )
+            == 1
+        )

@@ -156,10 +156,11 @@ def test_symlinks_to_files_and_directories(cli: Cli, tmp_path: Path, state: Path
     assert result["skipped_by_kind"] == {"symlink-dir-skipped": 1, "broken-symlink": 1}
     rows = catalog_rows(sqlite_url(state))
     assert sorted(rows) == [f"{lib}/alias.bin", f"{lib}/link.bin", f"{lib}/real.bin"]
-    target = os.stat(outside / "target.bin")
-    link = rows[f"{lib}/link.bin"]  # at its own path, with its target's figures
-    assert (link["size_bytes"], link["mtime_ns"]) == (1234, target.st_mtime_ns)
-    assert rows[f"{lib}/alias.bin"]["size_bytes"] == 7
+    own = os.lstat(lib / "link.bin")
+    link = rows[f"{lib}/link.bin"]  # to outside every root: a link, at its own figures (§5)
+    assert (link["size_bytes"], link["mtime_ns"]) == (own.st_size, own.st_mtime_ns)
+    assert link["is_symlink"] is True
+    assert rows[f"{lib}/alias.bin"]["size_bytes"] == 7  # inside: its target's figures
 
     os.unlink(outside / "target.bin")  # the link is now dangling: its file is missing
     result = scan(cli, config)

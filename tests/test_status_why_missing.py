@@ -412,7 +412,7 @@ def test_root_state_writers_the_daemon_uses(world: World) -> None:
     world.sql(lambda s: record_root_mode(s, ids["other"], RootState.WATCHING, None))
     world.sql(lambda s: bump_epoch(s, ids["other"], "overflow"))
     st, reason, _ = state("other")
-    assert st == "unavailable" and reason == "directory gone or unmounted"
+    assert st == "unavailable" and reason == "missing"  # DESIGN §6's reason
 
     world.sql(lambda s: touch_roots(s, [ids["lib"]]))
     roots = {r["name"]: r for r in json.loads(world.run("status", "--json").out)["roots"]}

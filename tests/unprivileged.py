@@ -37,6 +37,7 @@ DEPENDENCIES = (
     "structlog",
     "typing_extensions",
     "blake3",  # assetd.commands.hash imports assetd.hashing.run
+    "watchdog",  # `assetd run`
 )
 NOBODY_UID = 65534
 NOGROUP_GID = 65534

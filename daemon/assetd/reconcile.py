@@ -32,16 +32,17 @@ from assetd.catalog.prune import mark_cache_states_missing_outside_prefixes
 from assetd.catalog.roots import (
     RootSpec,
     RootState,
-    mark_root_unavailable,
     record_reconcile,
-    root_is_present,
+    root_present,
     set_root_state,
+    settle_presence,
 )
 from assetd.catalog.sqlutil import normalize_prefix, placeholder
 from assetd.catalog.states import Reason, utcnow
 from assetd.catalog.tagsync import live_asset_ids, recompute_automatic_tags_many
 from assetd.diff import CatalogRow, DiffCounts, diff_sorted
 from assetd.fsutil import FileStat, IgnoreRules, StatFn, encode_path
+from assetd.links import LinkRules
 from assetd.reconcile_apply import Applier, RootVanished
 from assetd.walk import ScandirFn, WalkProblem, list_files_recursively
 
@@ -121,7 +122,7 @@ def _reconcile_root(
     session: Session,
     root: RootSpec,
     result: ReconcileResult,
-    stat: StatFn,
+    rules: LinkRules,
     progress: Progress | None,
     cancel: Cancel | None,
     scandir: ScandirFn = os.scandir,
@@ -131,34 +132,28 @@ def _reconcile_root(
         select(roots_table.c.state).where(roots_table.c.id == root.id)
     ).scalar_one_or_none()
     session.commit()
-    if not root_is_present(root):
-        with session.begin():
-            count = mark_root_unavailable(session, root, "directory gone or unmounted")
+    if not settle_presence(session, root, state):  # judged as the daemon judges it (§6)
         result.unavailable.append(root.name)
-        if state != RootState.UNAVAILABLE:
-            _log.warning("root.unavailable", root=root.name, path=root.path, missing=count)
         return
     with session.begin():
-        if state in (None, RootState.UNAVAILABLE):
+        if state is None or state in RootState.AWAY:
             set_root_state(
                 session, root.id, RootState.POLLING if root.polling else RootState.WATCHING
             )
-            if state == RootState.UNAVAILABLE:
-                _log.info("root.restored", root=root.name, path=root.path)
+            if state in RootState.AWAY:
+                _log.info("root.restored", root=root.name, path=root.path, was=state)
         # rows of this root left outside its path (its path changed in the config)
         result.missing += mark_cache_states_missing_outside_prefixes(
             session, [root.path], roots=[root.id], reason=Reason.PRUNE
         )
 
     with contextlib.suppress(RootVanished):  # handled just below
-        _reconcile_tree(session, root, root.path, result, stat, progress, cancel, scandir)
-    if not root_is_present(root):  # it went away during the walk
+        _reconcile_tree(session, root, root.path, result, rules, progress, cancel, scandir)
+    if not root_present(root):  # it went away during the walk: judged and marked once
         if session.in_transaction():
             session.rollback()
-        with session.begin():
-            count = mark_root_unavailable(session, root, "directory gone or unmounted")
+        settle_presence(session, root, None)
         result.unavailable.append(root.name)
-        _log.warning("root.unavailable", root=root.name, path=root.path, missing=count)
         return
     with session.begin():
         record_reconcile(session, root.id, int((time.monotonic() - started) * 1000))
@@ -169,14 +164,14 @@ def _reconcile_tree(
     root: RootSpec,
     top: str,
     result: ReconcileResult,
-    stat: StatFn,
+    rules: LinkRules,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
     scandir: ScandirFn = os.scandir,
 ) -> None:
     """Diff the files below ``top`` (an os path: the root or a directory in it) with the
     catalog; apply. Raises :class:`RootVanished` when the root went away meanwhile."""
-    applier = Applier(session, root, result, stat)
+    applier = Applier(session, root, result, rules)
 
     def on_problem(problem: WalkProblem) -> None:
         if problem.kind == "unreadable":
@@ -197,6 +192,7 @@ def _reconcile_tree(
             follow_symlinks=root.follow_symlinks,
             on_problem=on_problem,
             scandir=scandir,
+            inside=rules.inside,
         )
     except (FileNotFoundError, NotADirectoryError):
         disk = iter(())  # the directory is gone: every row under it is missing
@@ -229,16 +225,19 @@ def reconcile_subtree(
     root: RootSpec,
     top: str,
     *,
-    stat: StatFn = os.stat,
+    stat: StatFn = os.lstat,
     scandir: ScandirFn = os.scandir,
+    link_roots: Sequence[str] = (),
 ) -> ReconcileResult:
     """Reconcile one directory of a root (a directory created or collapsed in a live batch);
     ``top`` is its os path. A root gone meanwhile is left alone (the daemon's root check marks
-    it unavailable)."""
+    it unavailable). ``link_roots``: every root's path, for the symlink rules (default: this
+    root's); ``stat`` (an lstat) and ``scandir`` are seams for tests."""
     started = time.monotonic()
     result = ReconcileResult(roots=0)
+    rules = LinkRules(link_roots or [root.path], lstat=stat)
     try:
-        _reconcile_tree(session, root, top, result, stat, scandir=scandir)
+        _reconcile_tree(session, root, top, result, rules, scandir=scandir)
     except RootVanished:
         if session.in_transaction():
             session.rollback()
@@ -316,24 +315,28 @@ def sync_cache_states_with_filesystem(
     session: Session,
     roots: Sequence[RootSpec],
     *,
-    stat: StatFn = os.stat,
+    stat: StatFn = os.lstat,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
     scandir: ScandirFn = os.scandir,
+    link_roots: Sequence[str] = (),
 ) -> ReconcileResult:
     """Walk each root and make its cache states match the disk: mark missing files missing,
     restore reappeared ones, record changed ones (new figures, ``needs_verify``), seed new ones.
 
     Commits as it goes (a transaction per page of rows); the session must not be in a
-    transaction on entry. ``stat`` and ``scandir`` are seams for tests. ``cancel`` is polled
-    every 1,000 files; when it returns True the pass ends early (what was applied stays).
+    transaction on entry. ``stat`` (an lstat: the symlink rules of DESIGN §5 decide what a
+    link is) and ``scandir`` are seams for tests; ``link_roots`` are every root's path, for
+    those rules (default: ``roots``'). ``cancel`` is polled every 1,000 files; when it returns
+    True the pass ends early (what was applied stays).
     """
     started = time.monotonic()
     since = utcnow()
     result = ReconcileResult(roots=len(roots))
+    rules = LinkRules(link_roots or [r.path for r in roots], lstat=stat)
     try:
         for root in roots:
-            _reconcile_root(session, root, result, stat, progress, cancel, scandir)
+            _reconcile_root(session, root, result, rules, progress, cancel, scandir)
         _pair_moves(session, roots, since, result)
         _retag_directories(session, roots, cancel)
     except Cancelled:

@@ -6,7 +6,6 @@ costs itself only (``reconcile.row_failed``). A root gone meanwhile stops the wa
 from __future__ import annotations
 
 import os
-import stat as stat_mod
 from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import OperationalError
@@ -14,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from assetd import log
 from assetd.catalog.engine import classify_db_error, one_line
-from assetd.catalog.roots import RootSpec, automatic_tags, root_is_present
+from assetd.catalog.roots import RootSpec, automatic_tags, root_present
 from assetd.catalog.seed import SeedSpec, batch_insert_seed_assets
 from assetd.catalog.states import (
     Figures,
@@ -24,7 +23,8 @@ from assetd.catalog.states import (
     refresh_cache_states,
 )
 from assetd.diff import Action, Step
-from assetd.fsutil import IgnoreRules, StatFn, os_path_of
+from assetd.fsutil import IgnoreRules, os_path_of
+from assetd.links import FILE, LinkRules
 
 if TYPE_CHECKING:  # reconcile imports this module
     from assetd.reconcile import ReconcileResult
@@ -49,9 +49,9 @@ class Applier:
     """Buffers diff steps and applies them, re-checked against the disk, in one transaction."""
 
     def __init__(
-        self, session: Session, root: RootSpec, result: ReconcileResult, stat: StatFn
+        self, session: Session, root: RootSpec, result: ReconcileResult, rules: LinkRules
     ) -> None:
-        self.session, self.root, self.result, self.stat = session, root, result, stat
+        self.session, self.root, self.result, self.rules = session, root, result, rules
         self.ignore = IgnoreRules(root.ignore)
         self.steps: list[Step] = []
         self.unreadable: list[str] = []  # directories the walk could not list
@@ -62,15 +62,21 @@ class Applier:
         if len(self.steps) >= FLUSH:
             self.flush()
 
-    def _restat(self, path: str, raw: bytes | None) -> os.stat_result | bool | None:
-        """Fresh stat of a regular file; None if it is gone; False if it can't be told."""
+    def _restat(self, path: str, raw: bytes | None) -> tuple[os.stat_result, bool] | bool | None:
+        """Fresh figures of a file to catalogue, by the symlink rules (DESIGN §5), and whether
+        it is a link catalogued as one; None if nothing is there to catalogue (gone, a
+        directory, a directory symlink not followed); False if it can't be told."""
         try:
-            st = self.stat(os_path_of(path, raw))
+            entry = self.rules.entry(
+                os_path_of(path, raw), follow=self.root.follow_symlinks, root=self.root.path
+            )
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError:
             return False
-        return st if stat_mod.S_ISREG(st.st_mode) else None
+        if entry.kind != FILE or entry.st is None:
+            return None
+        return entry.st, entry.is_link
 
     def _untouchable(self, path: str) -> bool:
         """Rows under ignored paths or unreadable directories are never marked missing: the
@@ -90,6 +96,7 @@ class Applier:
         if not self.steps:
             return
         steps, self.steps = self.steps, []
+        self.rules.clear()
         try:
             self._count(self._retrying(steps))
         except Exception as err:
@@ -144,10 +151,11 @@ class Applier:
         for path in self.vanished:
             if self.ignore.is_ignored(os.path.relpath(path, self.root.path)):
                 continue
-            st = self._restat(path, None)
-            if not isinstance(st, os.stat_result):
+            fresh = self._restat(path, None)
+            if not isinstance(fresh, tuple):
                 continue
-            found.append(Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino))
+            st, is_link = fresh
+            found.append(Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, is_link))
             seeds.append(
                 SeedSpec(
                     root_id=self.root.id,
@@ -157,6 +165,7 @@ class Applier:
                     device=st.st_dev,
                     inode=st.st_ino,
                     tags=automatic_tags(self.root, path),
+                    is_symlink=is_link,
                 )
             )
         if not seeds:
@@ -179,7 +188,7 @@ class Applier:
                 self.session, self.root.id, [row.path for _, _, row in steps if row is not None]
             )
             gone, refresh, seeds = self._decide(steps)
-            if gone and not root_is_present(self.root):
+            if gone and not root_present(self.root):
                 raise RootVanished  # not "missing": the whole root is unavailable
             if gone:
                 missing = bulk_update_is_missing(
@@ -205,14 +214,15 @@ class Applier:
             raw = disk.raw if disk is not None else row.raw  # type: ignore[union-attr]
             if action is Action.MISSING and self._untouchable(path):
                 continue
-            st = self._restat(path, raw)
-            if st is False:
+            fresh = self._restat(path, raw)
+            if fresh is False:
                 continue
-            if st is None:
+            if fresh is None:
                 if action is not Action.NEW:
                     gone.append(path)
                 continue
-            assert isinstance(st, os.stat_result)
+            assert isinstance(fresh, tuple)
+            st, is_link = fresh
             if action is Action.NEW:
                 seeds.append(
                     SeedSpec(
@@ -224,8 +234,11 @@ class Applier:
                         inode=st.st_ino,
                         raw=raw,
                         tags=automatic_tags(self.root, path),
+                        is_symlink=is_link,
                     )
                 )
             else:  # back, changed, or relinked: the fresh figures decide
-                refresh.append(Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino))
+                refresh.append(
+                    Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, is_link)
+                )
         return gone, refresh, seeds

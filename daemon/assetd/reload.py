@@ -155,6 +155,7 @@ def _apply_roots(svc: Service, specs: list[RootSpec]) -> tuple[list[str], list[s
             svc.watchers.remove(name)
     svc.roots = specs
     svc.worker.set_roots(specs)
+    svc.rootkeeper.monitor.set_roots(specs)  # judged from the next look on
     if svc.hasher is not None:
         svc.hasher.set_roots(specs)
     svc._prune_removed_roots()

@@ -29,9 +29,7 @@ from assetd.catalog.roots import (
     RootSpec,
     RootState,
     bump_epoch,
-    mark_root_unavailable,
     record_root_mode,
-    root_is_present,
 )
 from assetd.catalog.schema import Upgrade
 from assetd.catalog_access import Catalog, open_catalog, prepare_state_dir
@@ -47,12 +45,15 @@ from assetd.live.changes import Change, Kind
 from assetd.live.limits import WatchLimitError
 from assetd.live.observers import Watchers
 from assetd.live.pipeline import Pipeline
+from assetd.live.rootkeeper import RootKeeper
+from assetd.live.rootstate import RootMonitor
 from assetd.live.scheduler import ReconcileScheduler
 from assetd.live.watch import QueueSink
 from assetd.live.worker import BatchResult, Worker
 from assetd.notify import Notifier, watchdog_interval
 from assetd.reconcile import ReconcileResult
 from assetd.reload import apply_reload
+from assetd.rootfacts import Verdict
 from assetd.timing import Backoff
 
 _log = log.get_logger(__name__)
@@ -73,7 +74,7 @@ class Service:
         self._overflow: set[str] = set()
         self._overflow_lock = threading.Lock()
         self.roots: list[RootSpec] = []
-        self.unavailable: set[int] = set()
+        self.unavailable: dict[int, Verdict] = {}  # roots away (unavailable, covered): rootkeeper's
         self.polling: set[int] = set()  # inotify roots that fell back to polling
         self.degraded_reason: dict[int, str] = {}  # why they did (for the roots table)
         # observer restarts: the root's backoff, and not before when
@@ -110,7 +111,6 @@ class Service:
         upgrade = Upgrade.ALWAYS if sqlite_path(config.database_url) else Upgrade.CREATE
         self.catalog = cat = open_catalog(config, write=True, upgrade=upgrade)
         self.roots = cat.register_roots()
-        self._warn_network_roots()
         self._prune_removed_roots()
         with cat.sessions() as s, s.begin():
             daemons.record_start(s, cat.host, os.getpid(), __version__)
@@ -124,6 +124,7 @@ class Service:
             poll_intervals=self._poll_intervals,
             on_finished=self._reconciled,
             on_db_error=lambda err, ids: self.pipeline.note_outage(err, ids),
+            link_roots=lambda: [r.path for r in self.roots],
         )
         canary_dir = os.path.join(state_dir, "canary")
         self.pipeline = Pipeline(
@@ -148,6 +149,17 @@ class Service:
             on_overflow=self._on_overflow,
             on_root_event=self._on_root_event,
         )
+        self.rootkeeper = RootKeeper(  # roots judged off the main loop (live/rootkeeper.py)
+            cat.sessions,
+            RootMonitor(self.roots, self.waker.wake),
+            away=self.unavailable,
+            watch=self._watch,
+            unwatch=self.watchers.remove,
+            reconcile=self.scheduler.request,
+            bump=self._bump,
+        )
+        self.roots = self.rootkeeper.start(self.roots)  # one not there is never watched nor walked
+        self._warn_network_roots()
         self.keeper.what = f"watching {len(self.roots)} roots"
         for root in self.roots:
             if self.signals.stop:  # SIGTERM during a long start: stop watching more roots
@@ -214,10 +226,7 @@ class Service:
         return sink
 
     def _watch(self, root: RootSpec) -> None:
-        if root.polling or root.id in self.polling:
-            return
-        if not root_is_present(root):
-            self.unavailable.add(root.id)
+        if root.polling or root.id in self.polling or root.id in self.unavailable:
             return
         self.watchers.remove(root.name)
         try:
@@ -231,7 +240,7 @@ class Service:
             _log.warning("watch.failed", root=root.name, error=str(err))
 
     def _warn_network_roots(self) -> None:
-        for root in self.roots:
+        for root in (r for r in self.roots if r.id not in self.unavailable):  # a hung one hangs
             fs_type = filesystem_type(root.path)
             if is_network_filesystem(fs_type) and not root.polling:
                 _log.warning(
@@ -362,27 +371,11 @@ class Service:
             _log.debug("epoch.failed", error=one_line(err))
 
     def _on_root_event(self, root_name: str, kind: Kind) -> None:  # the root itself went away
-        self.waker.wake()
+        self.rootkeeper.monitor.poke()
 
     def _check_roots(self) -> None:
         assert self.catalog is not None
-        for root in self.roots:
-            present = root_is_present(root)
-            if present and root.id in self.unavailable:
-                self.unavailable.discard(root.id)
-                self._bump(root)
-                self._watch(root)
-                self.scheduler.request("root back", root.id)
-            elif not present and root.id not in self.unavailable:
-                self.unavailable.add(root.id)
-                self.watchers.remove(root.name)
-                try:
-                    with self.catalog.sessions() as s, s.begin():
-                        count = mark_root_unavailable(s, root, "directory gone or unmounted")
-                except SQLAlchemyError as err:
-                    _log.error("root.unavailable_failed", root=root.name, error=one_line(err))
-                    continue
-                _log.warning("root.unavailable", root=root.name, path=root.path, missing=count)
+        self.roots = self.rootkeeper.tick(self.roots)
         now = time.monotonic()
         for name in self.watchers.check():
             dead = next((r for r in self.roots if r.name == name), None)
@@ -416,6 +409,7 @@ class Service:
         _log.info("daemon.stopping")
         budget = StopBudget()
         budget.check("canary", self.canary.stop(budget.left(2.0)))
+        self.rootkeeper.monitor.stop(budget.left(1.0))
         late = self.watchers.stop_all(budget.left(5.0))
         budget.check("observers", not late, roots=late)
         if self.hasher is not None:

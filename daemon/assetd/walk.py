@@ -24,6 +24,7 @@ from assetd.fsutil import (
     encode_path,
     make_filestat,
 )
+from assetd.paths import is_under
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,9 @@ def _detail(exc: OSError) -> str:
 # The sort key is the catalog-form name, plus "/" for a directory: then the order of keys is the
 # order of the full paths, since every path below directory d starts with "d/".
 _Item: TypeAlias = tuple[str, "os.DirEntry[str]", int, bool]
-_FILE, _DIR, _LINKDIR = 0, 1, 2
+_FILE, _DIR, _LINKDIR, _LINKFILE = 0, 1, 2, 3
+Inside: TypeAlias = Callable[[str], bool]
+"""``inside(os_path)``: whether a symlink's target lies in a root (DESIGN §5)."""
 _key = itemgetter(0)
 
 
@@ -85,11 +88,15 @@ def list_files_recursively(
     follow_symlinks: bool = False,
     on_problem: ProblemSink | None = None,
     scandir: ScandirFn = os.scandir,
+    inside: Inside | None = None,
 ) -> Iterator[FileStat]:
     """Yield a :class:`FileStat` for each regular file below ``top``, in ascending ``path`` order.
 
-    A file symlink is yielded at its own path with its target's figures. Directory symlinks are
-    followed only with ``follow_symlinks``; loops are always detected. Ignore rules apply to the
+    A file symlink is yielded at its own path: with its target's figures when ``inside(path)``
+    says its target lies in a root (default: in ``root``) or with ``follow_symlinks``, else as
+    a link (its own lstat figures, ``is_link``). Directory symlinks are followed only with
+    ``follow_symlinks`` (``top`` itself too: without it, a ``top`` reached through a symlink is
+    not a directory to walk); loops are always detected. Ignore rules apply to the
     components below ``root`` (default ``top``; ``top`` must be ``root`` or inside it). Odd
     entries are skipped and reported to ``on_problem`` (see :class:`WalkProblem`); the walk goes
     on. Raises ``FileNotFoundError`` when ``top`` does not exist and ``NotADirectoryError`` when
@@ -113,17 +120,31 @@ def list_files_recursively(
         return iter(())
     if top_st.st_mode & S_IFMT != S_IFDIR:
         raise NotADirectoryError(errno.ENOTDIR, "Not a directory", top_os)
+    if (
+        not follow_symlinks
+        and rel != "."
+        and not is_under(os.path.realpath(top_os), os.path.realpath(root_os))
+    ):
+        raise NotADirectoryError(errno.ENOTDIR, "A directory symlink, not followed", top_os)
     if ignore is not None and rel != "." and ignore.is_ignored(encode_path(rel)[0]):
         return iter(())
+    real_root = os.path.realpath(root_os)
+
+    def in_root(path: str) -> bool:
+        return is_under(os.path.realpath(path), real_root)
+
+    inside = inside or in_root
     top_path, top_raw = encode_path(top_os)
     prefix = top_path if top_path.endswith("/") else top_path + "/"
     name_ignored = ignore.name_ignored if ignore is not None else None
     # Listed now, not at the first next(): a top gone or replaced since the stat raises here.
-    items = _list_dir(top_os, prefix, name_ignored, follow_symlinks, report, scandir, is_top=True)
+    items = _list_dir(
+        top_os, prefix, name_ignored, follow_symlinks, report, scandir, inside, is_top=True
+    )
     if not items:
         return iter(())
     start = _Top(prefix, top_raw is not None, (top_st.st_dev, top_st.st_ino))
-    return _walk(items, start, name_ignored, follow_symlinks, report, scandir)
+    return _walk(items, start, name_ignored, follow_symlinks, report, scandir, inside)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +161,7 @@ def _walk(
     follow: bool,
     report: ProblemSink,
     scandir: ScandirFn,
+    inside: Inside,
 ) -> Iterator[FileStat]:
     prefix, top_id = top.prefix, top.id
     top_path = prefix[:-1] if prefix != "/" else prefix
@@ -171,6 +193,22 @@ def _walk(
                     fsencode(entry.path) if bad or prefix_raw else None,
                 )
                 continue
+            if kind == _LINKFILE:  # a link to a file outside every root: its own figures
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError as exc:
+                    report(WalkProblem(prefix + key, _kind_of(exc, "vanished"), _detail(exc)))
+                    continue
+                yield new_filestat(
+                    prefix + key,
+                    st.st_size,
+                    st.st_mtime_ns,
+                    st.st_dev,
+                    st.st_ino,
+                    fsencode(entry.path) if bad or prefix_raw else None,
+                    True,
+                )
+                continue
             # A directory (kind _DIR) or a followed directory symlink (_LINKDIR).
             dir_prefix = prefix + key
             try:
@@ -188,7 +226,7 @@ def _walk(
                     report(WalkProblem(dir_prefix[:-1], "duplicate-dir", f"walked at {seen}"))
                     continue
                 visited[dir_id] = dir_prefix[:-1]
-            items = _list_dir(entry.path, dir_prefix, name_ignored, follow, report, scandir)
+            items = _list_dir(entry.path, dir_prefix, name_ignored, follow, report, scandir, inside)
             if items:
                 stack.append((iter(items), dir_prefix, prefix_raw or bad, dir_id))
                 ancestors.add(dir_id)
@@ -204,6 +242,7 @@ def _list_dir(
     follow: bool,
     report: ProblemSink,
     scandir: ScandirFn,
+    inside: Inside,
     *,
     is_top: bool = False,
 ) -> list[_Item] | None:
@@ -236,9 +275,9 @@ def _list_dir(
             elif entry.is_dir(follow_symlinks=False):
                 append((name + "/", entry, _DIR, bad))
             elif entry.is_symlink():
-                kind = _symlink_kind(entry, prefix + name, follow, report)
-                if kind == _FILE:
-                    append((name, entry, _FILE, bad))
+                kind = _symlink_kind(entry, prefix + name, follow, report, inside)
+                if kind in (_FILE, _LINKFILE):
+                    append((name, entry, kind, bad))
                 elif kind == _LINKDIR:
                     append((name + "/", entry, _LINKDIR, bad))
             else:
@@ -249,8 +288,11 @@ def _list_dir(
     return _drop_ambiguous(items, prefix, report) if any_bad else items
 
 
-def _symlink_kind(entry: os.DirEntry[str], path: str, follow: bool, report: ProblemSink) -> int:
-    """_FILE or _LINKDIR for a symlink to walk; otherwise report it and return -1."""
+def _symlink_kind(
+    entry: os.DirEntry[str], path: str, follow: bool, report: ProblemSink, inside: Inside
+) -> int:
+    """_FILE (its target's facts), _LINKFILE (a link to a file outside every root, catalogued
+    as a link) or _LINKDIR for a symlink to walk; otherwise report it and return -1."""
     try:
         st = entry.stat()
     except OSError as exc:
@@ -258,7 +300,7 @@ def _symlink_kind(entry: os.DirEntry[str], path: str, follow: bool, report: Prob
         return -1
     fmt = st.st_mode & S_IFMT
     if fmt == S_IFREG:
-        return _FILE
+        return _FILE if follow or inside(entry.path) else _LINKFILE
     if fmt != S_IFDIR:
         report(WalkProblem(path, "special", "symlink to a FIFO, socket or device"))
     elif follow:

@@ -97,8 +97,12 @@ def auto_tags_for(roots: Iterable[RootSpec]) -> AutoTags:
 
 
 def _needs_hash() -> Any:
+    """Live, not a link (a link to outside every root is never read: DESIGN §5), and unhashed
+    or flagged ``needs_verify``."""
     return and_(
-        cs.c.is_missing == false(), or_(assets.c.hash.is_(None), cs.c.needs_verify == true())
+        cs.c.is_missing == false(),
+        cs.c.is_symlink == false(),
+        or_(assets.c.hash.is_(None), cs.c.needs_verify == true()),
     )
 
 

@@ -8,14 +8,27 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import case, delete, false, func, select, update
+from sqlalchemy import case, delete, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from assetd import log
 from assetd.catalog.cleanup import note_pathless
 from assetd.catalog.models import Root
 from assetd.catalog.models import cache_states as cs
 from assetd.catalog.models import roots as roots_table
 from assetd.catalog.states import Reason, utcnow
+from assetd.rootfacts import (
+    PROBE_TIMEOUT,
+    Presence,
+    Recorded,
+    RootFacts,
+    Why,
+    judge,
+    look,
+    probe_within,
+)
+
+_log = log.get_logger(__name__)
 
 
 class RootState:
@@ -23,6 +36,9 @@ class RootState:
     POLLING = "polling"
     DEGRADED = "degraded"
     UNAVAILABLE = "unavailable"
+    COVERED = "covered"  # another filesystem is mounted over the root: its files are hidden
+
+    AWAY = (UNAVAILABLE, COVERED)
 
 
 class RootSettings(Protocol):
@@ -74,35 +90,34 @@ def automatic_tags(root: RootSpec, file_path: str) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def _device_and_mount(path: str) -> tuple[int | None, bool]:
-    try:
-        return os.stat(path).st_dev, os.path.ismount(path)
-    except OSError:
-        return None, False
-
-
 def register_roots(
     session: Session, host: str, configs: Sequence[RootSettings], ignore: Sequence[str] = ()
 ) -> list[RootSpec]:
     """Create or update this host's root rows for the configured roots; returns their specs.
 
-    A root's device and mount status are recorded while its directory is present, so a later
-    unplug (the directory gone, or no longer a mount point) is judged against its own record.
+    A root's device and mount status are recorded when it is first seen (or its path changes)
+    and then kept: a later unplug (no longer a mount point) or cover (now one) is judged against
+    that record (:func:`assetd.rootfacts.judge`), never silently overwritten. The record is
+    updated only when the two agree on what the root is (a mount point remounted with a new
+    device number), or when a root with nothing catalogued is now a mount point (the disk was
+    mounted after the root was configured: nothing of ours is hidden).
     """
     specs: list[RootSpec] = []
     for rc in configs:
         row = session.execute(
             select(Root).where(Root.host == host, Root.name == rc.name)
         ).scalar_one_or_none()
-        device, is_mount = _device_and_mount(rc.path)
+        facts = probe_within(rc.path, PROBE_TIMEOUT)  # a hung mount does not hang the start
         if row is None:
             row = Root(host=host, name=rc.name, path=rc.path, shared=rc.shared)
             row.state = RootState.POLLING if rc.polling else RootState.WATCHING
             session.add(row)
+            session.flush()
+            _decide_record(session, row, facts, fresh=True)
+        else:
+            _decide_record(session, row, facts, fresh=row.path != rc.path)
         row.path = rc.path
         row.shared = rc.shared
-        if device is not None:
-            row.device, row.is_mount = device, is_mount
         session.flush()
         specs.append(
             RootSpec(
@@ -119,6 +134,43 @@ def register_roots(
             )
         )
     return specs
+
+
+def _decide_record(session: Session, row: Root, facts: RootFacts, *, fresh: bool) -> None:
+    """Which of the recorded and the current facts is true (see :func:`register_roots`)."""
+    if facts.error is not None or not facts.is_dir or facts.device is None:
+        return  # nothing to learn from a root that is not there
+    if fresh or row.device is None:
+        row.device, row.is_mount = facts.device, facts.is_mount
+        return
+    verdict = judge(facts, Recorded(row.device, row.is_mount))
+    if verdict.present:
+        if row.is_mount:
+            row.device = facts.device  # a remount: same mount point, a new device number
+    elif verdict.presence == Presence.COVERED and not has_rows_to_hide(session, row.id):
+        row.device, row.is_mount = facts.device, facts.is_mount
+
+
+def has_rows_to_hide(session: Session, root_id: int) -> bool:
+    """Whether a root has rows a cover would hide: live ones, or ones marked ``root-covered``."""
+    query = (
+        select(cs.c.id)
+        .where(
+            cs.c.root_id == root_id,
+            or_(cs.c.is_missing == false(), cs.c.state_reason == Reason.ROOT_COVERED),
+        )
+        .limit(1)
+    )
+    return session.execute(query).first() is not None
+
+
+def record_root_facts(session: Session, root_id: int, device: int | None, is_mount: bool) -> None:
+    """The root's device and mount status, once decided (see :func:`register_roots`)."""
+    session.execute(
+        update(roots_table)
+        .where(roots_table.c.id == root_id)
+        .values(device=device, is_mount=is_mount)
+    )
 
 
 def host_root_ids(session: Session, host: str) -> list[int]:
@@ -157,13 +209,6 @@ def delete_root(session: Session, root_id: int) -> int:
     return note_pathless(session, asset_ids)
 
 
-def root_is_present(root: RootSpec) -> bool:
-    """The root's directory is there, and still a mount point if it was one when recorded."""
-    if not os.path.isdir(root.path):
-        return False
-    return not (root.is_mount and not os.path.ismount(root.path))
-
-
 def set_root_state(session: Session, root_id: int, state: str, reason: str | None = None) -> None:
     session.execute(
         update(roots_table)
@@ -172,13 +217,23 @@ def set_root_state(session: Session, root_id: int, state: str, reason: str | Non
     )
 
 
-def mark_root_unavailable(
-    session: Session, root: RootSpec, reason: str, now: dt.datetime | None = None
+def mark_root_away(
+    session: Session,
+    root: RootSpec,
+    state: str,
+    reason: str | None,
+    now: dt.datetime | None = None,
 ) -> int:
-    """The root is gone: state ``unavailable`` and all its live cache states missing in one
-    statement. Nothing is deleted; a reconcile restores them when the root is back."""
+    """The root went away (DESIGN §6): ``state`` is ``unavailable`` (with its ``reason``) or
+    ``covered``. Its live cache states are marked missing in one statement, with
+    ``state_reason`` ``root-unavailable`` or ``root-covered``; except for ``permission-denied``,
+    whose rows are left as they are (what cannot be read is unknown, not gone). Nothing is
+    deleted; a reconcile restores them when the root is back. Returns the rows marked."""
     now = now or utcnow()
-    set_root_state(session, root.id, RootState.UNAVAILABLE, reason)
+    set_root_state(session, root.id, state, reason)
+    if state == RootState.UNAVAILABLE and reason == Why.PERMISSION_DENIED:
+        return 0
+    row_reason = Reason.ROOT_COVERED if state == RootState.COVERED else Reason.ROOT_UNAVAILABLE
     result = session.execute(
         update(cs)
         .where(cs.c.root_id == root.id, cs.c.is_missing == false())
@@ -186,11 +241,42 @@ def mark_root_unavailable(
             is_missing=True,
             missing_since=now,
             state_changed_at=now,
-            state_reason=Reason.ROOT_UNAVAILABLE,
+            state_reason=row_reason,
         )
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def root_present(root: RootSpec) -> bool:
+    """Whether the root is there, judged against its record (as the daemon's monitor does)."""
+    return look(root.path, Recorded(root.device, root.is_mount))[0].present
+
+
+def settle_presence(session: Session, root: RootSpec, state: str | None) -> bool:
+    """For a pass over the root (reconcile, ``scan``): True when it is there; else its rows are
+    marked as :func:`mark_root_away` says, logged once (``state``: its state before), False."""
+    verdict, _ = look(root.path, Recorded(root.device, root.is_mount))
+    if verdict.present:
+        return True
+    with session.begin():
+        count = mark_root_away(session, root, verdict.presence, verdict.reason)
+    if state in RootState.AWAY:
+        pass  # logged when it went away
+    elif verdict.presence == RootState.COVERED:
+        _log.warning("root.covered", root=root.name, path=root.path, missing=count)
+    else:
+        _log.warning(
+            "root.unavailable", root=root.name, path=root.path, reason=verdict.reason, missing=count
+        )
+    return False
+
+
+def mark_root_unavailable(
+    session: Session, root: RootSpec, reason: str, now: dt.datetime | None = None
+) -> int:
+    """:func:`mark_root_away` with state ``unavailable``."""
+    return mark_root_away(session, root, RootState.UNAVAILABLE, reason, now)
 
 
 def record_reconcile(
@@ -227,7 +313,7 @@ def record_root_mode(session: Session, root_id: int, state: str, reason: str | N
     is left to reconcile, and a root already in ``state`` keeps its reason (an overflow note)
     unless the state is ``degraded``."""
     stmt = update(roots_table).where(
-        roots_table.c.id == root_id, roots_table.c.state != RootState.UNAVAILABLE
+        roots_table.c.id == root_id, roots_table.c.state.not_in(RootState.AWAY)
     )
     if state != RootState.DEGRADED:
         stmt = stmt.where(roots_table.c.state != state)

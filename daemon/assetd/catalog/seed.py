@@ -30,6 +30,7 @@ class SeedSpec:
     inode: int | None = None
     raw: bytes | None = None  # exact bytes, only for a non-UTF-8 name
     tags: tuple[str, ...] = ()
+    is_symlink: bool = False  # catalogued as a link: its own figures, never hashed
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,9 +140,10 @@ def _insert_new(session: Session, new: list[SeedSpec]) -> int:
             "mtime_ns",
             "device",
             "inode",
+            "is_symlink",
         ),
         [
-            (a, s.root_id, s.path, s.raw, s.size, s.mtime_ns, s.device, s.inode)
+            (a, s.root_id, s.path, s.raw, s.size, s.mtime_ns, s.device, s.inode, s.is_symlink)
             for a, s in zip(asset_ids, new, strict=True)
         ],
         ignore_conflict_on=("root_id", "file_path"),

@@ -54,6 +54,7 @@ class Figures:
     mtime_ns: int
     device: int | None = None
     inode: int | None = None
+    is_symlink: bool | None = None  # None: unknown (keep the row's)
 
 
 def utcnow() -> dt.datetime:
@@ -136,7 +137,7 @@ def refresh_cache_states(
     restored = changed = 0
     roots_sql = ", ".join(str(int(r)) for r in root_ids)
     sql = (
-        "SELECT id, file_path, size_bytes, mtime_ns, device, inode, is_missing "
+        "SELECT id, file_path, size_bytes, mtime_ns, device, inode, is_missing, is_symlink "
         f"FROM asset_cache_states WHERE root_id IN ({roots_sql}) "
         + ("AND is_missing = {p} " if only_missing else "")
         + "AND file_path {in}"
@@ -146,9 +147,11 @@ def refresh_cache_states(
     plain_restore: list[int] = []
     rewrites: list[dict[str, object]] = []
     rows = select_in(session, sql, paths, (True,) if only_missing else ())
-    for row_id, row_path, row_size, row_mtime, row_device, row_inode, row_missing in rows:
+    for row_id, row_path, row_size, row_mtime, row_device, row_inode, row_missing, row_link in rows:
         f = by_path[row_path]
-        differs = row_size != f.size or row_mtime != f.mtime_ns
+        link = getattr(f, "is_symlink", None)
+        link = bool(row_link) if link is None else link
+        differs = row_size != f.size or row_mtime != f.mtime_ns or link != bool(row_link)
         device, inode = _fig(f, "device"), _fig(f, "inode")
         moved_inode = (device is not None and device != row_device) or (
             inode is not None and inode != row_inode
@@ -167,6 +170,7 @@ def refresh_cache_states(
                     "b_mtime": f.mtime_ns,
                     "b_device": device if device is not None else row_device,
                     "b_inode": inode if inode is not None else row_inode,
+                    "b_link": link,
                     "b_verify": differs,
                     "b_reason": reason if (row_missing or differs) else None,
                 }
@@ -196,6 +200,7 @@ def _rewrite_figures(session: Session, rewrites: list[dict[str, object]], now: d
         "mtime_ns": bindparam("b_mtime"),
         "device": bindparam("b_device"),
         "inode": bindparam("b_inode"),
+        "is_symlink": bindparam("b_link", type_=Boolean),
     }
     conn = session.connection()
     if with_reason:

@@ -29,6 +29,13 @@ from assetd.commands._format import format_age, format_time, human_size
 from assetd.config import Config
 from assetd.fsutil import filesystem_type, is_network_filesystem
 
+_WHY = {  # the reasons of an unavailable root (DESIGN §6) and what to check
+    "missing": "its directory is not there",
+    "not-mounted": "it was a mount point and its filesystem is not mounted",
+    "permission-denied": "the daemon may not read it",
+    "not-a-directory": "its path is not a directory",
+    "not-responding": "its filesystem does not answer (a hung network mount?)",
+}
 RECENT_LOSS_S = 24 * 3600.0  # an overflow or watcher restart is reported for a day
 _LOSS = re.compile(r"^(overflow|watcher restarted) at (\S+)$")
 
@@ -112,11 +119,27 @@ def root_attention(
     config); ``local``: the root belongs to this host, so its path can be looked at here."""
     out = []
     if r.state == "unavailable":
+        reason = r.state_reason or "missing"
+        rows = (
+            f"its {r.live} file(s) are left as they are (unknown, not gone)"
+            if reason == "permission-denied"
+            else f"its {r.missing} file(s) are marked missing"
+        )
         out.append(
             Attention(
                 "unavailable",
-                f"root {r.name} is unavailable ({r.state_reason or 'directory gone'}): its "
-                f"{r.missing} file(s) are marked missing until {r.path} is back",
+                f"root {r.name} is unavailable ({reason}: {_WHY.get(reason, reason)}): {rows} "
+                f"until {r.path} is back",
+                r.name,
+            )
+        )
+    elif r.state == "covered":
+        out.append(
+            Attention(
+                "covered",
+                f"root {r.name} is covered: another filesystem is mounted over {r.path}; its "
+                f"{r.missing} file(s) are marked missing (root-covered) and the covering "
+                "filesystem is not catalogued until it is unmounted",
                 r.name,
             )
         )
@@ -284,7 +307,8 @@ def print_roots(roots: list[RootRow], now: dt.datetime, *, show_host: bool) -> N
             recon = f"{format_age((now - r.last_reconcile_at).total_seconds())} ago"
             if r.last_reconcile_ms is not None:
                 recon += f" ({r.last_reconcile_ms / 1000:.2f} s)"
-        row = [r.name, r.state, str(r.epoch), event, recon, str(r.live), str(r.missing)]
+        state = f"{r.state} ({r.state_reason})" if r.state == "unavailable" else r.state
+        row = [r.name, state, str(r.epoch), event, recon, str(r.live), str(r.missing)]
         row += [str(r.unhashed), r.path]
         if show_host:
             row.insert(1, r.host)

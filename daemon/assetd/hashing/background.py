@@ -31,7 +31,7 @@ from assetd.catalog.content import (
 from assetd.catalog.engine import SessionFactory, one_line
 from assetd.catalog.roots import RootSpec
 from assetd.hashing.child import ChildHasher, HashInterrupted
-from assetd.hashing.digest import ChunkHook, read_digest
+from assetd.hashing.digest import ChunkHook, read_digest, reader_for
 from assetd.hashing.run import DigestBatch, record_digests_safely
 from assetd.timing import Backoff, Clock, next_delay
 
@@ -189,6 +189,7 @@ class Hasher:
         """The roots to hash (this host's, as configured now) and their automatic tags."""
         self._root_ids = [r.id for r in roots]
         self._auto_tags = auto_tags_for(roots)
+        self._readable = reader_for(roots)
 
     def start(self) -> None:
         for i in range(self._workers):
@@ -339,7 +340,9 @@ class Hasher:
     def _read(self, job: HashJob, child: ChildHasher | None, batch: DigestBatch) -> None:
         """Hash one file into ``batch``, or record why not (and release the job)."""
         try:
-            digest, why = read_digest(job, hook=self._hook, large=child, throttle=self._rate)
+            digest, why = read_digest(
+                job, hook=self._hook, large=child, throttle=self._rate, readable=self._readable
+            )
         except (_Stopped, HashInterrupted):
             self._release([job])
             return

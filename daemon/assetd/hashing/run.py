@@ -34,7 +34,14 @@ from assetd.catalog.roots import RootSpec
 from assetd.hashing.child import (
     ChildHasher,
 )
-from assetd.hashing.digest import ChunkHook, LargeHasher, Throttle, read_digest
+from assetd.hashing.digest import (
+    ChunkHook,
+    LargeHasher,
+    Readable,
+    Throttle,
+    read_digest,
+    reader_for,
+)
 
 _log = log.get_logger(__name__)
 
@@ -93,6 +100,7 @@ def hash_and_record(
     hook: ChunkHook | None = None,
     large: LargeHasher | None = None,
     throttle: Throttle | None = None,
+    readable: Readable | None = None,
 ) -> str:
     """Hash ``job``'s file and apply the content rules; returns an :class:`Outcome` value.
 
@@ -100,7 +108,7 @@ def hash_and_record(
     off); ``stale`` means the row changed meanwhile. No transaction is open while the file is
     read. Database errors propagate.
     """
-    digest, why = read_digest(job, hook=hook, large=large, throttle=throttle)
+    digest, why = read_digest(job, hook=hook, large=large, throttle=throttle, readable=readable)
     if digest is None:
         return why
     [outcome] = record_digests(sessions, [(job, digest)], auto_tags=auto_tags)
@@ -185,6 +193,7 @@ def hash_pending(
     one-shot ``assetd hash``). A file that changes while it is read is counted, not retried."""
     ids = [r.id for r in roots]
     auto_tags = auto_tags_for(roots)
+    readable = reader_for(roots)
     result = HashRunResult()
     started = time.monotonic()
     with sessions() as s:
@@ -223,7 +232,7 @@ def hash_pending(
                 break
             cursor = jobs[-1].id
             for job in jobs:
-                digest, why = read_digest(job, hook=hook, large=large)
+                digest, why = read_digest(job, hook=hook, large=large, readable=readable)
                 if digest is None:
                     tally(job, why)
                     continue

@@ -35,9 +35,11 @@ class ReconcileScheduler:
         on_db_error: Callable[[BaseException, list[int]], None] | None = None,
         clock: Clock = time.monotonic,
         rng: random.Random | None = None,
+        link_roots: Callable[[], Sequence[str]] = lambda: (),
     ) -> None:
         self.sessions = sessions
         self.roots = roots
+        self.link_roots = link_roots  # every root's path: the symlink rules (DESIGN §5)
         self.interval = interval
         self.poll_intervals = poll_intervals
         self.on_finished = on_finished
@@ -147,7 +149,7 @@ class ReconcileScheduler:
         try:
             with self.sessions() as session:
                 result = sync_cache_states_with_filesystem(
-                    session, roots, cancel=lambda: self._stop
+                    session, roots, cancel=lambda: self._stop, link_roots=self.link_roots()
                 )
         except Exception as err:  # one failed pass never ends the thread
             outage = classify_db_error(err) is not None

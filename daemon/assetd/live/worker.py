@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import os
-import stat as stat_mod
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -38,6 +37,7 @@ from assetd.catalog.states import (
     utcnow,
 )
 from assetd.fsutil import IgnoreRules, StatFn, encode_path
+from assetd.links import DIR, FILE, GONE, LINKDIR, LinkRules
 from assetd.live.changes import Batch, Change
 from assetd.log import sample_paths
 from assetd.paths import is_strictly_under, is_under, relative_to
@@ -138,17 +138,21 @@ class Worker:
         sessions: SessionFactory,
         roots: Sequence[RootSpec],
         *,
-        stat: StatFn = os.stat,
+        stat: StatFn = os.lstat,
         scandir: ScandirFn = os.scandir,
         fault: Callable[[Batch], None] | None = None,
     ) -> None:
         self.sessions = sessions
-        self.index = RootIndex(roots)
-        self.stat = stat
+        self.stat = stat  # an lstat: the symlink rules (DESIGN §5) decide what a link is
         self.scandir = scandir  # the subtree walks' (a seam for tests)
+        self._use(RootIndex(roots))
         self.fault = fault  # a test-only hook (assetd.faults); None in production
         self._next_index: RootIndex | None = None
         self._swap = threading.Lock()
+
+    def _use(self, index: RootIndex) -> None:
+        self.index = index
+        self.rules = LinkRules([r.path for r in index.roots], lstat=self.stat)
 
     def set_roots(self, roots: Sequence[RootSpec]) -> None:
         """New roots (a reload, on another thread): the next batch uses them; a batch being
@@ -160,12 +164,14 @@ class Worker:
     def apply(self, batch: Batch) -> BatchResult:
         with self._swap:  # between batches: swap in the roots of a reload
             if self._next_index is not None:
-                self.index, self._next_index = self._next_index, None
+                self._use(self._next_index)
+                self._next_index = None
         if self.fault is not None:
             self.fault(batch)
         started = time.monotonic()
         since = utcnow()
         result = BatchResult()
+        self.rules.clear()
         plan = self._plan(sorted(batch.touched | batch.gone), result)
         with self.sessions() as session, session.begin():
             self._apply_moves(session, batch.moves, plan, result)
@@ -182,7 +188,12 @@ class Worker:
         for root, directory in rescans:
             with self.sessions() as session:
                 sub = reconcile_subtree(
-                    session, root, directory, stat=self.stat, scandir=self.scandir
+                    session,
+                    root,
+                    directory,
+                    stat=self.stat,
+                    scandir=self.scandir,
+                    link_roots=[r.path for r in self.index.roots],
                 )
             result.rescanned += 1
             result.new += sub.new
@@ -234,21 +245,24 @@ class Worker:
                 continue
             path, raw = encode_path(os_path)
             try:
-                st = self.stat(os_path)
+                entry = self.rules.entry(os_path, follow=root.follow_symlinks, root=root.path)
             except (FileNotFoundError, NotADirectoryError):
                 plan.gone.setdefault(root.id, []).append(path)
                 continue
             except OSError:
                 result.skipped += 1  # unreadable: leave the row as it is
                 continue
-            if stat_mod.S_ISREG(st.st_mode):
+            if entry.kind == FILE and entry.st is not None:
+                st = entry.st
                 plan.present.setdefault(root.id, []).append(
-                    Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
+                    Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, entry.is_link)
                 )
                 if raw is not None:
                     plan.raw[path] = raw
-            elif stat_mod.S_ISDIR(st.st_mode):
+            elif entry.kind == DIR:
                 plan.directories.append((root, os_path))
+            elif entry.kind in (GONE, LINKDIR):  # a directory link is never walked (§5)
+                plan.gone.setdefault(root.id, []).append(path)
             else:
                 result.skipped += 1  # FIFO, socket, device: never catalogued
         return plan
@@ -344,16 +358,17 @@ class Worker:
         """A path that came into a root with no row to carry: seed it (a file) or list it."""
         path, raw = encode_path(os_path)
         try:
-            st = self.stat(os_path)
+            entry = self.rules.entry(os_path, follow=root.follow_symlinks, root=root.path)
         except OSError:
             return
-        if stat_mod.S_ISDIR(st.st_mode):
+        if entry.kind == DIR:
             plan.directories.append((root, os_path))
             return
-        if stat_mod.S_ISREG(st.st_mode) and path not in plan.arrived:
+        if entry.kind == FILE and entry.st is not None and path not in plan.arrived:
+            st = entry.st
             plan.arrived.add(path)
             plan.present.setdefault(root.id, []).append(
-                Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
+                Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, entry.is_link)
             )
             if raw is not None:
                 plan.raw[path] = raw
@@ -387,6 +402,7 @@ class Worker:
                     inode=f.inode,
                     raw=plan.raw.get(f.path),
                     tags=automatic_tags(root, f.path),
+                    is_symlink=bool(f.is_symlink),
                 )
                 for f in figures
             ]
