@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from assetd.config_parse import (
+    check_api_listen,
     check_table,
     config_error,
     describe_value,
@@ -102,6 +103,12 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiConfig:
+    listen: tuple[str, ...] = ("unix:api.sock",)  # [] = no API
+    token_file: str = _rule("", path=True)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration. Build it with :func:`load_config`.
 
@@ -116,6 +123,7 @@ class Config:
     reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
     hashing: HashingConfig = field(default_factory=HashingConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
     source: str | None = None
     env: InitVar[Mapping[str, str] | None] = None
     resolved_state_dir: str = field(init=False, default="")
@@ -270,7 +278,15 @@ def load_config(
     """
     env = os.environ if env is None else env
     data = _read_toml(path) if path is not None else {}
-    classes = (DaemonConfig, DatabaseConfig, WatchConfig, ReconcileConfig, HashingConfig, LogConfig)
+    classes = (
+        DaemonConfig,
+        DatabaseConfig,
+        WatchConfig,
+        ReconcileConfig,
+        HashingConfig,
+        LogConfig,
+        ApiConfig,
+    )
     sections = {cls.__name__.removesuffix("Config").lower(): cls for cls in classes}
     check_table(data, "", [*sections, "roots"])
     parts: dict[str, Any] = {
@@ -290,6 +306,7 @@ def load_config(
     ]
     config = Config(roots=_roots_with_extra(file_roots, extra_roots), source=path, env=env, **parts)
     _check_outside_roots(config, env)
+    check_api_listen(config.api.listen, config.api.token_file, config.state_dir)
     return config
 
 

@@ -1,9 +1,9 @@
 """``assetd run``: wiring, threads, signals and sd_notify, in a fixed start and stop order.
 
 Start: host lock -> catalog (schema) -> roots -> pipeline thread -> observers -> canary ->
-READY=1 -> start-up reconcile (observers first, so nothing changes unseen in between).
-Stop (SIGTERM/SIGINT): STOPPING=1 -> observers -> pipeline flushes its last batch -> reconcile
-thread -> daemons row -> exit 0. Every wait is bounded.
+READY=1 -> API thread -> start-up reconcile (observers first, so nothing changes unseen in
+between). Stop (SIGTERM/SIGINT): STOPPING=1 -> API -> observers -> pipeline flushes its last
+batch -> reconcile thread -> daemons row -> exit 0. Every wait is bounded.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from assetd import __version__, log
+from assetd.api.runtime import ApiRuntime
 from assetd.catalog import daemons
 from assetd.catalog.engine import make_engine, one_line, session_factory, sqlite_path
 from assetd.catalog.prune import mark_missing_outside_prefixes_safely
@@ -116,6 +117,7 @@ class Service:
 
     def _run(self, state_dir: str) -> int:
         config = self.config
+        self.api = ApiRuntime(config, self)  # checks [api] (exit 78); serves after READY
         upgrade = Upgrade.ALWAYS if sqlite_path(config.database_url) else Upgrade.CREATE
         self.catalog = cat = open_catalog(config, write=True, upgrade=upgrade)
         self.roots = cat.register_roots()
@@ -162,6 +164,7 @@ class Service:
         self.scheduler.start()
         self.scheduler.request("start")
         self.notifier.ready()
+        self.api.start()  # its own thread imports the web stack, after READY
         self._heartbeat()  # the daemons row says "running" from READY on
         _log.info(
             "daemon.started",
@@ -294,11 +297,13 @@ class Service:
         self.notifier.status(self._status_text())
 
     def _applied(self, result: BatchResult) -> None:
+        self.api.batch_applied(result)  # committed: publish (cheap, never blocks)
         if self.hasher is not None and (result.new or result.changed or result.restored):
             self.hasher.wake()
 
     def _reconciled(self, result: ReconcileResult) -> None:
         self._record_root_modes()  # a root back from unavailable was set to watching/polling
+        self.api.reconciled(result)
         if self.hasher is not None:
             self.hasher.wake()
         self.notifier.status(self._status_text())
@@ -363,6 +368,7 @@ class Service:
                     _log.error("root.unavailable_failed", root=root.name, error=one_line(err))
                     continue
                 _log.warning("root.unavailable", root=root.name, path=root.path, missing=count)
+                self.api.root_unavailable(root, count)
         now = time.monotonic()
         for name in self.watchers.check():
             dead = next((r for r in self.roots if r.name == name), None)
@@ -432,6 +438,7 @@ class Service:
     def _shutdown(self) -> None:
         self.notifier.stopping()
         _log.info("daemon.stopping")
+        self.api.stop()  # bounded; the catalog it reads stays open until below
         self.canary.stop()
         self.watchers.stop_all()
         if self.hasher is not None:
