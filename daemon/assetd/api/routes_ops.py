@@ -156,6 +156,7 @@ def metrics_route(request: Request) -> Response:
 
 @router.get(
     "/api/events",
+    status_code=200,
     response_class=EventStreamResponse,
     responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}},
 )

@@ -12,17 +12,16 @@ This module imports no web framework.
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import threading
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from assetd import log
 from assetd.api.events import EventSource
 from assetd.api.seed import Seeder
 from assetd.api.stats import DaemonStats
+from assetd.api.status_file import write_api_status
 from assetd.catalog.roots import RootSpec
 from assetd.config import Config
 from assetd.config_parse import ListenAddress, check_api_listen, config_error
@@ -40,7 +39,6 @@ if TYPE_CHECKING:
 
 _log = log.get_logger(__name__)
 
-STATUS_FILE = "api.json"  # where the API listens, for `assetd status`
 STOP_TIMEOUT = 5.0
 
 
@@ -163,7 +161,6 @@ class ApiRuntime:
     # --- where it listens, for `assetd status` ---------------------------------------------
 
     def write_status(self, *, stopped: bool = False) -> None:
-        path = os.path.join(self.state_dir, STATUS_FILE)
         doc = {
             "pid": os.getpid(),
             "stopped": stopped,
@@ -173,24 +170,7 @@ class ApiRuntime:
                 if a.text in self.listening
             ],
         }
-        tmp = path + ".tmp"
         try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(doc, f)
-            os.replace(tmp, path)
+            write_api_status(self.state_dir, doc)
         except OSError as err:
             _log.debug("api.status_failed", error=str(err))
-
-
-def read_status(state_dir: str) -> dict[str, Any] | None:
-    """What the last daemon wrote about its API (None: nothing readable)."""
-    try:
-        with open(os.path.join(state_dir, STATUS_FILE), encoding="utf-8") as f:
-            doc = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
-def root_names(roots: Sequence[RootSpec]) -> list[str]:
-    return [r.name for r in roots]
