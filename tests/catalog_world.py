@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select, text
 
@@ -31,7 +32,7 @@ class World:
         with self.sessions() as s:
             return sync_cache_states_with_filesystem(s, list(roots) or [self.root])
 
-    def state(self, rel_or_abs: str) -> dict[str, object] | None:
+    def state(self, rel_or_abs: str) -> dict[str, Any] | None:
         path = rel_or_abs if rel_or_abs.startswith("/") else str(self.dir / rel_or_abs)
         with self.sessions() as s:
             row = s.execute(select(cs).where(cs.c.file_path == path)).mappings().first()

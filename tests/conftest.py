@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,12 +17,31 @@ from sqlalchemy.engine import make_url
 
 from assetd.catalog.engine import SessionFactory, make_engine, session_factory
 from assetd.catalog.schema import Upgrade, ensure_schema
+from assetd.log import reset_logging
 
 settings.register_profile("ci", derandomize=True, deadline=None, max_examples=100)
 settings.register_profile("dev", deadline=None, max_examples=100)
 settings.load_profile(
     "ci" if os.environ.get("CI") or os.environ.get("ASSETD_REQUIRE_PG") else "dev"
 )
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """Every thread a test starts (observers, their inotify readers and emitters, the pipeline,
+    the hasher) is gone when it ends."""
+    before = set(threading.enumerate())
+    yield
+    leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    assert not leaked, f"threads left running: {leaked}"
+
+
+@pytest.fixture(autouse=True)
+def reset_logging_after() -> Iterator[None]:
+    """Leave logging as each test found it: structlog defaults, assetd's root handler removed."""
+    yield
+    reset_logging()
+
 
 PG_ADMIN_URL = os.environ.get("ASSETD_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("ASSETD_REQUIRE_PG") == "1"

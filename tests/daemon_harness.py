@@ -82,11 +82,12 @@ class Daemon:
             env=env,
         )
         if wait_ready:
+            notify, proc = self.notify, self.proc
             wait_until(
-                lambda: self.notify.has("READY=1") or self.proc.poll() is not None,
+                lambda: notify.has("READY=1") or proc.poll() is not None,
                 30,
                 what="READY=1",
-            )  # type: ignore[union-attr]
+            )
             assert self.proc.poll() is None, self.log_text()
         return self
 

@@ -11,7 +11,7 @@ T = TypeVar("T")
 
 
 def wait_until(
-    predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.01, what: str = ""
+    predicate: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.01, what: str = ""
 ) -> T:
     """Poll ``predicate`` until it returns a truthy value or ``timeout`` passes (then fail)."""
     deadline = time.monotonic() + timeout

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import Engine, func, select, text
 
 from assetd.catalog import (
     batch_insert_seed_assets,
@@ -52,11 +52,11 @@ def test_delete_marks_missing_and_reappear_restores(world: World) -> None:
     row = world.state("a/one.bin")
     assert row is not None and row["is_missing"] and row["missing_since"] is not None
     assert row["state_reason"] == "live"
-    assert row["missing_since"].tzinfo is not None  # type: ignore[union-attr]
+    assert row["missing_since"].tzinfo is not None
     assert world.state("a/two.bin")["is_missing"] is False  # type: ignore[index]
 
     world.write("a/one.bin", b"1111")
-    os.utime(path, ns=(row["mtime_ns"], row["mtime_ns"]))  # type: ignore[arg-type]
+    os.utime(path, ns=(row["mtime_ns"], row["mtime_ns"]))
     with world.sessions() as s, s.begin():
         assert (
             restore_cache_states_by_paths(s, [_stat(world, "a/one.bin")], roots=[world.root.id])
@@ -154,7 +154,9 @@ def test_safe_prune_refuses_empty_prefixes_and_reports_db_errors(
 
     def broken() -> object:
         raise_on = sessions()
-        raise_on.get_bind().dispose()
+        bind = raise_on.get_bind()
+        assert isinstance(bind, Engine)
+        bind.dispose()
 
         class Exploding:
             def __enter__(self) -> object:
@@ -234,7 +236,7 @@ def test_plain_sql_rows_from_other_programs(world: World) -> None:
         )
     row = world.state("by-hand.bin")
     assert row is not None and row["is_missing"] is False and row["state_reason"] == "seed"
-    assert row["state_changed_at"].tzinfo is not None  # type: ignore[union-attr]
+    assert row["state_changed_at"].tzinfo is not None
     # the next reconcile sees the file is not there and marks it missing, deleting nothing
     assert world.scan().missing == 1
     with world.sessions() as s:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import stat
 from pathlib import Path
 
@@ -469,7 +470,7 @@ def test_host_id_generated_once_and_kept(
     env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = load_config(None, env=env)
-    monkeypatch.setattr(config_mod.socket, "gethostname", lambda: "box")
+    monkeypatch.setattr(socket, "gethostname", lambda: "box")
     first = host_id(config)
     assert first.startswith("box-") and len(first) == len("box-") + 8
     path = Path(config.state_dir) / "host-id"
@@ -478,7 +479,7 @@ def test_host_id_generated_once_and_kept(
     assert stat.S_IMODE(Path(config.state_dir).stat().st_mode) == 0o750
     assert os.listdir(config.state_dir) == ["host-id"]  # no temporary file left behind
 
-    monkeypatch.setattr(config_mod.socket, "gethostname", lambda: "renamed")
+    monkeypatch.setattr(socket, "gethostname", lambda: "renamed")
     assert host_id(config) == first
     assert host_id(load_config(None, env=env)) == first
 

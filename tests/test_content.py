@@ -44,7 +44,7 @@ def hash_all(world: World, *roots: RootSpec) -> HashRunResult:
 def asset_id(world: World, rel: str) -> int:
     row = world.state(rel)
     assert row is not None, rel
-    return int(row["asset_id"])  # type: ignore[call-overload]
+    return int(row["asset_id"])
 
 
 def asset_hash(world: World, aid: int) -> str | None:
@@ -144,7 +144,7 @@ def test_non_utf8_name_is_hashed_through_its_raw_bytes(world: World) -> None:
     assert hash_all(world).outcomes == {"hashed": 1}
     row = world.state(str(world.dir) + "/caf\\xe9.bin")
     assert row is not None and row["file_path_raw"] == raw
-    assert asset_hash(world, int(row["asset_id"])) == b3(b"latin-1 name")  # type: ignore[call-overload]
+    assert asset_hash(world, int(row["asset_id"])) == b3(b"latin-1 name")
 
 
 def test_apply_hash_is_stale_when_the_row_changed(world: World) -> None:
@@ -160,7 +160,7 @@ def test_apply_hash_is_stale_when_the_row_changed(world: World) -> None:
             b3(b"two"),
             3,
             row["mtime_ns"] + 1,
-            auto_tags=auto,  # type: ignore[arg-type,operator]
+            auto_tags=auto,
         )
     assert outcome == "stale"
     assert asset_hash(world, asset_id(world, "a.bin")) is None
@@ -433,7 +433,7 @@ def test_backlog_and_next_to_hash(world: World) -> None:
         assert [j.id for j in next_to_hash(s, roots=[world.root.id], limit=2)] == ids[:2]
         got = next_to_hash(s, roots=[world.root.id], limit=2, exclude_ids={ids[0], ids[1]})
         assert [j.id for j in got] == ids[2:4]
-        got = next_to_hash(s, roots=[world.root.id], limit=10, after_id=ids[1])  # type: ignore[arg-type]
+        got = next_to_hash(s, roots=[world.root.id], limit=10, after_id=ids[1])
         assert [j.id for j in got] == ids[2:4]
     hash_all(world)
     with world.sessions() as s:

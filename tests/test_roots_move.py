@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,7 +143,7 @@ def test_move_keeps_rows_hashes_and_tags_without_reseed(lib: Lib) -> None:
     assert lib.cli("status", "--json", "--config", moved_config).code == 0
 
 
-CHANGES = {
+CHANGES: dict[str, tuple[Callable[[Path], object], str]] = {
     "extra file": (
         lambda new: (new / "extra.bin").write_bytes(b"x"),
         "only in the new directory: extra.bin",

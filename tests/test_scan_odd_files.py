@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-import assetd.reconcile
 from assetd.catalog_access import catalog
 from assetd.config import load_config
 from assetd.reconcile import sync_cache_states_with_filesystem
+from assetd.walk import list_files_recursively
 from cli_world import Cli, catalog_rows, isolate, sqlite_url, tree, write_config
 from unprivileged import give_to_nobody, nobody
 
@@ -251,9 +251,9 @@ def test_file_vanishing_between_listing_and_stat(
             os.unlink(lib / "gone.bin")
         yield iter(entries)
 
-    real = assetd.reconcile.list_files_recursively
     monkeypatch.setattr(
-        assetd.reconcile, "list_files_recursively", functools.partial(real, scandir=scandir)
+        "assetd.reconcile.list_files_recursively",
+        functools.partial(list_files_recursively, scandir=scandir),
     )
     result = scan(cli, config)
     assert counts(result) == (2, 0, 0, 0, 1)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text, update
@@ -216,15 +217,16 @@ def test_status_with_the_daemon_running(
     daemon = Daemon(tmp_path / "d", {"lib": lib})
     cli = Cli(capsys)
 
-    def status() -> dict[str, object]:
+    def status() -> dict[str, Any]:
         run = cli("status", "--json", "--config", daemon.config)
         assert run.code == 0, run.err
-        return json.loads(run.out)  # type: ignore[no-any-return]
+        report: dict[str, Any] = json.loads(run.out)
+        return report
 
     try:
         daemon.start()
 
-        def running() -> dict[str, object] | None:
+        def running() -> dict[str, Any] | None:
             report = status()
             daemons = report["daemons"]
             assert isinstance(daemons, list)
@@ -291,8 +293,8 @@ def test_why_live_hashed_with_tags_and_duplicates(world: World) -> None:
     assert report["known"] is True and report["root"] == "lib" and report["ignored_by"] is None
     [row] = report["rows"]
     assert row["asset"]["hash"].startswith("blake3:") and row["state_reason"] == "seed"
-    tags = {(t["name"], t["origin"]) for i in row["infos"] for t in i["tags"]}
-    assert {("models", "automatic"), ("favourite", "manual")} <= tags
+    pairs = {(t["name"], t["origin"]) for i in row["infos"] for t in i["tags"]}
+    assert {("models", "automatic"), ("favourite", "manual")} <= pairs
 
 
 def test_why_missing_restored_and_unhashed(world: World) -> None:

@@ -51,15 +51,6 @@ IGNORE = IgnoreRules(["*.tmp", "*.part", ".Trash-*", "@eaDir"])
 C, D, M, MV = Kind.CREATED, Kind.DELETED, Kind.MODIFIED, Kind.MOVED
 
 
-@pytest.fixture(autouse=True)
-def no_leaked_threads() -> Iterator[None]:
-    """Every observer (and its inotify reader and emitter threads) is gone after each test."""
-    before = set(threading.enumerate())
-    yield
-    leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
-    assert not leaked, f"threads left running: {leaked}"
-
-
 # --- the handler, fed watchdog events directly ---------------------------------------------------
 
 
