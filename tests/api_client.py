@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import h11
 import httpx
 
 
@@ -40,51 +41,82 @@ class SseEvent:
     data: dict[str, Any]
 
 
-@dataclass
 class SseReader:
-    """Reads ``GET /api/events`` on a thread; ``events`` grows as they arrive."""
+    """Reads ``GET /api/events`` over a raw socket (h11 parses the HTTP) on a thread of its
+    own, so :meth:`close` ends it at once; ``events`` grows as they arrive."""
 
-    client: httpx.Client
-    last_event_id: str | None = None
-    events: list[SseEvent] = field(default_factory=list)
-    connected: threading.Event = field(default_factory=threading.Event)
-    ended: threading.Event = field(default_factory=threading.Event)
-    status: int = 0
-
-    def __post_init__(self) -> None:
-        self._stop = False
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
+    def __init__(
+        self,
+        address: str | tuple[str, int],
+        token: str | None,
+        last_event_id: str | None = None,
+        *,
+        read: bool = True,
+    ) -> None:
+        family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.connect(address)
+        self.sock.settimeout(0.1)
+        headers = [("Host", "assetd"), ("Accept", "text/event-stream")]
+        if token:
+            headers.append(("Authorization", f"Bearer {token}"))
+        if last_event_id:
+            headers.append(("Last-Event-ID", last_event_id))
+        self.conn = h11.Connection(our_role=h11.CLIENT)
+        request = h11.Request(method="GET", target="/api/events", headers=headers)
+        self.sock.sendall(self.conn.send(request) + self.conn.send(h11.EndOfMessage()))
+        self.events: list[SseEvent] = []
+        self.status = 0
+        self.ended = threading.Event()
+        self._stop = threading.Event()
+        self._text = ""
+        self.thread = threading.Thread(target=self._read, daemon=True) if read else None
+        if self.thread is not None:
+            self.thread.start()
 
     def _read(self) -> None:
-        headers = {"Last-Event-ID": self.last_event_id} if self.last_event_id else {}
         try:
-            with self.client.stream("GET", "/api/events", headers=headers) as response:
-                self.status = response.status_code
-                self.connected.set()
-                event: dict[str, str] = {}
-                for line in response.iter_lines():
-                    if self._stop:
+            while not self._stop.is_set():
+                try:
+                    data = self.sock.recv(65536)
+                except TimeoutError:
+                    continue
+                self.conn.receive_data(data)
+                while True:
+                    event = self.conn.next_event()
+                    if event is h11.NEED_DATA:
+                        break
+                    if isinstance(event, h11.Response):
+                        self.status = event.status_code
+                    elif isinstance(event, h11.Data):
+                        self._parse(bytes(event.data).decode())
+                    elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
                         return
-                    if not line:
-                        if "event" in event:
-                            self.events.append(
-                                SseEvent(event.get("id"), event["event"], json.loads(event["data"]))
-                            )
-                        event = {}
-                    elif not line.startswith(":"):
-                        key, _, value = line.partition(": ")
-                        event[key] = value
-        except httpx.HTTPError:
-            pass
+                if not data:
+                    return
+        except (OSError, h11.ProtocolError):
+            return
         finally:
-            self.connected.set()
             self.ended.set()
+
+    def _parse(self, text: str) -> None:
+        self._text += text
+        while "\n\n" in self._text:
+            block, self._text = self._text.split("\n\n", 1)
+            fields: dict[str, str] = {}
+            for line in block.split("\n"):
+                if line and not line.startswith(":"):
+                    key, _, value = line.partition(": ")
+                    fields[key] = value
+            if "event" in fields:
+                data = json.loads(fields["data"])
+                self.events.append(SseEvent(fields.get("id"), fields["event"], data))
 
     def named(self, name: str) -> list[SseEvent]:
         return [e for e in self.events if e.name == name]
 
     def close(self) -> None:
-        """Stop reading; the thread ends at the next line or keep-alive (or when the daemon
-        stops), so it is not joined here."""
-        self._stop = True
+        self._stop.set()
+        if self.thread is not None:
+            self.thread.join(5)
+        self.sock.close()

@@ -302,9 +302,9 @@ def test_seed_wait_status_cancel_and_the_409s(world: World) -> None:
 def test_delete_arrives_on_events_after_the_row_is_missing(world: World) -> None:
     victim = world.base / "models" / "sd" / "beta.safetensors"
     info = int(world.info_id(victim))
-    reader = SseReader(world.unix())
+    reader = SseReader(str(world.sock), TOKEN)
     try:
-        reader.connected.wait(10)
+        wait_until(lambda: reader.status, 10, what="the stream's response")
         assert reader.status == 200
         missing_when_seen: list[bool] = []
 
@@ -326,7 +326,7 @@ def test_delete_arrives_on_events_after_the_row_is_missing(world: World) -> None
     finally:
         reader.close()
     # resume: everything after first_id, starting with the batch.applied that followed it
-    resumed = SseReader(world.unix(), last_event_id=first_id)
+    resumed = SseReader(str(world.sock), TOKEN, last_event_id=first_id)
     try:
         wait_until(lambda: resumed.events, 10, what="replayed events")
         assert resumed.events[0].name == "batch.applied"
@@ -335,7 +335,7 @@ def test_delete_arrives_on_events_after_the_row_is_missing(world: World) -> None
     finally:
         resumed.close()
     for stale_id in ("0-1", f"{run}-99999999", "garbage"):
-        reset = SseReader(world.tcp(), last_event_id=stale_id)
+        reset = SseReader(("127.0.0.1", world.port), TOKEN, last_event_id=stale_id)
         try:
             wait_until(lambda r=reset: r.events, 10, what="reset")  # type: ignore[misc]
             assert reset.events[0].name == "reset"

@@ -37,13 +37,13 @@ from assetd.catalog.schema import Upgrade
 from assetd.catalog_access import Catalog, open_catalog
 from assetd.config import Config, ensure_state_dir
 from assetd.errors import ConfigError, WatchError
-from assetd.fsutil import IgnoreRules, filesystem_type, is_network_filesystem
+from assetd.fsutil import IgnoreRules
 from assetd.hashing.background import Hasher
 from assetd.hostlock import HostLock
 from assetd.live.canary import Canary
 from assetd.live.changes import Change, Kind
 from assetd.live.limits import WatchLimitError
-from assetd.live.observers import Watchers
+from assetd.live.observers import Watchers, warn_network_roots
 from assetd.live.pipeline import Pipeline
 from assetd.live.scheduler import ReconcileScheduler
 from assetd.live.watch import QueueSink
@@ -121,7 +121,7 @@ class Service:
         upgrade = Upgrade.ALWAYS if sqlite_path(config.database_url) else Upgrade.CREATE
         self.catalog = cat = open_catalog(config, write=True, upgrade=upgrade)
         self.roots = cat.register_roots()
-        self._warn_network_roots()
+        warn_network_roots(self.roots)
         self._prune_removed_roots()
         with cat.sessions() as s, s.begin():
             daemons.record_start(s, cat.host, os.getpid(), __version__)
@@ -217,18 +217,6 @@ class Service:
             self.degraded_reason[root.id] = f"polling instead of inotify: {err}"
         except WatchError as err:  # e.g. the root vanished between the check and the watch
             _log.warning("watch.failed", root=root.name, error=str(err))
-
-    def _warn_network_roots(self) -> None:
-        for root in self.roots:
-            fs_type = filesystem_type(root.path)
-            if is_network_filesystem(fs_type) and not root.polling:
-                _log.warning(
-                    "root.network_filesystem",
-                    root=root.name,
-                    path=root.path,
-                    fs_type=fs_type,
-                    advice="inotify does not see other hosts' changes: set polling = true",
-                )
 
     def _poll_intervals(self) -> dict[int, float]:
         by_name = {r.name: r for r in self.config.roots}
