@@ -140,9 +140,10 @@ def test_list_filters_and_shape(world: World, via: str) -> None:
         ]
 
 
-def test_cursor_pages_match_offset_pages(world: World) -> None:
+@pytest.mark.parametrize("sort", ["name", "created_at"])
+def test_cursor_pages_match_offset_pages(world: World, sort: str) -> None:
     with world.unix() as c:
-        params: dict[str, Any] = {"in_root": "bulk", "sort": "name", "order": "desc", "limit": 500}
+        params: dict[str, Any] = {"in_root": "bulk", "sort": sort, "order": "desc", "limit": 500}
         by_offset, offset = [], 0
         while True:
             body = c.get("/api/assets", params={**params, "offset": offset}).json()

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from assetd.catalog.models import asset_info_tags, asset_infos, assets
 from assetd.catalog.models import cache_states as cs
 from assetd.catalog.models import roots as roots_table
-from assetd.catalog.sqlutil import under_prefix
+from assetd.catalog.sqlutil import is_postgresql, under_prefix
 
 SORTS = ("name", "created_at", "updated_at", "size")
 _SORT_COLUMNS = {
@@ -71,13 +71,12 @@ class AssetEntry:
     updated_at: dt.datetime
     tags: list[str] = field(default_factory=list)
     paths: list[PathEntry] = field(default_factory=list)
+    sort_key: Any = None  # the page's sort expression, as the database compared it
 
     def sort_value(self, sort: str) -> Any:
-        value = {"name": self.name, "size": self.size}.get(sort)
-        if value is None:
-            stamp = self.created_at if sort == "created_at" else self.updated_at
-            return stamp.isoformat()
-        return value
+        """The cursor value of this entry for ``sort`` (JSON-safe)."""
+        key = self.sort_key
+        return key.isoformat() if isinstance(key, dt.datetime) else key
 
 
 def _path_matches(flt: AssetFilter) -> ColumnElement[bool]:
@@ -148,10 +147,20 @@ def count_assets(session: Session, flt: AssetFilter) -> int:
     return int(session.execute(query).scalar_one())
 
 
-def _after(sort: str, order: str, cursor: Cursor) -> ColumnElement[bool]:
+def _sort_expr(session: Session, sort: str) -> Any:
+    """What a page is ordered by. SQLite keeps timestamps as text in two forms (the server
+    default has no fraction, Python's have microseconds), so there they are compared in one
+    normalised form, the same in ORDER BY and in the cursor's WHERE."""
     column = _SORT_COLUMNS[sort]
+    if sort in ("created_at", "updated_at") and not is_postgresql(session):
+        return func.strftime("%Y-%m-%d %H:%M:%f", column)
+    return column
+
+
+def _after(session: Session, sort: str, order: str, cursor: Cursor) -> ColumnElement[bool]:
+    column = _sort_expr(session, sort)
     value: Any = cursor.value
-    if sort in ("created_at", "updated_at"):
+    if sort in ("created_at", "updated_at") and is_postgresql(session):
         value = dt.datetime.fromisoformat(str(value))
     if order == "asc":
         return or_(column > value, and_(column == value, asset_infos.c.id > cursor.id))
@@ -169,10 +178,10 @@ def list_assets(
     after: Cursor | None = None,
 ) -> tuple[list[AssetEntry], bool]:
     """One page of entries and whether more follow (one extra row is read to tell)."""
-    column = _SORT_COLUMNS[sort]
-    query = _filtered(_base(), flt)
+    column = _sort_expr(session, sort)
+    query = _filtered(_base().add_columns(column.label("sort_key")), flt)
     if after is not None:
-        query = query.where(_after(sort, order, after))
+        query = query.where(_after(session, sort, order, after))
     if order == "asc":
         query = query.order_by(column.asc(), asset_infos.c.id.asc())
     else:
@@ -186,7 +195,10 @@ def list_assets(
 
 def _entry(r: Any) -> AssetEntry:
     metadata = r[6] if isinstance(r[6], dict) else {}
-    return AssetEntry(r[0], r[1], r[2], r[3], int(r[4] or 0), r[5], metadata, r[7], r[8])
+    entry = AssetEntry(r[0], r[1], r[2], r[3], int(r[4] or 0), r[5], metadata, r[7], r[8])
+    if len(r) > 9:
+        entry.sort_key = r[9]
+    return entry
 
 
 def _attach(session: Session, entries: Sequence[AssetEntry], *, include_missing: bool) -> None:
