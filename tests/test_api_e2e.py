@@ -407,3 +407,23 @@ def test_busy_address_logged_once_and_the_catalog_goes_on(world: World) -> None:
     world.daemon.send(signal.SIGUSR1)  # a reconcile: the daemon answers its signals, not uvicorn
     with world.unix() as c:
         assert c.get("/healthz").status_code == 200
+
+
+def test_a_root_that_goes_and_comes_back_is_on_the_feed(world: World) -> None:
+    """Last in the module: the `inputs` root goes away and comes back."""
+    reader = SseReader(str(world.sock), TOKEN)
+    inputs = world.base / "inputs"
+    away = world.base / "inputs.away"
+    try:
+        wait_until(lambda: reader.status == 200, 10, what="the stream")
+        inputs.rename(away)
+        wait_until(lambda: reader.named("root.unavailable"), 20, what="root.unavailable")
+        gone = reader.named("root.unavailable")[0].data
+        assert gone["root"] == "inputs" and gone["missing"] >= 1
+        assert world.daemon.is_missing(inputs / "photo.png")
+        away.rename(inputs)
+        wait_until(lambda: reader.named("root.restored"), 30, what="root.restored")
+        assert reader.named("root.restored")[0].data == {"root": "inputs"}
+        assert world.daemon.is_live(inputs / "photo.png")  # restored before it was announced
+    finally:
+        reader.close()
