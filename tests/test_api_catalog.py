@@ -137,3 +137,27 @@ def test_a_name_taken_by_the_same_content_is_refused(world: World) -> None:
         )
     with world.sessions() as s, s.begin(), pytest.raises(NameTaken):
         update_info(s, info, name="other.bin", user_metadata=None)
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+def test_cursor_over_mixed_timestamp_forms(world: World, order: str) -> None:
+    """Server-default timestamps (no fraction on SQLite) next to Python's (microseconds)."""
+    for rel in ("d0/file_0.bin", "d1/file_3.bin", "d0/file_4.bin"):
+        with world.sessions() as s, s.begin():
+            update_info(s, _ids(world, rel), name=None, user_metadata={"touched": True})
+    with world.sessions() as s:
+        everything, _ = list_assets(s, AssetFilter(), sort="updated_at", order=order, limit=100)
+        seen, cursor = [], None
+        while True:
+            page, more = list_assets(
+                s, AssetFilter(), sort="updated_at", order=order, limit=2, after=cursor
+            )
+            seen += [e.id for e in page]
+            if not more:
+                break
+            cursor = Cursor("updated_at", order, page[-1].sort_value("updated_at"), page[-1].id)
+    assert seen == [e.id for e in everything] and len(seen) == 8
+    touched = [e.id for e in everything if e.user_metadata.get("touched")]
+    assert (everything[-3:] if order == "asc" else everything[:3]) == [
+        e for e in everything if e.id in touched
+    ]

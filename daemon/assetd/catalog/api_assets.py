@@ -14,7 +14,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, false, func, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Text,
+    and_,
+    exists,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    type_coerce,
+)
 from sqlalchemy.orm import Session
 
 from assetd.catalog.models import asset_info_tags, asset_infos, assets
@@ -147,20 +160,19 @@ def count_assets(session: Session, flt: AssetFilter) -> int:
     return int(session.execute(query).scalar_one())
 
 
-def _sort_expr(session: Session, sort: str) -> Any:
-    """What a page is ordered by. SQLite keeps timestamps as text in two forms (the server
-    default has no fraction, Python's have microseconds), so there they are compared in one
-    normalised form, the same in ORDER BY and in the cursor's WHERE."""
-    column = _SORT_COLUMNS[sort]
-    if sort in ("created_at", "updated_at") and not is_postgresql(session):
-        return func.strftime("%Y-%m-%d %H:%M:%f", column)
-    return column
+def _raw_text(session: Session, sort: str) -> bool:
+    """SQLite keeps timestamps as text in two forms (the server default has no fraction,
+    Python's have microseconds): there a timestamp cursor carries the stored text and is
+    compared as text, exactly as ORDER BY compares the column (an index on it stays usable)."""
+    return sort in ("created_at", "updated_at") and not is_postgresql(session)
 
 
 def _after(session: Session, sort: str, order: str, cursor: Cursor) -> ColumnElement[bool]:
-    column = _sort_expr(session, sort)
+    column = _SORT_COLUMNS[sort]
     value: Any = cursor.value
-    if sort in ("created_at", "updated_at") and is_postgresql(session):
+    if _raw_text(session, sort):
+        value = literal(str(value), type_=Text())
+    elif sort in ("created_at", "updated_at"):
         value = dt.datetime.fromisoformat(str(value))
     if order == "asc":
         return or_(column > value, and_(column == value, asset_infos.c.id > cursor.id))
@@ -178,8 +190,9 @@ def list_assets(
     after: Cursor | None = None,
 ) -> tuple[list[AssetEntry], bool]:
     """One page of entries and whether more follow (one extra row is read to tell)."""
-    column = _sort_expr(session, sort)
-    query = _filtered(_base().add_columns(column.label("sort_key")), flt)
+    column = _SORT_COLUMNS[sort]
+    key = type_coerce(column, Text()) if _raw_text(session, sort) else column
+    query = _filtered(_base().add_columns(key.label("sort_key")), flt)
     if after is not None:
         query = query.where(_after(session, sort, order, after))
     if order == "asc":
