@@ -7,7 +7,9 @@
    ``GET /api/assets?limit=100`` by ``offset`` (random offsets over the first 100,000) and by
    cursor (following ``next_cursor`` from the first page), both at the default sort
    (``created_at desc``) and at ``sort=name``; plus the first request of a filter (its exact
-   ``total`` counted, uncached) against the later ones (``total`` reused for 5 s).
+   ``total`` counted, uncached) against the later ones (``total`` reused for 5 s). With
+   ``--index``, indexes on ``asset_infos.created_at`` and ``.name`` (not in assetd's schema)
+   are then created and the cursor pages measured again.
 2. Start-up (``--startup``): time from spawning ``assetd run`` to ``READY=1`` and the daemon's
    VmRSS once idle, with the API (the default ``unix:api.sock``) and with ``listen = []``
    (``--runs`` each, 3), on a 1,000-file root.
@@ -177,7 +179,31 @@ def figures(ms: list[float]) -> str:
     return f"p50 {statistics.median(ms):.1f} ms, max {max(ms):.1f} ms"
 
 
-def part_pages(base: Path, files: int, requests: int) -> list[str]:
+def measure_with_indexes(db: Path, client: httpx.Client, requests: int) -> list[str]:
+    """What a schema revision adding sort indexes would give: created here, outside the daemon
+    (not part of assetd's schema), then the cursor pages measured again."""
+    conn = sqlite3.connect(db, timeout=60)
+    with conn:
+        conn.execute("CREATE INDEX IF NOT EXISTS bench_infos_created ON asset_infos (created_at)")
+        conn.execute("CREATE INDEX IF NOT EXISTS bench_infos_name ON asset_infos (name)")
+    conn.close()
+    out = []
+    for sort in ("created_at", "name"):
+        ms, cursor = [], None
+        for _ in range(requests):
+            params: dict[str, object] = {"limit": 100, "sort": sort}
+            if cursor:
+                params["after"] = cursor
+            elapsed, body = timed(client, "/api/assets", params)
+            ms.append(elapsed)
+            cursor = body.get("next_cursor")
+        out.append(
+            f"| cursor pages, sort={sort}, with an index on it ({requests}) | {figures(ms)} |"
+        )
+    return out
+
+
+def part_pages(base: Path, files: int, requests: int, index: bool) -> list[str]:
     root = base / "live"
     root.mkdir(parents=True)
     config = write_config(base, root, "")
@@ -326,6 +352,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--deletes", type=int, default=100)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--index", action="store_true", help="also measure with sort indexes (not in the schema)"
+    )
     args = parser.parse_args()
     everything = not (args.pages or args.startup or args.latency)
     base = Path(tempfile.mkdtemp(prefix="assetd-api-bench-"))
@@ -338,7 +367,12 @@ def main() -> None:
     ]
     try:
         if args.pages or everything:
-            report += ["### Pages", "", *part_pages(base / "pages", args.files, args.requests), ""]
+            report += [
+                "### Pages",
+                "",
+                *part_pages(base / "pages", args.files, args.requests, args.index),
+                "",
+            ]
         if args.startup or everything:
             report += ["### Start-up", "", *part_startup(base, args.runs), ""]
         if args.latency or everything:

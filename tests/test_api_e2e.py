@@ -409,6 +409,23 @@ def test_busy_address_logged_once_and_the_catalog_goes_on(world: World) -> None:
         assert c.get("/healthz").status_code == 200
 
 
+def test_a_reload_that_changes_the_api_says_a_restart_is_needed(world: World) -> None:
+    d = world.daemon
+    text = d.config.read_text()
+    d.config.write_text(text.replace(f', "127.0.0.1:{world.busy}"', ""))
+    try:
+        d.send(signal.SIGHUP)
+        wait_until(
+            lambda: any(e.get("event") == "config.restart_needed" for e in d.log_events()),
+            20,
+            what="config.restart_needed",
+        )
+    finally:
+        d.config.write_text(text)
+    with world.unix() as c:  # still serving, with the token it started with
+        assert c.get("/api/tags").status_code == 200
+
+
 def test_a_root_that_goes_and_comes_back_is_on_the_feed(world: World) -> None:
     """Last in the module: the `inputs` root goes away and comes back."""
     reader = SseReader(str(world.sock), TOKEN)

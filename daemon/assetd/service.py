@@ -393,6 +393,8 @@ class Service:
             return
         assert self.catalog is not None
         old = {r.name: r for r in self.roots}
+        if new.api != self.config.api:  # the API keeps its addresses and token until a restart
+            _log.warning("config.restart_needed", key="api", action="restart assetd to apply")
         self.config = new
         self.catalog.config = new
         try:
