@@ -132,6 +132,11 @@ def test_kill_9_mid_burst_then_restart(daemon: Daemon, lib: Path) -> None:
         for r in daemon.query("SELECT file_path FROM asset_cache_states WHERE is_missing = 1")
     }
     assert missing == {str(lib / f"keep{i}") for i in range(150)}
+    pathless = daemon.query(  # nothing may end with no path (cleanup could never reach it)
+        "SELECT count(*) FROM assets a WHERE NOT EXISTS "
+        "(SELECT 1 FROM asset_cache_states c WHERE c.asset_id = a.id)"
+    )
+    assert pathless == [(0,)]
 
 
 def test_sighup_adds_a_root_and_survives_a_broken_file(

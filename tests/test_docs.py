@@ -46,9 +46,24 @@ def test_every_subcommand_has_help_text_and_a_readme_row() -> None:
         assert help_text and len(help_text) > 10, f"`assetd {command}` has no help text"
         leaf = not any(isinstance(a, argparse._SubParsersAction) for a in sub._actions)
         if leaf:
-            assert re.search(rf"^\| `assetd {re.escape(command)}\b", readme, re.MULTILINE), (
-                f"`assetd {command}` has no row in the README's Commands table"
-            )
+            row = re.search(rf"^\| `assetd {re.escape(command)}\b[^\n]*", readme, re.MULTILINE)
+            assert row, f"`assetd {command}` has no row in the README's Commands table"
+            missing = [flag for flag in _own_flags(sub) if flag not in row.group(0)]
+            assert not missing, f"the README row of `assetd {command}` lacks {missing}"
+
+
+GLOBAL_FLAGS = {"-h", "--help", "--config", "--root"}  # explained once, under the table
+
+
+def _own_flags(parser: argparse.ArgumentParser) -> list[str]:
+    """The long form of each option of a subcommand (its short form when it has no long one)."""
+    flags = []
+    for action in parser._actions:
+        if not action.option_strings or set(action.option_strings) & GLOBAL_FLAGS:
+            continue
+        longs = [o for o in action.option_strings if o.startswith("--")]
+        flags.append(longs[0] if longs else action.option_strings[0])
+    return flags
 
 
 def emitted_events() -> dict[str, set[str]]:

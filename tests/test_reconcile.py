@@ -15,6 +15,7 @@ from assetd.catalog.models import assets
 from assetd.catalog.models import roots as roots_table
 from assetd.diff import Action, CatalogRow, DiffCounts, diff_sorted
 from assetd.fsutil import FileStat
+from assetd.hashing.run import hash_pending
 from catalog_world import World, make_world, with_root
 
 
@@ -170,21 +171,28 @@ def test_tags_from_dirs(world: World) -> None:
 
 
 def test_move_while_down_is_paired_by_inode(sessions: SessionFactory, tmp_path: Path) -> None:
-    """A tagged file moved to another directory and another root while nothing watched:
-    the next reconcile pairs the vanished path with the new one, so the tag follows."""
+    """A tagged file moved to another directory and another root while nothing watched: the
+    next reconcile pairs the vanished path with the new one (a guess), and once the hasher finds
+    the same content there, the tag follows."""
     a = make_world(sessions, tmp_path / "a", name="a")
     b = make_world(sessions, tmp_path / "b", name="b", tags=("b-tag",))
     a.write("x/model.bin", b"weights")
     a.write("stays.bin", b"s")
     a.scan(a.root, b.root)
+    hash_pending(sessions, [a.root, b.root], isolate=False)
     a.add_manual_tag("x/model.bin", "precious")
     old = a.state("x/model.bin")
     (tmp_path / "b/sub").mkdir()
     (a.dir / "x/model.bin").rename(tmp_path / "b/sub/model.bin")
     result = a.scan(a.root, b.root)
-    assert (result.moved, result.missing, result.new) == (1, 0, 0)
+    assert (result.moved, result.missing, result.new) == (0, 1, 1)
     new = b.state("sub/model.bin")
-    assert new is not None and new["id"] == old["id"] and new["root_id"] == b.root.id  # type: ignore[index]
+    assert new is not None and new["move_candidate_id"] == old["id"]  # type: ignore[index]
+    assert "precious" not in b.tags_of("sub/model.bin")
+    hash_pending(sessions, [a.root, b.root], isolate=False)
+    new = b.state("sub/model.bin")
+    assert new is not None and new["asset_id"] == old["asset_id"]  # type: ignore[index]
+    assert new["root_id"] == b.root.id and new["state_reason"] == "moved"
     assert a.state("x/model.bin") is None
     # automatic tags follow the path: root b's tag now, root a's gone; the manual one stays
     assert b.tags_of("sub/model.bin") == {"precious": "manual", "b-tag": "automatic"}

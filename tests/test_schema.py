@@ -11,7 +11,7 @@ from sqlalchemy import Engine, text
 
 from assetd.catalog.engine import make_engine
 from assetd.catalog.models import Base
-from assetd.catalog.schema import Upgrade, ensure_schema, head_revision
+from assetd.catalog.schema import Upgrade, ensure_schema, head_revision, script_head
 from assetd.errors import CatalogMissing, SchemaMismatch
 
 
@@ -59,3 +59,8 @@ def test_foreign_tables_without_a_version_are_refused(tmp_path: Path) -> None:
     with pytest.raises(SchemaMismatch):
         ensure_schema(engine, Upgrade.CREATE)
     engine.dispose()
+
+
+def test_head_constant_is_alembics_head() -> None:
+    """schema.HEAD lets commands skip importing Alembic: it must name the newest revision."""
+    assert head_revision() == script_head()

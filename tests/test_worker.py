@@ -13,6 +13,7 @@ from assetd.catalog.engine import SessionFactory
 from assetd.catalog.models import assets
 from assetd.catalog.roots import register_roots
 from assetd.config import RootConfig
+from assetd.hashing.run import hash_pending
 from assetd.live.changes import Change, Kind, coalesce
 from assetd.live.worker import Worker
 from catalog_world import World, make_world
@@ -109,18 +110,21 @@ def test_move_across_roots(sessions: SessionFactory, tmp_path: Path) -> None:
 
 
 def test_move_onto_an_existing_row(world: World) -> None:
+    """`mv y x` is an edit of x (DESIGN §2): x's row stays, takes y's file with needs_verify,
+    and y's asset (its untouched seed info dropped) merges into x's; nothing is left pathless."""
     w = Worker(world.sessions, [world.root])
     x, y = world.write("x", b"old x"), world.write("y", b"y")
     run(w, world.dir, ch(C, x), ch(C, y))
     old_x = world.state("x")
-    y_row = world.state("y")
     y.rename(x)  # mv y x
     assert run(w, world.dir, ch(MV, y, x)).moved == 1
     now_x = world.state("x")
-    assert now_x["id"] == y_row["id"]  # type: ignore[index]
-    with world.sessions() as s:  # the overwritten row's asset stays until cleanup
-        ids = set(s.execute(select(assets.c.id)).scalars())
-    assert old_x["asset_id"] in ids  # type: ignore[index]
+    assert now_x["id"] == old_x["id"] and now_x["asset_id"] == old_x["asset_id"]  # type: ignore[index]
+    assert now_x["state_reason"] == "replaced" and now_x["needs_verify"] is True  # type: ignore[index]
+    assert now_x["size_bytes"] == 1  # type: ignore[index]
+    assert world.state("y") is None
+    with world.sessions() as s:
+        assert set(s.execute(select(assets.c.id)).scalars()) == {old_x["asset_id"]}  # type: ignore[index]
 
 
 def test_moves_out_of_and_into_the_roots(world: World, tmp_path: Path) -> None:
@@ -210,18 +214,25 @@ def test_synthetic_sub_moves_in_a_later_batch_are_no_ops(world: World) -> None:
 
 
 def test_delete_and_create_of_the_same_inode_is_a_move(world: World) -> None:
+    """A delete and a create of the same (device, inode, size, mtime) in one batch is a guessed
+    move: the new path starts as its own seed, and its metadata follows once the hasher reads
+    the old content there (tests/test_guessed_moves.py has the inode-reuse cases)."""
     w = Worker(world.sessions, [world.root])
     f = world.write("old/name.bin", b"data")
     run(w, world.dir, ch(C, f))
+    hash_pending(world.sessions, [world.root], isolate=False)
     world.add_manual_tag("old/name.bin", "fav")
     dest = world.dir / "new/name.bin"
     dest.parent.mkdir()
     f.rename(dest)
     # as if the move came from an unwatched place: a delete and a create
     res = run(w, world.dir, ch(D, f), ch(C, dest))
-    assert (res.moved, res.missing, res.new) == (1, 0, 0)
+    assert (res.moved, res.missing, res.new, res.candidates) == (0, 1, 1, 1)
+    assert "fav" not in world.tags_of("new/name.bin")  # not before the content says so
+    hash_pending(world.sessions, [world.root], isolate=False)
     assert world.tags_of("new/name.bin")["fav"] == "manual"
     assert world.state("old/name.bin") is None
+    assert world.state("new/name.bin")["state_reason"] == "moved"  # type: ignore[index]
 
 
 def test_file_moved_to_another_root_takes_its_automatic_tags(

@@ -35,10 +35,11 @@ from assetd.config_parse import (
     describe_value,
     read_table,
 )
-from assetd.log import LOG_FORMATS, LOG_LEVELS
 from assetd.paths import is_within
 
 SYSTEM_CONFIG_PATH = "/etc/assetd/config.toml"
+LOG_FORMATS = ("auto", "json", "console")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 HOST_ID_FILE = "host-id"
 _OUTSIDE = "the daemon never writes inside a watched root"
 _URL_FORMS = "use sqlite:////abs/path/catalog.db (4 slashes) or postgresql+psycopg://user@host/db"

@@ -23,8 +23,8 @@ from typing import TextIO
 import structlog
 from structlog.typing import EventDict, Processor
 
-LOG_FORMATS = ("auto", "json", "console")
-LOG_LEVELS = ("debug", "info", "warning", "error")
+from assetd.config import LOG_FORMATS, LOG_LEVELS
+
 PATH_SAMPLE = 20  # paths named in one per-batch event (journald drops past 10,000 lines in 30 s)
 
 # Library loggers and the level they are held at (their INFO is noise at our INFO).

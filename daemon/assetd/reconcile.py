@@ -15,12 +15,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from assetd import log
 from assetd.catalog.content import auto_tags_for
 from assetd.catalog.models import roots as roots_table
-from assetd.catalog.moves import pair_moved_files, recompute_tags_after_moves
+from assetd.catalog.moves import recompute_tags_after_moves
+from assetd.catalog.pairing import pair_moved_files
 from assetd.catalog.prune import mark_cache_states_missing_outside_prefixes
 from assetd.catalog.roots import (
     RootSpec,
@@ -37,9 +39,11 @@ from assetd.catalog.states import (
     Figures,
     Reason,
     bulk_update_is_missing,
+    lock_cache_states,
     refresh_cache_states,
     utcnow,
 )
+from assetd.catalog.tagsync import live_asset_ids, recompute_automatic_tags_many
 from assetd.diff import Action, CatalogRow, DiffCounts, Step, diff_sorted
 from assetd.fsutil import FileStat, IgnoreRules, StatFn, encode_path, os_path_of
 from assetd.walk import WalkProblem, list_files_recursively
@@ -51,6 +55,8 @@ Cancel = Callable[[], bool]
 PAGE = 5000  # catalog rows read per short transaction
 FLUSH = 20_000  # diff steps applied per transaction (about 0.4 s of SQLite write lock)
 SAMPLE = 20
+DEADLOCK_RETRIES = 2
+TAG_PAGE = 1000  # assets per transaction when directory tags are recomputed
 
 
 @dataclass(slots=True)
@@ -148,9 +154,54 @@ class _Applier:
         return self.ignore.is_ignored(os.path.relpath(path, self.root.path))
 
     def flush(self) -> None:
+        """Apply the buffered steps in one transaction, each re-checked against the disk from
+        inside it: the rows are held first (:func:`lock_cache_states`), so a live batch either
+        committed before the re-stat (which then sees its file) or waits for this commit; a
+        write is never decided on a fact older than the transaction it is written in. A
+        PostgreSQL deadlock with a live batch (each holds rows the other wants) is retried."""
         if not self.steps:
             return
         steps, self.steps = self.steps, []
+        for attempt in range(DEADLOCK_RETRIES + 1):
+            try:
+                counts = self._apply(steps)
+            except OperationalError as err:
+                code = getattr(getattr(err, "orig", None), "sqlstate", None)
+                if attempt == DEADLOCK_RETRIES or code not in ("40P01", "40001"):
+                    raise
+                continue
+            self.result.missing += counts[0]
+            self.result.restored += counts[1]
+            self.result.changed += counts[2]
+            self.result.new += counts[3]
+            return
+
+    def _apply(self, steps: list[Step]) -> tuple[int, int, int, int]:
+        """One transaction: hold the rows, re-stat, write. Returns (missing, restored,
+        changed, new)."""
+        roots = [self.root.id]
+        missing = restored = changed = new = 0
+        with self.session.begin():
+            lock_cache_states(
+                self.session, self.root.id, [row.path for _, _, row in steps if row is not None]
+            )
+            gone, refresh, seeds = self._decide(steps)
+            if gone:
+                missing = bulk_update_is_missing(
+                    self.session, gone, True, roots=roots, reason=Reason.RECONCILE
+                )
+            if refresh:
+                restored, changed = refresh_cache_states(
+                    self.session, refresh, roots=roots, reason=Reason.RECONCILE
+                )
+            if seeds:
+                ins = batch_insert_seed_assets(self.session, seeds, roots=roots, known_new=True)
+                new = ins.inserted
+                restored += ins.restored
+        return missing, restored, changed, new
+
+    def _decide(self, steps: list[Step]) -> tuple[list[str], list[Figures], list[SeedSpec]]:
+        """Re-stat each step's path: what to mark missing, refresh, and seed."""
         gone: list[str] = []
         seeds: list[SeedSpec] = []
         refresh: list[Figures] = []
@@ -182,22 +233,7 @@ class _Applier:
                 )
             else:  # back, changed, or relinked: the fresh figures decide
                 refresh.append(Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino))
-        roots = [self.root.id]
-        with self.session.begin():
-            if gone:
-                self.result.missing += bulk_update_is_missing(
-                    self.session, gone, True, roots=roots, reason=Reason.RECONCILE
-                )
-            if refresh:
-                restored, changed = refresh_cache_states(
-                    self.session, refresh, roots=roots, reason=Reason.RECONCILE
-                )
-                self.result.restored += restored
-                self.result.changed += changed
-            if seeds:
-                ins = batch_insert_seed_assets(self.session, seeds, roots=roots, known_new=True)
-                self.result.new += ins.inserted
-                self.result.restored += ins.restored
+        return gone, refresh, seeds
 
 
 def _reconcile_root(
@@ -310,18 +346,50 @@ def _counting(
 def _pair_moves(
     session: Session, roots: Sequence[RootSpec], since: dt.datetime, result: ReconcileResult
 ) -> None:
-    """A file gone from one path and new at another with the same (device, inode, size,
-    mtime_ns) moved (also while the daemon was down): its row, and so its metadata, follows."""
-    if not (result.missing and result.new):
+    """A file gone from one path and new (or changed) at another with the same (device, inode,
+    size, mtime_ns) may have moved, also while the daemon was down: a guess the hasher confirms
+    or refutes by the content (:mod:`assetd.catalog.pairing`) before any metadata follows."""
+    if not (result.missing and (result.new or result.changed)):
         return
     with session.begin():
-        pairs = pair_moved_files(session, roots=[r.id for r in roots], since=since)
-        recompute_tags_after_moves(session, [p[2] for p in pairs], auto_tags_for(roots))
-    if pairs:
-        result.moved += len(pairs)
-        result.missing -= len(pairs)
-        result.new -= len(pairs)
-        _log.info("cache_state.moved", count=len(pairs), paths=[p[1] for p in pairs[:20]])
+        found = pair_moved_files(session, roots=[r.id for r in roots], since=since)
+        recompute_tags_after_moves(session, [m[2] for m in found.moved], auto_tags_for(roots))
+    if found.moved:
+        n = len(found.moved)
+        result.moved += n
+        result.missing = max(result.missing - n, 0)
+        result.new = max(result.new - n, 0)
+        _log.info("cache_state.moved", count=n, paths=[m[1] for m in found.moved[:SAMPLE]])
+    if found.candidates:
+        _log.info(
+            "cache_state.move_candidates",
+            count=len(found.candidates),
+            paths=[c[1] for c in found.candidates[:SAMPLE]],
+        )
+
+
+def _retag_directories(session: Session, roots: Sequence[RootSpec], cancel: Cancel | None) -> None:
+    """Roots with ``tags_from_dirs``: make every live file's automatic tags match its path
+    (content rule 5), a short transaction per 1,000 assets, so whatever left them stale (a
+    directory renamed before this was kept live, a changed config) is fixed by the pass."""
+    ids = [r.id for r in roots if r.tags_from_dirs]
+    if not ids:
+        return
+    auto_tags = auto_tags_for(roots)
+    last = changed = 0
+    while True:
+        if cancel is not None and cancel():
+            raise Cancelled
+        with session.begin():
+            page = live_asset_ids(session, ids, after=last)
+            changed += recompute_automatic_tags_many(session, page, auto_tags)
+        if len(page) < TAG_PAGE:
+            break
+        last = page[-1]
+    if changed:
+        _log.info(
+            "tags.recomputed", count=changed, roots=[r.name for r in roots if r.tags_from_dirs]
+        )
 
 
 def sync_cache_states_with_filesystem(
@@ -346,6 +414,7 @@ def sync_cache_states_with_filesystem(
         for root in roots:
             _reconcile_root(session, root, result, stat, progress, cancel)
         _pair_moves(session, roots, since, result)
+        _retag_directories(session, roots, cancel)
     except Cancelled:
         if session.in_transaction():
             session.rollback()

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from assetd.catalog.metadata import (
     AutoTags,
+    drop_pristine_infos,
     merge_assets,
     recompute_automatic_tags,
     split_off,
@@ -37,6 +38,7 @@ from assetd.catalog.models import assets
 from assetd.catalog.models import cache_states as cs
 from assetd.catalog.roots import RootSpec, automatic_tags
 from assetd.catalog.sqlutil import is_postgresql, placeholder
+from assetd.catalog.states import Reason
 from assetd.fsutil import os_path_of
 
 __all__ = [
@@ -58,13 +60,14 @@ class Outcome:
     MERGED = "merged"  # the path joined the asset that already had this content
     SPLIT = "split"  # the path left its duplicates for a new asset (copies of the metadata)
     UPDATED = "updated"  # the path's only asset took the new digest in place
+    MOVED = "moved"  # a guessed move confirmed: the new path joined the vanished one's asset
     STALE = "stale"  # the row changed (or went missing) since the file was read: nothing done
     CHANGED = "changed"  # the file changed while it was read: retry later
     VANISHED = "vanished"  # the file disappeared before or while it was read
     UNREADABLE = "unreadable"  # EACCES, EIO...: retry later
     FAILED = "failed"  # an unexpected error (logged): retry later
 
-    RECORDED = frozenset({HASHED, VERIFIED, MERGED, SPLIT, UPDATED})
+    RECORDED = frozenset({HASHED, VERIFIED, MERGED, SPLIT, UPDATED, MOVED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +170,7 @@ _ROW_SQL = (
     "(SELECT count(*) FROM asset_cache_states o WHERE o.asset_id = c.asset_id AND o.id <> c.id), "
     "(SELECT count(*) FROM asset_cache_states o WHERE o.asset_id = c.asset_id AND o.id <> c.id "
     "AND o.is_missing = {p}), "
-    "(SELECT b.id FROM assets b WHERE b.hash = {p}) "
+    "(SELECT b.id FROM assets b WHERE b.hash = {p}), c.move_candidate_id "
     "FROM asset_cache_states c JOIN assets a ON a.id = c.asset_id WHERE c.id = {p}"
 )
 
@@ -206,6 +209,12 @@ def apply_hash(
     Nothing is done (``"stale"``) if the row is gone, missing, or no longer has the size and
     mtime the digest was computed for: the file changed after it was read.
 
+    A row that may continue a vanished one (``move_candidate_id``, a guessed move:
+    :mod:`assetd.catalog.pairing`) is confirmed here when ``digest`` is the vanished row's
+    content: the usual merge makes them one asset (the fresh asset's untouched info dropped),
+    and the vanished row goes (``"moved"``). Any other digest refutes the guess: the pointer is
+    cleared, and nothing of the vanished row's metadata ever reached this path.
+
     The common cases (a new content, a verified one) cost two or three short statements: this
     runs once per file.
     """
@@ -216,38 +225,87 @@ def apply_hash(
         ).fetchone()
         if row is None:
             return Outcome.STALE
-        a_id, row_size, row_mtime, missing, verify, a_hash, a_size, others, live_others, b_id = row
+        missing, row_size, row_mtime, candidate = row[3], row[1], row[2], row[10]
         if missing or row_size != size or row_mtime != mtime_ns:
             return Outcome.STALE
-        if a_hash == digest:
-            _finish(raw, cache_state_id, verify, a_id if a_size != size else None, size)
-            return Outcome.VERIFIED
-        if a_hash is not None and live_others:
-            # an edited duplicate: it leaves its siblings, with copies of what they carry
-            final = split_off(session, cache_state_id, a_id)
-            recompute_automatic_tags(session, a_id, auto_tags)
-            outcome = Outcome.SPLIT
-        else:
-            # this path is the asset's only live one (or the asset was never hashed): the
-            # asset follows it; its other paths were not read, so they are checked again
-            if others:
-                _flag_others(session, a_id, cache_state_id)
-            final = a_id
-            outcome = Outcome.HASHED if a_hash is None else Outcome.UPDATED
-        if b_id is not None:
-            merge_assets(session, b_id, final)
-            recompute_automatic_tags(session, b_id, auto_tags)
-            _finish(raw, cache_state_id, verify, b_id, size)
-            return Outcome.MERGED
-        if outcome == Outcome.SPLIT:
-            recompute_automatic_tags(session, final, auto_tags)
-        raw.run(
-            "UPDATE assets SET hash = {p}, size_bytes = {p} WHERE id = {p}", (digest, size, final)
-        )
-        _finish(raw, cache_state_id, verify)
+        continues = None
+        if candidate is not None:
+            continues = _confirm_candidate(session, raw, cache_state_id, row, candidate, digest)
+        outcome = _apply_rules(session, raw, cache_state_id, row, digest, size, auto_tags)
+        if continues is not None:
+            # a fresh seed is the file moved here; a path that had its own content before
+            # was replaced by it (mv y x while the daemon was down)
+            reason = Reason.MOVED if row[5] is None and not row[7] else Reason.REPLACED
+            raw.run("DELETE FROM asset_cache_states WHERE id = {p}", (continues,))
+            raw.run(
+                "UPDATE asset_cache_states SET state_reason = {p}, move_candidate_id = NULL "
+                "WHERE id = {p}",
+                (reason, cache_state_id),
+            )
+            return Outcome.MOVED
         return outcome
     finally:
         raw.close()
+
+
+def _confirm_candidate(
+    session: Session, raw: _Raw, cache_state_id: int, row: Any, candidate: int, digest: str
+) -> int | None:
+    """The vanished row this one continues if ``digest`` is its content (it is then the asset
+    the rules merge into), else None (the guess is refuted and forgotten)."""
+    found = raw.run(  # held: a live batch restoring it meanwhile waits, then finds it gone
+        "SELECT c.is_missing, c.needs_verify, a.hash FROM asset_cache_states c "
+        "JOIN assets a ON a.id = c.asset_id WHERE c.id = {p}"
+        + (" FOR UPDATE OF c" if raw.pg else ""),
+        (candidate,),
+    ).fetchone()
+    if found is None or not found[0] or found[1] or found[2] != digest:
+        raw.run(
+            "UPDATE asset_cache_states SET move_candidate_id = NULL WHERE id = {p}",
+            (cache_state_id,),
+        )
+        return None
+    a_id, a_hash, others = row[0], row[5], row[7]
+    if a_hash is None and not others:  # the fresh asset seeded for the new path
+        drop_pristine_infos(session, a_id)
+    return int(candidate)
+
+
+def _apply_rules(
+    session: Session,
+    raw: _Raw,
+    cache_state_id: int,
+    row: Any,
+    digest: str,
+    size: int,
+    auto_tags: AutoTags,
+) -> str:
+    a_id, _, _, _, verify, a_hash, a_size, others, live_others, b_id, _ = row
+    if a_hash == digest:
+        _finish(raw, cache_state_id, verify, a_id if a_size != size else None, size)
+        return Outcome.VERIFIED
+    if a_hash is not None and live_others:
+        # an edited duplicate: it leaves its siblings, with copies of what they carry
+        final = split_off(session, cache_state_id, a_id)
+        recompute_automatic_tags(session, a_id, auto_tags)
+        outcome = Outcome.SPLIT
+    else:
+        # this path is the asset's only live one (or the asset was never hashed): the
+        # asset follows it; its other paths were not read, so they are checked again
+        if others:
+            _flag_others(session, a_id, cache_state_id)
+        final = a_id
+        outcome = Outcome.HASHED if a_hash is None else Outcome.UPDATED
+    if b_id is not None:
+        merge_assets(session, b_id, final)
+        recompute_automatic_tags(session, b_id, auto_tags)
+        _finish(raw, cache_state_id, verify, b_id, size)
+        return Outcome.MERGED
+    if outcome == Outcome.SPLIT:
+        recompute_automatic_tags(session, final, auto_tags)
+    raw.run("UPDATE assets SET hash = {p}, size_bytes = {p} WHERE id = {p}", (digest, size, final))
+    _finish(raw, cache_state_id, verify)
+    return outcome
 
 
 def _flag_others(session: Session, asset_id: int, cache_state_id: int) -> None:

@@ -46,12 +46,9 @@ AutoTags: TypeAlias = Callable[[int, str], "tuple[str, ...] | None"]
 know (another host's), whose automatic tags are then left as they are."""
 
 
-def split_off(session: Session, cache_state_id: int, asset_id: int) -> int:
-    """Move this cache state to a new, unhashed asset carrying copies of ``asset_id``'s infos
-    (name, user_metadata) and their non-automatic tags; returns the new asset's id.
-
-    Automatic tags are not copied: the caller recomputes them for both assets.
-    """
+def copy_infos(session: Session, asset_id: int) -> int:
+    """A new, unhashed asset carrying copies of ``asset_id``'s infos (name, user_metadata) and
+    their non-automatic tags; returns its id. Automatic tags are the caller's to recompute."""
     created = typing.cast(CursorResult[Any], session.execute(insert(assets).values(size_bytes=0)))
     key = created.inserted_primary_key  # lastrowid on SQLite: no RETURNING needed
     assert key is not None
@@ -84,8 +81,44 @@ def split_off(session: Session, cache_state_id: int, asset_id: int) -> int:
             .where(old.c.asset_id == asset_id, asset_info_tags.c.origin != AUTOMATIC),
         )
     )
+    return new_id
+
+
+def split_off(session: Session, cache_state_id: int, asset_id: int) -> int:
+    """Move this cache state to a new, unhashed asset carrying copies of ``asset_id``'s infos
+    (:func:`copy_infos`); returns the new asset's id.
+
+    Automatic tags are not copied: the caller recomputes them for both assets.
+    """
+    new_id = copy_infos(session, asset_id)
     session.execute(update(cs).where(cs.c.id == cache_state_id).values(asset_id=new_id))
     return new_id
+
+
+def drop_pristine_infos(session: Session, asset_id: int) -> int:
+    """Delete the infos of ``asset_id`` nobody attached anything to: no user_metadata and only
+    automatic tags (the info assetd made for a new file, named after it). Used before such an
+    asset merges into the one it turned out to continue, so a rename or an atomic save does not
+    leave an info named after every temporary file. Returns infos deleted."""
+    meta_text = cast(asset_infos.c.user_metadata, Text)
+    rows = session.execute(
+        select(asset_infos.c.id, meta_text).where(asset_infos.c.asset_id == asset_id)
+    ).all()
+    candidates = [int(i) for i, meta in rows if _empty(_load(meta)[0])]
+    if not candidates:
+        return 0
+    tagged = set(
+        session.execute(
+            select(asset_info_tags.c.asset_info_id).where(
+                asset_info_tags.c.asset_info_id.in_(candidates),
+                asset_info_tags.c.origin != AUTOMATIC,
+            )
+        ).scalars()
+    )
+    pristine = [i for i in candidates if i not in tagged]
+    if pristine:
+        session.execute(delete(asset_infos).where(asset_infos.c.id.in_(pristine)))
+    return len(pristine)
 
 
 # --------------------------------------------------------------------------- merge
@@ -149,6 +182,11 @@ def merge_assets(session: Session, survivor_id: int, merged_id: int) -> None:
     if survivor_id == merged_id:
         return
     session.execute(update(cs).where(cs.c.asset_id == merged_id).values(asset_id=survivor_id))
+    session.execute(  # it has paths again, or will: cleanup counts from its next loss
+        update(assets)
+        .where(assets.c.id == survivor_id, assets.c.pathless_since.is_not(None))
+        .values(pathless_since=None)
+    )
     meta_text = cast(asset_infos.c.user_metadata, Text)
     survivor_infos = {
         r.name: (r.id, r.meta)

@@ -5,24 +5,22 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections import Counter
-from collections.abc import Collection, Sequence
-from typing import Any
+from collections.abc import Collection
 
 from sqlalchemy import delete, func, literal, select, update
 from sqlalchemy.orm import Session
 
-from assetd.catalog.metadata import AutoTags, recompute_automatic_tags
-from assetd.catalog.models import assets
-from assetd.catalog.models import cache_states as cs
-from assetd.catalog.sqlutil import (
-    db_value,
-    normalize_prefix,
-    placeholder,
-    select_in,
-    under_prefix,
+from assetd.catalog.metadata import (
+    AutoTags,
+    copy_infos,
+    drop_pristine_infos,
+    merge_assets,
+    split_off,
 )
+from assetd.catalog.models import cache_states as cs
+from assetd.catalog.sqlutil import normalize_prefix, under_prefix
 from assetd.catalog.states import Reason, utcnow
+from assetd.catalog.tagsync import recompute_automatic_tags_many
 
 
 def move_cache_state(
@@ -34,12 +32,15 @@ def move_cache_state(
     dest_root: int,
     dest_raw: bytes | None = None,
     now: dt.datetime | None = None,
+    touched_assets: set[int] | None = None,
 ) -> bool:
     """Rewrite the row at ``src`` to ``dest`` (catalog paths); returns whether a row moved.
 
-    A row already standing at ``dest`` is removed first (its file was overwritten); its asset
-    and infos stay until ``cleanup``. The moved row keeps its state but is live again if the
-    source was marked missing meanwhile (the disk decides later in the batch anyway).
+    A row already standing at ``dest`` (``mv y x``, an editor's atomic save) is not dropped:
+    the move is an edit of that path (:func:`absorb_row`), which keeps its row and gains what
+    was attached to the moved one; the asset it ends on is added to ``touched_assets`` (its
+    automatic tags are the caller's to recompute). The moved row keeps its state but is live
+    again if the source was marked missing meanwhile (the disk decides later in the batch).
     """
     now = now or utcnow()
     moving = session.execute(
@@ -47,9 +48,14 @@ def move_cache_state(
     ).scalar_one_or_none()
     if moving is None:
         return False
-    session.execute(
-        delete(cs).where(cs.c.root_id == dest_root, cs.c.file_path == dest, cs.c.id != moving)
-    )
+    standing = session.execute(
+        select(cs.c.id).where(cs.c.root_id == dest_root, cs.c.file_path == dest, cs.c.id != moving)
+    ).scalar_one_or_none()
+    if standing is not None:
+        target = absorb_row(session, standing, moving, now=now)
+        if touched_assets is not None:
+            touched_assets.add(target)
+        return True
     session.execute(
         update(cs)
         .where(cs.c.id == moving)
@@ -64,6 +70,64 @@ def move_cache_state(
     return True
 
 
+def absorb_row(
+    session: Session, keep_id: int, moving_id: int, *, now: dt.datetime | None = None
+) -> int:
+    """A file moved onto a path that has a row: an edit of that path (DESIGN §2).
+
+    The row ``keep_id`` stays (its path is where the file is now) and takes the moved row's
+    figures with ``needs_verify``; the moved row ``moving_id`` goes. Its asset's infos and tags
+    come along (content rule 2's merge; its *pristine* infos, the ones assetd made and nobody
+    touched, are dropped): merged whole if no other path has that asset, as copies if one does.
+    If other paths share the kept row's asset, the kept row first splits off (rule 4), so what
+    the moved file brings never reaches them. Returns the asset the kept row ends on.
+    """
+    now = now or utcnow()
+    keep = session.execute(select(cs.c.asset_id).where(cs.c.id == keep_id)).scalar_one()
+    mov = session.execute(
+        select(cs.c.asset_id, cs.c.size_bytes, cs.c.mtime_ns, cs.c.device, cs.c.inode).where(
+            cs.c.id == moving_id
+        )
+    ).one()
+    session.execute(delete(cs).where(cs.c.id == moving_id))
+    target = int(keep)
+    moved_asset = int(mov.asset_id)
+    if moved_asset != target:
+        if _has_rows(session, target, but=keep_id):
+            target = split_off(session, keep_id, target)
+        if _has_rows(session, moved_asset):
+            copy = copy_infos(session, moved_asset)
+            drop_pristine_infos(session, copy)
+            merge_assets(session, target, copy)
+        else:
+            drop_pristine_infos(session, moved_asset)
+            merge_assets(session, target, moved_asset)
+    session.execute(
+        update(cs)
+        .where(cs.c.id == keep_id)
+        .values(
+            size_bytes=mov.size_bytes,
+            mtime_ns=mov.mtime_ns,
+            device=mov.device,
+            inode=mov.inode,
+            needs_verify=True,
+            is_missing=False,
+            missing_since=None,
+            move_candidate_id=None,
+            state_changed_at=now,
+            state_reason=Reason.REPLACED,
+        )
+    )
+    return target
+
+
+def _has_rows(session: Session, asset_id: int, but: int | None = None) -> bool:
+    query = select(cs.c.id).where(cs.c.asset_id == asset_id)
+    if but is not None:
+        query = query.where(cs.c.id != but)
+    return session.execute(query.limit(1)).first() is not None
+
+
 def move_directory(
     session: Session,
     src: str,
@@ -72,9 +136,10 @@ def move_directory(
     src_root: int,
     dest_root: int,
     now: dt.datetime | None = None,
+    touched_assets: set[int] | None = None,
 ) -> int:
     """Rewrite every row under directory ``src`` to lie under ``dest``, in one statement (plus
-    one to clear rows standing where the moved ones land). Returns rows moved.
+    one per row standing where a moved one lands: :func:`absorb_row`). Returns rows moved.
 
     Rows with a non-UTF-8 name (``file_path_raw`` set) get their exact bytes rewritten too.
     """
@@ -83,22 +148,22 @@ def move_directory(
     if src == dest and src_root == dest_root:
         return 0
     cut = len(src) + 1  # 1-based position of the "/" after src
-    # rows already under dest that a moved row would land on: their files were overwritten
+    # rows already under dest that a moved row lands on: each is an edit of its path
     landing = cs.alias("landing")
-    session.execute(
-        delete(cs).where(
+    pairs = session.execute(
+        select(cs.c.id, landing.c.id).where(
             cs.c.root_id == dest_root,
             under_prefix(cs.c.file_path, dest),
-            select(landing.c.id)
-            .where(
-                landing.c.root_id == src_root,
-                under_prefix(landing.c.file_path, src),
-                literal(dest) + func.substr(landing.c.file_path, cut) == cs.c.file_path,
-            )
-            .exists(),
+            landing.c.root_id == src_root,
+            under_prefix(landing.c.file_path, src),
+            literal(dest) + func.substr(landing.c.file_path, cut) == cs.c.file_path,
         )
-    )
-    return rewrite_prefix(
+    ).all()
+    for keep_id, moving_id in pairs:
+        target = absorb_row(session, int(keep_id), int(moving_id), now=now)
+        if touched_assets is not None:
+            touched_assets.add(target)
+    return len(pairs) + rewrite_prefix(
         session,
         src_root,
         src,
@@ -135,99 +200,12 @@ def rewrite_prefix(session: Session, in_root: int, old: str, new: str, /, **valu
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-_CANDIDATES = (
-    "SELECT id, root_id, file_path, file_path_raw, asset_id, device, inode, size_bytes, mtime_ns "
-    "FROM asset_cache_states WHERE root_id IN ({roots}) AND is_missing = {{p}} "
-    "AND state_changed_at >= {{p}} AND device IS NOT NULL AND inode IS NOT NULL"
-)
-
-
-def _candidates(
-    session: Session,
-    roots: Collection[int],
-    missing: bool,
-    since: dt.datetime,
-    paths: Sequence[str] | None,
-) -> list[tuple[Any, ...]]:
-    sql = _CANDIDATES.format(roots=", ".join(str(int(r)) for r in roots))
-    if not missing:
-        sql += " AND state_reason = {p}"
-    params: tuple[Any, ...] = (missing, db_value(session, since))
-    if not missing:
-        params += (Reason.SEED,)
-    if paths is None:
-        p = placeholder(session)
-        return [tuple(r) for r in session.connection().exec_driver_sql(sql.format(p=p), params)]
-    return select_in(session, sql + " AND file_path {in}", sorted(paths), params)
-
-
-def _key(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    return row[5], row[6], row[7], row[8]  # device, inode, size, mtime_ns
-
-
-def pair_moved_files(
-    session: Session,
-    *,
-    roots: Collection[int],
-    since: dt.datetime,
-    old_paths: Sequence[str] | None = None,
-    new_paths: Sequence[str] | None = None,
-) -> list[tuple[str, str, int]]:
-    """Moves that arrived as a delete and a create (while the daemon was down, by copy and
-    delete, across roots): a row marked missing since ``since`` and a row seeded since then
-    with the same (device, inode, size, mtime_ns), each the only match of the other, become
-    one: the old row (with its asset, infos and tags) takes the new path, and the fresh seed
-    (an unhashed asset nobody has touched) is removed. ``old_paths``/``new_paths`` narrow the
-    candidates (a live batch). Returns the (old path, new path, asset id) of each pair.
-    """
-    if not roots:
-        return []
-    since = since - dt.timedelta(seconds=1)  # SQLite's CURRENT_TIMESTAMP has whole seconds
-    olds = _candidates(session, roots, True, since, old_paths)
-    if not olds:
-        return []
-    news = _candidates(session, roots, False, since, new_paths)
-    old_by = Counter(_key(r) for r in olds)
-    new_by = {_key(r): r for r in news if old_by[_key(r)] == 1}
-    new_count = Counter(_key(r) for r in news)
-    done: list[tuple[str, str, int]] = []
-    for old in olds:
-        k = _key(old)
-        seed = new_by.get(k)
-        if seed is None or old_by[k] != 1 or new_count[k] != 1 or seed[0] == old[0]:
-            continue
-        session.execute(delete(cs).where(cs.c.id == seed[0]))
-        still_used = session.execute(
-            select(cs.c.id).where(cs.c.asset_id == seed[4]).limit(1)
-        ).first()
-        if still_used is None:  # the seed's own unhashed asset, with its info and tags
-            session.execute(delete(assets).where(assets.c.id == seed[4], assets.c.hash.is_(None)))
-        session.execute(
-            update(cs)
-            .where(cs.c.id == old[0])
-            .values(
-                root_id=seed[1],
-                file_path=seed[2],
-                file_path_raw=seed[3],
-                is_missing=False,
-                missing_since=None,
-                state_changed_at=utcnow(),
-                state_reason=Reason.MOVED,
-            )
-        )
-        done.append((old[2], seed[2], int(old[4])))
-    return done
-
-
 def recompute_tags_after_moves(
-    session: Session, asset_ids: Collection[int], auto_tags: AutoTags, limit: int = 1000
+    session: Session, asset_ids: Collection[int], auto_tags: AutoTags
 ) -> int:
     """Automatic tags follow the paths: recompute them for assets whose file moved (to another
-    root, or another directory with ``tags_from_dirs``). Above ``limit`` assets (a huge
-    directory move) it is left to the next merge or split; returns how many were done."""
+    root, or another directory with ``tags_from_dirs``), in chunks, however many there are.
+    Returns how many assets were looked at."""
     ids = sorted(set(asset_ids))
-    if len(ids) > limit:
-        return 0
-    for asset_id in ids:
-        recompute_automatic_tags(session, asset_id, auto_tags)
+    recompute_automatic_tags_many(session, ids, auto_tags)
     return len(ids)

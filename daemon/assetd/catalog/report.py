@@ -202,6 +202,7 @@ class PathFacts:
     infos: tuple[InfoFacts, ...] = ()
     other_paths: tuple[tuple[str, bool], ...] = ()  # (path, is_missing), a sample
     other_count: int = 0
+    move_candidate: str | None = None  # the vanished path this one may continue (a guess)
     extra: dict[str, object] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
@@ -225,6 +226,7 @@ class PathFacts:
                 "other_count": self.other_count,
             },
             "infos": [i.as_dict() for i in self.infos],
+            "move_candidate": self.move_candidate,
             **self.extra,
         }
 
@@ -253,6 +255,11 @@ def path_facts(session: Session, file_path: str) -> list[PathFacts]:
         other_count = session.execute(
             select(func.count()).where(cs.c.asset_id == r["asset_id"], cs.c.id != r["id"])
         ).scalar_one()
+        candidate = None
+        if r["move_candidate_id"] is not None:
+            candidate = session.execute(
+                select(cs.c.file_path).where(cs.c.id == r["move_candidate_id"])
+            ).scalar_one_or_none()
         found.append(
             PathFacts(
                 root=root,
@@ -272,6 +279,7 @@ def path_facts(session: Session, file_path: str) -> list[PathFacts]:
                 infos=_infos(session, int(r["asset_id"])),
                 other_paths=tuple((str(p), bool(m)) for p, m in others),
                 other_count=int(other_count),
+                move_candidate=candidate,
             )
         )
     return found

@@ -139,6 +139,37 @@ def insert_rows(
     return count
 
 
+def delete_rows(
+    session: Session,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    *,
+    extra: str = "",
+) -> int:
+    """Bulk DELETE of the rows whose ``columns`` equal each tuple of ``rows`` (and ``extra``, a
+    SQL condition on the table's own columns): executemany on SQLite; one ``DELETE ... USING
+    unnest()`` per chunk on PostgreSQL. Returns rows deleted."""
+    if not rows:
+        return 0
+    conn = session.connection()
+    if not is_postgresql(session):
+        match = " AND ".join(f"{c} = ?" for c in columns) + (f" AND {extra}" if extra else "")
+        result = conn.exec_driver_sql(f"DELETE FROM {table.name} WHERE {match}", list(rows))
+        return max(int(result.rowcount), 0)
+    casts = ", ".join(f"%s::{_pg_array_type(table.c[c].type)}" for c in columns)
+    names = ", ".join(f"d_{c}" for c in columns)
+    match = " AND ".join(f"t.{c} = d.d_{c}" for c in columns)
+    if extra:
+        match += f" AND t.{extra}"
+    sql = f"DELETE FROM {table.name} t USING unnest({casts}) AS d({names}) WHERE {match}"
+    count = 0
+    for batch in chunked(rows, _PG_ROWS_PER_INSERT):
+        arrays = tuple(list(col) for col in zip(*batch, strict=True))
+        count += max(int(conn.exec_driver_sql(sql, arrays).rowcount), 0)
+    return count
+
+
 def _pg_array_type(column_type: Any) -> str:
     if isinstance(column_type, Boolean):
         return "boolean[]"

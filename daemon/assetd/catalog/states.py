@@ -15,7 +15,7 @@ from sqlalchemy import Boolean, bindparam, false, update
 from sqlalchemy.orm import Session
 
 from assetd.catalog.models import cache_states as cs
-from assetd.catalog.sqlutil import db_value, select_in, under_prefix, update_in
+from assetd.catalog.sqlutil import db_value, is_postgresql, select_in, under_prefix, update_in
 
 
 class Reason:
@@ -26,7 +26,14 @@ class Reason:
     RECONCILE = "reconcile"
     PRUNE = "prune"
     ROOT_UNAVAILABLE = "root-unavailable"
+    ROOT_COVERED = "root-covered"
     MOVED = "moved"
+    REPLACED = "replaced"  # another file was moved onto this path (mv y x, an atomic save)
+
+
+UNPLUGGED = (Reason.ROOT_UNAVAILABLE, Reason.ROOT_COVERED)
+"""Reasons a path is missing only because its root is away: ``cleanup`` never counts them
+unless asked (``--include-unavailable``)."""
 
 
 class FileFigures(Protocol):
@@ -51,6 +58,24 @@ class Figures:
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def lock_cache_states(session: Session, root_id: int, paths: Iterable[str]) -> None:
+    """Open the caller's write transaction and hold the rows at these paths until it ends, so
+    facts read from the disk after this call are no older than what gets written.
+
+    SQLite: the transaction's ``BEGIN IMMEDIATE`` holds the write lock (no row locks needed).
+    PostgreSQL: ``SELECT ... FOR UPDATE`` in path order (the order every writer takes them);
+    a live batch writing one of these rows waits for this commit, or has committed already.
+    """
+    session.connection()  # the transaction begins here, not at the first write
+    if not is_postgresql(session):
+        return
+    sql = (
+        "SELECT id FROM asset_cache_states WHERE root_id = {p} AND file_path {in} "
+        "ORDER BY file_path FOR UPDATE"
+    )
+    select_in(session, sql, sorted(set(paths)), (root_id,))
 
 
 def bulk_update_is_missing(
@@ -115,6 +140,8 @@ def refresh_cache_states(
         f"FROM asset_cache_states WHERE root_id IN ({roots_sql}) "
         + ("AND is_missing = {p} " if only_missing else "")
         + "AND file_path {in}"
+        # PostgreSQL: hold the rows, so a reconcile deciding on them waits or went first
+        + (" ORDER BY file_path FOR UPDATE" if is_postgresql(session) else "")
     )
     plain_restore: list[int] = []
     rewrites: list[dict[str, object]] = []

@@ -74,8 +74,9 @@ def cmd_hash(config: Config, args: argparse.Namespace) -> int:
     if args.in_root and args.in_root not in names:
         raise UsageError(f"no configured root named {args.in_root!r}")
     wanted = [args.in_root] if args.in_root else names
-    with catalog(config, write=True) as cat:
-        if args.dry_run:  # a dry run changes nothing, root rows included
+    # a dry run changes nothing: read-only, no catalog, host id or root rows created
+    with catalog(config, write=not args.dry_run) as cat:
+        if args.dry_run:
             from assetd.catalog.content import hashing_backlog
 
             with translate_db_errors(cat.url), cat.session() as s:

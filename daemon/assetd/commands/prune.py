@@ -8,7 +8,7 @@ import datetime as dt
 import sys
 
 from assetd import log
-from assetd.catalog.cleanup import cleanup_unreferenced_assets, find_cleanup_candidates
+from assetd.catalog.cleanup import CleanupPlan, cleanup_unreferenced_assets, plan_cleanup
 from assetd.catalog.engine import translate_db_errors
 from assetd.catalog.prune import (
     count_cache_states_outside_prefixes,
@@ -42,16 +42,39 @@ def cmd_prune(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan_lines(plan: CleanupPlan, older_than: str, include_unavailable: bool) -> list[str]:
+    """The lines after the count: what has no path at all, what is kept back and why."""
+    lines = []
+    if plan.pathless:
+        lines.append(
+            f"  {plan.pathless} of them have no path at all (their root was retired), "
+            f"for longer than {older_than}"
+        )
+    for (root, reason), n in sorted(plan.held.items()):
+        lines.append(
+            f"  kept: {n} asset(s) of root {root} missing only because the root is away "
+            f"({reason}): they come back with it"
+        )
+    if plan.held and not include_unavailable:
+        lines.append("  (--include-unavailable counts them too)")
+    return lines
+
+
 def cmd_cleanup(config: Config, args: argparse.Namespace) -> int:
     older_than = duration_arg(args.older_than, "--older-than")
     delta = dt.timedelta(seconds=older_than)
-    with catalog(config, write=True) as cat, translate_db_errors(cat.url):
+    every = bool(args.include_unavailable)
+    # a dry run changes nothing: read-only, no catalog or host id created
+    with catalog(config, write=not args.dry_run) as cat, translate_db_errors(cat.url):
         roots = cat.host_root_ids()
         with cat.session() as s:
-            ids = find_cleanup_candidates(s, roots=roots, older_than=delta)
+            plan = plan_cleanup(s, roots=roots, older_than=delta, include_unavailable=every)
+        ids = plan.ids
         if args.dry_run or not ids:
             verb = "would delete" if args.dry_run else "deleted"
             print(f"{verb} {len(ids)} asset(s) missing for longer than {args.older_than}")
+            for line in _plan_lines(plan, args.older_than, every):
+                print(line)
             return 0
         if not args.yes:
             if not sys.stdin.isatty():
@@ -61,7 +84,11 @@ def cmd_cleanup(config: Config, args: argparse.Namespace) -> int:
                 print("nothing deleted")
                 return 1
         with cat.session() as s, s.begin():
-            deleted = cleanup_unreferenced_assets(s, roots=roots, older_than=delta)
+            deleted = cleanup_unreferenced_assets(
+                s, roots=roots, older_than=delta, include_unavailable=every
+            )
     _log.info("cleanup.applied", count=deleted, older_than=args.older_than)
     print(f"deleted {deleted} asset(s) missing for longer than {args.older_than}")
+    for line in _plan_lines(plan, args.older_than, every):
+        print(line)
     return 0

@@ -217,10 +217,15 @@ def cmd_roots_retire(config: Config, args: argparse.Namespace) -> int:
                 print("nothing changed")
                 return 1
         with cat.session() as s, s.begin():
-            delete_root(s, root_id)
-    _log.info("root.retired", root=args.name, path=root_path, paths=paths)
+            pathless = delete_root(s, root_id)
+    _log.info("root.retired", root=args.name, path=root_path, paths=paths, pathless=pathless)
     print(
         f"retired root {args.name!r} ({root_path}): {paths} path row(s) removed; "
         "its assets, infos and tags stay in the catalog"
+        + (
+            f" ({pathless} with no other path: `assetd cleanup` counts them from now)"
+            if pathless
+            else ""
+        )
     )
     return 0

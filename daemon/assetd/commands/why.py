@@ -31,12 +31,18 @@ _WHY_MISSING = {
     "root's path changed or the root left the config)",
     Reason.ROOT_UNAVAILABLE: "its root went away (unmounted, or its directory gone); it is "
     "restored when the root comes back",
+    Reason.ROOT_COVERED: "another filesystem is mounted over its root; it is restored when "
+    "that is unmounted",
 }
 _WHY_LIVE = {
     Reason.SEED: "first catalogued by a walk of its root (scan, reconcile or the daemon)",
     Reason.LIVE: "restored or changed, seen by the daemon as it happened (live batch)",
     Reason.RECONCILE: "restored or changed, found by a reconcile",
-    Reason.MOVED: "moved here from another path; its metadata came along",
+    Reason.MOVED: "moved here from another path; its metadata came along (a rename seen "
+    "live, or a guessed move whose content the hasher confirmed)",
+    Reason.REPLACED: "another file was moved onto this path (mv, or an editor's atomic save): "
+    "an edit of it; it kept its metadata and gained the moved file's, and its new content is "
+    "read again",
 }
 
 
@@ -131,6 +137,10 @@ def _print_row(row: PathFacts, now: dt.datetime) -> None:
     verify = "; needs_verify (changed since hashed, or copied: the hasher re-reads it)"
     print(f"  asset:     #{row.asset_id}, {hashed}{verify if row.needs_verify else ''}")
     print(f"             {row.size} bytes (catalogued size), mtime_ns {row.mtime_ns}")
+    if row.move_candidate is not None:
+        print(f"  pairing:   may be {row.move_candidate} moved here (same device, inode, size")
+        print("             and mtime): its metadata follows only once the hash shows the same")
+        print("             content; other content and it stays with that missing path")
     if row.other_count:
         shown = ", ".join(p + (" (missing)" if m else "") for p, m in row.other_paths)
         more = row.other_count - len(row.other_paths)

@@ -23,12 +23,8 @@ from assetd import log
 from assetd.catalog.content import auto_tags_for
 from assetd.catalog.engine import SessionFactory
 from assetd.catalog.models import cache_states as cs
-from assetd.catalog.moves import (
-    move_cache_state,
-    move_directory,
-    pair_moved_files,
-    recompute_tags_after_moves,
-)
+from assetd.catalog.moves import move_cache_state, move_directory, recompute_tags_after_moves
+from assetd.catalog.pairing import pair_moved_files
 from assetd.catalog.roots import RootSpec, automatic_tags, touch_roots
 from assetd.catalog.seed import SeedSpec, batch_insert_seed_assets
 from assetd.catalog.sqlutil import select_in, under_prefix
@@ -82,6 +78,7 @@ class BatchResult:
     new: int = 0
     rescanned: int = 0
     skipped: int = 0
+    candidates: int = 0  # guessed moves waiting for the hasher's verdict
     duration_s: float = 0.0
     moved_paths: list[str] = field(default_factory=list)
     missing_paths: list[str] = field(default_factory=list)
@@ -97,6 +94,7 @@ class BatchResult:
             "new": self.new,
             "rescanned": self.rescanned,
             "skipped": self.skipped,
+            "candidates": self.candidates,
             "duration_s": round(self.duration_s, 4),
         }
 
@@ -122,6 +120,13 @@ def _has_rows_under(session: Session, root_id: int, directory: str) -> bool:
     return session.execute(query).first() is not None
 
 
+def _assets_under(session: Session, root_id: int, directory: str) -> list[int]:
+    query = select(cs.c.asset_id).where(
+        cs.c.root_id == root_id, under_prefix(cs.c.file_path, directory)
+    )
+    return [int(a) for a in session.execute(query).scalars()]
+
+
 class Worker:
     """Applies batches to the catalog. One worker thread calls :meth:`apply`."""
 
@@ -145,7 +150,7 @@ class Worker:
             self._apply_gone(session, plan, result)
             self._apply_present(session, plan, result)
             touch_roots(session, self._roots_of(batch, plan))  # last_event_at, for status
-            if result.missing and result.new:
+            if result.missing and (result.new or result.changed):
                 self._pair(session, plan, since, result)
             if plan.moved_assets:  # automatic tags follow the paths
                 recompute_tags_after_moves(
@@ -165,18 +170,21 @@ class Worker:
         return result
 
     def _pair(self, session: Session, plan: _Plan, since: dt.datetime, result: BatchResult) -> None:
-        """A delete and a create of the same file (device, inode, size, mtime_ns) in one batch
-        (a move from an unwatched directory, or copy-then-delete keeping the inode) is a move."""
+        """A delete and a create of the same (device, inode, size, mtime_ns) in one batch (a
+        move from an unwatched directory, or copy-then-delete keeping the inode) may be a move:
+        a guess, confirmed or refuted by the hasher (:mod:`assetd.catalog.pairing`)."""
         gone = [p for paths in plan.gone.values() for p in paths]
         new = [f.path for figures in plan.present.values() for f in figures]
-        pairs = pair_moved_files(
+        found = pair_moved_files(
             session, roots=self.index.ids, since=since, old_paths=gone, new_paths=new
         )
-        result.moved += len(pairs)
-        result.missing -= len(pairs)
-        result.new -= len(pairs)
-        result.moved_paths.extend(p[1] for p in pairs[: 20 - len(result.moved_paths)])
-        plan.moved_assets.update(p[2] for p in pairs)
+        n = len(found.moved)
+        result.moved += n
+        result.missing = max(result.missing - n, 0)
+        result.new = max(result.new - n, 0)
+        result.moved_paths.extend(p[1] for p in found.moved[: 20 - len(result.moved_paths)])
+        plan.moved_assets.update(p[2] for p in found.moved)
+        result.candidates += len(found.candidates)
 
     def _roots_of(self, batch: Batch, plan: _Plan) -> set[int]:
         """The roots this batch changed something in (the plan has the touched and gone
@@ -247,8 +255,17 @@ class Worker:
                 )
                 continue
             if move.is_dir:
-                n = move_directory(session, src, dest, src_root=src_root.id, dest_root=dest_root.id)
+                n = move_directory(
+                    session,
+                    src,
+                    dest,
+                    src_root=src_root.id,
+                    dest_root=dest_root.id,
+                    touched_assets=plan.moved_assets,
+                )
                 exact = False
+                if n and (src_root.id != dest_root.id or dest_root.tags_from_dirs):
+                    plan.moved_assets.update(_assets_under(session, dest_root.id, dest))
                 if not n and not _has_rows_under(session, dest_root.id, dest):
                     self._arrive(move.dest, dest_root, plan)  # nothing catalogued: list it
             elif exact and (src_root.id, src) not in known:
@@ -264,6 +281,7 @@ class Worker:
                         src_root=src_root.id,
                         dest_root=dest_root.id,
                         dest_raw=dest_raw,
+                        touched_assets=plan.moved_assets,
                     )
                 )
                 if n:

@@ -1,0 +1,138 @@
+"""A move is a fact, a pairing is a guess (DESIGN §2, §4).
+
+A rename the kernel reports as one (inotify's paired MOVED_FROM/MOVED_TO) is a move, applied by
+:mod:`assetd.catalog.moves`. A path that vanished and a path that appeared with the same
+(device, inode, size, mtime_ns) -- a move while the daemon was down, from an unwatched place, by
+copy and delete -- may be the same file, or a new file on a reused inode (ext4 reuses them at
+once; tar, rsync and reproducible builds leave one fixed mtime). So a pairing only *proposes*:
+the new path keeps its own fresh asset, its row points at the vanished one
+(``move_candidate_id``), and metadata follows only when the hasher finds the content the
+vanished path had (:func:`assetd.catalog.content.apply_hash` merges them in the transaction
+that learns the hash). Content that differs leaves both as they are: the old path missing with
+its metadata, the new file a new asset.
+
+Birth time would tell a moved file (it keeps it) from a new one at once, but this daemon does
+not read it (Python's ``os.stat`` has no ``st_birthtime`` on Linux, and a ``statx`` per file
+on every walk is not paid for yet): ``birth_ns`` stays NULL, and a vanished path whose content
+was never hashed is never paired.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, update
+from sqlalchemy.orm import Session
+
+from assetd.catalog.models import cache_states as cs
+from assetd.catalog.sqlutil import db_value, placeholder, select_in
+from assetd.catalog.states import Reason, utcnow
+
+_COLUMNS = (
+    "SELECT c.id, c.root_id, c.file_path, c.asset_id, c.device, c.inode, c.size_bytes, "
+    "c.mtime_ns, a.hash, c.needs_verify FROM asset_cache_states c "
+    "JOIN assets a ON a.id = c.asset_id "
+    "WHERE c.root_id IN ({roots}) AND c.is_missing = {{p}} AND c.state_changed_at >= {{p}} "
+    "AND c.device IS NOT NULL AND c.inode IS NOT NULL"
+)
+_NEW_REASONS = (Reason.SEED, Reason.LIVE, Reason.RECONCILE)  # seeded, or changed in place
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    id: int
+    root_id: int
+    path: str
+    asset_id: int
+    key: tuple[Any, ...]  # device, inode, size, mtime_ns
+    hash: str | None
+    needs_verify: bool
+
+
+@dataclass(slots=True)
+class Pairing:
+    """What :func:`pair_moved_files` found: ``moved`` are confirmed already (the two paths were
+    one asset: the hasher had read the new one), as (old path, new path, asset id);
+    ``candidates`` wait for the hash, as (old path, new path)."""
+
+    moved: list[tuple[str, str, int]] = field(default_factory=list)
+    candidates: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _rows(
+    session: Session,
+    roots: Collection[int],
+    missing: bool,
+    since: dt.datetime,
+    paths: Sequence[str] | None,
+) -> list[_Row]:
+    sql = _COLUMNS.format(roots=", ".join(str(int(r)) for r in roots))
+    params: tuple[Any, ...] = (missing, db_value(session, since))
+    if not missing:
+        sql += " AND c.state_reason IN ({p}, {p}, {p})"
+        params += _NEW_REASONS
+    if paths is None:
+        p = placeholder(session)
+        raw = [tuple(r) for r in session.connection().exec_driver_sql(sql.format(p=p), params)]
+    else:
+        raw = select_in(session, sql + " AND c.file_path {in}", sorted(paths), params)
+    return [
+        _Row(int(r[0]), int(r[1]), str(r[2]), int(r[3]), (r[4], r[5], r[6], r[7]), r[8], bool(r[9]))
+        for r in raw
+    ]
+
+
+def pair_moved_files(
+    session: Session,
+    *,
+    roots: Collection[int],
+    since: dt.datetime,
+    old_paths: Sequence[str] | None = None,
+    new_paths: Sequence[str] | None = None,
+) -> Pairing:
+    """Pair rows marked missing since ``since`` with rows seeded or changed since then that
+    have the same (device, inode, size, mtime_ns), each the only match of the other.
+
+    - Both rows on one asset already (the hasher read the new file and found the old content):
+      a move, now: the old row goes, the new one is ``moved``.
+    - The old content is known (hashed, not ``needs_verify``) and the new row is not yet read:
+      a candidate (``move_candidate_id``); the hasher decides.
+    - Otherwise (the old content was never hashed, or the new one is known to differ): not a
+      move. Nothing else is written; no asset, info or tag is ever deleted here.
+
+    ``old_paths``/``new_paths`` narrow the look (a live batch).
+    """
+    found = Pairing()
+    if not roots:
+        return found
+    since = since - dt.timedelta(seconds=1)  # SQLite's CURRENT_TIMESTAMP has whole seconds
+    olds = _rows(session, roots, True, since, old_paths)
+    if not olds:
+        return found
+    news = _rows(session, roots, False, since, new_paths)
+    old_count = Counter(r.key for r in olds)
+    new_count = Counter(r.key for r in news)
+    new_by = {r.key: r for r in news if new_count[r.key] == 1}
+    now = utcnow()
+    for old in olds:
+        new = new_by.get(old.key)
+        if new is None or old_count[old.key] != 1 or new.id == old.id:
+            continue
+        if new.asset_id == old.asset_id:
+            session.execute(delete(cs).where(cs.c.id == old.id))
+            session.execute(
+                update(cs)
+                .where(cs.c.id == new.id)
+                .values(state_changed_at=now, state_reason=Reason.MOVED, move_candidate_id=None)
+            )
+            found.moved.append((old.path, new.path, old.asset_id))
+        elif (
+            old.hash is not None and not old.needs_verify and (new.hash is None or new.needs_verify)
+        ):
+            session.execute(update(cs).where(cs.c.id == new.id).values(move_candidate_id=old.id))
+            found.candidates.append((old.path, new.path))
+    return found

@@ -1,0 +1,116 @@
+"""Automatic tags for many assets at once: after a directory rename or a move of thousands of
+files, each asset's automatic tags become the union of what its live paths give (content rule
+5), in a few bulk statements per chunk of assets instead of several per asset.
+
+The rules are those of :func:`assetd.catalog.metadata.recompute_automatic_tags`: no live path,
+nothing changes; a live path in a root this host does not know only adds tags; a tag someone
+added (any origin but ``automatic``) is never removed, and a wanted tag an info carries manually
+stays manual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from sqlalchemy import false, select
+from sqlalchemy.orm import Session
+
+from assetd.catalog.metadata import AUTOMATIC, AutoTags
+from assetd.catalog.models import asset_info_tags, tags
+from assetd.catalog.models import cache_states as cs
+from assetd.catalog.sqlutil import chunked, delete_rows, insert_rows, select_in
+
+CHUNK = 1000
+"""Assets per round of statements (bounded memory and parameters at any size)."""
+
+
+def recompute_automatic_tags_many(
+    session: Session, asset_ids: Collection[int], auto_tags: AutoTags, chunk: int = CHUNK
+) -> int:
+    """Recompute the automatic tags of every asset in ``asset_ids``, ``chunk`` assets at a
+    time; returns the number of tag rows added or removed. Runs in the caller's transaction."""
+    changed = 0
+    for part in chunked(sorted(set(asset_ids)), chunk):
+        changed += _recompute_chunk(session, list(part), auto_tags)
+    return changed
+
+
+_LIVE_SQL = (
+    "SELECT asset_id, root_id, file_path FROM asset_cache_states "
+    "WHERE is_missing = {p} AND asset_id {in}"
+)
+_INFOS_SQL = "SELECT id, asset_id FROM asset_infos WHERE asset_id {in}"
+_TAGS_SQL = "SELECT asset_info_id, tag_name, origin FROM asset_info_tags WHERE asset_info_id {in}"
+
+
+def live_asset_ids(
+    session: Session, root_ids: Collection[int], *, after: int = 0, limit: int = CHUNK
+) -> list[int]:
+    """Up to ``limit`` ids (ascending, above ``after``) of assets with a live path in these
+    roots: a keyset page."""
+    if not root_ids:
+        return []
+    query = (
+        select(cs.c.asset_id)
+        .where(cs.c.root_id.in_(list(root_ids)), cs.c.is_missing == false(), cs.c.asset_id > after)
+        .group_by(cs.c.asset_id)
+        .order_by(cs.c.asset_id)
+        .limit(limit)
+    )
+    return [int(a) for a in session.execute(query).scalars()]
+
+
+def _wanted(
+    session: Session, ids: list[int], auto_tags: AutoTags
+) -> dict[int, tuple[set[str], bool]]:
+    """asset id -> (wanted automatic tags, complete) for assets with a live path."""
+    out: dict[int, tuple[set[str], bool]] = {}
+    for asset_id, root_id, file_path in select_in(session, _LIVE_SQL, ids, (False,)):
+        wanted, complete = out.get(int(asset_id), (set(), True))
+        found = auto_tags(int(root_id), str(file_path))
+        if found is None:
+            complete = False
+        else:
+            wanted.update(found)
+        out[int(asset_id)] = (wanted, complete)
+    return out
+
+
+def _recompute_chunk(session: Session, ids: list[int], auto_tags: AutoTags) -> int:
+    wanted = _wanted(session, ids, auto_tags)
+    if not wanted:
+        return 0
+    infos = {int(i): int(a) for i, a in select_in(session, _INFOS_SQL, sorted(wanted))}
+    present: dict[int, dict[str, str]] = {}
+    for info_id, tag, origin in select_in(session, _TAGS_SQL, sorted(infos)):
+        present.setdefault(int(info_id), {})[str(tag)] = str(origin)
+    stale: list[tuple[int, str]] = []
+    add: list[tuple[int, str, str]] = []
+    for info_id, asset_id in sorted(infos.items()):
+        want, complete = wanted[asset_id]
+        have = present.get(info_id, {})
+        if complete:
+            stale += [
+                (info_id, t)
+                for t, origin in sorted(have.items())
+                if origin == AUTOMATIC and t not in want
+            ]
+        add += [(info_id, t, AUTOMATIC) for t in sorted(want) if t not in have]
+    removed = delete_rows(
+        session,
+        asset_info_tags,
+        ("asset_info_id", "tag_name"),
+        stale,
+        extra=f"origin = '{AUTOMATIC}'",
+    )
+    if add:
+        names = sorted({t for _, t, _ in add})
+        insert_rows(session, tags, ("name",), [(n,) for n in names], ignore_conflict_on=("name",))
+        insert_rows(
+            session,
+            asset_info_tags,
+            ("asset_info_id", "tag_name", "origin"),
+            add,
+            ignore_conflict_on=("asset_info_id", "tag_name"),
+        )
+    return removed + len(add)

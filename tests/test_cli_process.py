@@ -1,0 +1,81 @@
+"""The CLI as a person meets it, in a real process: a closed pipe ends quietly, and what each
+command imports (start-up time: --help and the read-only commands load no Alembic or watchdog)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cli_world import subprocess_env
+
+
+def _assetd(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "assetd", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def scanned(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A root of 3,000 files (more output than a pipe holds), scanned into a fresh catalog."""
+    lib = tmp_path / "lib"
+    for d in range(30):
+        (lib / f"directory-with-a-long-name-{d:03}").mkdir(parents=True)
+        for f in range(100):
+            (lib / f"directory-with-a-long-name-{d:03}" / f"file-{f:04}.bin").write_bytes(b"x")
+    env = subprocess_env(tmp_path)
+    done = _assetd("scan", "--root", str(lib), env=env)
+    assert done.returncode == 0, done.stderr
+    return lib, env
+
+
+def test_ls_into_a_closed_pipe_ends_quietly(scanned: tuple[Path, dict[str, str]]) -> None:
+    lib, env = scanned
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "assetd", "ls", "--root", str(lib)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()  # like `head -1`: read a line, then hang up
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    code = proc.wait(timeout=60)
+    assert first.startswith(str(lib).encode())
+    assert code in (0, 141), err
+    assert err == "", "nothing on stderr for a closed pipe (no traceback, no message)"
+
+
+IMPORT_PROBE = """
+import sys
+from assetd.cli import main
+code = main(sys.argv[1:])
+heavy = sorted({m.split('.')[0] for m in sys.modules} & {'alembic', 'watchdog', 'blake3'})
+print('HEAVY=' + ','.join(heavy), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("command", [["--version"], ["--help"], ["status"], ["ls"], ["missing"]])
+def test_light_commands_import_no_alembic_or_watchdog(
+    scanned: tuple[Path, dict[str, str]], command: list[str]
+) -> None:
+    lib, env = scanned
+    args = [*command, "--root", str(lib)] if command[0][0] != "-" else command
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_PROBE, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    heavy = [line for line in done.stderr.splitlines() if line.startswith("HEAVY=")]
+    assert heavy == ["HEAVY="], done.stderr
