@@ -281,3 +281,22 @@ def test_response_models_carry_comfyuis_field_names(model: Any) -> None:
     assert COMFY[model] <= set(model.model_fields), COMFY[model] - set(model.model_fields)
     schema = json.dumps(model.model_json_schema())
     assert all(f'"{name}"' in schema for name in COMFY[model])
+
+
+def test_the_default_socket_under_a_long_state_dir_is_not_a_config_error(tmp_path: Path) -> None:
+    """Only an explicit api.listen is refused for length; the default one fails to bind, which
+    the daemon logs as api.unavailable while the catalog's work goes on."""
+    long_dir = tmp_path / ("d" * 100)
+    config_file = tmp_path / "c.toml"
+    config_file.write_text(f'[daemon]\nstate_dir = "{long_dir}"\n')
+    config = load_config(str(config_file), env={})
+    assert config.api.listen == ("unix:api.sock",)
+    config_file.write_text(
+        f'[daemon]\nstate_dir = "{long_dir}"\n[api]\nlisten = ["unix:api.sock"]\n'
+    )
+    with pytest.raises(ConfigError, match="more than the 107 AF_UNIX allows"):
+        load_config(str(config_file), env={})
+    long_dir.mkdir()
+    address = parse_listen("unix:api.sock", str(long_dir), strict_paths=False)
+    with pytest.raises(OSError):
+        bind(address)

@@ -307,7 +307,13 @@ def load_config(
     ]
     config = Config(roots=_roots_with_extra(file_roots, extra_roots), source=path, env=env, **parts)
     _check_outside_roots(config, env)
-    check_api_listen(config.api.listen, config.api.token_file, config.state_dir)
+    # the default socket under a long state_dir is not the user's doing: the daemon logs
+    # api.unavailable for it instead of refusing to start
+    api_table = data.get("api")
+    explicit = isinstance(api_table, dict) and "listen" in api_table
+    check_api_listen(
+        config.api.listen, config.api.token_file, config.state_dir, strict_paths=explicit
+    )
     return config
 
 

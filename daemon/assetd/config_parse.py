@@ -146,14 +146,18 @@ class ListenAddress:
             return False  # a host name other than localhost may resolve anywhere
 
 
-def parse_listen(text: str, state_dir: str, key: str = "api.listen") -> ListenAddress:
-    """``"unix:PATH"`` (relative: under ``state_dir``) or ``"HOST:PORT"`` (``[::1]:8080``)."""
+def parse_listen(
+    text: str, state_dir: str, key: str = "api.listen", *, strict_paths: bool = True
+) -> ListenAddress:
+    """``"unix:PATH"`` (relative: under ``state_dir``) or ``"HOST:PORT"`` (``[::1]:8080``).
+    ``strict_paths``: a socket path too long for AF_UNIX is an error (else binding fails later,
+    which the daemon logs as ``api.unavailable``)."""
     if text.startswith("unix:"):
         path = text[5:]
         if not path:
             raise config_error(key, f"{text!r}: give a socket path after 'unix:'")
         path = os.path.normpath(os.path.join(state_dir, path))
-        if len(os.fsencode(path)) > UNIX_PATH_MAX:
+        if strict_paths and len(os.fsencode(path)) > UNIX_PATH_MAX:
             raise config_error(
                 key,
                 f"socket path {path} is {len(os.fsencode(path))} bytes, more than the "
@@ -170,9 +174,11 @@ def parse_listen(text: str, state_dir: str, key: str = "api.listen") -> ListenAd
     return ListenAddress(text, host=host, port=int(port))
 
 
-def check_api_listen(listen: Sequence[str], token_file: str, state_dir: str) -> list[ListenAddress]:
+def check_api_listen(
+    listen: Sequence[str], token_file: str, state_dir: str, *, strict_paths: bool = True
+) -> list[ListenAddress]:
     """The parsed addresses; a TCP address that is not loopback needs ``api.token_file``."""
-    addresses = [parse_listen(text, state_dir) for text in listen]
+    addresses = [parse_listen(t, state_dir, strict_paths=strict_paths) for t in listen]
     exposed = [a.text for a in addresses if not a.is_loopback]
     if exposed and not token_file:
         raise config_error(

@@ -75,7 +75,7 @@ def read_token(token_file: str) -> str:
 class ApiRuntime:
     def __init__(self, config: Config, daemon: DaemonView) -> None:
         self.addresses: list[ListenAddress] = check_api_listen(
-            config.api.listen, config.api.token_file, config.state_dir
+            config.api.listen, config.api.token_file, config.state_dir, strict_paths=False
         )
         self.token = read_token(config.api.token_file)
         self.state_dir = config.state_dir
