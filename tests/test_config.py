@@ -22,12 +22,11 @@ from assetd.config import (
     WatchConfig,
     default_config,
     find_config_file,
-    host_id,
     load_config,
-    read_host_id,
 )
 from assetd.config_parse import parse_duration
 from assetd.errors import EXIT_CONFIG, ConfigError
+from assetd.statedir import host_id, read_host_id
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 

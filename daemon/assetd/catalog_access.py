@@ -18,7 +18,8 @@ from assetd.catalog.engine import (
 )
 from assetd.catalog.roots import RootSpec, host_root_ids, register_roots
 from assetd.catalog.schema import Upgrade, ensure_schema
-from assetd.config import Config, host_id, read_host_id, usable_state_dir
+from assetd.config import Config
+from assetd.statedir import host_id, read_host_id, usable_state_dir
 
 
 @dataclass

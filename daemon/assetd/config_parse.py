@@ -8,11 +8,12 @@ dataclasses of :mod:`assetd.config`; :func:`read_table` applies them to one TOML
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import math
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import MISSING, Field, fields
+from dataclasses import MISSING, Field, dataclass, fields
 from typing import Any
 
 from assetd.errors import ConfigError
@@ -142,3 +143,74 @@ def _check_range(
     if low is None:
         raise config_error(key, f"must be at most {unit(high)}, got {shown}")
     raise config_error(key, f"must be {zero}between {unit(low)} and {unit(high)}, got {shown}")
+
+
+# --- [api] listen addresses ------------------------------------------------------------------
+
+UNIX_PATH_MAX = 107  # AF_UNIX's sun_path holds 108 bytes, one of them the final NUL
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    """One ``[api] listen`` entry: a unix socket path (absolute) or a TCP host and port."""
+
+    text: str
+    path: str = ""
+    host: str = ""
+    port: int = 0
+
+    @property
+    def is_unix(self) -> bool:
+        return bool(self.path)
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.is_unix or self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False  # a host name other than localhost may resolve anywhere
+
+
+def parse_listen(
+    text: str, state_dir: str, key: str = "api.listen", *, strict_paths: bool = True
+) -> ListenAddress:
+    """``"unix:PATH"`` (relative: under ``state_dir``) or ``"HOST:PORT"`` (``[::1]:8080``).
+    ``strict_paths``: a socket path too long for AF_UNIX is an error (else binding fails later,
+    which the daemon logs as ``api.unavailable``)."""
+    if text.startswith("unix:"):
+        path = text[5:]
+        if not path:
+            raise config_error(key, f"{text!r}: give a socket path after 'unix:'")
+        path = os.path.normpath(os.path.join(state_dir, path))
+        if strict_paths and len(os.fsencode(path)) > UNIX_PATH_MAX:
+            raise config_error(
+                key,
+                f"socket path {path} is {len(os.fsencode(path))} bytes, more than the "
+                f"{UNIX_PATH_MAX} AF_UNIX allows; use a shorter path",
+            )
+        return ListenAddress(text, path=path)
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise config_error(
+            key,
+            f"{text!r}: expected 'unix:PATH' or 'HOST:PORT' (port 1-65535), e.g. '127.0.0.1:8188'",
+        )
+    return ListenAddress(text, host=host, port=int(port))
+
+
+def check_api_listen(
+    listen: Sequence[str], token_file: str, state_dir: str, *, strict_paths: bool = True
+) -> list[ListenAddress]:
+    """The parsed addresses; a TCP address that is not loopback needs ``api.token_file``."""
+    addresses = [parse_listen(t, state_dir, strict_paths=strict_paths) for t in listen]
+    exposed = [a.text for a in addresses if not a.is_loopback]
+    if exposed and not token_file:
+        raise config_error(
+            "api.token_file",
+            f"required when api.listen has an address that is not loopback ({exposed[0]}): "
+            "set a file holding a bearer token",
+        )
+    return addresses

@@ -45,7 +45,7 @@ LIVE = frozenset(
 )
 """Keys the running daemon applies on reload (``roots``: roots added, removed or changed)."""
 
-_SECTIONS = ("daemon", "database", "watch", "reconcile", "hashing", "log")
+_SECTIONS = ("daemon", "database", "watch", "reconcile", "hashing", "log", "api")
 
 
 @dataclass(frozen=True, slots=True)

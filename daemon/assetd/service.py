@@ -1,11 +1,12 @@
 """``assetd run``: wiring, threads, signals and sd_notify, in a fixed start and stop order.
 
 Start: state directory (checked writable) -> host lock -> catalog (schema) -> roots -> pipeline
-thread -> observers -> canary -> READY=1 -> start-up reconcile (observers first, so nothing
-changes unseen in between); ``EXTEND_TIMEOUT_USEC`` goes out from the lock to READY=1.
-Stop (SIGTERM/SIGINT): STOPPING=1 -> observers -> pipeline flushes its last batch -> reconcile
-thread -> daemons row -> exit 0. Every wait takes from one budget (:mod:`assetd.lifecycle`); a
-part that runs out of time is logged (``daemon.stop_timeout``) and the exit is 1.
+thread -> observers -> canary -> READY=1 -> API thread -> start-up reconcile (observers first,
+so nothing changes unseen in between); ``EXTEND_TIMEOUT_USEC`` goes out from the lock to READY=1.
+Stop (SIGTERM/SIGINT): STOPPING=1 -> API -> observers -> pipeline flushes its last batch ->
+reconcile thread -> daemons row -> exit 0. Every wait takes from one budget
+(:mod:`assetd.lifecycle`); a part that runs out of time is logged (``daemon.stop_timeout``)
+and the exit is 1.
 Signal handlers only set flags (:class:`~assetd.lifecycle.SignalFlags`); the main loop sleeps on
 a self-pipe the signals and the other threads wake. A reload is :mod:`assetd.reload`.
 """
@@ -22,6 +23,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from assetd import __version__, log
+from assetd.api.runtime import ApiRuntime
 from assetd.catalog import daemons
 from assetd.catalog.engine import make_engine, one_line, session_factory, sqlite_path
 from assetd.catalog.prune import mark_missing_outside_prefixes_safely
@@ -36,14 +38,14 @@ from assetd.catalog_access import Catalog, open_catalog, prepare_state_dir
 from assetd.config import Config
 from assetd.errors import WatchError
 from assetd.faults import pipeline_fault, worker_fault
-from assetd.fsutil import IgnoreRules, filesystem_type, is_network_filesystem
+from assetd.fsutil import IgnoreRules
 from assetd.hashing.background import Hasher
 from assetd.hostlock import HostLock
 from assetd.lifecycle import SignalFlags, StartKeeper, StopBudget, Waker
 from assetd.live.canary import Canary, timing
 from assetd.live.changes import Change, Kind
 from assetd.live.limits import WatchLimitError
-from assetd.live.observers import Watchers
+from assetd.live.observers import Watchers, warn_network_roots
 from assetd.live.pipeline import Pipeline
 from assetd.live.rootkeeper import RootKeeper
 from assetd.live.rootstate import RootMonitor
@@ -108,6 +110,7 @@ class Service:
 
     def _run(self, state_dir: str) -> int:
         config = self.config
+        self.api = ApiRuntime(config, self)  # checks [api] (exit 78); serves after READY
         upgrade = Upgrade.ALWAYS if sqlite_path(config.database_url) else Upgrade.CREATE
         self.catalog = cat = open_catalog(config, write=True, upgrade=upgrade)
         self.roots = cat.register_roots()
@@ -127,7 +130,7 @@ class Service:
             link_roots=lambda: [r.path for r in self.roots],
         )
         canary_dir = os.path.join(state_dir, "canary")
-        self.pipeline = Pipeline(
+        self.pipeline: Pipeline = Pipeline(
             self.changes,
             self.worker,
             quiet_ms=config.watch.quiet_ms,
@@ -157,9 +160,10 @@ class Service:
             unwatch=self.watchers.remove,
             reconcile=self.scheduler.request,
             bump=self._bump,
+            on_away=self.api.root_unavailable,
         )
         self.roots = self.rootkeeper.start(self.roots)  # one not there is never watched nor walked
-        self._warn_network_roots()
+        warn_network_roots(r for r in self.roots if r.id not in self.unavailable)  # no hung one
         self.keeper.what = f"watching {len(self.roots)} roots"
         for root in self.roots:
             if self.signals.stop:  # SIGTERM during a long start: stop watching more roots
@@ -176,6 +180,7 @@ class Service:
         self.scheduler.request("start")
         self.keeper.done()
         self.notifier.ready()
+        self.api.start()  # its own thread imports the web stack, after READY
         self._heartbeat()  # the daemons row says "running" from READY on
         _log.info(
             "daemon.started",
@@ -238,18 +243,6 @@ class Service:
             self.degraded_reason[root.id] = f"polling instead of inotify: {err}"
         except WatchError as err:  # e.g. the root vanished between the check and the watch
             _log.warning("watch.failed", root=root.name, error=str(err))
-
-    def _warn_network_roots(self) -> None:
-        for root in (r for r in self.roots if r.id not in self.unavailable):  # a hung one hangs
-            fs_type = filesystem_type(root.path)
-            if is_network_filesystem(fs_type) and not root.polling:
-                _log.warning(
-                    "root.network_filesystem",
-                    root=root.name,
-                    path=root.path,
-                    fs_type=fs_type,
-                    advice="inotify does not see other hosts' changes: set polling = true",
-                )
 
     def _poll_intervals(self) -> dict[int, float]:
         by_name = {r.name: r for r in self.config.roots}
@@ -323,11 +316,13 @@ class Service:
         self.notifier.status(self._status_text())
 
     def _applied(self, result: BatchResult) -> None:
+        self.api.batch_applied(result)  # committed: publish (cheap, never blocks)
         if self.hasher is not None and (result.new or result.changed or result.restored):
             self.hasher.wake()
 
     def _reconciled(self, result: ReconcileResult) -> None:
         self._record_root_modes()  # a root back from unavailable was set to watching/polling
+        self.api.reconciled(result)
         if self.hasher is not None:
             self.hasher.wake()
         self.notifier.status(self._status_text())
@@ -408,6 +403,7 @@ class Service:
         self.notifier.stopping()
         _log.info("daemon.stopping")
         budget = StopBudget()
+        budget.check("api", self.api.stop(budget.left(5.0)))  # its reads end before the catalog
         budget.check("canary", self.canary.stop(budget.left(2.0)))
         self.rootkeeper.monitor.stop(budget.left(1.0))
         late = self.watchers.stop_all(budget.left(5.0))

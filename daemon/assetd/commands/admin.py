@@ -8,7 +8,8 @@ from assetd import log
 from assetd.catalog.engine import describe_url, make_engine, translate_db_errors
 from assetd.catalog.schema import Upgrade, ensure_schema
 from assetd.catalog_access import prepare_state_dir
-from assetd.config import Config, usable_state_dir
+from assetd.config import Config
+from assetd.statedir import usable_state_dir
 
 _log = log.get_logger(__name__)
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from assetd import __version__
+from assetd.api.status_file import describe_api, read_api_status
 from assetd.catalog.content import hashing_backlog
 from assetd.catalog.engine import describe_url, translate_db_errors
 from assetd.catalog.report import (
@@ -243,8 +244,12 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
         attention.append(
             Attention("hashing-disabled", "hashing is disabled: run `assetd hash` for the backlog")
         )
+    running = next((d.pid for d in daemons if d.host == host and d.is_running(now)), None)
+    api = describe_api(read_api_status(config.state_dir), running)
+    attention += [Attention("api-unavailable", f"API: {a}") for a in api if "unavailable" in a]
     if args.json:
         report = {
+            "api": api,
             "host": host or None,
             "catalog": describe_url(cat.url),
             "version": __version__,
@@ -260,6 +265,8 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
         print("daemon:   not running (no daemon has run" + (" on this host)" if scoped else ")"))
     for d in daemons:
         print(("daemon:   " if scoped else f"daemon {d.host}: ") + describe_daemon(d, now))
+    if api:
+        print("api:      " + "; ".join(api))
     print()
     print_roots(roots, now, show_host=not scoped)
     print()

@@ -33,7 +33,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.inotify import InotifyObserver
 
 from assetd.errors import WatchError
-from assetd.fsutil import IgnoreRules
+from assetd.fsutil import IgnoreRules, filesystem_type, is_network_filesystem
 from assetd.live.changes import Kind
 from assetd.live.limits import watch_error, watch_limit_reached
 from assetd.live.watch import (
@@ -360,3 +360,17 @@ class Watchers:
             for name, watcher in self._watchers.items()
             if watcher.wanted and not watcher.root_gone and not watcher.is_alive()
         ]
+
+
+def warn_network_roots(roots: Iterable[WatchedRoot]) -> None:
+    """A root on a network filesystem without ``polling``: inotify misses other hosts' changes."""
+    for root in roots:
+        fs_type = filesystem_type(root.path)
+        if is_network_filesystem(fs_type) and not root.polling:
+            log.warning(
+                "root.network_filesystem",
+                root=root.name,
+                path=root.path,
+                fs_type=fs_type,
+                advice="inotify does not see other hosts' changes: set polling = true",
+            )

@@ -57,6 +57,7 @@ class RootKeeper:
         unwatch: UnwatchFn,
         reconcile: ReconcileFn,
         bump: Callable[[RootSpec, str | None], None],
+        on_away: Callable[[RootSpec, int], None] | None = None,
     ) -> None:
         self.sessions = sessions
         self.monitor = monitor
@@ -66,6 +67,7 @@ class RootKeeper:
         self._unwatch = unwatch
         self._reconcile = reconcile
         self._bump = bump
+        self._on_away = on_away  # told after the rows are marked (the API's event feed)
 
     def start(self, roots: Sequence[RootSpec]) -> list[RootSpec]:
         """Judge every root once (bounded by the probe timeout) and act on it, then keep
@@ -153,6 +155,8 @@ class RootKeeper:
                 reason=verdict.reason,
                 missing=count,
             )
+        if self._on_away is not None:
+            self._on_away(root, count)
 
     def _come_back(self, root: RootSpec) -> None:
         was = self.away[root.id]
