@@ -417,13 +417,19 @@ def test_check_config_ok_prints_the_roots(cli: Cli, tmp_path: Path, lib: Path) -
     assert not state.exists()  # checking writes nothing
 
 
-def test_check_config_hides_a_database_password(cli: Cli, tmp_path: Path) -> None:
+def test_check_config_hides_a_database_password(cli: Cli, tmp_path: Path, lib: Path) -> None:
     config = tmp_path / "c.toml"
-    config.write_text('[database]\nurl = "postgresql://assetd:s3cret@db.example:5432/catalog"\n')
-    run = cli("check-config", "--config", config)
+    config.write_text(
+        '[database]\nurl = "postgresql://assetd:s3cret@db.example:5432/catalog"\n'
+        f'[[roots]]\nname = "r"\npath = "{tmp_path / "lib"}"\n'
+    )
+    run = cli("check-config", "--offline", "--config", config)
     assert run.code == 0, run.err
     assert "s3cret" not in run.out + run.err
-    assert "  database: postgresql+psycopg://assetd:***@db.example:5432/catalog" in run.lines
+    assert (
+        "  database: postgresql+psycopg://assetd:***@db.example:5432/catalog"
+        " (not checked: --offline)" in run.lines
+    )
 
 
 INVALID = {

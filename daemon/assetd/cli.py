@@ -122,7 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_operations(sub, add, common)
 
-    add("check-config", "admin:cmd_check_config", "validate the configuration and print it")
+    p = add(
+        "check-config",
+        "admin:cmd_check_config",
+        "check the configuration, the roots, the state directory and the database; print it",
+    )
+    p.add_argument("--offline", action="store_true", help="do not try to reach the database server")
 
     db = sub.add_parser("db", help="catalog database maintenance", parents=[common])
     db_sub = db.add_subparsers(dest="db_command", metavar="COMMAND", parser_class=_Parser)

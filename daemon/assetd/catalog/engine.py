@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from assetd.errors import (
     CatalogCorrupt,
@@ -216,3 +217,22 @@ def translate_db_errors(url: str | URL) -> Iterator[None]:
                 f"catalog is locked by another writer ({where}): {one_line(err)}"
             ) from err
         raise DatabaseUnavailable(f"database unavailable ({where}): {one_line(err)}") from err
+
+
+PING_TIMEOUT_S = 3
+
+
+def ping_server(url: str) -> None:
+    """Connect to a database server once (``SELECT 1``, a short connect timeout) and close:
+    ``check-config``'s look. DatabaseUnavailable (one line) when it cannot be reached."""
+    engine = create_engine(
+        make_url(url),
+        poolclass=NullPool,
+        hide_parameters=True,
+        connect_args={"connect_timeout": PING_TIMEOUT_S},
+    )
+    try:
+        with translate_db_errors(url), engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    finally:
+        engine.dispose()
