@@ -119,7 +119,7 @@ def test_status_without_a_daemon(world: World) -> None:
     ]  # fmt: skip
     lib_row = next(r for r in table if r.startswith("lib "))
     cells = lib_row.split()
-    assert cells[:4] == ["lib", "watching", "0", "-"]  # no live event without a daemon
+    assert cells[:5] == ["lib", "not", "watched", "0", "-"]  # no live event without a daemon
     assert cells[-4:] == ["4", "1", "1", str(world.lib)]  # live, missing, unhashed (new.bin)
     assert "hashing backlog: 1 file(s), 5 B" in run.lines
     assert run.lines[-1] == "attention: nothing"
@@ -263,7 +263,7 @@ def test_status_as_a_user_who_may_only_read(capsys: pytest.CaptureFixture[str]) 
         proc = nb.assetd("status", "--config", str(w.config))
         assert proc.returncode == 0, proc.stderr
         assert "daemon:   not running (no daemon has run on this host)" in proc.stdout
-        assert any(r.startswith("lib ") and "watching" in r for r in proc.stdout.splitlines())
+        assert any(r.startswith("lib ") and "not watched" in r for r in proc.stdout.splitlines())
         missing = nb.assetd("missing", "--config", str(w.config))
         assert missing.returncode == 0, missing.stderr
         assert missing.stdout.splitlines()[-1] == "1 missing path(s) in 1 root(s)"

@@ -204,7 +204,11 @@ def config_attention(config: Config, roots: Iterable[RootRow]) -> list[Attention
                 Attention(
                     "path-changed",
                     f"root {rc.name} is configured at {rc.path} but catalogued at {row.path}: "
-                    "the daemon will mark the old paths missing (see `assetd roots move`)",
+                    "with this config, the next `assetd run` or `assetd scan` points the root "
+                    f"back at {rc.path} and marks its {row.live} file(s) catalogued under "
+                    f"{row.path} missing (their metadata is kept). If the files are at "
+                    f"{row.path} now, set path = {json.dumps(row.path)} in the config; if they "
+                    f"moved to {rc.path}, run `assetd roots move {rc.name} {rc.path}` first",
                     rc.name,
                 )
             )
@@ -245,6 +249,8 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
             Attention("hashing-disabled", "hashing is disabled: run `assetd hash` for the backlog")
         )
     running = next((d.pid for d in daemons if d.host == host and d.is_running(now)), None)
+    watched = {d.host for d in daemons if d.is_running(now)}
+    stopped = {d.host: d.heartbeat_at for d in daemons if not d.is_running(now)}
     api = describe_api(read_api_status(config.state_dir), running)
     attention += [Attention("api-unavailable", f"API: {a}") for a in api if "unavailable" in a]
     if args.json:
@@ -254,7 +260,16 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
             "catalog": describe_url(cat.url),
             "version": __version__,
             "daemons": [d.as_dict(now) for d in daemons],
-            "roots": [r.as_dict() for r in roots],
+            "roots": [
+                {
+                    **r.as_dict(),
+                    "watched": r.host in watched,
+                    "not_watched_since": None
+                    if r.host in watched or r.host not in stopped
+                    else stopped[r.host].isoformat(),
+                }
+                for r in roots
+            ],
             "hashing_backlog": {"files": backlog[0], "bytes": backlog[1]},
             "attention": [a.as_dict() for a in attention],
         }
@@ -265,10 +280,15 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
         print("daemon:   not running (no daemon has run" + (" on this host)" if scoped else ")"))
     for d in daemons:
         print(("daemon:   " if scoped else f"daemon {d.host}: ") + describe_daemon(d, now))
+    if scoped and roots and host not in watched:
+        print(
+            "roots:    "
+            + describe_unwatched(next((d for d in daemons if d.host == host), None), now)
+        )
     if api:
         print("api:      " + "; ".join(api))
     print()
-    print_roots(roots, now, show_host=not scoped)
+    print_roots(roots, now, show_host=not scoped, watched=watched)
     print()
     print(f"hashing backlog: {backlog[0]} file(s), {human_size(backlog[1])}")
     if attention:
@@ -296,7 +316,24 @@ def describe_daemon(d: DaemonRow, now: dt.datetime) -> str:
     return f"not running ({d.status} {format_time(d.heartbeat_at, now)}; {who})"
 
 
-def print_roots(roots: list[RootRow], now: dt.datetime, *, show_host: bool) -> None:
+def describe_unwatched(last: DaemonRow | None, now: dt.datetime) -> str:
+    """The line saying this host's roots are not being watched, and since when."""
+    if last is None:
+        return "not being watched: no daemon has run on this host (start it: `assetd run`)"
+    how = "crashed" if last.status == "failed" else "stopped"
+    if last.status in ACTIVE_STATUSES:
+        how = "stopped answering"
+    return f"not being watched since the daemon {how} {format_time(last.heartbeat_at, now)}"
+
+
+_WATCHED_STATES = ("watching", "polling", "degraded")
+
+
+def print_roots(
+    roots: list[RootRow], now: dt.datetime, *, show_host: bool, watched: set[str]
+) -> None:
+    """The roots table; a root whose host runs no daemon is ``not watched`` (its recorded
+    state was the last daemon's), an unavailable or covered one keeps that state."""
     if not roots:
         print("roots:    none in the catalog")
         return
@@ -315,6 +352,8 @@ def print_roots(roots: list[RootRow], now: dt.datetime, *, show_host: bool) -> N
             if r.last_reconcile_ms is not None:
                 recon += f" ({r.last_reconcile_ms / 1000:.2f} s)"
         state = f"{r.state} ({r.state_reason})" if r.state == "unavailable" else r.state
+        if r.host not in watched and r.state in _WATCHED_STATES:
+            state = "not watched"
         row = [r.name, state, str(r.epoch), event, recon, str(r.live), str(r.missing)]
         row += [str(r.unhashed), r.path]
         if show_host:
