@@ -193,7 +193,8 @@ def _add_operations(
         "--event",
         metavar="GLOB",
         action="append",
-        help="event names matching this glob, e.g. 'cache_state.*' (repeatable)",
+        help="events matching this glob (the whole name: 'cache_state.*'); a plain word "
+        "matches the events it begins: 'batch' is batch.* and batch (repeatable)",
     )
     p.add_argument(
         "--path",

@@ -98,8 +98,10 @@ def cmd_logs(config: Config, args: argparse.Namespace) -> int:
     )
     colour = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
     day = None
+    read = 0
     with _log_source(args, since) as lines:
         for line in logview.parse_lines(lines):
+            read += 1
             if not logview.matches(line, flt):
                 continue
             if args.json:
@@ -110,4 +112,17 @@ def cmd_logs(config: Config, args: argparse.Namespace) -> int:
                 print(f"-- {today.isoformat()} --", flush=args.follow)
                 day = today
             print(logview.render(line, colour=colour), flush=args.follow)
+    if not read and not args.file:
+        raise AssetdError(_empty_journal(args))
     return 0
+
+
+def _empty_journal(args: argparse.Namespace) -> str:
+    """One line: the journal had nothing for the unit, where we looked, what else to read."""
+    look = " ".join(["journalctl", *(["--user"] if args.user else []), "-u", args.unit])
+    since = f" since {args.since}" if args.since else ""
+    return (
+        f"no log lines in the journal of unit {args.unit}{since} ({look}): pass a FILE (e.g. "
+        "assetd run 2>>assetd.log; assetd logs assetd.log), - for stdin"
+        + ("" if args.user else ", or --user for the user service")
+    )

@@ -151,6 +151,14 @@ def _in_root(data: dict[str, Any], name: str, root_path: str | None) -> bool:
     return root_path is not None and any(path_matches(p, root_path) for p in _paths(data))
 
 
+def event_matches(event: str, wanted: str) -> bool:
+    """``--event``: a glob matches the whole name (``cache_state.*``); a plain word or dotted
+    prefix (``batch``, ``cache_state``) also matches the events it is the first part of."""
+    if any(c in wanted for c in "*?["):
+        return fnmatch.fnmatchcase(event, wanted)
+    return event == wanted or event.startswith(wanted + ".")
+
+
 def matches(line: LogLine, f: LogFilter) -> bool:
     """Whether ``line`` passes ``f`` (see the module docstring for plain-text lines)."""
     if f.since is not None and line.time is not None and line.time < f.since:
@@ -162,7 +170,7 @@ def matches(line: LogLine, f: LogFilter) -> bool:
         if level is not None and LEVELS[level] < LEVELS[f.min_level]:
             return False
     event = line.event or ""
-    if f.events and not any(fnmatch.fnmatchcase(event, g) for g in f.events):
+    if f.events and not any(event_matches(event, g) for g in f.events):
         return False
     if f.path is not None and not any(path_matches(p, f.path) for p in _paths(line.data)):
         return False
