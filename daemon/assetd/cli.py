@@ -102,8 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
         "prune:cmd_cleanup",
         "hard-delete assets whose every path has been missing for longer than DURATION",
     )
-    p.add_argument("--older-than", required=True, metavar="DURATION", help="e.g. 30d, 12h")
-    p.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+    p.add_argument(
+        "--older-than",
+        required=True,
+        metavar="DURATION",
+        help="e.g. 30d, 12h; 0s: every asset missing now",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="list what would be deleted, delete nothing"
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument(
         "--include-unavailable",
         action="store_true",

@@ -35,9 +35,10 @@ def describe_value(value: object) -> str:
     return f"{kind} {shown if len(shown) <= 40 else shown[:37] + '...'}"
 
 
-def parse_duration(text: object, key: str) -> float:
+def parse_duration(text: object, key: str, *, allow_zero: bool = False) -> float:
     """Seconds from ``"500ms"``, ``"15s"``, ``"30m"``, ``"1h30m"``, ``"7d"`` or a number (TOML or
-    text, in seconds). The result is finite and > 0; anything else raises ``ConfigError(key, ...)``.
+    text, in seconds). The result is finite and > 0 (>= 0 with ``allow_zero``); anything else
+    raises ``ConfigError(key, ...)``.
     """
     if isinstance(text, bool) or not isinstance(text, int | float | str):
         raise config_error(key, f"expected a duration such as '30m', got {describe_value(text)}")
@@ -54,8 +55,9 @@ def parse_duration(text: object, key: str) -> float:
             raise config_error(key, f"invalid duration {text!r}; use {example}")
     else:
         seconds = float(text)
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise config_error(key, f"must be a duration greater than zero, got {text!r}")
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
+        least = "zero or more" if allow_zero else "greater than zero"
+        raise config_error(key, f"must be a duration {least}, got {text!r}")
     return seconds
 
 

@@ -198,3 +198,44 @@ def note_pathless(
         )
         done += max(int(result.rowcount), 0)  # type: ignore[attr-defined]
     return done
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateRow:
+    """One asset a cleanup would delete: its last path (None: it has none left), since when it
+    is missing (its last path's ``missing_since``, or ``pathless_since``), and its size."""
+
+    asset_id: int
+    last_path: str | None
+    missing_since: dt.datetime | None
+    size: int
+
+    def as_dict(self) -> dict[str, object]:
+        since = self.missing_since.isoformat() if self.missing_since else None
+        return {
+            "asset_id": self.asset_id,
+            "last_path": self.last_path,
+            "missing_since": since,
+            "size": self.size,
+        }
+
+
+def describe_candidates(session: Session, ids: Collection[int]) -> list[CandidateRow]:
+    """The rows ``cleanup --dry-run`` lists for these asset ids, in id order."""
+    out: list[CandidateRow] = []
+    for chunk in chunked(sorted(set(ids))):
+        last: dict[int, tuple[str, dt.datetime | None]] = {}
+        for asset_id, path, since in session.execute(
+            select(cs.c.asset_id, cs.c.file_path, cs.c.missing_since)
+            .where(cs.c.asset_id.in_(list(chunk)))
+            .order_by(cs.c.asset_id, cs.c.missing_since, cs.c.id)
+        ):
+            last[int(asset_id)] = (str(path), since)  # the one that went missing last wins
+        for asset_id, size, pathless_since in session.execute(
+            select(assets.c.id, assets.c.size_bytes, assets.c.pathless_since)
+            .where(assets.c.id.in_(list(chunk)))
+            .order_by(assets.c.id)
+        ):
+            path, since = last.get(int(asset_id), (None, pathless_since))
+            out.append(CandidateRow(int(asset_id), path, since, int(size or 0)))
+    return out

@@ -18,12 +18,23 @@ def require_roots(config: Config) -> None:
         raise ConfigError("roots", "no roots configured: add [[roots]] or pass --root PATH")
 
 
-def duration_arg(text: str, flag: str) -> float:
+def duration_arg(text: str, flag: str, *, allow_zero: bool = False) -> float:
     """A duration given on the command line (``--older-than 7d``), in seconds."""
     try:
-        return parse_duration(text, flag)
+        return parse_duration(text, flag, allow_zero=allow_zero)
     except ConfigError as err:  # a command-line value: a usage error, not a config one
         raise UsageError(str(err).removeprefix("config: ")) from None
+
+
+def confirm(question: str) -> bool:
+    """Ask ``question [y/N]`` on the terminal; only "y" or "yes" is yes. End of input (Ctrl-D)
+    is no: a newline ends the prompt's line, and no traceback."""
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        print()
+        return False
+    return answer.strip().lower() in ("y", "yes")
 
 
 def in_root_ids(session: Session, host: str, name: str) -> list[int]:

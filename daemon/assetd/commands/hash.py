@@ -92,5 +92,10 @@ def cmd_hash(config: Config, args: argparse.Namespace) -> int:
             result = hash_pending(cat.sessions, specs, progress=progress.update)
         progress.done()
     _log.info("hash.finished", **result.as_dict())
-    print(json.dumps(result.as_dict()) if args.json else format_hash(result))
+    if args.json:
+        print(json.dumps(result.as_dict()))
+    elif result.backlog_before == (0, 0) and not result.files:
+        print(f"nothing to hash: every live file of {len(specs)} root(s) is hashed")
+    else:
+        print(format_hash(result))
     return 0

@@ -67,19 +67,28 @@ def cmd_missing(config: Config, args: argparse.Namespace) -> int:
     if not rows:
         print("no missing paths" + (f" since {args.since} ago" if args.since else ""))
         return 0
+    cells: dict[int, tuple[str, str, str, str]] = {}  # by row id: name, age, reason, size
+    for dirs in groups.values():
+        for directory, files in dirs.items():
+            for f in files:
+                name = f.path[len(directory) + 1 :] if directory != "/" else f.path[1:]
+                since = f.missing_since
+                age = format_age((now - since).total_seconds()) if since else "?"
+                cells[id(f)] = (name, age, f.state_reason or "", human_size(f.size))
+    head = ("NAME", "MISSING FOR", "REASON", "SIZE")
+    w = [max(len(c[i]) for c in [head, *cells.values()]) for i in range(4)]
+
+    def line(c: tuple[str, str, str, str]) -> str:
+        return f"    {c[0]:<{w[0]}}  {c[1]:>{w[1]}}  {c[2]:<{w[2]}}  {c[3]:>{w[3]}}"
+
+    print(line(head))
     for root_id, dirs in groups.items():
         count = sum(len(files) for files in dirs.values())
         print(f"{_root_label(roots[root_id], host)}: {count} missing")
         for directory in sorted(dirs):
             print(f"  {directory}/")
-            files = dirs[directory]
-            width = max(len(f.path) - len(directory) - 1 for f in files)
-            for f in files:
-                age = (
-                    format_age((now - f.missing_since).total_seconds()) if f.missing_since else "?"
-                )
-                name = f.path[len(directory) + 1 :] if directory != "/" else f.path[1:]
-                print(f"    {name:<{width}}  {age:>9}  {f.state_reason:<16} {human_size(f.size)}")
+            for f in dirs[directory]:
+                print(line(cells[id(f)]))
     print(f"{len(rows)} missing path(s) in {len(groups)} root(s)")
     return 0
 

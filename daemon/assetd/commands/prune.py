@@ -5,17 +5,26 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import sys
 
 from assetd import log
-from assetd.catalog.cleanup import CleanupPlan, cleanup_unreferenced_assets, plan_cleanup
+from assetd.catalog.cleanup import (
+    CandidateRow,
+    CleanupPlan,
+    cleanup_unreferenced_assets,
+    describe_candidates,
+    plan_cleanup,
+)
 from assetd.catalog.engine import translate_db_errors
 from assetd.catalog.prune import (
     count_cache_states_outside_prefixes,
     mark_missing_outside_prefixes_safely,
 )
+from assetd.catalog.states import utcnow
 from assetd.catalog_access import catalog
-from assetd.commands._common import duration_arg, require_roots
+from assetd.commands._common import confirm, duration_arg, require_roots
+from assetd.commands._format import format_time, human_size
 from assetd.config import Config
 from assetd.errors import AssetdError, UsageError
 
@@ -60,8 +69,38 @@ def _plan_lines(plan: CleanupPlan, older_than: str, include_unavailable: bool) -
     return lines
 
 
+def _candidate_lines(rows: list[CandidateRow]) -> list[str]:
+    """The table of what a cleanup would delete: asset id, missing since, size, last path."""
+    if not rows:
+        return []
+    now = utcnow()
+    table = [("ASSET", "MISSING SINCE", "SIZE", "LAST PATH")]
+    for r in rows:
+        since = format_time(r.missing_since, now) if r.missing_since else "?"
+        path = r.last_path if r.last_path is not None else "(no path: its root was retired)"
+        table.append((str(r.asset_id), since, human_size(r.size), path))
+    widths = [max(len(row[i]) for row in table) for i in range(3)]
+    return [f"  {a:>{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}  {d}" for a, b, c, d in table]
+
+
+def _plan_json(
+    plan: CleanupPlan, rows: list[CandidateRow], older_than: str, *, dry_run: bool
+) -> dict[str, object]:
+    return {
+        "dry_run": dry_run,
+        "older_than": older_than,
+        "count": len(plan.ids),
+        "pathless": plan.pathless,
+        "assets": [r.as_dict() for r in rows],
+        "kept": [
+            {"root": root, "reason": reason, "assets": n}
+            for (root, reason), n in sorted(plan.held.items())
+        ],
+    }
+
+
 def cmd_cleanup(config: Config, args: argparse.Namespace) -> int:
-    older_than = duration_arg(args.older_than, "--older-than")
+    older_than = duration_arg(args.older_than, "--older-than", allow_zero=True)
     delta = dt.timedelta(seconds=older_than)
     every = bool(args.include_unavailable)
     # a dry run changes nothing: read-only, no catalog or host id created
@@ -70,17 +109,28 @@ def cmd_cleanup(config: Config, args: argparse.Namespace) -> int:
         with cat.session() as s:
             plan = plan_cleanup(s, roots=roots, older_than=delta, include_unavailable=every)
         ids = plan.ids
-        if args.dry_run or not ids:
-            verb = "would delete" if args.dry_run else "deleted"
-            print(f"{verb} {len(ids)} asset(s) missing for longer than {args.older_than}")
+        if args.dry_run:
+            with cat.session() as s:
+                rows = describe_candidates(s, ids)
+            if args.json:
+                print(json.dumps(_plan_json(plan, rows, args.older_than, dry_run=True)))
+                return 0
+            print(f"would delete {len(ids)} asset(s) missing for longer than {args.older_than}")
+            for line in _candidate_lines(rows) + _plan_lines(plan, args.older_than, every):
+                print(line)
+            return 0
+        if not ids:
+            if args.json:
+                print(json.dumps(_plan_json(plan, [], args.older_than, dry_run=False)))
+                return 0
+            print(f"deleted 0 asset(s) missing for longer than {args.older_than}")
             for line in _plan_lines(plan, args.older_than, every):
                 print(line)
             return 0
         if not args.yes:
             if not sys.stdin.isatty():
                 raise UsageError("cleanup deletes assets and their metadata: pass --yes")
-            answer = input(f"delete {len(ids)} asset(s) and their infos and tags? [y/N] ")
-            if answer.strip().lower() not in ("y", "yes"):
+            if not confirm(f"delete {len(ids)} asset(s) and their infos and tags?"):
                 print("nothing deleted")
                 return 1
         with cat.session() as s, s.begin():
@@ -88,6 +138,10 @@ def cmd_cleanup(config: Config, args: argparse.Namespace) -> int:
                 s, roots=roots, older_than=delta, include_unavailable=every
             )
     _log.info("cleanup.applied", count=deleted, older_than=args.older_than)
+    if args.json:
+        done = _plan_json(plan, [], args.older_than, dry_run=False)
+        print(json.dumps({**done, "count": deleted}))
+        return 0
     print(f"deleted {deleted} asset(s) missing for longer than {args.older_than}")
     for line in _plan_lines(plan, args.older_than, every):
         print(line)

@@ -21,6 +21,7 @@ from assetd.catalog.engine import sqlite_path, translate_db_errors
 from assetd.catalog.relocate import compare_trees, load_rows, relocate_root, rows_under
 from assetd.catalog.roots import count_root_paths, delete_root, host_roots
 from assetd.catalog_access import catalog, prepare_state_dir
+from assetd.commands._common import confirm
 from assetd.config import Config
 from assetd.errors import AssetdError, HostLocked, UsageError
 from assetd.fsutil import IgnoreRules, encode_path
@@ -210,10 +211,7 @@ def cmd_roots_retire(config: Config, args: argparse.Namespace) -> int:
         if not args.yes:
             if not sys.stdin.isatty():
                 raise UsageError("roots retire removes the root's path rows: pass --yes")
-            answer = input(
-                f"retire root {args.name!r} ({root_path}) and its {paths} path rows? [y/N] "
-            )
-            if answer.strip().lower() not in ("y", "yes"):
+            if not confirm(f"retire root {args.name!r} ({root_path}) and its {paths} path rows?"):
                 print("nothing changed")
                 return 1
         with cat.session() as s, s.begin():
