@@ -74,8 +74,8 @@ class DatabaseConfig:
 
 @dataclass(frozen=True, slots=True)
 class WatchConfig:
-    quiet_ms: int = _rule(50, min=0, max=10_000)
-    max_delay_ms: int = _rule(1000, min=0, max=60_000)  # and >= quiet_ms
+    quiet_ms: int = _rule(50, min=0, max=10_000, ms=True)  # an integer or "50ms", "1s"
+    max_delay_ms: int = _rule(1000, min=0, max=60_000, ms=True)  # and >= quiet_ms
     queue_size: int = _rule(100000, min=1000, max=10_000_000)
     ignore: tuple[str, ...] = _rule(
         ("*.tmp", "*.part", ".Trash-*", "@eaDir", "#recycle"), component=True

@@ -95,6 +95,8 @@ def _value(spec: Field[Any], value: object, key: str) -> object:
         seconds = parse_duration(value, key)
         _check_range(seconds, checks, key, shown=repr(value), unit=_seconds)
         return seconds
+    if checks.get("ms") and isinstance(value, str):
+        return _milliseconds(value, checks, key)
     wanted = {"bool": bool, "int": int, "str": str}.get(kind, list)
     if not isinstance(value, wanted) or (wanted is int and isinstance(value, bool)):
         what = {bool: "true or false", int: "an integer", str: "a string"}.get(wanted, "an array")
@@ -122,11 +124,23 @@ def _value(spec: Field[Any], value: object, key: str) -> object:
     return value
 
 
+def _milliseconds(text: str, checks: Any, key: str) -> int:
+    """A millisecond key given as a duration ("50ms", "1s"): whole milliseconds, in range. A
+    string needs a unit (a bare number is an integer in TOML: ``quiet_ms = 50``)."""
+    if re.fullmatch(r"\s*\d+(?:\.\d+)?\s*", text):
+        raise config_error(key, f'{text!r} has no unit: give a unit ("50ms", "1s") or an integer')
+    seconds = parse_duration(text, key, allow_zero=True)
+    _check_range(seconds * 1000, checks, key, shown=repr(text), unit=lambda ms: _seconds(ms / 1000))
+    return round(seconds * 1000)
+
+
 def _seconds(value: float) -> str:
     """``86400.0`` -> ``'1d'``, ``1.0`` -> ``'1s'`` (for a range in a message)."""
     for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
         if value >= size and value % size == 0:
             return f"{int(value // size)}{unit}"
+    if value < 1:
+        return f"{value * 1000:g}ms"
     return f"{value:g}s"
 
 
