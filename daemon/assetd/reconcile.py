@@ -278,7 +278,13 @@ def _pair_moves(
         result.moved += n
         result.missing = max(result.missing - n, 0)
         result.new = max(result.new - n, 0)
-        _log.info("cache_state.moved", count=n, paths=[m[1] for m in found.moved[:SAMPLE]])
+        sample = found.moved[:SAMPLE]
+        _log.info(
+            "cache_state.moved",
+            count=n,
+            paths=[m[1] for m in sample],
+            sources=[m[0] for m in sample],
+        )
     if found.candidates:
         _log.info(
             "cache_state.move_candidates",

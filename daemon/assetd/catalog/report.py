@@ -207,6 +207,7 @@ class PathFacts:
     other_count: int = 0
     move_candidate: str | None = None  # the vanished path this one may continue (a guess)
     extra: dict[str, object] = field(default_factory=dict)
+    path_raw: bytes | None = None  # the exact bytes of a name that is not UTF-8
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -283,6 +284,7 @@ def path_facts(session: Session, file_path: str) -> list[PathFacts]:
                 other_paths=tuple((str(p), bool(m)) for p, m in others),
                 other_count=int(other_count),
                 move_candidate=candidate,
+                path_raw=r["file_path_raw"],
             )
         )
     return found

@@ -26,7 +26,7 @@ from assetd.paths import is_under
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 _ALIASES = {"warn": "warning", "exception": "error", "fatal": "critical", "notset": "debug"}
 _HEAD = ("timestamp", "level", "event", "logger", "exception")
-_PATH_FIELDS = ("paths", "path", "dest", "src")
+_PATH_FIELDS = ("paths", "path", "dest", "src", "sources")
 LEVEL_WIDTH = 8
 EVENT_WIDTH = 26
 LIST_SHOWN = 3  # items of a list (a ``paths`` sample) shown in the readable form

@@ -19,7 +19,7 @@ from assetd.catalog.states import Reason, utcnow
 from assetd.catalog_access import catalog
 from assetd.commands._format import format_time
 from assetd.config import Config
-from assetd.fsutil import IgnoreRules, encode_path
+from assetd.fsutil import IgnoreRules, encode_path, os_path_of
 from assetd.paths import deepest_parent
 
 _WHY_MISSING = {
@@ -83,6 +83,8 @@ def cmd_why(config: Config, args: argparse.Namespace) -> int:
     if root is not None:
         relative = encode_path(os.path.relpath(os_path, root[1]))[0]
         rule = IgnoreRules(config.watch.ignore).match(relative)
+    if rows and rows[0].path_raw:  # the escaped form `ls` prints: look at the real file
+        os_path = os_path_of(rows[0].path, rows[0].path_raw)
     disk = _disk_facts(os_path, rows)
     report = {
         "path": path,
@@ -111,6 +113,11 @@ def cmd_why(config: Config, args: argparse.Namespace) -> int:
             )
         elif root is not None and disk.get("exists") and not disk.get("regular_file"):
             print("  not a regular file: only files (and symlinks to files) are catalogued")
+        if root is not None and not disk.get("exists") and not any(under):
+            print(
+                "  moved?     the catalog keeps no old paths; if it was renamed or moved, "
+                f"`assetd logs --path {os_path} --event cache_state.moved` shows where to"
+            )
     _print_disk(disk, bool(rows))
     if root is not None and not rows:
         print(f"  root:      below root {root[0]} ({root[1]})")
@@ -147,7 +154,7 @@ def _print_row(row: PathFacts, now: dt.datetime) -> None:
         print(f"  also at:   {shown}" + (f" (+{more} more)" if more > 0 else ""))
     for info in row.infos:
         meta = json.dumps(info.user_metadata) if info.user_metadata else "no metadata"
-        print(f"  info:      #{info.id} {info.name!r}, {meta}")
+        print(f"  info:      #{info.id} '{info.name}', {meta}")  # escaped once, as stored
         tags = ", ".join(f"{t} ({o})" for t, o in info.tags) or "none"
         print(f"    tags:    {tags}")
 

@@ -84,6 +84,7 @@ class BatchResult:
     candidates: int = 0  # guessed moves waiting for the hasher's verdict
     duration_s: float = 0.0
     moved_paths: list[str] = field(default_factory=list)
+    moved_from: list[str] = field(default_factory=list)  # the other end of each moved_paths
     missing_paths: list[str] = field(default_factory=list)
     restored_paths: list[str] = field(default_factory=list)
     new_paths: list[str] = field(default_factory=list)
@@ -217,7 +218,9 @@ class Worker:
         result.moved += n
         result.missing = max(result.missing - n, 0)
         result.new = max(result.new - n, 0)
-        result.moved_paths.extend(p[1] for p in found.moved[: 20 - len(result.moved_paths)])
+        room = 20 - len(result.moved_paths)
+        result.moved_paths.extend(p[1] for p in found.moved[:room])
+        result.moved_from.extend(p[0] for p in found.moved[:room])
         plan.moved_assets.update(p[2] for p in found.moved)
         result.candidates += len(found.candidates)
 
@@ -338,6 +341,7 @@ class Worker:
             result.moved += n
             if n and len(result.moved_paths) < 20:
                 result.moved_paths.append(dest)
+                result.moved_from.append(src)
 
     def _known_rows(self, session: Session, moves: Sequence[Change]) -> set[tuple[int, str]]:
         wanted: dict[int, set[str]] = {}
@@ -416,7 +420,12 @@ class Worker:
         if result.missing:
             _log.info("cache_state.missing", count=result.missing, paths=result.missing_paths)
         if result.moved:
-            _log.info("cache_state.moved", count=result.moved, paths=result.moved_paths)
+            _log.info(
+                "cache_state.moved",
+                count=result.moved,
+                paths=result.moved_paths,
+                sources=result.moved_from,
+            )
         if result.restored:
             _log.info(
                 "cache_state.restored", count=result.restored, paths=result.restored_paths[:20]

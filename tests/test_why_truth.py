@@ -1,0 +1,75 @@
+"""``why`` round-trips the escaped form ``ls`` prints for a non-UTF-8 name (it finds the row and
+looks at the real file), shows names escaped once; a file renamed away is traced by the logs:
+``cache_state.moved`` carries both ends, so ``logs --path OLD`` finds the move, and ``why OLD``
+says so (the catalog keeps no move history: that would need a schema change)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from cli_world import Cli, isolate, tree, write_config
+from daemon_harness import Daemon
+from helpers import wait_until
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Cli:
+    isolate(monkeypatch, tmp_path)
+    return Cli(capsys)
+
+
+def test_why_takes_the_form_ls_prints_for_a_non_utf8_name(cli: Cli, tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    with open(os.path.join(os.fsencode(lib), b"bad\xff.bin"), "wb") as f:
+        f.write(b"x" * 5)
+    config = write_config(tmp_path / "c.toml", roots={"lib": lib}, state_dir=tmp_path / "s")
+    assert cli("scan", "--config", config).code == 0
+    [shown] = cli("ls", "--config", config).lines
+    assert shown == f"{lib}/bad\\xff.bin"
+    run = cli("why", shown, "--config", config)
+    assert run.code == 0, run.err
+    assert run.lines[0] == shown
+    assert "  state:     live since" in run.out
+    assert "  on disk:   present, same size and mtime as catalogued" in run.lines, run.out
+    assert "\\\\x" not in run.out, run.out  # escaped once, never twice
+    assert "  info:      #1 'bad\\xff.bin', no metadata" in run.lines, run.out
+    report = json.loads(cli("why", shown, "--json", "--config", config).out)
+    assert report["on_disk"]["exists"] is True and report["on_disk"]["matches_catalog"] is True
+    # the OS form (the real bytes) finds the same row
+    real = os.fsdecode(os.path.join(os.fsencode(lib), b"bad\xff.bin"))
+    assert cli("why", real, "--config", config).lines[0] == shown
+
+
+def test_a_rename_is_logged_with_both_ends_and_why_old_points_at_the_logs(
+    cli: Cli, tmp_path: Path
+) -> None:
+    lib = tree(tmp_path / "lib", {"a.bin": b"a" * 7, "sub/keep.bin": b"k"})
+    (tmp_path / "d").mkdir()
+    daemon = Daemon(tmp_path / "d", {"lib": lib})
+    old, new = lib / "a.bin", lib / "sub" / "renamed.bin"
+    try:
+        daemon.start()
+        wait_until(lambda: daemon.is_live(old), 20, what="a.bin catalogued")
+        os.rename(old, new)
+        wait_until(lambda: daemon.is_live(new), 20, what="the rename applied")
+    finally:
+        assert daemon.stop() == 0
+        daemon.close()
+    moved = [e for e in daemon.log_events() if e["event"] == "cache_state.moved"]
+    assert moved, daemon.log_text()
+    assert moved[0]["paths"] == [str(new)] and moved[0]["sources"] == [str(old)], moved
+    found = cli("logs", daemon.log_path, "--path", old, "--json")
+    assert found.code == 0, found.err
+    assert [line["event"] for line in found.json_lines()] == ["cache_state.moved"]
+    run = cli("why", old, "--config", daemon.config)
+    assert run.code == 0, run.err
+    assert "  not in the catalog" in run.lines
+    assert (
+        f"  moved?     the catalog keeps no old paths; if it was renamed or moved, "
+        f"`assetd logs --path {old} --event cache_state.moved` shows where to"
+    ) in run.lines, run.out
