@@ -156,18 +156,7 @@ class Applier:
                 continue
             st, is_link = fresh
             found.append(Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, is_link))
-            seeds.append(
-                SeedSpec(
-                    root_id=self.root.id,
-                    path=path,
-                    size=st.st_size,
-                    mtime_ns=st.st_mtime_ns,
-                    device=st.st_dev,
-                    inode=st.st_ino,
-                    tags=automatic_tags(self.root, path),
-                    is_symlink=is_link,
-                )
-            )
+            seeds.append(self._seed(path, st, None, is_link))
         if not seeds:
             return
         roots = [self.root.id]
@@ -204,6 +193,19 @@ class Applier:
                 restored += ins.restored
         return missing, restored, changed, new
 
+    def _seed(self, path: str, st: os.stat_result, raw: bytes | None, is_link: bool) -> SeedSpec:
+        return SeedSpec(
+            root_id=self.root.id,
+            path=path,
+            size=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+            device=st.st_dev,
+            inode=st.st_ino,
+            raw=raw,
+            tags=automatic_tags(self.root, path),
+            is_symlink=is_link,
+        )
+
     def _decide(self, steps: list[Step]) -> tuple[list[str], list[Figures], list[SeedSpec]]:
         """Re-stat each step's path: what to mark missing, refresh, and seed."""
         gone: list[str] = []
@@ -224,19 +226,7 @@ class Applier:
             assert isinstance(fresh, tuple)
             st, is_link = fresh
             if action is Action.NEW:
-                seeds.append(
-                    SeedSpec(
-                        root_id=self.root.id,
-                        path=path,
-                        size=st.st_size,
-                        mtime_ns=st.st_mtime_ns,
-                        device=st.st_dev,
-                        inode=st.st_ino,
-                        raw=raw,
-                        tags=automatic_tags(self.root, path),
-                        is_symlink=is_link,
-                    )
-                )
+                seeds.append(self._seed(path, st, raw, is_link))
             else:  # back, changed, or relinked: the fresh figures decide
                 refresh.append(
                     Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, is_link)

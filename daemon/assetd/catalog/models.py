@@ -99,6 +99,7 @@ class Root(Base):
 
 class Asset(Base):
     __tablename__ = "assets"
+    __table_args__ = (Index("ix_assets_size_bytes_id", "size_bytes", "id"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     hash: Mapped[str | None] = mapped_column(String(128), unique=True)
@@ -145,7 +146,13 @@ class AssetCacheState(Base):
 
 class AssetInfo(Base):
     __tablename__ = "asset_infos"
-    __table_args__ = (UniqueConstraint("asset_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("asset_id", "name"),
+        # keyset pages of the HTTP API, by each sort it offers (ties broken by id)
+        Index("ix_asset_infos_created_at_id", "created_at", "id"),
+        Index("ix_asset_infos_updated_at_id", "updated_at", "id"),
+        Index("ix_asset_infos_name_id", "name", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     asset_id: Mapped[int] = mapped_column(Id, ForeignKey("assets.id", ondelete="CASCADE"))
