@@ -136,3 +136,30 @@ def test_check_config_of_a_real_process_with_no_roots(tmp_path: Path) -> None:
     assert proc.stderr.splitlines() == [
         "assetd: config: roots: no roots configured: add [[roots]] or pass --root PATH"
     ]
+
+
+def test_a_catalog_path_that_cannot_be_used_is_exit_78(cli: Cli, tmp_path: Path, lib: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_bytes(b"x")
+    url = f"sqlite:///{afile}/catalog.db"  # below a regular file: it can never be created
+    config = write_config(
+        tmp_path / "c.toml", roots={"lib": lib}, state_dir=tmp_path / "state", url=url
+    )
+    run = cli("check-config", "--config", config)
+    assert run.code == 78, (run.out, run.err)
+    assert run.messages == [
+        f"assetd: config: database.url: cannot create the catalog at {afile}/catalog.db: "
+        f"{afile} is not a directory"
+    ]
+    assert cli("scan", "--config", config).code == 78  # what check-config foretold
+    adir = tmp_path / "adir.db"
+    adir.mkdir()
+    config = write_config(
+        tmp_path / "c.toml",
+        roots={"lib": lib},
+        state_dir=tmp_path / "state",
+        url=f"sqlite:///{adir}",
+    )
+    run = cli("check-config", "--config", config)
+    assert run.code == 78, (run.out, run.err)
+    assert run.messages == [f"assetd: config: database.url: {adir} is not a regular file"]

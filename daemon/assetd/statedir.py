@@ -62,6 +62,22 @@ def usable_state_dir(config: Config, *, create: bool = True) -> str:
     return path
 
 
+def check_catalog_file(path: str) -> None:
+    """For ``check-config``, writing nothing: a SQLite catalog at ``path`` can be opened (a
+    regular file, or a file its nearest existing directory lets this process create).
+    ``ConfigError("database.url", ...)`` (exit 78) otherwise."""
+    key = "database.url"
+    if os.path.lexists(path):
+        if not os.path.isfile(path):
+            raise config_error(key, f"{path} is not a regular file")
+        return
+    parent = _nearest_existing(os.path.dirname(path))
+    if not os.path.isdir(parent):
+        raise config_error(key, f"cannot create the catalog at {path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise config_error(key, f"cannot create the catalog at {path}: {_why_unwritable(parent)}")
+
+
 def _nearest_existing(path: str) -> str:
     while not os.path.lexists(path) and os.path.dirname(path) != path:
         path = os.path.dirname(path)

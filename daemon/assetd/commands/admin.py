@@ -19,7 +19,8 @@ from assetd.catalog.schema import Upgrade, ensure_schema
 from assetd.catalog_access import prepare_state_dir
 from assetd.config import Config
 from assetd.errors import EXIT_CONFIG, EXIT_OK, AssetdError, ConfigError
-from assetd.statedir import usable_state_dir
+from assetd.paths import is_under
+from assetd.statedir import check_catalog_file, usable_state_dir
 
 _log = log.get_logger(__name__)
 
@@ -35,10 +36,12 @@ def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
         errors.append(err)
         print(f"assetd: {err}", file=sys.stderr)
 
+    state_ok = True
     try:
         usable_state_dir(config, create=False)  # checks, writes nothing
     except ConfigError as err:
         problem(err)
+        state_ok = False
     if not config.roots:
         problem(ConfigError("roots", "no roots configured: add [[roots]] or pass --root PATH"))
     for i, root in enumerate(config.roots):
@@ -48,8 +51,13 @@ def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
         elif what:
             print(f"assetd: warning: roots[{i}].path: {what}", file=sys.stderr)
     database = describe_url(config.database_url)
-    if sqlite_path(config.database_url) is not None:
-        pass  # the catalog file lives in a directory checked like the state directory
+    db_file = sqlite_path(config.database_url)
+    if db_file is not None:
+        if state_ok or not is_under(db_file, config.state_dir):  # (else: said already)
+            try:
+                check_catalog_file(db_file)
+            except ConfigError as err:
+                problem(err)
     elif getattr(args, "offline", False):
         database += " (not checked: --offline)"
     else:
