@@ -88,6 +88,22 @@ def test_new_directory_with_files(daemon: Daemon, lib: Path) -> None:
     assert all(daemon.is_live(lib / f"arrived/deep/er/f{i}") for i in range(20))
 
 
+def test_a_new_file_is_logged_by_path(daemon: Daemon, lib: Path) -> None:
+    """`assetd logs --path P` can tell when P was first catalogued: cache_state.created."""
+    daemon.start()
+    new = lib / "fresh.bin"
+    new.write_bytes(b"new")
+    wait_until(lambda: daemon.is_live(new), 5, what="new file catalogued")
+
+    def created() -> bool:
+        return any(
+            e.get("event") == "cache_state.created" and str(new) in e.get("paths", [])  # type: ignore[operator]
+            for e in daemon.log_events()
+        )
+
+    wait_until(created, 5, what="cache_state.created naming the file")
+
+
 def test_root_removed_and_restored(daemon: Daemon, lib: Path) -> None:
     f = lib / "a/file"
     f.parent.mkdir()

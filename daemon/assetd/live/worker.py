@@ -430,4 +430,6 @@ class Worker:
             _log.info(
                 "cache_state.restored", count=result.restored, paths=result.restored_paths[:20]
             )
+        if result.new:  # so `assetd logs --path P` finds when P was first catalogued
+            _log.info("cache_state.created", count=result.new, paths=result.new_paths)
         _log.info("batch.applied", changes=batch.size, **result.counts())
