@@ -1,0 +1,97 @@
+"""How long a command takes to start: `assetd --version`, `--help`, `status`, `ls` on a small
+scanned catalog, each as a fresh process, against `python -c pass` (the interpreter's own
+start-up) measured in the same run. Prints a Markdown table (median and max of --runs) and, with
+--importtime, the slowest imports of `assetd status` (`python -X importtime`).
+
+    python bench/start_bench.py [--runs 15] [--importtime]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def timed(argv: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(argv, env=env, capture_output=True, check=False)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.decode()[-500:]}")
+    return elapsed
+
+
+def slowest_imports(argv: list[str], env: dict[str, str], top: int = 8) -> list[tuple[int, str]]:
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", *argv], env=env, capture_output=True, check=False
+    )
+    rows = []
+    for line in done.stderr.decode().splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        _, cumulative, name = (part.strip() for part in line.split("|"))
+        if not name.startswith(" "):  # top-level imports only (no leading indent)
+            rows.append((int(cumulative), name))
+    return sorted(rows, reverse=True)[:top]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--importtime", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="assetd-start-") as tmp:
+        base = Path(tmp)
+        lib = base / "lib"
+        lib.mkdir()
+        for i in range(100):
+            (lib / f"f{i:03}.bin").write_bytes(b"x" * i)
+        env = {**os.environ, "XDG_STATE_HOME": str(base / "state"), "HOME": str(base)}
+        env.pop("ASSETD_CONFIG", None)
+        assetd = [sys.executable, "-m", "assetd"]
+        timed([*assetd, "scan", "--root", str(lib)], env)
+        cases = {
+            "`python -c pass` (baseline)": [sys.executable, "-c", "pass"],
+            "`assetd --version`": [*assetd, "--version"],
+            "`assetd --help`": [*assetd, "--help"],
+            "`assetd status`": [*assetd, "status", "--root", str(lib)],
+            "`assetd ls`": [*assetd, "ls", "--root", str(lib)],
+        }
+        results = {}
+        for name, argv in cases.items():
+            timed(argv, env)  # warm the page cache
+            results[name] = [timed(argv, env) for _ in range(args.runs)]
+        base_median = statistics.median(results["`python -c pass` (baseline)"])
+        load = os.getloadavg()
+        print("## Command start-up\n")
+        print(f"`python bench/start_bench.py --runs {args.runs}`\n")
+        print(
+            f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
+            f"load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}. Each command a fresh "
+            f"process, {args.runs} runs after one warm-up.\n"
+        )
+        print("| command | median ms | max ms | minus the interpreter's start-up |")
+        print("| --- | ---: | ---: | ---: |")
+        for name, runs in results.items():
+            median = statistics.median(runs)
+            print(
+                f"| {name} | {median * 1000:.0f} | {max(runs) * 1000:.0f} | "
+                f"{(median - base_median) * 1000:.0f} |"
+            )
+        if args.importtime:
+            print("\nSlowest top-level imports of `assetd status` (cumulative µs):\n")
+            for micros, name in slowest_imports(
+                ["-m", "assetd", "status", "--root", str(lib)], env
+            ):
+                print(f"- {name}: {micros / 1000:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
