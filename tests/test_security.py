@@ -284,6 +284,7 @@ def _world(tmp_path: Path) -> tuple[Path, Path]:
     return root, cfg
 
 
+@pytest.mark.slow
 def test_human_outputs_escape_control_characters_and_json_stays_exact(tmp_path: Path) -> None:
     root, cfg = _world(tmp_path)
     for args in (["ls"], ["ls", "--all", "--long"], ["missing"], ["status"]):
