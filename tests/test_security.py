@@ -317,6 +317,7 @@ def test_human_outputs_escape_control_characters_and_json_stays_exact(tmp_path: 
     assert why["path"] == str(root / EVIL)
 
 
+@pytest.mark.slow
 def test_odd_names_go_through_why_intact(tmp_path: Path) -> None:
     root, cfg = _world(tmp_path)
     for name in ODD[:3]:
