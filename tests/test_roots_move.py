@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from assetd.hostlock import HostLock
+from assetd.hostlock import CatalogFileLock, HostLock
 from cli_world import Cli, Run, isolate, tree, write_config
 
 ODD = os.fsdecode(b"caf\xe9.bin")  # a non-UTF-8 name: file_path_raw is rewritten too
@@ -204,6 +204,20 @@ def test_move_refuses_while_the_daemon_holds_the_host_lock(lib: Lib) -> None:
         assert forced.code == 0, forced.err
     finally:
         lock.release()
+
+
+def test_move_refuses_while_a_daemon_holds_the_catalog_lock(lib: Lib) -> None:
+    """A daemon with another state directory on the same SQLite catalog (issue 12)."""
+    new = lib.copy_to("disk2/models")
+    lock = CatalogFileLock(str(lib.state / "catalog.db"))
+    lock.acquire()
+    try:
+        run = lib.run("roots", "move", "models", new)
+        assert run.code == 75
+        assert "already uses the catalog" in run.err and "--force" in run.err
+    finally:
+        lock.release()
+    assert lib.run("roots", "move", "models", new).code == 0
 
 
 def test_move_checks_the_new_path(lib: Lib) -> None:

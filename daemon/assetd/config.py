@@ -305,7 +305,7 @@ def load_config(
         RootConfig(**read_table(RootConfig, r, f"roots[{i}]")) for i, r in enumerate(raw_roots)
     ]
     config = Config(roots=_roots_with_extra(file_roots, extra_roots), source=path, env=env, **parts)
-    _check_outside_roots(config, env)
+    _check_outside_roots(config, env, len(file_roots))
     # the default socket under a long state_dir is not the user's doing: the daemon logs
     # api.unavailable for it instead of refusing to start
     api_table = data.get("api")
@@ -316,11 +316,23 @@ def load_config(
     return config
 
 
-def _check_outside_roots(config: Config, env: Mapping[str, str]) -> None:
-    """The state directory and a SQLite catalog must not lie inside any root."""
+def _check_outside_roots(config: Config, env: Mapping[str, str], file_roots: int) -> None:
+    """No root at ``/``; the state directory and a SQLite catalog must not lie inside any root,
+    nor a root inside the state directory (``file_roots``: how many roots the file named, to
+    name the key of the others ``--root``)."""
     _, origin = _resolve_state_dir(config.daemon.state_dir, env)
     db_path = _sqlite_path(config.database_url) if config.database_url.startswith("sqlite") else ""
-    for root in config.roots:
+    for i, root in enumerate(config.roots):
+        key = f"roots[{i}].path" if i < file_roots else "--root"
+        if os.path.realpath(root.path) == "/":
+            msg = "a root at / would watch the whole system, the state directory included"
+            raise config_error(key, f"{msg}; name the directories to watch")
+        if is_within(root.path, config.state_dir):
+            raise config_error(
+                key,
+                f"{root.path} lies inside the state directory {config.state_dir} (from {origin}); "
+                "keep watched files out of it",
+            )
         where = f"lies inside root {root.name!r} ({root.path}); {_OUTSIDE}"
         if is_within(config.state_dir, root.path):
             raise config_error("daemon.state_dir", f"{config.state_dir} (from {origin}) {where}")

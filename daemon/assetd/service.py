@@ -26,6 +26,7 @@ from assetd import __version__, log
 from assetd.api.runtime import ApiRuntime
 from assetd.catalog import daemons
 from assetd.catalog.engine import make_engine, one_line, session_factory, sqlite_path
+from assetd.catalog.hostlock_pg import AdvisoryHostLock
 from assetd.catalog.prune import mark_missing_outside_prefixes_safely
 from assetd.catalog.roots import (
     RootSpec,
@@ -40,7 +41,7 @@ from assetd.errors import WatchError
 from assetd.faults import pipeline_fault, worker_fault
 from assetd.fsutil import IgnoreRules
 from assetd.hashing.background import Hasher
-from assetd.hostlock import HostLock
+from assetd.hostlock import CatalogFileLock, HostLock
 from assetd.lifecycle import SignalFlags, StartKeeper, StopBudget, Waker
 from assetd.live.canary import Canary, timing
 from assetd.live.changes import Change, Kind
@@ -98,6 +99,15 @@ class Service:
         state_dir = prepare_state_dir(self.config)  # exit 78 if it cannot be used
         lock = HostLock(state_dir)
         lock.acquire()
+        db_path = sqlite_path(self.config.database_url)
+        self._catalog_lock: CatalogFileLock | AdvisoryHostLock | None = None
+        if db_path:  # the catalog's own lock: another state directory, the same catalog
+            self._catalog_lock = CatalogFileLock(db_path)
+            try:
+                self._catalog_lock.acquire()
+            except BaseException:
+                lock.release()
+                raise
         self.signals.install(self.waker)
         # EXTEND_TIMEOUT_USEC while the start lasts (a schema upgrade, watching a large tree)
         self.keeper = StartKeeper(self.notifier, "opening the catalog").start()
@@ -106,6 +116,8 @@ class Service:
         finally:
             self.keeper.done()
             self.signals.uninstall()
+            if self._catalog_lock is not None:
+                self._catalog_lock.release()
             lock.release()
 
     def _run(self, state_dir: str) -> int:
@@ -113,6 +125,9 @@ class Service:
         self.api = ApiRuntime(config, self)  # checks [api] (exit 78); serves after READY
         upgrade = Upgrade.ALWAYS if sqlite_path(config.database_url) else Upgrade.CREATE
         self.catalog = cat = open_catalog(config, write=True, upgrade=upgrade)
+        if self._catalog_lock is None:  # PostgreSQL: an advisory lock keyed on the host id
+            self._catalog_lock = AdvisoryHostLock(cat.engine, cat.host)
+            self._catalog_lock.acquire()
         self.roots = cat.register_roots()
         self._prune_removed_roots()
         with cat.sessions() as s, s.begin():

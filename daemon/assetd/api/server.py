@@ -29,7 +29,7 @@ from assetd.api.context import ApiContext
 from assetd.api.events import RESET, EventRing
 from assetd.catalog.api_assets import info_ids_for_paths
 from assetd.catalog.engine import make_engine, one_line, session_factory
-from assetd.config_parse import ListenAddress
+from assetd.config_parse import UNIX_PATH_MAX, ListenAddress
 
 if TYPE_CHECKING:
     from assetd.api.runtime import ApiRuntime
@@ -92,14 +92,28 @@ def _bind_unix(path: str) -> socket.socket:
         finally:
             probe.close()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # bound under a temporary name, given its mode, then renamed into place: the socket is
+    # never reachable at ``path`` with the wider mode bind() gives it under a permissive umask
+    # (a path too long for the temporary name is bound in place: its directory is 0750)
+    tmp = os.path.join(os.path.dirname(path), f".sock-{os.getpid()}")
+    if len(os.fsencode(tmp)) > UNIX_PATH_MAX:
+        tmp = path
     try:
-        sock.bind(path)
-        os.chmod(path, SOCKET_MODE)
+        if tmp != path:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        sock.bind(tmp)
+        os.chmod(tmp, SOCKET_MODE)
         with contextlib.suppress(OSError):  # the state directory's group may read the catalog
-            os.chown(path, -1, os.stat(os.path.dirname(path)).st_gid)
+            os.chown(tmp, -1, os.stat(os.path.dirname(path)).st_gid)
+        if tmp != path:
+            os.rename(tmp, path)
         sock.listen(128)
     except OSError:
         sock.close()
+        if tmp != path:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         raise
     sock.setblocking(False)
     return sock

@@ -11,12 +11,18 @@ import os
 from typing import Any
 
 STATUS_FILE = "api.json"
+FILE_MODE = 0o640
+
+
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags, FILE_MODE)
 
 
 def write_api_status(state_dir: str, doc: dict[str, Any]) -> None:
     path = os.path.join(state_dir, STATUS_FILE)
     tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with open(tmp, "w", encoding="utf-8", opener=_private) as f:
+        os.fchmod(f.fileno(), FILE_MODE)  # a stale tmp keeps its mode; the umask never widens
         json.dump(doc, f)
     os.replace(tmp, path)
 

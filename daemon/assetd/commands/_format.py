@@ -1,8 +1,10 @@
-"""The one formatter set for people: sizes in binary units, ages, times."""
+"""The one formatter set for people: sizes in binary units, ages, times, and names with their
+control characters escaped (:func:`printable`)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 
 def human_size(n: float) -> str:
@@ -36,3 +38,30 @@ def format_time(when: dt.datetime | None, now: dt.datetime) -> str:
         return "never"
     local = when.astimezone().strftime("%Y-%m-%d %H:%M:%S")
     return f"{local} ({format_age((now - when).total_seconds())} ago)"
+
+
+def _escape_char(c: str) -> str:
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(c)
+    if named:
+        return named
+    code = ord(c)
+    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte (surrogateescape): show the byte
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+# C0 and C1 controls, DEL, line/paragraph separators and lone surrogates: what a terminal acts on
+# or a line-based reader splits at. Everything else (a backslash, quotes, %) is left as it is.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped visibly, as ``ls -b`` or ``repr`` do (ESC as
+    ``\\x1b``, a newline as ``\\n``, U+009B as ``\\x9b``): for every human-readable output,
+    never for ``--json``, which stays exact."""
+    return _UNSAFE.sub(lambda m: _escape_char(m.group()), text)
+
+
+def say(text: str = "") -> None:
+    """Print one line of human-readable output, its control characters escaped."""
+    print(printable(text))

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
+from assetd.commands._format import printable
 from assetd.paths import is_under
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
@@ -194,13 +195,15 @@ def _paint(text: str, code: str, colour: bool) -> str:
 
 def render(line: LogLine, *, colour: bool = False, tz: dt.tzinfo | None = None) -> str:
     """``HH:MM:SS level event key=value ...`` in local time (or ``tz``), aligned; an
-    ``exception`` follows on indented lines. A plain-text line keeps its text."""
+    ``exception`` follows on indented lines. A plain-text line keeps its text. Control
+    characters of every field are escaped visibly (``\\x1b``): a log line never drives the
+    terminal."""
     when = line.time.astimezone(tz).strftime("%H:%M:%S") if line.time else " " * 8
     if line.data is None:
-        return f"{_paint(when, _DIM, colour)} {'-':<{LEVEL_WIDTH}} {line.text}"
+        return f"{_paint(when, _DIM, colour)} {'-':<{LEVEL_WIDTH}} {printable(line.text)}"
     data = line.data
-    level = line.level or str(data.get("level", "-"))
-    event = line.event or ""
+    level = line.level or printable(str(data.get("level", "-")))
+    event = printable(line.event or "")
     parts = [
         _paint(when, _DIM, colour),
         _paint(f"{level:<{LEVEL_WIDTH}}", _COLOURS.get(level, ""), colour),
@@ -209,14 +212,14 @@ def render(line: LogLine, *, colour: bool = False, tz: dt.tzinfo | None = None) 
     fields = []
     logger = data.get("logger")
     if isinstance(logger, str) and not logger.startswith("assetd"):
-        fields.append(_paint(f"[{logger}]", _DIM, colour))
+        fields.append(_paint(f"[{printable(logger)}]", _DIM, colour))
     for key, value in data.items():
         if key not in _HEAD:
-            fields.append(f"{_paint(key, _CYAN, colour)}={_value(value)}")
+            fields.append(f"{_paint(printable(key), _CYAN, colour)}={printable(_value(value))}")
     text = " ".join(parts) + (" " + " ".join(fields) if fields else "")
     exc = data.get("exception")
     if isinstance(exc, str) and exc:
-        text += "".join(f"\n    {x}" for x in exc.rstrip("\n").splitlines())
+        text += "".join(f"\n    {printable(x)}" for x in exc.rstrip("\n").splitlines())
     return text.rstrip()
 
 

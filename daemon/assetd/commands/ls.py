@@ -14,7 +14,7 @@ from assetd.catalog.report import MissingRow, RootRow, missing_rows, root_rows
 from assetd.catalog.states import utcnow
 from assetd.catalog_access import catalog
 from assetd.commands._common import duration_arg, in_root_ids
-from assetd.commands._format import format_age, human_size
+from assetd.commands._format import format_age, human_size, printable, say
 from assetd.config import Config
 from assetd.fsutil import encode_path
 
@@ -36,9 +36,9 @@ def cmd_ls(config: Config, args: argparse.Namespace) -> int:
             print(json.dumps(row.as_dict()))
         elif args.long:
             state = "missing" if row.is_missing else "live"
-            print(f"{state}\t{row.size}\t{row.hash or '-'}\t{row.path}")
+            print(f"{state}\t{row.size}\t{row.hash or '-'}\t{printable(row.path)}")
         else:
-            print(row.path)
+            say(row.path)
     return 0
 
 
@@ -65,7 +65,7 @@ def cmd_missing(config: Config, args: argparse.Namespace) -> int:
         print(json.dumps(_missing_json(groups, roots, now)))
         return 0
     if not rows:
-        print("no missing paths" + (f" since {args.since} ago" if args.since else ""))
+        say("no missing paths" + (f" since {args.since} ago" if args.since else ""))
         return 0
     cells: dict[int, tuple[str, str, str, str]] = {}  # by row id: name, age, reason, size
     for dirs in groups.values():
@@ -84,12 +84,12 @@ def cmd_missing(config: Config, args: argparse.Namespace) -> int:
     print(line(head))
     for root_id, dirs in groups.items():
         count = sum(len(files) for files in dirs.values())
-        print(f"{_root_label(roots[root_id], host)}: {count} missing")
+        say(f"{_root_label(roots[root_id], host)}: {count} missing")
         for directory in sorted(dirs):
-            print(f"  {directory}/")
+            say(f"  {directory}/")
             for f in dirs[directory]:
-                print(line(cells[id(f)]))
-    print(f"{len(rows)} missing path(s) in {len(groups)} root(s)")
+                say(line(cells[id(f)]))
+    say(f"{len(rows)} missing path(s) in {len(groups)} root(s)")
     return 0
 
 

@@ -25,7 +25,7 @@ from assetd.commands._common import confirm
 from assetd.config import Config
 from assetd.errors import AssetdError, HostLocked, UsageError
 from assetd.fsutil import IgnoreRules, encode_path
-from assetd.hostlock import HostLock
+from assetd.hostlock import CatalogFileLock, HostLock
 from assetd.paths import is_under
 
 _log = log.get_logger(__name__)
@@ -85,10 +85,15 @@ def cmd_roots_move(config: Config, args: argparse.Namespace) -> int:
     if args.sample < 0:
         raise UsageError("--sample must be 0 or more")
     lock = HostLock(prepare_state_dir(config))
+    db_path = sqlite_path(config.database_url)
+    catalog_lock = CatalogFileLock(db_path) if db_path else None
     if not args.force:
         try:
             lock.acquire()
+            if catalog_lock is not None:  # a daemon with another state_dir on this catalog
+                catalog_lock.acquire()
         except HostLocked as err:
+            lock.release()
             raise HostLocked(
                 f"{err}: stop it first (systemctl stop assetd), move, set the new path in the "
                 "config, start it; or pass --force (the running daemon then marks the old paths "
@@ -97,6 +102,8 @@ def cmd_roots_move(config: Config, args: argparse.Namespace) -> int:
     try:
         return _move(config, args, new)
     finally:
+        if catalog_lock is not None:
+            catalog_lock.release()
         lock.release()
 
 

@@ -26,7 +26,7 @@ from assetd.catalog.report import (
 )
 from assetd.catalog.states import utcnow
 from assetd.catalog_access import catalog
-from assetd.commands._format import format_age, format_time, human_size
+from assetd.commands._format import format_age, format_time, human_size, say
 from assetd.config import Config
 from assetd.fsutil import filesystem_type, is_network_filesystem
 
@@ -275,28 +275,28 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
         }
         print(json.dumps(report))
         return 0
-    print(f"assetd {__version__}: host {host or '(unknown)'}, catalog {describe_url(cat.url)}")
+    say(f"assetd {__version__}: host {host or '(unknown)'}, catalog {describe_url(cat.url)}")
     if not daemons:
-        print("daemon:   not running (no daemon has run" + (" on this host)" if scoped else ")"))
+        say("daemon:   not running (no daemon has run" + (" on this host)" if scoped else ")"))
     for d in daemons:
-        print(("daemon:   " if scoped else f"daemon {d.host}: ") + describe_daemon(d, now))
+        say(("daemon:   " if scoped else f"daemon {d.host}: ") + describe_daemon(d, now))
     if scoped and roots and host not in watched:
-        print(
+        say(
             "roots:    "
             + describe_unwatched(next((d for d in daemons if d.host == host), None), now)
         )
     if api:
-        print("api:      " + "; ".join(api))
-    print()
+        say("api:      " + "; ".join(api))
+    say()
     print_roots(roots, now, show_host=not scoped, watched=watched)
-    print()
-    print(f"hashing backlog: {backlog[0]} file(s), {human_size(backlog[1])}")
+    say()
+    say(f"hashing backlog: {backlog[0]} file(s), {human_size(backlog[1])}")
     if attention:
-        print("attention:")
+        say("attention:")
         for a in attention:
-            print(f"  ! {a.message}")
+            say(f"  ! {a.message}")
     else:
-        print("attention: nothing")
+        say("attention: nothing")
     return 0
 
 
@@ -335,7 +335,7 @@ def print_roots(
     """The roots table; a root whose host runs no daemon is ``not watched`` (its recorded
     state was the last daemon's), an unavailable or covered one keeps that state."""
     if not roots:
-        print("roots:    none in the catalog")
+        say("roots:    none in the catalog")
         return
     head = ["ROOT", "STATE", "EPOCH", "LAST EVENT", "LAST RECONCILE", "LIVE", "MISSING"]
     head += ["UNHASHED", "PATH"]
@@ -366,4 +366,4 @@ def print_roots(
             cell.rjust(w) if head[i] in numeric else cell.ljust(w)
             for i, (cell, w) in enumerate(zip(row, widths, strict=True))
         ]
-        print("  ".join(cells).rstrip())
+        say("  ".join(cells).rstrip())

@@ -17,7 +17,7 @@ from assetd.catalog.report import (
 )
 from assetd.catalog.states import Reason, utcnow
 from assetd.catalog_access import catalog
-from assetd.commands._format import format_time
+from assetd.commands._format import format_time, say
 from assetd.config import Config
 from assetd.fsutil import IgnoreRules, encode_path, os_path_of
 from assetd.paths import deepest_parent
@@ -98,78 +98,78 @@ def cmd_why(config: Config, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, default=str))
         return 0
-    print(path)
+    say(path)
     for row in rows:
         _print_row(row, now)
     if not rows:
-        print("  not in the catalog")
+        say("  not in the catalog")
         if any(under):
-            print(f"  a directory: {under[0]} live and {under[1]} missing file(s) catalogued")
-            print(f"    below it (`assetd ls --all {os_path}`)")
+            say(f"  a directory: {under[0]} live and {under[1]} missing file(s) catalogued")
+            say(f"    below it (`assetd ls --all {os_path}`)")
         elif rule is None and root is not None and disk.get("regular_file"):
-            print(
+            say(
                 f"  under root {root[0]} but not catalogued yet: the daemon records it shortly "
                 "if it runs (see `assetd status`); `assetd scan` does it now"
             )
         elif root is not None and disk.get("exists") and not disk.get("regular_file"):
-            print("  not a regular file: only files (and symlinks to files) are catalogued")
+            say("  not a regular file: only files (and symlinks to files) are catalogued")
         if root is not None and not disk.get("exists") and not any(under):
-            print(
+            say(
                 "  moved?     the catalog keeps no old paths; if it was renamed or moved, "
                 f"`assetd logs --path {os_path} --event cache_state.moved` shows where to"
             )
     _print_disk(disk, bool(rows))
     if root is not None and not rows:
-        print(f"  root:      below root {root[0]} ({root[1]})")
+        say(f"  root:      below root {root[0]} ({root[1]})")
     if root is None:
-        print("  root:      not under any root" + (" of this host" if cat.host else ""))
+        say("  root:      not under any root" + (" of this host" if cat.host else ""))
     if rule is not None:
         where = config.source or "the defaults"
-        print(f"  ignored:   yes, by the rule {rule!r} of [watch] ignore ({where}):")
-        print("             the daemon never catalogues it, nor touches its row")
+        say(f"  ignored:   yes, by the rule {rule!r} of [watch] ignore ({where}):")
+        say("             the daemon never catalogues it, nor touches its row")
     elif root is not None:
-        print("  ignored:   no")
+        say("  ignored:   no")
     return 0
 
 
 def _print_row(row: PathFacts, now: dt.datetime) -> None:
     since = row.missing_since if row.is_missing else row.state_changed_at
     state = "MISSING" if row.is_missing else "live"
-    print(f"  state:     {state} since {format_time(since, now)}")
-    print(f"             {explain_state(row)}")
+    say(f"  state:     {state} since {format_time(since, now)}")
+    say(f"             {explain_state(row)}")
     r = row.root
     reason = f" ({r.state_reason})" if r.state_reason else ""
-    print(f"  root:      {r.name} ({r.path}) on host {r.host or '-'}: {r.state}{reason}")
+    say(f"  root:      {r.name} ({r.path}) on host {r.host or '-'}: {r.state}{reason}")
     hashed = row.hash or "not hashed yet"
     verify = "; needs_verify (changed since hashed, or copied: the hasher re-reads it)"
-    print(f"  asset:     #{row.asset_id}, {hashed}{verify if row.needs_verify else ''}")
-    print(f"             {row.size} bytes (catalogued size), mtime_ns {row.mtime_ns}")
+    say(f"  asset:     #{row.asset_id}, {hashed}{verify if row.needs_verify else ''}")
+    say(f"             {row.size} bytes (catalogued size), mtime_ns {row.mtime_ns}")
     if row.move_candidate is not None:
-        print(f"  pairing:   may be {row.move_candidate} moved here (same device, inode, size")
-        print("             and mtime): its metadata follows only once the hash shows the same")
-        print("             content; other content and it stays with that missing path")
+        say(f"  pairing:   may be {row.move_candidate} moved here (same device, inode, size")
+        say("             and mtime): its metadata follows only once the hash shows the same")
+        say("             content; other content and it stays with that missing path")
     if row.other_count:
         shown = ", ".join(p + (" (missing)" if m else "") for p, m in row.other_paths)
         more = row.other_count - len(row.other_paths)
-        print(f"  also at:   {shown}" + (f" (+{more} more)" if more > 0 else ""))
+        say(f"  also at:   {shown}" + (f" (+{more} more)" if more > 0 else ""))
     for info in row.infos:
         meta = json.dumps(info.user_metadata) if info.user_metadata else "no metadata"
-        print(f"  info:      #{info.id} '{info.name}', {meta}")  # escaped once, as stored
+        say(f"  info:      #{info.id} '{info.name}', {meta}")  # escaped once, as stored
         tags = ", ".join(f"{t} ({o})" for t, o in info.tags) or "none"
-        print(f"    tags:    {tags}")
+        say(f"    tags:    {tags}")
 
 
 def _print_disk(disk: dict[str, object], known: bool) -> None:
     if not disk["exists"]:
-        print(f"  on disk:   absent ({disk['error']})")
+        say(f"  on disk:   absent ({disk['error']})")
     elif not disk.get("regular_file"):
-        print("  on disk:   present, not a regular file")
+        say("  on disk:   present, not a regular file")
     elif not known:
-        print(f"  on disk:   a file of {disk['size']} bytes")
+        say(f"  on disk:   a file of {disk['size']} bytes")
     elif disk.get("matches_catalog"):
-        print("  on disk:   present, same size and mtime as catalogued")
+        say("  on disk:   present, same size and mtime as catalogued")
     else:
-        print(
+        say(
             f"  on disk:   present, {disk['size']} bytes, mtime_ns {disk['mtime_ns']}: differs "
             "from the catalog (the daemon records it shortly; `assetd scan` now)"
         )

@@ -49,6 +49,12 @@ __all__ = ["Canary", "Liveness", "Timing", "timing"]
 
 _log = log.get_logger(__name__)
 
+
+def _private(path: str, flags: int) -> int:
+    """Open the canary file 0640 whatever the umask (it lives in the 0750 state directory)."""
+    return os.open(path, flags, 0o640)
+
+
 DEFAULT_WATCHDOG = 60.0  # the units' WatchdogSec: the periods used when systemd sets none
 
 
@@ -148,7 +154,7 @@ class Canary:
         logged once and proves nothing either way: no touch is counted."""
         self._count += 1
         try:
-            with open(self.path, "w", encoding="ascii") as f:
+            with open(self.path, "w", encoding="ascii", opener=_private) as f:
                 f.write(f"{self._count}\n")
         except OSError as err:
             if not self._failing:
