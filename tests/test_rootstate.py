@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from assetd.catalog.engine import SessionFactory
-from assetd.catalog.roots import RootSpec, register_roots
+from assetd.catalog.roots import RootSpec, mark_root_unavailable, register_roots
 from assetd.config import RootConfig
 from assetd.live.rootkeeper import RootKeeper
 from assetd.live.rootstate import RootMonitor
@@ -315,3 +316,46 @@ def test_registration_of_a_hung_root_is_bounded(
         5,
         what="the stuck probe ends once the connection is aborted",
     )
+
+
+def test_a_root_a_pass_found_away_comes_back_though_the_monitor_never_saw_it_go(
+    sessions: SessionFactory, tmp_path: Path
+) -> None:
+    """The start-up reconcile can find a root gone (and mark its rows root-unavailable) between
+    two of the monitor's probes; if the root is back before the next probe, the monitor never
+    sees a change. The keeper must still bring it back: state, watch and a reconcile."""
+    world = make_world(sessions, tmp_path / "lib")
+    world.write("a.bin")
+    world.scan()
+    watched: list[str] = []
+    unwatched: list[str] = []
+    reconciles: list[tuple[str, int]] = []
+    keeper = RootKeeper(
+        sessions,
+        RootMonitor([world.root], lambda: None, interval=0.05),
+        watch=lambda r: watched.append(r.name),
+        unwatch=lambda name: unwatched.append(name),
+        reconcile=lambda why, root_id: reconciles.append((why, root_id)),
+        bump=lambda root, why: None,
+    )
+    roots = keeper.start([world.root])
+    try:
+        with sessions() as s, s.begin():  # what the pass did while the root was briefly gone
+            mark_root_unavailable(s, world.root, "missing")
+        keeper.note_away([world.root.name])  # from the reconcile thread: never blocks
+        roots = keeper.tick(roots)
+        assert unwatched == [world.root.name]
+
+        def back() -> bool:
+            nonlocal roots
+            roots = keeper.tick(roots)
+            return bool(reconciles)
+
+        wait_until(back, 5, interval=0.02, what="the root back and reconciled")
+        assert world.root.id not in keeper.away
+        assert watched[-1] == world.root.name
+        with sessions() as s:
+            state = s.execute(text("SELECT state FROM roots")).scalar_one()
+        assert state == "watching"
+    finally:
+        keeper.monitor.stop(2.0)

@@ -336,6 +336,9 @@ class Service:
             self.hasher.wake()
 
     def _reconciled(self, result: ReconcileResult) -> None:
+        if result.unavailable:  # the pass marked them; the monitor may not have seen it
+            self.rootkeeper.note_away(result.unavailable)
+            self.waker.wake()
         self._record_root_modes()  # a root back from unavailable was set to watching/polling
         self.api.reconciled(result)
         if self.hasher is not None:

@@ -19,7 +19,8 @@ loop from the :class:`~assetd.live.rootstate.RootMonitor`'s verdicts (no filesys
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -34,7 +35,7 @@ from assetd.catalog.roots import (
     set_root_state,
 )
 from assetd.live.rootstate import RootMonitor
-from assetd.rootfacts import Presence, RootFacts, Verdict
+from assetd.rootfacts import Presence, RootFacts, Verdict, Why
 
 _log = log.get_logger(__name__)
 
@@ -68,6 +69,8 @@ class RootKeeper:
         self._reconcile = reconcile
         self._bump = bump
         self._on_away = on_away  # told after the rows are marked (the API's event feed)
+        self._noted: set[str] = set()  # roots a reconcile pass found away (any thread)
+        self._noted_lock = threading.Lock()
 
     def start(self, roots: Sequence[RootSpec]) -> list[RootSpec]:
         """Judge every root once (bounded by the probe timeout) and act on it, then keep
@@ -77,9 +80,27 @@ class RootKeeper:
         self.monitor.start()
         return updated
 
+    def note_away(self, names: Iterable[str]) -> None:
+        """A reconcile pass found these roots away and marked their rows (any thread; never
+        blocks). The monitor may not have seen it (the root can be back before its next probe),
+        so the next :meth:`tick` takes them as away: a root that is there again then comes back
+        (watched and reconciled) instead of keeping its rows root-unavailable."""
+        with self._noted_lock:
+            self._noted.update(names)
+
+    def _take_noted(self, roots: Sequence[RootSpec]) -> None:
+        with self._noted_lock:
+            names, self._noted = self._noted, set()
+        for root in roots:
+            if root.name in names and root.id not in self.away:
+                self._unwatch(root.name)
+                self.away[root.id] = Verdict(Presence.UNAVAILABLE, Why.MISSING)
+                self._identity.pop(root.id, None)
+
     def tick(self, roots: Sequence[RootSpec]) -> list[RootSpec]:
         """Act on the monitor's latest verdicts (the main loop, every tick: no I/O unless a
         verdict changed); returns the roots, with any record the keeper decided."""
+        self._take_noted(roots)
         updated = self.apply(roots, self.monitor.verdicts(), self.monitor.facts)
         if updated is None:
             return list(roots)
