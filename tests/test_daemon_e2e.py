@@ -91,6 +91,11 @@ def test_new_directory_with_files(daemon: Daemon, lib: Path) -> None:
 def test_a_new_file_is_logged_by_path(daemon: Daemon, lib: Path) -> None:
     """`assetd logs --path P` can tell when P was first catalogued: cache_state.created."""
     daemon.start()
+    wait_until(  # a file made during the start-up reconcile may be seeded by it instead
+        lambda: any(e.get("event") == "reconcile.finished" for e in daemon.log_events()),
+        15,
+        what="start-up reconcile finished",
+    )
     new = lib / "fresh.bin"
     new.write_bytes(b"new")
     wait_until(lambda: daemon.is_live(new), 5, what="new file catalogued")
