@@ -18,6 +18,8 @@ from sqlalchemy.engine import make_url
 from assetd.catalog.engine import SessionFactory, make_engine, session_factory
 from assetd.catalog.schema import Upgrade, ensure_schema
 from assetd.log import reset_logging
+from cli_world import Cli, isolate
+from daemon_harness import Daemon
 
 settings.register_profile("ci", derandomize=True, deadline=None, max_examples=100)
 settings.register_profile("dev", deadline=None, max_examples=100)
@@ -155,3 +157,33 @@ def engine(db_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def sessions(engine: Engine) -> SessionFactory:
     return session_factory(engine)
+
+
+# --- shared fixtures of the CLI and daemon tests (a test module may override ``lib``) ----------
+
+
+@pytest.fixture
+def xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """An isolated environment for in-process CLI runs: its own XDG state and HOME."""
+    return isolate(monkeypatch, tmp_path)
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], xdg: Path) -> Cli:
+    return Cli(capsys)
+
+
+@pytest.fixture
+def lib(tmp_path: Path) -> Path:
+    """An empty root directory; modules that need files in it define their own."""
+    d = tmp_path / "lib"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, lib: Path) -> Iterator[Daemon]:
+    """The real `assetd run` on ``lib`` (started by the test), closed afterwards."""
+    d = Daemon(tmp_path, {"lib": lib})
+    yield d
+    d.close()

@@ -23,18 +23,8 @@ from assetd.catalog.models import assets
 from assetd.catalog.models import cache_states as cs
 from assetd.catalog.roots import delete_root
 from catalog_world import make_world
-from cli_world import Cli, isolate, sqlite_url, tree, write_config
+from cli_world import Cli, sqlite_url, tree, write_config
 from unprivileged import NOGROUP_GID, nobody
-
-
-@pytest.fixture
-def xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    return isolate(monkeypatch, tmp_path)
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], xdg: Path) -> Cli:
-    return Cli(capsys)
 
 
 def _scalar(url: str, sql: str) -> object:

@@ -34,7 +34,6 @@ from cli_world import (
     Run,
     catalog_rows,
     is_log_line,
-    isolate,
     sqlite_url,
     subprocess_env,
     tree,
@@ -46,16 +45,6 @@ SUMMARY = re.compile(
     r"scanned (\d+) root\(s\) in \d+\.\d\d s: (\d+) new, (\d+) missing, (\d+) restored, "
     r"(\d+) changed, (\d+) unchanged, (\d+) skipped"
 )
-
-
-@pytest.fixture
-def xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    return isolate(monkeypatch, tmp_path)
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], xdg: Path) -> Cli:
-    return Cli(capsys)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,20 +12,6 @@ from daemon_harness import Daemon, NotifySocket
 from helpers import wait_until
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def lib(tmp_path: Path) -> Path:
-    d = tmp_path / "lib"
-    d.mkdir()
-    return d
-
-
-@pytest.fixture
-def daemon(tmp_path: Path, lib: Path) -> Iterator[Daemon]:
-    d = Daemon(tmp_path, {"lib": lib})
-    yield d
-    d.close()
 
 
 def test_ready_delete_restore_and_sigterm(daemon: Daemon, lib: Path) -> None:

@@ -20,20 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from cli_world import Cli, Run, isolate, subprocess_env, tree, write_config
+from cli_world import Cli, Run, subprocess_env, tree, write_config
 
 EXIT_CORRUPT = 65
 EXIT_CONFIG = 78
-
-
-@pytest.fixture
-def xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    return isolate(monkeypatch, tmp_path)
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], xdg: Path) -> Cli:
-    return Cli(capsys)
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -71,20 +70,6 @@ def test_set_roots_to_a_changed_root_during_apply(world: World) -> None:
 
 
 # --- the real daemon -------------------------------------------------------------------------
-
-
-@pytest.fixture
-def lib(tmp_path: Path) -> Path:
-    d = tmp_path / "lib"
-    d.mkdir()
-    return d
-
-
-@pytest.fixture
-def daemon(tmp_path: Path, lib: Path) -> Iterator[Daemon]:
-    d = Daemon(tmp_path, {"lib": lib})
-    yield d
-    d.close()
 
 
 def _events(daemon: Daemon, name: str) -> list[dict[str, object]]:

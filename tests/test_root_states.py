@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -64,13 +63,6 @@ def lib(tmp_path: Path) -> Path:
     (d / "a.bin").write_bytes(b"a")
     (d / "b.bin").write_bytes(b"bb")
     return d
-
-
-@pytest.fixture
-def daemon(tmp_path: Path, lib: Path) -> Iterator[Daemon]:
-    d = Daemon(tmp_path, {"lib": lib})
-    yield d
-    d.close()
 
 
 def test_root_missing_at_start_is_unavailable_and_comes_back(

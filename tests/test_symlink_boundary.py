@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -127,13 +126,6 @@ def test_hasher_does_not_follow_a_file_swapped_for_a_symlink(cli: Cli, tmp_path:
 @pytest.fixture
 def lib(tmp_path: Path) -> Path:
     return tree(tmp_path / "lib", {"real.bin": b"real"})
-
-
-@pytest.fixture
-def daemon(tmp_path: Path, lib: Path) -> Iterator[Daemon]:
-    d = Daemon(tmp_path, {"lib": lib})
-    yield d
-    d.close()
 
 
 def _reconciles(daemon: Daemon) -> int:
