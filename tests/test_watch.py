@@ -264,7 +264,14 @@ class Collector:
 class Live:
     """A RootWatcher on a tmp root, a QueueSink, recorded callbacks."""
 
-    def __init__(self, root: Path, *, queue_size: int = 100000, ignore: IgnoreRules = IGNORE):
+    def __init__(
+        self,
+        root: Path,
+        *,
+        queue_size: int = 100000,
+        ignore: IgnoreRules = IGNORE,
+        backend: str = "inotify",
+    ):
         root.mkdir(exist_ok=True)
         self.root = root
         self.queue: queue.Queue[Change | None] = queue.Queue(maxsize=queue_size)
@@ -277,6 +284,7 @@ class Live:
             ignore,
             on_overflow=self.overflows.append,
             on_root_event=lambda name, kind: self.root_events.append((name, kind)),
+            backend=backend,
         )
         self.changes = Collector(self.queue)
 

@@ -38,6 +38,7 @@ from assetd.paths import is_within
 SYSTEM_CONFIG_PATH = "/etc/assetd/config.toml"
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+WATCH_BACKENDS = ("auto", "inotify", "fanotify")  # assetd.live.backend.BACKENDS
 _OUTSIDE = "the daemon never writes inside a watched root"
 _URL_FORMS = "use sqlite:////abs/path/catalog.db (4 slashes) or postgresql+psycopg://user@host/db"
 _T = TypeVar("_T")
@@ -80,6 +81,7 @@ class WatchConfig:
     ignore: tuple[str, ...] = _rule(
         ("*.tmp", "*.part", ".Trash-*", "@eaDir", "#recycle"), component=True
     )
+    backend: str = _rule("inotify", choices=WATCH_BACKENDS)  # restart to change
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,7 @@ from assetd.hashing.background import Hasher
 from assetd.hostlock import CatalogFileLock, HostLock
 from assetd.lifecycle import SignalFlags, StartKeeper, StopBudget, Waker
 from assetd.live.canary import Canary, timing
+from assetd.live.backend import write_backends
 from assetd.live.changes import Change, Kind
 from assetd.live.limits import WatchLimitError
 from assetd.live.observers import Watchers, warn_network_roots
@@ -166,6 +167,7 @@ class Service:
             ignore=IgnoreRules(config.watch.ignore),
             on_overflow=self._on_overflow,
             on_root_event=self._on_root_event,
+            backend=config.watch.backend,
         )
         self.rootkeeper = RootKeeper(  # roots judged off the main loop (live/rootkeeper.py)
             cat.sessions,
@@ -202,6 +204,7 @@ class Service:
             version=__version__,
             host=cat.host,
             roots=[r.name for r in self.roots],
+            backends=self.watchers.backends(),
             database=cat.url if sqlite_path(cat.url) else "postgresql",
         )
         try:
@@ -258,6 +261,7 @@ class Service:
             self.degraded_reason[root.id] = f"polling instead of inotify: {err}"
         except WatchError as err:  # e.g. the root vanished between the check and the watch
             _log.warning("watch.failed", root=root.name, error=str(err))
+        write_backends(self.config.state_dir, os.getpid(), self.watchers.backends())
 
     def _poll_intervals(self) -> dict[int, float]:
         by_name = {r.name: r for r in self.config.roots}

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from assetd import __version__
 from assetd.api.status_file import describe_api, read_api_status
+from assetd.live.backend import read_backends
 from assetd.catalog.content import hashing_backlog
 from assetd.catalog.engine import describe_url, translate_db_errors
 from assetd.catalog.report import (
@@ -252,6 +253,7 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     watched = {d.host for d in daemons if d.is_running(now)}
     stopped = {d.host: d.heartbeat_at for d in daemons if not d.is_running(now)}
     api = describe_api(read_api_status(config.state_dir), running)
+    backends = read_backends(config.state_dir, running)
     attention += [Attention("api-unavailable", f"API: {a}") for a in api if "unavailable" in a]
     if args.json:
         report = {
@@ -263,6 +265,7 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
             "roots": [
                 {
                     **r.as_dict(),
+                    "backend": backends.get(r.name) if r.host == host else None,
                     "watched": r.host in watched,
                     "not_watched_since": None
                     if r.host in watched or r.host not in stopped
@@ -287,6 +290,9 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
         )
     if api:
         say("api:      " + "; ".join(api))
+    if backends:
+        by_kind = {k: [n for n, b in sorted(backends.items()) if b == k] for k in set(backends.values())}
+        say("watch:    " + "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(by_kind.items())))
     say()
     print_roots(roots, now, show_host=not scoped, watched=watched)
     say()

@@ -34,7 +34,9 @@ from watchdog.observers.inotify import InotifyObserver
 
 from assetd.errors import WatchError
 from assetd.fsutil import IgnoreRules, filesystem_type, is_network_filesystem
+from assetd.live.backend import choose_backend
 from assetd.live.changes import Kind
+from assetd.live.fanotify_emitter import FanotifyObserver
 from assetd.live.limits import watch_error, watch_limit_reached
 from assetd.live.watch import (
     EVENT_FILTER,
@@ -147,8 +149,11 @@ class RootWatcher:
         stop_timeout: float = 5.0,
         observer_factory: ObserverFactory = InotifyObserver,
         clock: Clock = time.monotonic,
+        backend: str = "inotify",
     ) -> None:
         self.root = root
+        self.backend = backend
+        """``inotify`` or ``fanotify`` (:mod:`assetd.live.backend`)."""
         self.name = root.name
         self.path = root.path
         self.handler = RootHandler(
@@ -163,6 +168,10 @@ class RootWatcher:
         self._on_root_event = on_root_event
         self._stop_timeout = stop_timeout
         self._observer_factory = observer_factory
+        if backend == "fanotify":
+            self._observer_factory = lambda: FanotifyObserver(
+                ignore=ignore, on_overflow=self._kernel_overflow
+            )
         self._clock = clock
         self._observer: BaseObserver | None = None
         self._lock = threading.Lock()
@@ -192,7 +201,7 @@ class RootWatcher:
                 )
                 _overflow_filter.register(self.path, self._kernel_overflow)
                 observer.start()
-                if watch_limit_reached(self.path):
+                if self.backend == "inotify" and watch_limit_reached(self.path):
                     raise OSError(errno.ENOSPC, "inotify watch limit reached")
             except BaseException as err:
                 _overflow_filter.unregister(self.path, self._kernel_overflow)
@@ -204,7 +213,7 @@ class RootWatcher:
                     ) from err
                 raise
             self._observer = observer
-        log.info("watch.started", root=self.name, path=self.path)
+        log.info("watch.started", root=self.name, path=self.path, backend=self.backend)
 
     def stop(self, timeout: float | None = None) -> bool:
         """Stop watching; False when watchdog's threads did not end within ``timeout`` (default:
@@ -243,16 +252,17 @@ class RootWatcher:
 
     def limit_reached(self) -> bool:
         """See :func:`watch_limit_reached` (new subdirectories would go unwatched)."""
-        return watch_limit_reached(self.path)
+        return self.backend == "inotify" and watch_limit_reached(self.path)
 
     def _root_event(self, root_name: str, kind: Kind) -> None:
         self.root_gone = True
         log.warning("watch.root_gone", root=root_name, kind=kind.value, path=self.path)
         self._on_root_event(root_name, kind)
 
-    def _kernel_overflow(self) -> None:
-        """watchdog lost events and is rebuilding the watches: the root needs a reconcile.
-        Logged at most once a minute (a pathological tree overflows every ~250 ms)."""
+    def _kernel_overflow(self, reason: str = "inotify-queue") -> None:
+        """watchdog lost events and is rebuilding the watches (or the fanotify reader could not
+        place an event, ``reason``): the root needs a reconcile. Logged at most once a minute
+        (a pathological tree overflows every ~250 ms)."""
         self.overflows += 1
         self._overflows_unlogged += 1
         now = self._clock()
@@ -260,7 +270,7 @@ class RootWatcher:
             log.warning(
                 "watch.overflow",
                 root=self.name,
-                reason="inotify-queue",
+                reason=reason,
                 count=self._overflows_unlogged,
             )
             self._overflow_logged_at = now
@@ -279,7 +289,10 @@ class Watchers:
         on_overflow: OverflowCallback,
         on_root_event: RootEventCallback,
         stop_timeout: float = 5.0,
+        backend: str = "inotify",
     ) -> None:
+        self.backend = backend
+        """``[watch] backend`` (auto, inotify, fanotify): see :func:`choose_backend`."""
         self._sink_for = sink_for
         self._ignore = ignore
         self._on_overflow = on_overflow
@@ -313,6 +326,11 @@ class Watchers:
             raise ValueError(f"root {root.name!r} is a polling root: it is not watched")
         if root.name in self._watchers:
             raise ValueError(f"root {root.name!r} is already watched")
+        backend, why = choose_backend(self.backend, root.path)
+        if why is not None and self.backend == "fanotify":
+            log.warning("watch.fanotify_unavailable", root=root.name, reason=why, fallback="inotify")
+        elif why is not None:
+            log.info("watch.fanotify_unavailable", root=root.name, reason=why, fallback="inotify")
         watcher = RootWatcher(
             root,
             self._sink_for(root.name),
@@ -320,10 +338,15 @@ class Watchers:
             on_overflow=self._on_overflow,
             on_root_event=self._on_root_event,
             stop_timeout=self._stop_timeout,
+            backend=backend,
         )
         self._watchers[root.name] = watcher
         watcher.start()
         return watcher
+
+    def backends(self) -> dict[str, str]:
+        """Root name -> the backend that watches it (``inotify`` or ``fanotify``)."""
+        return {name: watcher.backend for name, watcher in self._watchers.items()}
 
     def remove(self, name: str) -> bool:
         """Stop and forget ``name``; False when it was unknown."""

@@ -1,0 +1,416 @@
+"""The fanotify watch backend: a watchdog emitter fed by one fanotify group per filesystem.
+
+Roots stay watched by watchdog observers: :class:`FanotifyObserver` is a ``BaseObserver`` whose
+emitter class is :class:`FanotifyEmitter`, so :class:`~assetd.live.watch.RootHandler` turns its
+events into the same ``Change`` values, into the same queue, as the inotify path.
+
+Each emitter joins the :class:`FanotifyGroup` of its root's filesystem (by ``f_fsid``): one
+group, one ``FAN_MARK_FILESYSTEM`` mark and one reader thread per filesystem, however many roots
+it holds; an inode mark on each root directory reports its own deletion or move. The reader
+drains the group, resolves each event's directory handle with a
+:class:`~assetd.live.fanotify_tree.HandleTree` and hands watchdog events to the emitters whose
+root holds a path. Events outside every root are dropped right after the handle lookup, events
+under ignored paths before they are queued.
+
+- Nothing walks the tree: a root is live once its marks are in place (no race with directories
+  created meanwhile, no per-directory watch, no watch limit).
+- The queue is unlimited: no ``FAN_Q_OVERFLOW``; one that comes anyway is an overflow of every
+  root of the group, as with inotify. A directory that is gone and that no event read places
+  resolves to a reconcile of the roots of its filesystem (``on_overflow``), never to a guess.
+- A move read before a directory rename still in the same read, through a directory looked up
+  now (its path is the renamed one), becomes a deletion and a creation: both are stat'ed.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+)
+from watchdog.observers.api import (
+    DEFAULT_EMITTER_TIMEOUT,
+    DEFAULT_OBSERVER_TIMEOUT,
+    BaseObserver,
+    EventEmitter,
+    EventQueue,
+    ObservedWatch,
+)
+
+from assetd.fsutil import IgnoreRules, encode_path
+from assetd.live import fanotify_sys as fsys
+from assetd.live.fanotify_sys import Entry, RawEvent
+from assetd.live.fanotify_tree import HandleTree, Node
+from assetd.log import get_logger
+from assetd.paths import is_under, relative_to
+
+log = get_logger(__name__)
+
+ReasonCallback = Callable[[str], None]
+"""``on_overflow(reason)``: this root's events were lost; reconcile it."""
+
+READ_SIZE = 1 << 20
+MAX_DRAIN = 16 << 20  # bytes read before the events are applied
+_CHANGE_BITS = fsys.FAN_MODIFY | fsys.FAN_CLOSE_WRITE | fsys.FAN_ATTRIB
+
+
+def _join(parent: str, name: bytes) -> str:
+    text = os.fsdecode(name)
+    return parent + text if parent.endswith("/") else f"{parent}/{text}"
+
+
+@dataclass(slots=True)
+class _Member:
+    emitter: FanotifyEmitter
+    path: str  # the root as configured
+    real: str  # its real path (what /proc/self/fd shows)
+    mount_fd: int
+    key: bytes
+
+
+class FanotifyGroup:
+    """One fanotify group for one filesystem, its reader thread and its handle tree."""
+
+    def __init__(self, fsid: bytes) -> None:
+        self.fsid = fsid
+        self.error: BaseException | None = None
+        self.events = 0
+        self._fd = fsys.init_group()
+        self._marked = False
+        self._members: list[_Member] = []
+        self._lock = threading.Lock()
+        self._tree = HandleTree(self._lookup)
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self._stopping = False
+        self._thread = threading.Thread(
+            target=self._run, name=f"assetd-fanotify-{fsid.hex()[:8]}", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive() and self.error is None
+
+    @property
+    def members(self) -> int:
+        return len(self._members)
+
+    def add(self, emitter: FanotifyEmitter, path: str) -> None:
+        """Watch root ``path`` for ``emitter`` (OSError, FanotifyUnsupported)."""
+        real = os.path.realpath(path)
+        key = fsys.handle_key(real)
+        mount_fd = os.open(real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            if not self._marked:
+                flags = fsys.FAN_MARK_ADD | fsys.FAN_MARK_FILESYSTEM
+                fsys.mark(self._fd, flags, fsys.FS_MASK, real)
+                self._marked = True
+            flags = fsys.FAN_MARK_ADD | fsys.FAN_MARK_ONLYDIR
+            fsys.mark(self._fd, flags, fsys.ROOT_MASK, real)
+        except BaseException:
+            os.close(mount_fd)
+            raise
+        with self._lock:
+            self._members.append(_Member(emitter, path, real, mount_fd, key))
+            self._tree.add_root(key, path)
+
+    def remove(self, emitter: FanotifyEmitter) -> int:
+        """Stop feeding ``emitter``; the members left."""
+        with self._lock:
+            gone = [m for m in self._members if m.emitter is emitter]
+            self._members = [m for m in self._members if m.emitter is not emitter]
+            for member in gone:
+                os.close(member.mount_fd)
+                if not any(m.path == member.path for m in self._members):
+                    self._tree.remove_root(member.path)
+            return len(self._members)
+
+    def close(self) -> None:
+        self._stopping = True
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+        if self._thread is not threading.current_thread():
+            self._thread.join(5.0)
+        for fd in (self._fd, self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        with self._lock:
+            for member in self._members:
+                os.close(member.mount_fd)
+            self._members = []
+
+    # --- the reader -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
+        try:
+            while not self._stopping:
+                poller.poll(1000)
+                if self._stopping:
+                    return
+                chunks = []
+                size = 0
+                while size < MAX_DRAIN:
+                    chunk = fsys.read_events(self._fd, READ_SIZE)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    size += len(chunk)
+                if chunks:
+                    events = [e for c in chunks for e in fsys.parse_events(c)]
+                    with self._lock:
+                        self._apply(events)
+        except Exception as err:  # the emitters see the group dead and stop: restarted
+            self.error = err
+            log.error("watch.fanotify_failed", fsid=self.fsid.hex(), error=repr(err))
+
+    def _lookup(self, key: bytes) -> str | None:
+        """The path of directory ``key`` now, as a root names it; None: outside every root."""
+        last: OSError | None = None
+        for member in self._members:
+            try:
+                path = fsys.handle_path(member.mount_fd, key)
+            except OSError as err:
+                last = err
+                continue
+            rest = relative_to(path, member.real)
+            if rest is not None:
+                return os.path.join(member.path, rest) if rest else member.path
+            return None if len(self._members) == 1 else self._other_roots(path)
+        if last is not None:
+            raise last
+        return None
+
+    def _other_roots(self, path: str) -> str | None:
+        for member in self._members:
+            rest = relative_to(path, member.real)
+            if rest is not None:
+                return os.path.join(member.path, rest) if rest else member.path
+        return None
+
+    def _apply(self, events: list[RawEvent]) -> None:
+        """Resolve and hand out one drained read, in order."""
+        pending: dict[bytes, Entry] = {}
+        last_dir_rename = -1
+        for at, event in enumerate(events):
+            if event.is_dir and event.target is not None and event.entry is not None:
+                if event.mask & (fsys.FAN_DELETE | fsys.FAN_RENAME):
+                    pending.setdefault(event.target, event.entry)
+                if event.mask & fsys.FAN_RENAME:
+                    last_dir_rename = at
+        lookups = self._tree.lookups
+        for at, event in enumerate(events):
+            self.events += 1
+            careful = at < last_dir_rename and self._tree.lookups > lookups
+            self._one(event, pending, careful=careful)
+
+    def _one(self, event: RawEvent, pending: dict[bytes, Entry], *, careful: bool) -> None:
+        mask = event.mask
+        if mask & fsys.FAN_Q_OVERFLOW:
+            self._overflow_all("fanotify-queue")
+            return
+        root = self._tree.root_of_key(event.target)
+        if event.entry is None:
+            if root is not None and mask & (fsys.FAN_DELETE_SELF | fsys.FAN_MOVE_SELF):
+                gone = DirDeletedEvent(root) if mask & fsys.FAN_DELETE_SELF else None
+                self._send(gone or DirMovedEvent(root, ""), root)
+            return
+        if event.entry.name == b".":
+            return
+        resolved = self._tree.resolve(event.entry.dir_handle, pending)
+        if resolved is None:
+            self._overflow_all("fanotify-unresolved")
+            return
+        node, parent = resolved
+        if mask & fsys.FAN_RENAME:
+            self._rename(event, node, parent, root, pending, careful=careful)
+            return
+        path = root if root is not None else None if parent is None else _join(parent, event.entry.name)
+        if path is None:
+            return  # outside every root
+        is_dir = event.is_dir
+        if mask & fsys.FAN_CREATE:
+            self._send(DirCreatedEvent(path) if is_dir else FileCreatedEvent(path), path)
+            if is_dir:
+                self._tree.created(node, os.fsdecode(event.entry.name), event.target)
+        if mask & _CHANGE_BITS and not is_dir:
+            closed = mask & fsys.FAN_CLOSE_WRITE
+            self._send(FileClosedEvent(path) if closed else FileModifiedEvent(path), path)
+        if mask & fsys.FAN_DELETE:
+            self._send(DirDeletedEvent(path) if is_dir else FileDeletedEvent(path), path)
+            if is_dir:
+                self._tree.deleted(event.target)
+
+    def _rename(
+        self,
+        event: RawEvent,
+        node: Node,
+        parent: str | None,
+        root: str | None,
+        pending: dict[bytes, Entry],
+        *,
+        careful: bool,
+    ) -> None:
+        assert event.entry is not None
+        src = root if root is not None else None if parent is None else _join(parent, event.entry.name)
+        new = event.new_entry
+        dest_node: tuple[Node, str | None] | None = None
+        dest = None
+        if new is not None:
+            dest_node = self._tree.resolve(new.dir_handle, pending)
+            if dest_node is not None and dest_node[1] is not None:
+                dest = _join(dest_node[1], new.name)
+        is_dir = event.is_dir
+        if is_dir and dest_node is not None and new is not None:
+            self._tree.renamed(
+                src, dest_node[0], os.fsdecode(new.name), event.target, from_outside=parent is None
+            )
+        elif is_dir:
+            self._tree.deleted(event.target)
+        if src is not None and dest is not None and not careful:
+            moved = DirMovedEvent(src, dest) if is_dir else FileMovedEvent(src, dest)
+            self._send(moved, src, dest)
+            return
+        if src is not None:
+            self._send(DirDeletedEvent(src) if is_dir else FileDeletedEvent(src), src)
+        if dest is not None:
+            self._send(DirCreatedEvent(dest) if is_dir else FileCreatedEvent(dest), dest)
+        if src is None and dest is None and new is not None and dest_node is None:
+            self._overflow_all("fanotify-unresolved")
+
+    def _send(self, event: FileSystemEvent, *paths: str) -> None:
+        for member in self._members:
+            if any(is_under(p, member.path) for p in paths if p):
+                member.emitter.deliver(event)
+
+    def _overflow_all(self, reason: str) -> None:
+        for member in self._members:
+            member.emitter.overflow(reason)
+
+
+_groups: dict[bytes, FanotifyGroup] = {}
+_groups_lock = threading.Lock()
+
+
+def join_group(emitter: FanotifyEmitter, path: str) -> FanotifyGroup:
+    """The running group of ``path``'s filesystem (started if needed), with ``path`` added."""
+    fsid = fsys.fsid_of(path)
+    with _groups_lock:
+        group = _groups.get(fsid)
+        if group is None or not group.alive:
+            if group is not None:
+                group.close()
+            group = _groups[fsid] = FanotifyGroup(fsid)
+        try:
+            group.add(emitter, path)
+        except BaseException:
+            if group.members == 0:
+                group.close()
+                del _groups[fsid]
+            raise
+        return group
+
+
+def leave_group(group: FanotifyGroup, emitter: FanotifyEmitter) -> None:
+    with _groups_lock:
+        if group.remove(emitter) == 0:
+            group.close()
+            if _groups.get(group.fsid) is group:
+                del _groups[group.fsid]
+
+
+def group_count() -> int:
+    """Groups running (one per filesystem holding a fanotify root): for tests and status."""
+    with _groups_lock:
+        return len(_groups)
+
+
+class FanotifyEmitter(EventEmitter):
+    """One root's emitter: its events come from the filesystem's :class:`FanotifyGroup`."""
+
+    def __init__(
+        self,
+        event_queue: EventQueue,
+        watch: ObservedWatch,
+        *,
+        timeout: float = DEFAULT_EMITTER_TIMEOUT,
+        event_filter: list[type[FileSystemEvent]] | None = None,
+        ignore: IgnoreRules | None = None,
+        on_overflow: ReasonCallback | None = None,
+    ) -> None:
+        super().__init__(event_queue, watch, timeout=timeout, event_filter=event_filter)
+        self._ignore = ignore
+        self._on_overflow = on_overflow
+        self._group: FanotifyGroup | None = None
+        self._root = watch.path
+
+    def on_thread_start(self) -> None:
+        self._group = join_group(self, self._root)
+
+    def on_thread_stop(self) -> None:
+        group, self._group = self._group, None
+        if group is not None:
+            leave_group(group, self)
+
+    def queue_events(self, timeout: float) -> None:
+        """Nothing to read here (the group's reader delivers): wait, and end with the group."""
+        group = self._group
+        if group is not None and not group.alive:
+            self.stop()
+            return
+        self.stopped_event.wait(timeout)
+
+    def deliver(self, event: FileSystemEvent) -> None:
+        """From the group's reader: queue ``event`` unless every path of it is ignored."""
+        if self._ignore is not None and self._ignored(event):
+            return
+        self.queue_event(event)
+
+    def overflow(self, reason: str) -> None:
+        if self._on_overflow is not None:
+            self._on_overflow(reason)
+
+    def _ignored(self, event: FileSystemEvent) -> bool:
+        assert self._ignore is not None
+        paths = [os.fsdecode(event.src_path)]
+        if event.dest_path:
+            paths.append(os.fsdecode(event.dest_path))
+        for path in paths:
+            relative = relative_to(path, self._root)
+            if relative is None or relative == "":
+                return False
+            if not self._ignore.is_ignored(encode_path(relative)[0]):
+                return False
+        return True
+
+
+class FanotifyObserver(BaseObserver):
+    """A watchdog observer whose emitters are :class:`FanotifyEmitter`."""
+
+    def __init__(
+        self,
+        *,
+        timeout: float = DEFAULT_OBSERVER_TIMEOUT,
+        ignore: IgnoreRules | None = None,
+        on_overflow: ReasonCallback | None = None,
+    ) -> None:
+        super().__init__(FanotifyEmitter, timeout=timeout, ignore=ignore, on_overflow=on_overflow)
+
