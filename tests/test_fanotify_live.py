@@ -56,3 +56,173 @@ def test_directory_changes_and_deletes_inside_subdirectories_arrive(
 
 def test_ignored_paths_are_not_reported(fan: Callable[..., Live]) -> None:
     test_watch.test_ignored_paths_are_not_reported(fan)
+
+
+def test_root_deleted_is_reported(fan: Callable[..., Live]) -> None:
+    w = fan()
+    assert w.watcher.backend == "fanotify" and group_count() == 1
+    shutil.rmtree(w.root)
+    test_watch.wait_until(lambda: w.root_events == [("r", D)], what="root deletion")
+
+
+def _group(w: Live) -> object:
+    observer = w.watcher.observer
+    assert observer is not None
+    emitter = next(iter(observer.emitters))
+    return emitter._group  # type: ignore[attr-defined]
+
+
+def test_a_directory_created_and_filled_at_once_is_complete(fan: Callable[..., Live]) -> None:
+    w = fan()
+    names = [f"new/sub/f{i}.bin" for i in range(200)]
+    os.makedirs(w.root / "new" / "sub")
+    for name in names:
+        (w.root / name).write_bytes(b"x")  # within the same millisecond as the mkdir
+    w.changes.wait_for(*(Change(C, w.path(n)) for n in names))
+    assert Change(C, w.path("new"), True) in w.changes.seen
+
+
+def test_renaming_a_directory_of_10000_entries_is_one_move(fan: Callable[..., Live]) -> None:
+    w = fan()
+    w.watcher.stop()  # made unseen: 10,000 creations would only cost time here
+    big = w.root / "big"
+    big.mkdir()
+    for i in range(10_000):
+        os.close(os.open(big / f"{i:05}", os.O_CREAT | os.O_WRONLY, 0o644))
+    w.watcher.start()
+    os.rename(big, w.root / "renamed")
+    (w.root / "renamed" / "after.bin").touch()
+    seen = w.changes.wait_for(
+        Change(MV, w.path("big"), True, w.path("renamed")), Change(C, w.path("renamed/after.bin"))
+    )
+    assert [c for c in seen if c.kind is MV] == [Change(MV, w.path("big"), True, w.path("renamed"))]
+
+
+def test_directories_seen_before_the_start_follow_renames(fan: Callable[..., Live]) -> None:
+    """Directories the tree never saw created are looked up by handle, then kept by renames."""
+    w = fan()
+    w.watcher.stop()
+    (w.root / "a" / "b" / "c").mkdir(parents=True)
+    w.watcher.start()
+    (w.root / "a" / "b" / "c" / "1.bin").touch()  # a/b/c looked up: an anchor
+    w.changes.wait_for(Change(C, w.path("a/b/c/1.bin")))
+    os.rename(w.root / "a", w.root / "z")  # a: never seen either
+    (w.root / "z" / "b" / "c" / "2.bin").touch()
+    w.changes.wait_for(Change(MV, w.path("a"), True, w.path("z")), Change(C, w.path("z/b/c/2.bin")))
+    os.rename(w.root / "z" / "b", w.root / "y")
+    (w.root / "y" / "c" / "3.bin").touch()
+    w.changes.wait_for(Change(C, w.path("y/c/3.bin")))
+
+
+def test_events_read_after_their_directory_is_gone_never_get_a_wrong_path(
+    fan: Callable[..., Live],
+) -> None:
+    """The reader is held while a directory is filled, renamed and deleted: every event it then
+    reads names the path the entry had, found through the deletion and rename events."""
+    w = fan()
+    w.watcher.stop()
+    (w.root / "old" / "deep").mkdir(parents=True)
+    w.watcher.start()
+    group = _group(w)
+    with group._lock:  # type: ignore[attr-defined]
+        (w.root / "old" / "deep" / "f.bin").write_bytes(b"1")
+        os.rename(w.root / "old", w.root / "gone")
+        shutil.rmtree(w.root / "gone")
+    seen = w.changes.wait_for(  # the kernel merged f.bin's creation and deletion: one event
+        Change(C, w.path("old/deep/f.bin")),
+        Change(D, w.path("old/deep/f.bin")),
+        Change(MV, w.path("old"), True, w.path("gone")),
+        Change(D, w.path("gone/deep"), True),
+        Change(D, w.path("gone"), True),
+    )
+    assert len([c for c in seen if c.kind is not M]) == 5
+    assert w.overflows == []
+
+
+def test_a_move_through_a_directory_renamed_later_in_the_same_read_is_split(
+    fan: Callable[..., Live],
+) -> None:
+    w = fan()
+    w.watcher.stop()
+    (w.root / "x" / "y").mkdir(parents=True)
+    (w.root / "x" / "y" / "a.bin").touch()
+    w.watcher.start()
+    group = _group(w)
+    with group._lock:  # type: ignore[attr-defined]
+        os.rename(w.root / "x" / "y" / "a.bin", w.root / "x" / "y" / "b.bin")
+        os.rename(w.root / "x", w.root / "z")
+    seen = w.changes.wait_for(
+        Change(D, w.path("z/y/a.bin")),
+        Change(C, w.path("z/y/b.bin")),
+        Change(MV, w.path("x"), True, w.path("z")),
+    )
+    assert not [c for c in seen if c.kind is MV and not c.is_dir]
+
+
+def test_two_roots_on_one_filesystem_share_one_group(
+    fan: Callable[..., Live], tmp_path: Path
+) -> None:
+    a, b = fan(tmp_path / "a"), fan(tmp_path / "b")
+    assert group_count() == 1
+    (a.root / "m.bin").write_bytes(b"1")
+    a.changes.wait_for(Change(C, a.path("m.bin")))
+    os.rename(a.root / "m.bin", b.root / "m.bin")
+    a.changes.wait_for(Change(D, a.path("m.bin")))
+    b.changes.wait_for(Change(C, b.path("m.bin")))
+    (tmp_path / "outside.bin").touch()
+    b.barrier()
+    assert not [c for c in b.changes.seen if "outside" in c.path]
+
+
+@pytest.fixture
+def mounted(tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    mounts: list[Path] = []
+
+    def mount(*args: str) -> Path:
+        target = Path(args[-1])
+        target.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(["mount", *args], capture_output=True, text=True, check=False)
+        if done.returncode:
+            pytest.skip(f"mount {' '.join(args)}: {done.stderr.strip()}")
+        mounts.append(target)
+        return target
+
+    yield mount
+    for target in reversed(mounts):
+        subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+def test_a_bind_mounted_root(fan: Callable[..., Live], mounted: Callable[..., Path], tmp_path: Path) -> None:
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    root = mounted("--bind", str(tmp_path / "real"), str(tmp_path / "bound"))
+    w = fan(root)
+    (tmp_path / "real" / "sub" / "via-real.bin").touch()  # the same files, by the other path
+    (root / "sub" / "via-bind.bin").touch()
+    w.changes.wait_for(Change(C, w.path("sub/via-real.bin")), Change(C, w.path("sub/via-bind.bin")))
+    (tmp_path / "not-in-bind.bin").touch()
+    w.barrier()
+    assert all(c.path.startswith(str(root) + "/") for c in w.changes.seen)
+
+
+def test_a_root_on_tmpfs(fan: Callable[..., Live], mounted: Callable[..., Path], tmp_path: Path) -> None:
+    root = mounted("-t", "tmpfs", "-o", "size=16m", "none", str(tmp_path / "tmpfs"))
+    why = fanotify_unavailable(str(root))
+    if why is not None:  # the fallback: the backend says why; inotify watches it
+        from assetd.live.backend import choose_backend
+
+        assert choose_backend("auto", str(root)) == ("inotify", why)
+        return
+    w = fan(root)
+    (root / "d").mkdir()
+    (root / "d" / "f.bin").write_bytes(b"1")
+    os.rename(root / "d", root / "e")
+    w.changes.wait_for(Change(C, w.path("d/f.bin")), Change(MV, w.path("d"), True, w.path("e")))
+
+
+def test_ignored_directories_are_dropped_before_the_queue(fan: Callable[..., Live]) -> None:
+    w = fan(ignore=IgnoreRules(["@eaDir"]))
+    (w.root / "@eaDir" / "x").mkdir(parents=True)
+    (w.root / "@eaDir" / "x" / "thumb.jpg").touch()
+    w.barrier()
+    assert not [c for c in w.changes.seen if "@eaDir" in c.path]
+    assert w.watcher.handler.events == 2  # only the barrier (created, closed) reached it

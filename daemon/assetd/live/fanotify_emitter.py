@@ -166,21 +166,25 @@ class FanotifyGroup:
                 poller.poll(1000)
                 if self._stopping:
                     return
-                chunks = []
-                size = 0
-                while size < MAX_DRAIN:
-                    chunk = fsys.read_events(self._fd, READ_SIZE)
-                    if not chunk:
-                        break
-                    chunks.append(chunk)
-                    size += len(chunk)
-                if chunks:
-                    events = [e for c in chunks for e in fsys.parse_events(c)]
+                events = self._drain()
+                if events:
                     with self._lock:
                         self._apply(events)
         except Exception as err:  # the emitters see the group dead and stop: restarted
             self.error = err
             log.error("watch.fanotify_failed", fsid=self.fsid.hex(), error=repr(err))
+
+    def _drain(self) -> list[RawEvent]:
+        """Every event queued now (up to MAX_DRAIN bytes)."""
+        events: list[RawEvent] = []
+        size = 0
+        while size < MAX_DRAIN:
+            chunk = fsys.read_events(self._fd, READ_SIZE)
+            if not chunk:
+                break
+            events += fsys.parse_events(chunk)
+            size += len(chunk)
+        return events
 
     def _lookup(self, key: bytes) -> str | None:
         """The path of directory ``key`` now, as a root names it; None: outside every root."""
@@ -207,45 +211,68 @@ class FanotifyGroup:
         return None
 
     def _apply(self, events: list[RawEvent]) -> None:
-        """Resolve and hand out one drained read, in order."""
-        pending: dict[bytes, Entry] = {}
-        last_dir_rename = -1
-        for at, event in enumerate(events):
-            if event.is_dir and event.target is not None and event.entry is not None:
-                if event.mask & (fsys.FAN_DELETE | fsys.FAN_RENAME):
-                    pending.setdefault(event.target, event.entry)
-                if event.mask & fsys.FAN_RENAME:
-                    last_dir_rename = at
-        lookups = self._tree.lookups
-        for at, event in enumerate(events):
-            self.events += 1
-            careful = at < last_dir_rename and self._tree.lookups > lookups
-            self._one(event, pending, careful=careful)
+        """Resolve and hand out one drained read, in order.
 
-    def _one(self, event: RawEvent, pending: dict[bytes, Entry], *, careful: bool) -> None:
+        ``pending`` maps each directory a later event of the read deletes or renames to the
+        entry it had: a directory gone by the time it is looked up is placed by it. When the
+        deletion is not in the read yet, the queue is drained again (the deletion happened
+        before the lookup failed, so its event is queued) and the event retried once.
+        """
+        pending: dict[bytes, Entry] = {}
+        state = {"last_dir_rename": -1}
+
+        def index(start: int) -> None:
+            for at in range(start, len(events)):
+                event = events[at]
+                if event.is_dir and event.target is not None and event.entry is not None:
+                    if event.mask & (fsys.FAN_DELETE | fsys.FAN_RENAME):
+                        pending.setdefault(event.target, event.entry)
+                    if event.mask & fsys.FAN_RENAME:
+                        state["last_dir_rename"] = at
+
+        index(0)
+        lookups = self._tree.lookups
+        at = 0
+        while at < len(events):
+            careful = at < state["last_dir_rename"] and self._tree.lookups > lookups
+            if not self._one(events[at], pending, careful=careful, last_try=False):
+                more = self._drain()
+                if more:
+                    start = len(events)
+                    events.extend(more)
+                    index(start)
+                self._one(events[at], pending, careful=careful, last_try=True)
+            self.events += 1
+            at += 1
+
+    def _one(
+        self, event: RawEvent, pending: dict[bytes, Entry], *, careful: bool, last_try: bool
+    ) -> bool:
+        """Hand out one event; False (nothing done) when its directory could not be placed
+        and this is not ``last_try``."""
         mask = event.mask
         if mask & fsys.FAN_Q_OVERFLOW:
             self._overflow_all("fanotify-queue")
-            return
+            return True
         root = self._tree.root_of_key(event.target)
         if event.entry is None:
             if root is not None and mask & (fsys.FAN_DELETE_SELF | fsys.FAN_MOVE_SELF):
                 gone = DirDeletedEvent(root) if mask & fsys.FAN_DELETE_SELF else None
                 self._send(gone or DirMovedEvent(root, ""), root)
-            return
+            return True
         if event.entry.name == b".":
-            return
+            return True
         resolved = self._tree.resolve(event.entry.dir_handle, pending)
         if resolved is None:
-            self._overflow_all("fanotify-unresolved")
-            return
+            if last_try:
+                self._overflow_all("fanotify-unresolved")
+            return last_try
         node, parent = resolved
         if mask & fsys.FAN_RENAME:
-            self._rename(event, node, parent, root, pending, careful=careful)
-            return
+            return self._rename(event, node, parent, root, pending, careful=careful, last_try=last_try)
         path = root if root is not None else None if parent is None else _join(parent, event.entry.name)
         if path is None:
-            return  # outside every root
+            return True  # outside every root
         is_dir = event.is_dir
         if mask & fsys.FAN_CREATE:
             self._send(DirCreatedEvent(path) if is_dir else FileCreatedEvent(path), path)
@@ -258,6 +285,7 @@ class FanotifyGroup:
             self._send(DirDeletedEvent(path) if is_dir else FileDeletedEvent(path), path)
             if is_dir:
                 self._tree.deleted(event.target)
+        return True
 
     def _rename(
         self,
@@ -268,7 +296,8 @@ class FanotifyGroup:
         pending: dict[bytes, Entry],
         *,
         careful: bool,
-    ) -> None:
+        last_try: bool,
+    ) -> bool:
         assert event.entry is not None
         src = root if root is not None else None if parent is None else _join(parent, event.entry.name)
         new = event.new_entry
@@ -276,6 +305,8 @@ class FanotifyGroup:
         dest = None
         if new is not None:
             dest_node = self._tree.resolve(new.dir_handle, pending)
+            if dest_node is None and not last_try:
+                return False
             if dest_node is not None and dest_node[1] is not None:
                 dest = _join(dest_node[1], new.name)
         is_dir = event.is_dir
@@ -288,13 +319,14 @@ class FanotifyGroup:
         if src is not None and dest is not None and not careful:
             moved = DirMovedEvent(src, dest) if is_dir else FileMovedEvent(src, dest)
             self._send(moved, src, dest)
-            return
+            return True
         if src is not None:
             self._send(DirDeletedEvent(src) if is_dir else FileDeletedEvent(src), src)
         if dest is not None:
             self._send(DirCreatedEvent(dest) if is_dir else FileCreatedEvent(dest), dest)
-        if src is None and dest is None and new is not None and dest_node is None:
-            self._overflow_all("fanotify-unresolved")
+        if new is not None and dest_node is None:
+            self._overflow_all("fanotify-unresolved")  # where it went is not known
+        return True
 
     def _send(self, event: FileSystemEvent, *paths: str) -> None:
         for member in self._members:
