@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 
 from assetd.catalog.engine import SessionFactory, make_engine, session_factory
 from assetd.catalog.schema import Upgrade, ensure_schema
+from assetd.live.backend import fanotify_unavailable
 from assetd.log import reset_logging
 from cli_world import Cli, isolate
 from daemon_harness import Daemon
@@ -182,8 +183,19 @@ def lib(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path, lib: Path) -> Iterator[Daemon]:
+def backend() -> str:
+    """``[watch] backend`` of the ``daemon`` fixture; a test parametrises it to run on both
+    (``@pytest.mark.parametrize("backend", BACKENDS)``)."""
+    return "inotify"
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, lib: Path, backend: str) -> Iterator[Daemon]:
     """The real `assetd run` on ``lib`` (started by the test), closed afterwards."""
-    d = Daemon(tmp_path, {"lib": lib})
+    if backend == "fanotify":
+        why = fanotify_unavailable(str(lib))
+        if why is not None:
+            pytest.skip(f"fanotify unavailable here: {why}")
+    d = Daemon(tmp_path, {"lib": lib}, backend=backend)
     yield d
     d.close()

@@ -56,6 +56,7 @@ class Daemon:
         *,
         command: tuple[str, ...] | None = None,
         env: dict[str, str] | None = None,
+        backend: str = "inotify",
     ) -> None:
         """``command`` runs instead of ``python -m assetd`` (e.g. under setpriv), with ``env``
         instead of this process's environment."""
@@ -66,6 +67,7 @@ class Daemon:
         self.config = tmp / "assetd.toml"
         self.log_path = tmp / "daemon.log"
         self.roots = roots
+        self.backend = backend
         self.write_config(roots, extra)
         self.notify: NotifySocket | None = None
         self.proc: subprocess.Popen[bytes] | None = None
@@ -75,7 +77,8 @@ class Daemon:
         return self.state / "catalog.db"
 
     def write_config(self, roots: dict[str, Path], extra: str = "") -> None:
-        lines = [f'[daemon]\nstate_dir = "{self.state}"\n', "[watch]\nquiet_ms = 20\n", extra]
+        watch = f'[watch]\nquiet_ms = 20\nbackend = "{self.backend}"\n'
+        lines = [f'[daemon]\nstate_dir = "{self.state}"\n', watch, extra]
         for name, path in roots.items():
             lines.append(f'[[roots]]\nname = "{name}"\npath = "{path}"\ntags = ["{name}"]\n')
         self.config.write_text("\n".join(lines))

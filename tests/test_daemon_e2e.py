@@ -13,7 +13,11 @@ from helpers import wait_until
 
 pytestmark = pytest.mark.slow
 
+BOTH = pytest.mark.parametrize("backend", ["inotify", "fanotify"])
+"""The core live cases run on both watch backends (the rest on the default, inotify)."""
 
+
+@BOTH
 def test_ready_delete_restore_and_sigterm(daemon: Daemon, lib: Path) -> None:
     f = lib / "model.safetensors"
     f.write_bytes(b"weights")
@@ -38,8 +42,11 @@ def test_ready_delete_restore_and_sigterm(daemon: Daemon, lib: Path) -> None:
     assert daemon.notify is not None and daemon.notify.has("STOPPING=1")
     events = {e.get("event") for e in daemon.log_events()}
     assert {"daemon.started", "batch.applied", "cache_state.missing", "daemon.stopped"} <= events
+    started = next(e for e in daemon.log_events() if e.get("event") == "daemon.started")
+    assert started["backends"] == {"lib": daemon.backend}
 
 
+@BOTH
 def test_renames_keep_tags_at_once(daemon: Daemon, lib: Path) -> None:
     (lib / "dir/sub").mkdir(parents=True)
     f = lib / "dir/sub/a.ckpt"
@@ -59,6 +66,7 @@ def test_renames_keep_tags_at_once(daemon: Daemon, lib: Path) -> None:
     assert daemon.row(f) is None  # the row moved; nothing left missing behind
 
 
+@BOTH
 def test_new_directory_with_files(daemon: Daemon, lib: Path) -> None:
     daemon.start()
     staging = lib.parent / "staging"
@@ -94,6 +102,7 @@ def test_a_new_file_is_logged_by_path(daemon: Daemon, lib: Path) -> None:
     wait_until(created, 5, what="cache_state.created naming the file")
 
 
+@BOTH
 def test_root_removed_and_restored(daemon: Daemon, lib: Path) -> None:
     f = lib / "a/file"
     f.parent.mkdir()
