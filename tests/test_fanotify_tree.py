@@ -1,0 +1,127 @@
+"""assetd.live.fanotify_tree and fanotify_sys.parse_events, pure: handles are made-up bytes, the
+lookup is a dict (what open_by_handle_at would answer now)."""
+
+from __future__ import annotations
+
+import errno
+import struct
+
+import pytest
+
+from assetd.live import fanotify_sys as fsys
+from assetd.live.fanotify_sys import Entry
+from assetd.live.fanotify_tree import HandleTree
+
+ROOT = "/srv/lib"
+
+
+class Disk:
+    """What lookup answers now: handle -> path (missing: ESTALE)."""
+
+    def __init__(self) -> None:
+        self.now: dict[bytes, str | None] = {}
+        self.calls = 0
+
+    def __call__(self, key: bytes) -> str | None:
+        self.calls += 1
+        if key not in self.now:
+            raise OSError(errno.ESTALE, "gone")
+        return self.now[key]
+
+
+@pytest.fixture
+def disk() -> Disk:
+    return Disk()
+
+
+@pytest.fixture
+def tree(disk: Disk) -> HandleTree:
+    t = HandleTree(disk)
+    t.add_root(b"R", ROOT)
+    return t
+
+
+def path(tree: HandleTree, key: bytes, pending: dict[bytes, Entry] | None = None) -> str | None:
+    found = tree.resolve(key, pending or {})
+    assert found is not None
+    return found[1]
+
+
+def test_created_directories_need_no_lookup(tree: HandleTree, disk: Disk) -> None:
+    root = tree.resolve(b"R", {})
+    assert root is not None and root[1] == ROOT
+    tree.created(root[0], "a", b"A")
+    a = tree.resolve(b"A", {})
+    assert a is not None
+    tree.created(a[0], "b", b"B")
+    assert path(tree, b"B") == f"{ROOT}/a/b" and disk.calls == 0
+
+
+def test_a_rename_moves_everything_below_at_once(tree: HandleTree) -> None:
+    root = tree.resolve(b"R", {})
+    assert root is not None
+    tree.created(root[0], "a", b"A")
+    tree.created(tree.resolve(b"A", {})[0], "b", b"B")  # type: ignore[index]
+    tree.renamed(f"{ROOT}/a", root[0], "z", b"A")
+    assert path(tree, b"B") == f"{ROOT}/z/b"
+
+
+def test_looked_up_directories_are_rebased_by_renames_above_them(
+    tree: HandleTree, disk: Disk
+) -> None:
+    disk.now[b"C"] = f"{ROOT}/a/b/c"
+    assert path(tree, b"C") == f"{ROOT}/a/b/c"
+    root = tree.resolve(b"R", {})
+    assert root is not None
+    tree.renamed(f"{ROOT}/a", root[0], "z", b"A")  # a itself was never seen
+    assert path(tree, b"C") == f"{ROOT}/z/b/c"
+    disk.now[b"B"] = f"{ROOT}/z/b"
+    tree.renamed(f"{ROOT}/z/b", root[0], "y", b"B")
+    assert path(tree, b"C") == f"{ROOT}/y/c" and disk.calls == 1
+
+
+def test_outside_every_root_is_no_path(tree: HandleTree, disk: Disk) -> None:
+    disk.now[b"O"] = "/var/log"
+    disk.now[b"U"] = None  # not reachable from the mount the reader has
+    assert path(tree, b"O") is None and path(tree, b"U") is None
+    assert path(tree, b"O") is None and disk.calls == 2  # remembered
+
+
+def test_a_gone_directory_is_placed_by_its_deletion_or_not_at_all(tree: HandleTree) -> None:
+    pending = {b"D": Entry(b"P", b"d"), b"P": Entry(b"R", b"p")}
+    assert path(tree, b"D", pending) == f"{ROOT}/p/d"
+    assert tree.resolve(b"X", pending) is None  # never a guess
+
+
+def test_a_deleted_directory_is_forgotten(tree: HandleTree, disk: Disk) -> None:
+    root = tree.resolve(b"R", {})
+    assert root is not None
+    tree.created(root[0], "a", b"A")
+    tree.created(tree.resolve(b"A", {})[0], "b", b"B")  # type: ignore[index]
+    tree.deleted(b"B")
+    tree.deleted(b"A")
+    assert tree.resolve(b"B", {}) is None  # gone: looked up (ESTALE), nothing places it
+    assert disk.calls == 1
+
+
+def _info(kind: int, handle: bytes, name: bytes = b"") -> bytes:
+    body = b"FSIDFSID" + struct.pack("=Ii", len(handle), 1) + handle
+    if name:
+        body += name + b"\0"
+    body += b"\0" * (-(len(body) + 4) % 4)
+    return struct.pack("=BBH", kind, 0, len(body) + 4) + body
+
+
+def test_parse_events_reads_rename_records() -> None:
+    records = (
+        _info(fsys.INFO_OLD_DFID_NAME, b"dir1", b"a.bin")
+        + _info(fsys.INFO_NEW_DFID_NAME, b"dir2", b"b.bin")
+        + _info(fsys.INFO_FID, b"file")
+    )
+    meta = struct.pack("=IBBHQii", 24 + len(records), 3, 0, 24, fsys.FAN_RENAME, -1, 1)
+    [event] = fsys.parse_events(meta + records + meta + records)[:1]
+    kind = struct.pack("=i", 1)
+    assert event.mask == fsys.FAN_RENAME and not event.is_dir
+    assert event.entry == Entry(b"FSIDFSID" + kind + b"dir1", b"a.bin")
+    assert event.new_entry == Entry(b"FSIDFSID" + kind + b"dir2", b"b.bin")
+    assert event.target == b"FSIDFSID" + kind + b"file"
