@@ -86,7 +86,9 @@ def test_status_and_daemon_started_name_each_roots_backend(
     try:
         daemon.start()
         started = wait_until(
-            lambda: next((e for e in daemon.log_events() if e.get("event") == "daemon.started"), None),
+            lambda: next(
+                (e for e in daemon.log_events() if e.get("event") == "daemon.started"), None
+            ),
             10,
             what="daemon.started",
         )

@@ -16,7 +16,8 @@ from assetd.fsutil import IgnoreRules
 from assetd.live.backend import fanotify_unavailable
 from assetd.live.changes import Change, Kind
 from assetd.live.fanotify_emitter import group_count
-from test_watch import IGNORE, Live
+from helpers import wait_until
+from test_watch import Live
 
 C, D, M, MV = Kind.CREATED, Kind.DELETED, Kind.MODIFIED, Kind.MOVED
 
@@ -62,7 +63,7 @@ def test_root_deleted_is_reported(fan: Callable[..., Live]) -> None:
     w = fan()
     assert w.watcher.backend == "fanotify" and group_count() == 1
     shutil.rmtree(w.root)
-    test_watch.wait_until(lambda: w.root_events == [("r", D)], what="root deletion")
+    wait_until(lambda: w.root_events == [("r", D)], what="root deletion")
 
 
 def _group(w: Live) -> object:
@@ -192,7 +193,9 @@ def mounted(tmp_path: Path) -> Iterator[Callable[..., Path]]:
         subprocess.run(["umount", "-l", str(target)], check=False)
 
 
-def test_a_bind_mounted_root(fan: Callable[..., Live], mounted: Callable[..., Path], tmp_path: Path) -> None:
+def test_a_bind_mounted_root(
+    fan: Callable[..., Live], mounted: Callable[..., Path], tmp_path: Path
+) -> None:
     (tmp_path / "real" / "sub").mkdir(parents=True)
     root = mounted("--bind", str(tmp_path / "real"), str(tmp_path / "bound"))
     w = fan(root)
@@ -204,7 +207,9 @@ def test_a_bind_mounted_root(fan: Callable[..., Live], mounted: Callable[..., Pa
     assert all(c.path.startswith(str(root) + "/") for c in w.changes.seen)
 
 
-def test_a_root_on_tmpfs(fan: Callable[..., Live], mounted: Callable[..., Path], tmp_path: Path) -> None:
+def test_a_root_on_tmpfs(
+    fan: Callable[..., Live], mounted: Callable[..., Path], tmp_path: Path
+) -> None:
     root = mounted("-t", "tmpfs", "-o", "size=16m", "none", str(tmp_path / "tmpfs"))
     why = fanotify_unavailable(str(root))
     if why is not None:  # the fallback: the backend says why; inotify watches it

@@ -43,8 +43,8 @@ from assetd.fsutil import IgnoreRules
 from assetd.hashing.background import Hasher
 from assetd.hostlock import CatalogFileLock, HostLock
 from assetd.lifecycle import SignalFlags, StartKeeper, StopBudget, Waker
-from assetd.live.canary import Canary, timing
 from assetd.live.backend import write_backends
+from assetd.live.canary import Canary, timing
 from assetd.live.changes import Change, Kind
 from assetd.live.limits import WatchLimitError
 from assetd.live.observers import Watchers, warn_network_roots

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from assetd import __version__
 from assetd.api.status_file import describe_api, read_api_status
-from assetd.live.backend import read_backends
 from assetd.catalog.content import hashing_backlog
 from assetd.catalog.engine import describe_url, translate_db_errors
 from assetd.catalog.report import (
@@ -30,6 +29,7 @@ from assetd.catalog_access import catalog
 from assetd.commands._format import format_age, format_time, human_size, say
 from assetd.config import Config
 from assetd.fsutil import filesystem_type, is_network_filesystem
+from assetd.live.backend import read_backends
 
 _WHY = {  # the reasons of an unavailable root (DESIGN §6) and what to check
     "missing": "its directory is not there",
@@ -291,7 +291,9 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     if api:
         say("api:      " + "; ".join(api))
     if backends:
-        by_kind = {k: [n for n, b in sorted(backends.items()) if b == k] for k in set(backends.values())}
+        by_kind = {
+            k: [n for n, b in sorted(backends.items()) if b == k] for k in set(backends.values())
+        }
         say("watch:    " + "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(by_kind.items())))
     say()
     print_roots(roots, now, show_host=not scoped, watched=watched)

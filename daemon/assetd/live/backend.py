@@ -6,7 +6,7 @@ filesystem support the reporting mode (:func:`assetd.live.fanotify_sys.probe`); 
 is watched with inotify and the reason is logged once (``watch.fanotify_unavailable``).
 
 The running daemon writes which backend each root got to ``<state_dir>/watch.json`` for
-``assetd status`` (:func:`write_backends`, :func:`read_backends`). """
+``assetd status`` (:func:`write_backends`, :func:`read_backends`)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,10 @@ def fanotify_unavailable(path: str, caps: int | None = None) -> str | None:
     held = effective_caps() if caps is None else caps
     missing = [
         name
-        for bit, name in ((CAP_SYS_ADMIN, "CAP_SYS_ADMIN"), (CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH"))
+        for bit, name in (
+            (CAP_SYS_ADMIN, "CAP_SYS_ADMIN"),
+            (CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH"),
+        )
         if not held & (1 << bit)
     ]
     if missing:

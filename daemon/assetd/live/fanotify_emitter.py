@@ -23,6 +23,7 @@ under ignored paths before they are queued.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import threading
@@ -139,17 +140,13 @@ class FanotifyGroup:
 
     def close(self) -> None:
         self._stopping = True
-        try:
+        with contextlib.suppress(OSError):
             os.write(self._wake_w, b"x")
-        except OSError:
-            pass
         if self._thread is not threading.current_thread():
             self._thread.join(5.0)
         for fd in (self._fd, self._wake_r, self._wake_w):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
         with self._lock:
             for member in self._members:
                 os.close(member.mount_fd)
@@ -269,8 +266,16 @@ class FanotifyGroup:
             return last_try
         node, parent = resolved
         if mask & fsys.FAN_RENAME:
-            return self._rename(event, node, parent, root, pending, careful=careful, last_try=last_try)
-        path = root if root is not None else None if parent is None else _join(parent, event.entry.name)
+            return self._rename(
+                event, node, parent, root, pending, careful=careful, last_try=last_try
+            )
+        path = (
+            root
+            if root is not None
+            else None
+            if parent is None
+            else _join(parent, event.entry.name)
+        )
         if path is None:
             return True  # outside every root
         is_dir = event.is_dir
@@ -299,7 +304,13 @@ class FanotifyGroup:
         last_try: bool,
     ) -> bool:
         assert event.entry is not None
-        src = root if root is not None else None if parent is None else _join(parent, event.entry.name)
+        src = (
+            root
+            if root is not None
+            else None
+            if parent is None
+            else _join(parent, event.entry.name)
+        )
         new = event.new_entry
         dest_node: tuple[Node, str | None] | None = None
         dest = None
@@ -445,4 +456,3 @@ class FanotifyObserver(BaseObserver):
         on_overflow: ReasonCallback | None = None,
     ) -> None:
         super().__init__(FanotifyEmitter, timeout=timeout, ignore=ignore, on_overflow=on_overflow)
-

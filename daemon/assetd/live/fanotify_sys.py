@@ -81,13 +81,7 @@ INIT_FLAGS = (
 """The reporting mode of every group: unlimited queue (no FAN_Q_OVERFLOW), non-blocking reads."""
 
 FS_MASK = (
-    FAN_CREATE
-    | FAN_DELETE
-    | FAN_RENAME
-    | FAN_CLOSE_WRITE
-    | FAN_MODIFY
-    | FAN_ATTRIB
-    | FAN_ONDIR
+    FAN_CREATE | FAN_DELETE | FAN_RENAME | FAN_CLOSE_WRITE | FAN_MODIFY | FAN_ATTRIB | FAN_ONDIR
 )
 """The filesystem mark's mask: what the inotify path asks for (create, delete, move, modify,
 close-write, attrib), for files and directories."""
@@ -159,6 +153,8 @@ def _lib() -> ctypes.CDLL:
             ctypes.c_int,
         ]
         lib.name_to_handle_at.restype = ctypes.c_int
+        lib.statfs.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+        lib.statfs.restype = ctypes.c_int
         _libc = lib
     return _libc
 
@@ -175,7 +171,7 @@ def init_group(flags: int = INIT_FLAGS) -> int:
     if fd < 0:
         code = ctypes.get_errno()
         raise FanotifyUnsupported(code, f"fanotify_init: {os.strerror(code)}")
-    return fd
+    return int(fd)
 
 
 def mark(fd: int, flags: int, mask: int, path: str) -> None:
@@ -191,10 +187,7 @@ def mark(fd: int, flags: int, mask: int, path: str) -> None:
 def fsid_of(path: str) -> bytes:
     """The filesystem id fanotify reports (``statfs.f_fsid``), 8 bytes."""
     buf = ctypes.create_string_buffer(120)
-    lib = _lib()
-    lib.statfs.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
-    lib.statfs.restype = ctypes.c_int
-    if lib.statfs(os.fsencode(path), buf) < 0:
+    if _lib().statfs(os.fsencode(path), buf) < 0:
         _raise("statfs", path)
     # struct statfs on x86_64/aarch64: 7 longs, then f_fsid (two ints) at offset 56
     return bytes(buf.raw[56:64])

@@ -328,7 +328,9 @@ class Watchers:
             raise ValueError(f"root {root.name!r} is already watched")
         backend, why = choose_backend(self.backend, root.path)
         if why is not None and self.backend == "fanotify":
-            log.warning("watch.fanotify_unavailable", root=root.name, reason=why, fallback="inotify")
+            log.warning(
+                "watch.fanotify_unavailable", root=root.name, reason=why, fallback="inotify"
+            )
         elif why is not None:
             log.info("watch.fanotify_unavailable", root=root.name, reason=why, fallback="inotify")
         watcher = RootWatcher(
