@@ -44,7 +44,8 @@ SYSTEM_ONLY: dict[tuple[str, str], str | None] = {
     ("Service", "User"): "assetd",
     ("Service", "Group"): "assetd",
     ("Service", "RestrictAddressFamilies"): "AF_UNIX AF_INET AF_INET6",
-    ("Service", "CapabilityBoundingSet"): "",
+    ("Service", "CapabilityBoundingSet"): "CAP_SYS_ADMIN CAP_DAC_READ_SEARCH",
+    ("Service", "AmbientCapabilities"): "CAP_SYS_ADMIN CAP_DAC_READ_SEARCH",
     ("Service", "RestrictRealtime"): "yes",
     ("Service", "RestrictSUIDSGID"): "yes",
     ("Service", "ProtectClock"): "yes",
@@ -66,6 +67,7 @@ NOT_IN_USER = (
     "ProtectHome",
     "PrivateTmp",
     "CapabilityBoundingSet",
+    "AmbientCapabilities",  # the user unit stays on inotify
 )
 MAX_EXPOSURE = 2.5
 
@@ -168,3 +170,18 @@ def test_the_system_unit_is_hardened(tmp_path: Path) -> None:
     found = re.search(r"Overall exposure level for \S+: ([0-9.]+)", done.stdout + done.stderr)
     assert found, done.stdout + done.stderr
     assert float(found.group(1)) <= MAX_EXPOSURE, done.stdout
+
+
+def test_the_system_unit_allows_the_fanotify_calls_and_no_other_privileged_one() -> None:
+    """fanotify_init, fanotify_mark, open_by_handle_at are in @privileged, not in
+    @system-service: the filter takes @privileged out and puts exactly these three back."""
+    lines = [
+        line.partition("=")[2].split()
+        for line in SYSTEM_UNIT.read_text(encoding="utf-8").splitlines()
+        if line.startswith("SystemCallFilter=")
+    ]
+    assert lines == [
+        ["@system-service"],
+        ["~@privileged"],
+        ["fanotify_init", "fanotify_mark", "open_by_handle_at"],
+    ]
