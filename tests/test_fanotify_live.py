@@ -231,3 +231,26 @@ def test_ignored_directories_are_dropped_before_the_queue(fan: Callable[..., Liv
     w.barrier()
     assert not [c for c in w.changes.seen if "@eaDir" in c.path]
     assert w.watcher.handler.events == 2  # only the barrier (created, closed) reached it
+
+
+def test_a_file_move_in_a_known_directory_stays_a_move_beside_a_directory_rename(
+    fan: Callable[..., Live], tmp_path: Path
+) -> None:
+    """Regression: a read that looked up any directory (here one outside the root, as a busy
+    filesystem always has) split every move before a directory rename into delete + create,
+    and the renamed file lost its tags (test_renames_keep_tags_at_once[fanotify])."""
+    elsewhere = tmp_path / "elsewhere" / "never-seen"
+    elsewhere.mkdir(parents=True)
+    w = fan()
+    (w.root / "dir").mkdir()
+    (w.root / "b.bin").touch()
+    w.changes.wait_for(Change(C, w.path("dir"), True), Change(C, w.path("b.bin")))
+    group = _group(w)
+    with group._lock:  # type: ignore[attr-defined]
+        (elsewhere / "noise").touch()  # looked up in this read: outside the root
+        os.rename(w.root / "b.bin", w.root / "c.bin")
+        os.rename(w.root / "dir", w.root / "moved")
+    w.changes.wait_for(
+        Change(MV, w.path("b.bin"), False, w.path("c.bin")),
+        Change(MV, w.path("dir"), True, w.path("moved")),
+    )

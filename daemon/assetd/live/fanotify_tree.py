@@ -63,8 +63,9 @@ class HandleTree:
         self._root_keys: dict[bytes, str] = {}
         self._anchors: set[Node] = set()  # nodes hanging off a root with a relative path
         self.lookups = 0
-        self.fresh = 0
-        """Anchors looked up since :meth:`take_fresh` (paths of now, not of the event's time)."""
+        self.fresh: set[Node] = set()
+        """Anchors inside a root looked up since the caller last cleared it: their path is the
+        one of now, not of the event's time (:meth:`is_fresh`)."""
 
     # --- roots ------------------------------------------------------------------------------
 
@@ -90,9 +91,13 @@ class HandleTree:
     def roots(self) -> list[str]:
         return list(self._roots)
 
-    def take_fresh(self) -> int:
-        fresh, self.fresh = self.fresh, 0
-        return fresh
+    def is_fresh(self, node: Node) -> bool:
+        """``node`` or a directory above it is in :attr:`fresh`."""
+        while node.parent is not None:
+            if node in self.fresh:
+                return True
+            node = node.parent
+        return False
 
     # --- resolution ---------------------------------------------------------------------------
 
@@ -145,8 +150,9 @@ class HandleTree:
                 return None
             node = self._child(key, parent[0], os.fsdecode(entry.name))
             return node, self.path_of(node)
-        self.fresh += 1
         node = self._anchor(key, now)
+        if node.parent is not None and node.parent is not _OUTSIDE:
+            self.fresh.add(node)
         return node, self.path_of(node)
 
     def _anchor(self, key: bytes, path: str | None) -> Node:

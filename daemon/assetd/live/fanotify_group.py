@@ -1,0 +1,344 @@
+"""One fanotify group per filesystem: its reader thread, its handle tree, its translation.
+
+A :class:`FanotifyGroup` holds one ``FAN_MARK_FILESYSTEM`` mark for the filesystem of its
+roots, an inode mark on each root directory (its own deletion or move), and a reader thread. The
+reader drains the group, resolves each event's directory handle with a
+:class:`~assetd.live.fanotify_tree.HandleTree` (in event order) and hands watchdog events to the
+:class:`Receiver` (an emitter) whose root holds a path. Events outside every root are dropped
+right after the handle lookup.
+
+- The queue is unlimited: no ``FAN_Q_OVERFLOW``; one that comes anyway is an overflow of every
+  root of the group, as with inotify. A directory that is gone and that no event read places
+  resolves to a reconcile of the roots of its filesystem (``overflow``), never to a guess.
+- A move read before a directory rename still in the same read, through a directory looked up
+  in this read (so its path is the one after the rename), becomes a deletion and a creation:
+  both paths are stat'ed by the worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import threading
+from dataclasses import dataclass
+from typing import Protocol
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+)
+
+from assetd.live import fanotify_sys as fsys
+from assetd.live.fanotify_sys import Entry, RawEvent
+from assetd.live.fanotify_tree import HandleTree, Node
+from assetd.log import get_logger
+from assetd.paths import is_under, relative_to
+
+log = get_logger(__name__)
+
+
+class Receiver(Protocol):
+    """What a group feeds: one root's emitter."""
+
+    def deliver(self, event: FileSystemEvent) -> None: ...
+
+    def overflow(self, reason: str) -> None: ...
+
+
+READ_SIZE = 1 << 20
+MAX_DRAIN = 16 << 20  # bytes read before the events are applied
+_CHANGE_BITS = fsys.FAN_MODIFY | fsys.FAN_CLOSE_WRITE | fsys.FAN_ATTRIB
+
+
+def _join(parent: str, name: bytes) -> str:
+    text = os.fsdecode(name)
+    return parent + text if parent.endswith("/") else f"{parent}/{text}"
+
+
+@dataclass(slots=True)
+class _Member:
+    emitter: Receiver
+    path: str  # the root as configured
+    real: str  # its real path (what /proc/self/fd shows)
+    mount_fd: int
+    key: bytes
+
+
+class FanotifyGroup:
+    """One fanotify group for one filesystem, its reader thread and its handle tree."""
+
+    def __init__(self, fsid: bytes) -> None:
+        self.fsid = fsid
+        self.error: BaseException | None = None
+        self.events = 0
+        self._fd = fsys.init_group()
+        self._marked = False
+        self._members: list[_Member] = []
+        self._lock = threading.Lock()
+        self._tree = HandleTree(self._lookup)
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self._stopping = False
+        self._thread = threading.Thread(
+            target=self._run, name=f"assetd-fanotify-{fsid.hex()[:8]}", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive() and self.error is None
+
+    @property
+    def members(self) -> int:
+        return len(self._members)
+
+    def add(self, emitter: Receiver, path: str) -> None:
+        """Watch root ``path`` for ``emitter`` (OSError, FanotifyUnsupported)."""
+        real = os.path.realpath(path)
+        key = fsys.handle_key(real)
+        mount_fd = os.open(real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            if not self._marked:
+                flags = fsys.FAN_MARK_ADD | fsys.FAN_MARK_FILESYSTEM
+                fsys.mark(self._fd, flags, fsys.FS_MASK, real)
+                self._marked = True
+            flags = fsys.FAN_MARK_ADD | fsys.FAN_MARK_ONLYDIR
+            fsys.mark(self._fd, flags, fsys.ROOT_MASK, real)
+        except BaseException:
+            os.close(mount_fd)
+            raise
+        with self._lock:
+            self._members.append(_Member(emitter, path, real, mount_fd, key))
+            self._tree.add_root(key, path)
+
+    def remove(self, emitter: Receiver) -> int:
+        """Stop feeding ``emitter``; the members left."""
+        with self._lock:
+            gone = [m for m in self._members if m.emitter is emitter]
+            self._members = [m for m in self._members if m.emitter is not emitter]
+            for member in gone:
+                os.close(member.mount_fd)
+                if not any(m.path == member.path for m in self._members):
+                    self._tree.remove_root(member.path)
+            return len(self._members)
+
+    def close(self) -> None:
+        self._stopping = True
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+        if self._thread is not threading.current_thread():
+            self._thread.join(5.0)
+        for fd in (self._fd, self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        with self._lock:
+            for member in self._members:
+                os.close(member.mount_fd)
+            self._members = []
+
+    # --- the reader -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
+        try:
+            while not self._stopping:
+                poller.poll(1000)
+                if self._stopping:
+                    return
+                with self._lock:  # held by add/remove, and by tests to make one read
+                    events = self._drain()
+                    if events:
+                        self._apply(events)
+        except Exception as err:  # the emitters see the group dead and stop: restarted
+            self.error = err
+            log.error("watch.fanotify_failed", fsid=self.fsid.hex(), error=repr(err))
+
+    def _drain(self) -> list[RawEvent]:
+        """Every event queued now (up to MAX_DRAIN bytes)."""
+        events: list[RawEvent] = []
+        size = 0
+        while size < MAX_DRAIN:
+            chunk = fsys.read_events(self._fd, READ_SIZE)
+            if not chunk:
+                break
+            events += fsys.parse_events(chunk)
+            size += len(chunk)
+        return events
+
+    def _lookup(self, key: bytes) -> str | None:
+        """The path of directory ``key`` now, as a root names it; None: outside every root."""
+        last: OSError | None = None
+        for member in self._members:
+            try:
+                path = fsys.handle_path(member.mount_fd, key)
+            except OSError as err:
+                last = err
+                continue
+            rest = relative_to(path, member.real)
+            if rest is not None:
+                return os.path.join(member.path, rest) if rest else member.path
+            return None if len(self._members) == 1 else self._other_roots(path)
+        if last is not None:
+            raise last
+        return None
+
+    def _other_roots(self, path: str) -> str | None:
+        for member in self._members:
+            rest = relative_to(path, member.real)
+            if rest is not None:
+                return os.path.join(member.path, rest) if rest else member.path
+        return None
+
+    def _apply(self, events: list[RawEvent]) -> None:
+        """Resolve and hand out one drained read, in order.
+
+        ``pending`` maps each directory a later event of the read deletes or renames to the
+        entry it had: a directory gone by the time it is looked up is placed by it. When the
+        deletion is not in the read yet, the queue is drained again (the deletion happened
+        before the lookup failed, so its event is queued) and the event retried once.
+        """
+        pending: dict[bytes, Entry] = {}
+        state = {"last_dir_rename": -1}
+
+        def index(start: int) -> None:
+            for at in range(start, len(events)):
+                event = events[at]
+                if event.is_dir and event.target is not None and event.entry is not None:
+                    if event.mask & (fsys.FAN_DELETE | fsys.FAN_RENAME):
+                        pending.setdefault(event.target, event.entry)
+                    if event.mask & fsys.FAN_RENAME:
+                        state["last_dir_rename"] = at
+
+        index(0)
+        self._tree.fresh.clear()  # anchors looked up from now on: paths of now
+        at = 0
+        while at < len(events):
+            careful = at < state["last_dir_rename"]
+            if not self._one(events[at], pending, careful=careful, last_try=False):
+                more = self._drain()
+                if more:
+                    start = len(events)
+                    events.extend(more)
+                    index(start)
+                self._one(events[at], pending, careful=careful, last_try=True)
+            self.events += 1
+            at += 1
+
+    def _one(
+        self, event: RawEvent, pending: dict[bytes, Entry], *, careful: bool, last_try: bool
+    ) -> bool:
+        """Hand out one event; False (nothing done) when its directory could not be placed
+        and this is not ``last_try``."""
+        mask = event.mask
+        if mask & fsys.FAN_Q_OVERFLOW:
+            self._overflow_all("fanotify-queue")
+            return True
+        root = self._tree.root_of_key(event.target)
+        if event.entry is None:
+            if root is not None and mask & (fsys.FAN_DELETE_SELF | fsys.FAN_MOVE_SELF):
+                gone = DirDeletedEvent(root) if mask & fsys.FAN_DELETE_SELF else None
+                self._send(gone or DirMovedEvent(root, ""), root)
+            return True
+        if event.entry.name == b".":
+            return True
+        resolved = self._tree.resolve(event.entry.dir_handle, pending)
+        if resolved is None:
+            if last_try:
+                self._overflow_all("fanotify-unresolved")
+            return last_try
+        node, parent = resolved
+        if mask & fsys.FAN_RENAME:
+            return self._rename(
+                event, node, parent, root, pending, careful=careful, last_try=last_try
+            )
+        path = (
+            root
+            if root is not None
+            else None
+            if parent is None
+            else _join(parent, event.entry.name)
+        )
+        if path is None:
+            return True  # outside every root
+        is_dir = event.is_dir
+        if mask & fsys.FAN_CREATE:
+            self._send(DirCreatedEvent(path) if is_dir else FileCreatedEvent(path), path)
+            if is_dir:
+                self._tree.created(node, os.fsdecode(event.entry.name), event.target)
+        if mask & _CHANGE_BITS and not is_dir:
+            closed = mask & fsys.FAN_CLOSE_WRITE
+            self._send(FileClosedEvent(path) if closed else FileModifiedEvent(path), path)
+        if mask & fsys.FAN_DELETE:
+            self._send(DirDeletedEvent(path) if is_dir else FileDeletedEvent(path), path)
+            if is_dir:
+                self._tree.deleted(event.target)
+        return True
+
+    def _rename(
+        self,
+        event: RawEvent,
+        node: Node,
+        parent: str | None,
+        root: str | None,
+        pending: dict[bytes, Entry],
+        *,
+        careful: bool,
+        last_try: bool,
+    ) -> bool:
+        assert event.entry is not None
+        src = (
+            root
+            if root is not None
+            else None
+            if parent is None
+            else _join(parent, event.entry.name)
+        )
+        new = event.new_entry
+        dest_node: tuple[Node, str | None] | None = None
+        dest = None
+        if new is not None:
+            dest_node = self._tree.resolve(new.dir_handle, pending)
+            if dest_node is None and not last_try:
+                return False
+            if dest_node is not None and dest_node[1] is not None:
+                dest = _join(dest_node[1], new.name)
+        is_dir = event.is_dir
+        if is_dir and dest_node is not None and new is not None:
+            self._tree.renamed(
+                src, dest_node[0], os.fsdecode(new.name), event.target, from_outside=parent is None
+            )
+        elif is_dir:
+            self._tree.deleted(event.target)
+        if careful:  # a directory rename follows in this read: were these paths of now?
+            careful = self._tree.is_fresh(node) or (
+                dest_node is not None and self._tree.is_fresh(dest_node[0])
+            )
+        if src is not None and dest is not None and not careful:
+            moved = DirMovedEvent(src, dest) if is_dir else FileMovedEvent(src, dest)
+            self._send(moved, src, dest)
+            return True
+        if src is not None:
+            self._send(DirDeletedEvent(src) if is_dir else FileDeletedEvent(src), src)
+        if dest is not None:
+            self._send(DirCreatedEvent(dest) if is_dir else FileCreatedEvent(dest), dest)
+        if new is not None and dest_node is None:
+            self._overflow_all("fanotify-unresolved")  # where it went is not known
+        return True
+
+    def _send(self, event: FileSystemEvent, *paths: str) -> None:
+        for member in self._members:
+            if any(is_under(p, member.path) for p in paths if p):
+                member.emitter.deliver(event)
+
+    def _overflow_all(self, reason: str) -> None:
+        for member in self._members:
+            member.emitter.overflow(reason)
