@@ -94,7 +94,8 @@ class Daemon:
         self.config = work / "assetd.toml"
         self.config.write_text(
             f'[daemon]\nstate_dir = "{self.state}"\n\n[watch]\nbackend = "{backend}"\n'
-            'queue_size = 1000000\n\n[hashing]\nenabled = false\n\n[reconcile]\ninterval = "30d"\n\n'
+            "queue_size = 1000000\n\n[hashing]\nenabled = false\n\n"
+            '[reconcile]\ninterval = "30d"\n\n'
             f'[[roots]]\nname = "bench"\npath = "{root}"\n',
             encoding="utf-8",
         )
@@ -130,7 +131,8 @@ class Daemon:
         notify, proc = self.notify, self.proc
         wait_for(lambda: notify.has("READY=1") or proc.poll() is not None, 600, "READY=1")
         if proc.poll() is not None:
-            raise SystemExit(f"assetd exited {proc.returncode}: {self.log_path.read_text()[-2000:]}")
+            tail = self.log_path.read_text()[-2000:]
+            raise SystemExit(f"assetd exited {proc.returncode}: {tail}")
         return time.monotonic() - started
 
     def logged(self, event: str) -> bool:
