@@ -254,3 +254,20 @@ def test_a_file_move_in_a_known_directory_stays_a_move_beside_a_directory_rename
         Change(MV, w.path("b.bin"), False, w.path("c.bin")),
         Change(MV, w.path("dir"), True, w.path("moved")),
     )
+
+
+def test_a_failed_reader_ends_the_observer_and_a_restart_watches_again(
+    fan: Callable[..., Live], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = fan()
+    group = _group(w)
+
+    def broken(events: object) -> None:
+        raise RuntimeError("a bug in the reader")
+
+    monkeypatch.setattr(group, "_apply", broken)
+    (w.root / "lost.bin").touch()
+    wait_until(lambda: not w.watcher.is_alive(), what="the observer ends with its group")
+    w.watcher.restart()  # what the service does (with backoff), then it reconciles the root
+    (w.root / "after.bin").touch()
+    w.changes.wait_for(Change(C, w.path("after.bin")))

@@ -175,7 +175,10 @@ class FanotifyGroup:
         return events
 
     def _lookup(self, key: bytes) -> str | None:
-        """The path of directory ``key`` now, as a root names it; None: outside every root."""
+        """The path of directory ``key`` now, as a root names it; None: outside every root.
+
+        Each root's mount is asked (roots on two bind mounts of one filesystem see different
+        parts of it; a directory a mount cannot reach reads as ``/``)."""
         last: OSError | None = None
         for member in self._members:
             try:
@@ -183,19 +186,13 @@ class FanotifyGroup:
             except OSError as err:
                 last = err
                 continue
-            rest = relative_to(path, member.real)
-            if rest is not None:
-                return os.path.join(member.path, rest) if rest else member.path
-            return None if len(self._members) == 1 else self._other_roots(path)
+            last = None
+            for other in self._members:
+                rest = relative_to(path, other.real)
+                if rest is not None:
+                    return os.path.join(other.path, rest) if rest else other.path
         if last is not None:
             raise last
-        return None
-
-    def _other_roots(self, path: str) -> str | None:
-        for member in self._members:
-            rest = relative_to(path, member.real)
-            if rest is not None:
-                return os.path.join(member.path, rest) if rest else member.path
         return None
 
     def _apply(self, events: list[RawEvent]) -> None:
