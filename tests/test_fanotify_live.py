@@ -271,3 +271,20 @@ def test_a_failed_reader_ends_the_observer_and_a_restart_watches_again(
     w.watcher.restart()  # what the service does (with backoff), then it reconciles the root
     (w.root / "after.bin").touch()
     w.changes.wait_for(Change(C, w.path("after.bin")))
+
+
+def test_a_directory_moved_in_from_outside_is_followed_below(
+    fan: Callable[..., Live], tmp_path: Path
+) -> None:
+    """Directories first seen outside the root (their events dropped) are looked up again once
+    a move brings them in: later changes below them are not dropped as outside."""
+    w = fan()
+    staging = tmp_path / "staging"
+    (staging / "deep").mkdir(parents=True)
+    (staging / "deep" / "early.bin").touch()  # seen outside: dropped
+    w.barrier("b1")
+    os.rename(staging, w.root / "arrived")
+    (w.root / "arrived" / "deep" / "late.bin").touch()
+    w.changes.wait_for(
+        Change(C, w.path("arrived"), True), Change(C, w.path("arrived/deep/late.bin"))
+    )

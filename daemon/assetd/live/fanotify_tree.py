@@ -62,6 +62,7 @@ class HandleTree:
         self._roots: dict[str, Node] = {}  # path -> root node
         self._root_keys: dict[bytes, str] = {}
         self._anchors: set[Node] = set()  # nodes hanging off a root with a relative path
+        self._outside_keys: set[bytes] = set()  # handles of directories found outside every root
         self.lookups = 0
         self.fresh: set[Node] = set()
         """Anchors inside a root looked up since the caller last cleared it: their path is the
@@ -159,6 +160,7 @@ class HandleTree:
         root = self._root_for(path) if path is not None else None
         if root is None or path is None:
             node = Node(_OUTSIDE, "")
+            self._outside_keys.add(key)
         elif path == root:
             node = self._roots[root]
         else:
@@ -210,7 +212,14 @@ class HandleTree:
         from_outside: bool = False,
     ) -> None:
         """A directory moved from ``old_path`` (None: unknown, or outside every root when
-        ``from_outside``) to ``name`` in ``new_parent``."""
+        ``from_outside``) to ``name`` in ``new_parent``. A directory coming in from outside may
+        hold directories known as outside: those are forgotten (looked up again)."""
+        if from_outside and self.path_of(new_parent) is not None:
+            for key in self._outside_keys:
+                node = self._nodes.pop(key, None)
+                if node is not None:
+                    node.alive = False
+            self._outside_keys.clear()
         if target is not None and target not in self._root_keys:
             moved = self._child(target, new_parent, name)
         else:
@@ -234,6 +243,7 @@ class HandleTree:
         return path is not None and is_under(path, top)
 
     def _forget_anchors(self) -> None:
+        self._outside_keys.clear()
         for key in [k for k, n in self._nodes.items() if n.path is None]:
             self._nodes.pop(key).alive = False
         self._anchors.clear()
