@@ -125,3 +125,14 @@ def test_parse_events_reads_rename_records() -> None:
     assert event.entry == Entry(b"FSIDFSID" + kind + b"dir1", b"a.bin")
     assert event.new_entry == Entry(b"FSIDFSID" + kind + b"dir2", b"b.bin")
     assert event.target == b"FSIDFSID" + kind + b"file"
+
+
+def test_directories_created_outside_are_known_outside(tree: HandleTree, disk: Disk) -> None:
+    tree.outside(b"T")  # another process's temporary directory
+    found = tree.resolve(b"T", {})  # gone since: no lookup, no "unplaced"
+    assert found is not None and found[1] is None and disk.calls == 0
+    root = tree.resolve(b"R", {})
+    assert root is not None
+    tree.renamed(None, root[0], "in", b"M", from_outside=True)  # something moved in
+    disk.now[b"T"] = f"{ROOT}/in/t"
+    assert path(tree, b"T") == f"{ROOT}/in/t"  # looked up again, now inside

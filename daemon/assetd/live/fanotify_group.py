@@ -264,8 +264,10 @@ class FanotifyGroup:
             if parent is None
             else _join(parent, event.entry.name)
         )
-        if path is None:
-            return True  # outside every root
+        if path is None:  # outside every root
+            if mask & fsys.FAN_CREATE and event.is_dir and event.target is not None:
+                self._tree.outside(event.target)  # known: never looked up, never "gone"
+            return True
         is_dir = event.is_dir
         if mask & fsys.FAN_CREATE:
             self._send(DirCreatedEvent(path) if is_dir else FileCreatedEvent(path), path)

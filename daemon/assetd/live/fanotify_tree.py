@@ -188,6 +188,13 @@ class HandleTree:
 
     # --- changes, applied in event order ------------------------------------------------------
 
+    def outside(self, target: bytes) -> None:
+        """A directory was created outside every root: remember it is (other processes' short-
+        lived directories are then neither looked up nor found gone)."""
+        if target not in self._nodes:
+            self._nodes[target] = Node(_OUTSIDE, "")
+            self._outside_keys.add(target)
+
     def created(self, parent: Node, name: str, target: bytes | None) -> None:
         """A directory ``name`` was created in ``parent`` (its handle ``target``)."""
         if target is not None and target not in self._root_keys:
