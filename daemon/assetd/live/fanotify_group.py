@@ -63,6 +63,14 @@ def _join(parent: str, name: bytes) -> str:
     return parent + text if parent.endswith("/") else f"{parent}/{text}"
 
 
+def _entry_path(root: str | None, parent: str | None, name: bytes) -> str | None:
+    """The path of an event's entry: the root itself when the entry is a root (its parent is
+    outside), else ``name`` in ``parent`` (None: outside every root)."""
+    if root is not None:
+        return root
+    return None if parent is None else _join(parent, name)
+
+
 @dataclass(slots=True)
 class _Member:
     emitter: Receiver
@@ -257,13 +265,7 @@ class FanotifyGroup:
             return self._rename(
                 event, node, parent, root, pending, careful=careful, last_try=last_try
             )
-        path = (
-            root
-            if root is not None
-            else None
-            if parent is None
-            else _join(parent, event.entry.name)
-        )
+        path = _entry_path(root, parent, event.entry.name)
         if path is None:  # outside every root
             if mask & fsys.FAN_CREATE and event.is_dir and event.target is not None:
                 self._tree.outside(event.target)  # known: never looked up, never "gone"
@@ -294,13 +296,7 @@ class FanotifyGroup:
         last_try: bool,
     ) -> bool:
         assert event.entry is not None
-        src = (
-            root
-            if root is not None
-            else None
-            if parent is None
-            else _join(parent, event.entry.name)
-        )
+        src = _entry_path(root, parent, event.entry.name)
         new = event.new_entry
         dest_node: tuple[Node, str | None] | None = None
         dest = None
