@@ -23,6 +23,7 @@ BACKENDS = ("auto", "inotify", "fanotify")
 CAP_DAC_READ_SEARCH = 2
 CAP_SYS_ADMIN = 21
 STATUS_FILE = "watch.json"
+FILE_MODE = 0o640
 
 
 def effective_caps() -> int:
@@ -68,12 +69,17 @@ def choose_backend(configured: str, path: str) -> tuple[str, str | None]:
     return ("fanotify", None) if why is None else ("inotify", why)
 
 
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags, FILE_MODE)
+
+
 def write_backends(state_dir: str, pid: int, backends: dict[str, str]) -> None:
     """Record each root's backend for ``assetd status`` (atomically; a failure is logged)."""
     path = os.path.join(state_dir, STATUS_FILE)
     tmp = path + ".tmp"
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
+        with open(tmp, "w", encoding="utf-8", opener=_private) as f:
+            os.fchmod(f.fileno(), FILE_MODE)  # whatever the umask (the state directory's rule)
             json.dump({"pid": pid, "backends": backends}, f)
         os.replace(tmp, path)
     except OSError as err:
