@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from assetd.catalog.metadata import drop_pristine_infos, merge_assets
 from assetd.catalog.models import cache_states as cs
+from assetd.catalog.movelog import How, record_row_move
 from assetd.catalog.sqlutil import db_value, placeholder, select_in
 from assetd.catalog.states import Reason, utcnow
 
@@ -141,6 +142,7 @@ def pair_moved_files(
         if new is None or old_count[old.key] != 1 or new.id == old.id:
             continue
         if new.asset_id == old.asset_id:
+            record_row_move(session, old.id, new.id, How.HASH, now=now)
             session.execute(delete(cs).where(cs.c.id == old.id))
             session.execute(
                 update(cs)
@@ -173,6 +175,7 @@ def _adopt(session: Session, old: _Row, new: _Row, now: dt.datetime) -> int:
     elif not _has_other_rows(session, new.asset_id, new.id):
         drop_pristine_infos(session, new.asset_id)
     merge_assets(session, survivor, merged)
+    record_row_move(session, old.id, new.id, How.BIRTH, now=now)
     session.execute(delete(cs).where(cs.c.id == old.id))
     values: dict[str, object] = {"state_reason": Reason.MOVED, "move_candidate_id": None}
     if survivor == old.asset_id and old.hash is not None:
