@@ -123,9 +123,7 @@ def _confidential(world: World, rel_dir: str) -> None:
 def _count(world: World, sql: str, rel_dir: str) -> int:
     with world.sessions() as s:
         return int(
-            s.execute(
-                text(sql), {"p": str(world.dir / rel_dir) + "/%", "t": True}
-            ).scalar_one()
+            s.execute(text(sql), {"p": str(world.dir / rel_dir) + "/%", "t": True}).scalar_one()
         )
 
 
@@ -145,8 +143,7 @@ def _carrying(world: World, rel_dir: str) -> int:
 def _missing(world: World, rel_dir: str) -> int:
     return _count(
         world,
-        "SELECT count(*) FROM asset_cache_states c WHERE c.file_path LIKE :p "
-        "AND c.is_missing = :t",
+        "SELECT count(*) FROM asset_cache_states c WHERE c.file_path LIKE :p AND c.is_missing = :t",
         rel_dir,
     )
 

@@ -69,8 +69,8 @@ def test_a_rename_is_logged_with_both_ends_and_why_old_points_at_the_logs(
     run = cli("why", old, "--config", daemon.config)
     assert run.code == 0, run.err
     assert "  not in the catalog" in run.lines
-    moved = [line for line in run.lines if line.startswith("  moved:")]
-    assert moved and moved[0].startswith(f"  moved:     to {new} at "), run.out
+    said = [line for line in run.lines if line.startswith("  moved:")]
+    assert said and said[0].startswith(f"  moved:     to {new} at "), run.out
     assert f"  now at:    {new}, live, with its metadata (`assetd why {new}`)" in run.lines
     never = cli("why", lib / "never.bin", "--config", daemon.config)
     assert (

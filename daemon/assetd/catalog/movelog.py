@@ -146,9 +146,7 @@ def _ancestors(path: str) -> list[str]:
     return out
 
 
-def trace_moves(
-    session: Session, path: str, *, roots: Collection[int] | None = None
-) -> list[Hop]:
+def trace_moves(session: Session, path: str, *, roots: Collection[int] | None = None) -> list[Hop]:
     """The moves from ``path`` to where its file is now: the last move out of ``path`` (or out
     of a directory above it), then each later move of where that led; at most
     :data:`TRACE_HOPS`. Empty when the history knows no move of ``path``."""

@@ -145,8 +145,18 @@ def _insert_new(session: Session, new: list[SeedSpec]) -> int:
             "birth_ns",
         ),
         [
-            (a, s.root_id, s.path, s.raw, s.size, s.mtime_ns, s.device, s.inode, s.is_symlink)
-            + (s.birth_ns,)
+            (
+                a,
+                s.root_id,
+                s.path,
+                s.raw,
+                s.size,
+                s.mtime_ns,
+                s.device,
+                s.inode,
+                s.is_symlink,
+                s.birth_ns,
+            )
             for a, s in zip(asset_ids, new, strict=True)
         ],
         ignore_conflict_on=("root_id", "file_path"),
