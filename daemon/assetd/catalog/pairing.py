@@ -172,6 +172,12 @@ def _adopt(session: Session, old: _Row, new: _Row, now: dt.datetime) -> int:
     survivor, merged = old.asset_id, new.asset_id
     if new.hash is not None and not new.needs_verify:
         survivor, merged = new.asset_id, old.asset_id
+        # the old asset's other paths were never read: the content they join is checked
+        session.execute(
+            update(cs)
+            .where(cs.c.asset_id == old.asset_id, cs.c.id != old.id)
+            .values(needs_verify=True)
+        )
     elif not _has_other_rows(session, new.asset_id, new.id):
         drop_pristine_infos(session, new.asset_id)
     merge_assets(session, survivor, merged)
