@@ -236,3 +236,51 @@ def test_without_birth_time_a_never_hashed_move_is_not_paired(
     assert result.moved == 0
     assert _carrying(world, "new") == 0
     assert _missing(world, "reports") == 1
+
+
+# --------------------------------------------------------------------------- backfill
+
+
+def test_a_catalog_from_before_birth_times_gets_them_and_then_pairs(
+    sessions: SessionFactory, tmp_path: Path
+) -> None:
+    world = _world(sessions, tmp_path / "lib")
+    for i in range(MOVE_N):
+        _write(world.dir / f"reports/r{i:03d}.bin", b"R%03d" % i + b"r" * 96)
+    world.scan()
+    _confidential(world, "reports")
+    with world.sessions() as s, s.begin():  # as a catalog written before birth times were read
+        s.execute(text("UPDATE asset_cache_states SET birth_ns = NULL"))
+    world.scan()  # the periodic pass fills them in
+    with world.sessions() as s:
+        assert (
+            s.execute(
+                text("SELECT count(*) FROM asset_cache_states WHERE birth_ns IS NULL")
+            ).scalar_one()
+            == 0
+        )
+    (world.dir / "new").mkdir()
+    for i in range(MOVE_N):
+        os.rename(world.dir / f"reports/r{i:03d}.bin", world.dir / f"new/p{i:03d}.jpg")
+    world.scan()
+    assert _carrying(world, "new") == MOVE_N
+
+
+def test_the_backfill_costs_a_root_without_birth_times_a_few_calls_a_pass(
+    sessions: SessionFactory, ramfs: Path
+) -> None:
+    from assetd.births import PROBE, backfill_birth_times
+
+    world = make_world(sessions, ramfs / "lib", tags=())
+    for i in range(100):
+        _write(world.dir / f"f{i:03d}", b"x")
+    world.scan()
+    calls: list[str] = []
+
+    def counting(path: str, *, follow: bool = True) -> tuple[int, int, int | None] | None:
+        calls.append(path)
+        return statx.identity(path, follow=follow)
+
+    with world.sessions() as s:
+        assert backfill_birth_times(s, [world.root], read=counting) == 0
+    assert len(calls) == PROBE

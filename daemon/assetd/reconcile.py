@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from assetd import log
+from assetd.births import backfill_birth_times
 from assetd.catalog.content import auto_tags_for
 from assetd.catalog.models import roots as roots_table
 from assetd.catalog.movelog import prune_moves
@@ -346,6 +347,7 @@ def sync_cache_states_with_filesystem(
             _reconcile_root(session, root, result, rules, progress, cancel, scandir)
         _pair_moves(session, roots, since, result)
         _retag_directories(session, roots, cancel)
+        backfill_birth_times(session, roots, cancel=cancel)
         with session.begin():  # the move history stays bounded (docs/schema.md)
             prune_moves(session)
     except Cancelled:

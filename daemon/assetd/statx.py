@@ -34,6 +34,10 @@ _SIZE = 256
 _MASK = struct.Struct("=I").unpack_from
 _BTIME = struct.Struct("=qI").unpack_from
 _BTIME_OFFSET = 80
+_INO = struct.Struct("=Q").unpack_from  # stx_ino, u64 at 32
+_INO_OFFSET = 32
+_DEV = struct.Struct("=II").unpack_from  # stx_dev_major, stx_dev_minor, u32 at 136 and 140
+_DEV_OFFSET = 136
 _local = threading.local()
 
 
@@ -62,10 +66,8 @@ def available() -> bool:
     return _statx is not None
 
 
-def birth_or_raise(path: str, *, follow: bool = True) -> int | None:
-    """The birth time of ``path`` (of the symlink itself with ``follow=False``) in nanoseconds
-    since the epoch, or ``None`` when its filesystem keeps none; a failing call (gone,
-    unreadable, no ``statx`` in this C library) raises ``OSError``."""
+def _call(path: str, follow: bool) -> Any:
+    """The filled per-thread buffer; raises ``OSError``."""
     if _statx is None:
         raise OSError(errno.ENOSYS, "statx is not available in this C library")
     buf = _buffer()
@@ -73,15 +75,39 @@ def birth_or_raise(path: str, *, follow: bool = True) -> int | None:
     if _statx(AT_FDCWD, os.fsencode(path), flags, STATX_BTIME, buf) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), path)
+    return buf
+
+
+def _birth(buf: Any) -> int | None:
     if not _MASK(buf, 0)[0] & STATX_BTIME:
         return None
     seconds, nanoseconds = _BTIME(buf, _BTIME_OFFSET)
     return int(seconds) * 1_000_000_000 + int(nanoseconds)
 
 
+def birth_or_raise(path: str, *, follow: bool = True) -> int | None:
+    """The birth time of ``path`` (of the symlink itself with ``follow=False``) in nanoseconds
+    since the epoch, or ``None`` when its filesystem keeps none; a failing call (gone,
+    unreadable, no ``statx`` in this C library) raises ``OSError``."""
+    return _birth(_call(path, follow))
+
+
 def birth_ns(path: str, *, follow: bool = True) -> int | None:
     """:func:`birth_or_raise`, with ``None`` for any failure too: unknown is never a guess."""
     try:
-        return birth_or_raise(path, follow=follow)
+        return _birth(_call(path, follow))
     except OSError:
         return None
+
+
+def identity(path: str, *, follow: bool = True) -> tuple[int, int, int | None] | None:
+    """``(st_dev, st_ino, birth_ns)`` of ``path`` from one call (the birth time ``None`` where
+    the filesystem keeps none); ``None`` if the call fails. The device and inode tell whether
+    the file is still the one a row describes."""
+    try:
+        buf = _call(path, follow)
+    except OSError:
+        return None
+    (ino,) = _INO(buf, _INO_OFFSET)
+    major, minor = _DEV(buf, _DEV_OFFSET)
+    return os.makedev(major, minor), int(ino), _birth(buf)
