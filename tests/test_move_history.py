@@ -100,6 +100,17 @@ def test_a_pairing_by_birth_time_and_one_confirmed_by_the_hash_are_recorded(
     assert found["r/two.bin"] == ("r/two.bin", "n/two.bin", "hash")
 
 
+def test_the_history_follows_an_asset_merged_into_another(world: World) -> None:
+    world.write("x.bin", b"same" * 10)
+    world.write("y.bin", b"same" * 10)
+    world.scan()
+    _apply(world, _mv(world, "y.bin", "w.bin"))
+    hash_pending(world.sessions, [world.root], isolate=False)  # y's asset merges into x's
+    with world.sessions() as s:
+        assert s.execute(text("SELECT count(*) FROM assets")).scalar_one() == 1
+    assert _trace(world, "y.bin") == [("y.bin", "w.bin", "rename")]
+
+
 def test_the_history_is_pruned_by_age_and_per_asset(world: World) -> None:
     world.write("f0.bin", b"f")
     world.scan()
