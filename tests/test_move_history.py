@@ -169,5 +169,9 @@ def test_why_on_a_file_renamed_away_names_where_it_is_now(cli: Cli, tmp_path: Pa
     assert report["moved_to"]["path"] == str(new)
     assert report["moved_to"]["state"] == "live"
     assert [h["how"] for h in report["moved_to"]["hops"]] == ["rename", "directory"]
+    directory = cli("why", world.dir / "b", "--config", config)  # a directory renamed away
+    assert f"  now at:    {world.dir / 'c'}, a directory: 1 live and 0 missing file(s)" in (
+        directory.lines
+    ), directory.out
     never = cli("why", world.dir / "a/never.jpg", "--json", "--config", config)
     assert json.loads(never.out)["moved_to"] is None
