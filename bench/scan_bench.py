@@ -766,6 +766,104 @@ def report(fig: Figures, command: str) -> str:
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------- --birth
+
+
+def _walk_with(tree: str, extra: Callable[[str], object] | None) -> int:
+    from assetd.fsutil import os_path_of
+    from assetd.walk import list_files_recursively
+
+    n = 0
+    for fs in list_files_recursively(tree):
+        if extra is not None:
+            extra(os_path_of(fs.path, fs.raw))
+        n += 1
+    return n
+
+
+def _seed_once(db: str, tree: str, with_birth: bool) -> float:
+    """A first scan into a fresh catalog; ``with_birth=False`` stubs the statx out."""
+    import assetd.reconcile_apply as apply
+
+    real = apply.birth_ns
+    if not with_birth:
+        apply.birth_ns = lambda path, follow=True: None  # type: ignore[assignment]
+    try:
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(db + suffix)
+        cat = open_catalog(sqlite_url(db), tree)
+        try:
+            os.sync()
+            seconds, result = scan(cat)
+        finally:
+            cat.close()
+    finally:
+        apply.birth_ns = real
+    if result.new != cat_files(tree):
+        raise SystemExit(f"first scan: unexpected {result.as_dict()}")
+    return seconds
+
+
+def cat_files(tree: str) -> int:
+    return _walk_with(tree, None)
+
+
+def birth_bench(work: str, fig: Figures, command: str) -> str:
+    """Where to read the birth time: a ``statx`` per file on every walk, or only where a row is
+    written (seeded, changed). Figures: the walk alone, the walk plus one ``statx`` (ctypes) per
+    file, the walk plus one ``os.stat`` per file (the same extra syscall from the stdlib), and a
+    first scan with and without its ``statx`` per seeded file; best of ``--repeat`` (min 3)."""
+    from assetd import statx
+
+    tree, how = prepare_tree(work, fig.files, fig.dirs)
+    import_assetd()
+    quiet_logging()
+    n = _walk_with(tree, None)  # warms the page cache
+    runs: dict[str, list[float]] = {}
+    rounds = max(3, fig.repeat)
+    for _ in range(rounds):
+        for key, extra in (("walk", None), ("statx", statx.birth_ns), ("stat", os.stat)):
+            runs.setdefault(key, []).append(timed(lambda e=extra: _walk_with(tree, e))[0])  # type: ignore[misc]
+        db = os.path.join(work, "birth.db")
+        runs.setdefault("seed_statx", []).append(_seed_once(db, tree, True))
+        runs.setdefault("seed_plain", []).append(_seed_once(db, tree, False))
+    best = {k: min(v) for k, v in runs.items()}
+    us = {k: v / n * 1e6 for k, v in best.items()}
+    load = os.getloadavg()[0]
+    lines = [
+        "## birth time: statx cost (scan_bench --birth)",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        f"{n:,} files on {filesystem_of(tree)} ({how}); best of {rounds}; load average "
+        f"(1 min) {load:.2f}. Per file:",
+        "",
+        "| run | total s | per file | vs walk alone |",
+        "|---|---|---|---|",
+    ]
+    for key, title in (
+        ("walk", "walk alone (list_files_recursively)"),
+        ("statx", "walk + statx birth time per file"),
+        ("stat", "walk + os.stat per file"),
+        ("seed_plain", "first scan, statx stubbed out"),
+        ("seed_statx", "first scan, statx per seeded file"),
+    ):
+        lines.append(
+            f"| {title} | {best[key]:.3f} | {us[key]:.2f} us | {best[key] / best['walk']:.2f}x |"
+        )
+    lines += [
+        "",
+        f"statx per file costs {us['statx'] - us['walk']:.2f} us over the walk "
+        f"({best['statx'] / best['walk'] - 1:+.0%} on a re-scan's walk; os.stat: "
+        f"{us['stat'] - us['walk']:.2f} us); in a first scan it costs "
+        f"{best['seed_statx'] / best['seed_plain'] - 1:+.1%}.",
+    ]
+    return "\n".join(lines)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Benchmark assetd's first scan, re-scan and peak RSS against baselines "
@@ -787,6 +885,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="rounds of the in-process timed runs; the best of each is reported (1)",
     )
     p.add_argument("--pg", metavar="URL", help="also scan into PostgreSQL (scratch database)")
+    p.add_argument(
+        "--birth",
+        action="store_true",
+        help="only the statx figure: walk vs walk + statx per file, first scan with and "
+        "without its statx (best of max(3, --repeat))",
+    )
     p.add_argument(
         "--profile", type=int, metavar="N", default=0, help="print cProfile top N of the scans"
     )
@@ -821,6 +925,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         work, made = tempfile.mkdtemp(prefix="assetd-bench-", dir="/tmp"), True
     try:
+        if args.birth:
+            print(birth_bench(work, fig, command), flush=True)
+            return 0
         measure(args, work, fig)
         fig.load_after = os.getloadavg()
         print(report(fig, command), flush=True)

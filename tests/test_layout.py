@@ -28,6 +28,8 @@ FORBIDDEN = {
     "assetd.reconcile": ("assetd.commands", "assetd.cli", "assetd.service"),
     "assetd.walk": ("assetd.catalog", "assetd.config"),
     "assetd.fsutil": ("assetd.catalog", "assetd.config"),
+    "assetd.statx": ("assetd.catalog", "assetd.config", "assetd.fsutil"),
+    "assetd.births": ("assetd.commands", "assetd.cli", "assetd.service", "assetd.live"),
     "assetd.paths": ("assetd.catalog", "assetd.config", "assetd.fsutil"),
 }
 

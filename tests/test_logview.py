@@ -85,6 +85,15 @@ def test_path_filter_matches_the_paths_sample_a_directory_or_a_glob() -> None:
     assert not matches(LogLine("plain", None, None), LogFilter(path="/lib"))
 
 
+def test_path_filter_finds_the_move_of_a_directory_above_the_path() -> None:
+    moved = one(line(event="cache_state.moved", count=1, paths=["/lib/new"], sources=["/lib/old"]))
+    assert matches(moved, LogFilter(path="/lib/old/sub/a.bin"))  # a file that moved with it
+    assert matches(moved, LogFilter(path="/lib/new/sub/a.bin"))
+    assert not matches(moved, LogFilter(path="/lib/older/a.bin"))
+    missing = one(line(event="cache_state.missing", count=1, paths=["/lib/old"]))
+    assert not matches(missing, LogFilter(path="/lib/old/sub/a.bin"))  # only moves carry files
+
+
 def test_root_filter_by_name_roots_list_or_path() -> None:
     named = one(line(event="watch.started", root="media", path="/srv/media"))
     listed = one(line(event="daemon.started", roots=["models", "media"]))

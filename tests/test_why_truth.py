@@ -1,7 +1,7 @@
 """``why`` round-trips the escaped form ``ls`` prints for a non-UTF-8 name (it finds the row and
 looks at the real file), shows names escaped once; a file renamed away is traced by the logs:
 ``cache_state.moved`` carries both ends, so ``logs --path OLD`` finds the move, and ``why OLD``
-says so (the catalog keeps no move history: that would need a schema change)."""
+names where it went (the move history, ``asset_moves``)."""
 
 from __future__ import annotations
 
@@ -69,7 +69,11 @@ def test_a_rename_is_logged_with_both_ends_and_why_old_points_at_the_logs(
     run = cli("why", old, "--config", daemon.config)
     assert run.code == 0, run.err
     assert "  not in the catalog" in run.lines
+    said = [line for line in run.lines if line.startswith("  moved:")]
+    assert said and said[0].startswith(f"  moved:     to {new} at "), run.out
+    assert f"  now at:    {new}, live, with its metadata (`assetd why {new}`)" in run.lines
+    never = cli("why", lib / "never.bin", "--config", daemon.config)
     assert (
-        f"  moved?     the catalog keeps no old paths; if it was renamed or moved, "
-        f"`assetd logs --path {old} --event cache_state.moved` shows where to"
-    ) in run.lines, run.out
+        f"  moved?     the move history knows no move of it; if it was renamed or moved, "
+        f"`assetd logs --path {lib / 'never.bin'} --event cache_state.moved` shows where to"
+    ) in never.lines, never.out

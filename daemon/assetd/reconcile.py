@@ -24,8 +24,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from assetd import log
+from assetd.births import backfill_birth_times
 from assetd.catalog.content import auto_tags_for
 from assetd.catalog.models import roots as roots_table
+from assetd.catalog.movelog import prune_moves
 from assetd.catalog.moves import recompute_tags_after_moves
 from assetd.catalog.pairing import pair_moved_files
 from assetd.catalog.prune import mark_cache_states_missing_outside_prefixes
@@ -345,6 +347,9 @@ def sync_cache_states_with_filesystem(
             _reconcile_root(session, root, result, rules, progress, cancel, scandir)
         _pair_moves(session, roots, since, result)
         _retag_directories(session, roots, cancel)
+        backfill_birth_times(session, roots, cancel=cancel)
+        with session.begin():  # the move history stays bounded (docs/schema.md)
+            prune_moves(session)
     except Cancelled:
         if session.in_transaction():
             session.rollback()

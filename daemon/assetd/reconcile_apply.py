@@ -6,7 +6,7 @@ costs itself only (``reconcile.row_failed``). A root gone meanwhile stops the wa
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -25,6 +25,7 @@ from assetd.catalog.states import (
 from assetd.diff import Action, Step
 from assetd.fsutil import IgnoreRules, os_path_of
 from assetd.links import FILE, LinkRules
+from assetd.statx import birth_ns
 
 if TYPE_CHECKING:  # reconcile imports this module
     from assetd.reconcile import ReconcileResult
@@ -34,6 +35,7 @@ _log = log.get_logger("assetd.reconcile")
 FLUSH = 20_000  # diff steps applied per transaction (about 0.4 s of SQLite write lock)
 DEADLOCK_RETRIES = 2
 SAMPLE = 20
+_Fresh: TypeAlias = tuple[os.stat_result, bool, int | None]  # figures, is a link, birth time
 
 
 def _data_error(err: BaseException) -> bool:
@@ -62,21 +64,21 @@ class Applier:
         if len(self.steps) >= FLUSH:
             self.flush()
 
-    def _restat(self, path: str, raw: bytes | None) -> tuple[os.stat_result, bool] | bool | None:
-        """Fresh figures of a file to catalogue, by the symlink rules (DESIGN §5), and whether
-        it is a link catalogued as one; None if nothing is there to catalogue (gone, a
-        directory, a directory symlink not followed); False if it can't be told."""
+    def _restat(self, path: str, raw: bytes | None) -> _Fresh | bool | None:
+        """Fresh figures of a file to catalogue, by the symlink rules (DESIGN §5), whether it
+        is a link catalogued as one, and its birth time (read here, for the rows written only:
+        :mod:`assetd.statx`); None if nothing is there to catalogue (gone, a directory, a
+        directory symlink not followed); False if it can't be told."""
+        os_path = os_path_of(path, raw)
         try:
-            entry = self.rules.entry(
-                os_path_of(path, raw), follow=self.root.follow_symlinks, root=self.root.path
-            )
+            entry = self.rules.entry(os_path, follow=self.root.follow_symlinks, root=self.root.path)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError:
             return False
         if entry.kind != FILE or entry.st is None:
             return None
-        return entry.st, entry.is_link
+        return entry.st, entry.is_link, birth_ns(os_path, follow=not entry.is_link)
 
     def _untouchable(self, path: str) -> bool:
         """Rows under ignored paths or unreadable directories are never marked missing: the
@@ -154,9 +156,11 @@ class Applier:
             fresh = self._restat(path, None)
             if not isinstance(fresh, tuple):
                 continue
-            st, is_link = fresh
-            found.append(Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, is_link))
-            seeds.append(self._seed(path, st, None, is_link))
+            st, is_link, birth = fresh
+            found.append(
+                Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, is_link, birth)
+            )
+            seeds.append(self._seed(path, fresh, None))
         if not seeds:
             return
         roots = [self.root.id]
@@ -193,7 +197,8 @@ class Applier:
                 restored += ins.restored
         return missing, restored, changed, new
 
-    def _seed(self, path: str, st: os.stat_result, raw: bytes | None, is_link: bool) -> SeedSpec:
+    def _seed(self, path: str, fresh: _Fresh, raw: bytes | None) -> SeedSpec:
+        st, is_link, birth = fresh
         return SeedSpec(
             root_id=self.root.id,
             path=path,
@@ -204,6 +209,7 @@ class Applier:
             raw=raw,
             tags=automatic_tags(self.root, path),
             is_symlink=is_link,
+            birth_ns=birth,
         )
 
     def _decide(self, steps: list[Step]) -> tuple[list[str], list[Figures], list[SeedSpec]]:
@@ -224,11 +230,11 @@ class Applier:
                     gone.append(path)
                 continue
             assert isinstance(fresh, tuple)
-            st, is_link = fresh
+            st, is_link, birth = fresh
             if action is Action.NEW:
-                seeds.append(self._seed(path, st, raw, is_link))
+                seeds.append(self._seed(path, fresh, raw))
             else:  # back, changed, or relinked: the fresh figures decide
                 refresh.append(
-                    Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, is_link)
+                    Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, is_link, birth)
                 )
         return gone, refresh, seeds

@@ -36,6 +36,7 @@ from assetd.catalog.metadata import (
 )
 from assetd.catalog.models import assets
 from assetd.catalog.models import cache_states as cs
+from assetd.catalog.movelog import How, record_row_move
 from assetd.catalog.roots import RootSpec, automatic_tags
 from assetd.catalog.sqlutil import is_postgresql, placeholder
 from assetd.catalog.states import Reason
@@ -240,6 +241,7 @@ def apply_hash(
             # a fresh seed is the file moved here; a path that had its own content before
             # was replaced by it (mv y x while the daemon was down)
             reason = Reason.MOVED if row[5] is None and not row[7] else Reason.REPLACED
+            record_row_move(session, continues, cache_state_id, How.HASH)  # why OLD finds it
             raw.run("DELETE FROM asset_cache_states WHERE id = {p}", (continues,))
             raw.run(
                 "UPDATE asset_cache_states SET state_reason = {p}, move_candidate_id = NULL "

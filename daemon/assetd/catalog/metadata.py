@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from assetd.catalog.models import asset_info_tags, asset_infos, assets, tags
+from assetd.catalog.models import asset_info_tags, asset_infos, asset_moves, assets, tags
 from assetd.catalog.models import cache_states as cs
 from assetd.catalog.sqlutil import chunked, insert_rows
 from assetd.catalog.states import utcnow
@@ -233,6 +233,10 @@ def merge_assets(session: Session, survivor_id: int, merged_id: int) -> None:
             .where(asset_infos.c.id.in_(list(chunk)))
             .values(asset_id=survivor_id, updated_at=now)
         )
+    # the move history follows too (its rows would go with the merged asset)
+    session.execute(
+        update(asset_moves).where(asset_moves.c.asset_id == merged_id).values(asset_id=survivor_id)
+    )
     session.execute(delete(assets).where(assets.c.id == merged_id))
 
 

@@ -182,6 +182,33 @@ class AssetInfoTag(Base):
     added_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, server_default=NOW)
 
 
+class AssetMove(Base):
+    """A move the catalog applied (DESIGN §3): ``why OLD`` follows these to where a file went.
+
+    One row per file moved (``asset_id`` set) and one per directory moved (``is_dir``, no
+    asset: the files below it moved with it). Bounded: rows older than
+    :data:`assetd.catalog.movelog.KEEP_DAYS` and all but an asset's last
+    :data:`assetd.catalog.movelog.KEEP_PER_ASSET` go (the periodic reconcile pass prunes)."""
+
+    __tablename__ = "asset_moves"
+    __table_args__ = (
+        Index("ix_asset_moves_from_path_id", "from_path", "id"),
+        Index("ix_asset_moves_moved_at", "moved_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    asset_id: Mapped[int | None] = mapped_column(
+        Id, ForeignKey("assets.id", ondelete="CASCADE"), index=True
+    )
+    root_id: Mapped[int] = mapped_column(Id, ForeignKey("roots.id", ondelete="CASCADE"))
+    from_path: Mapped[str] = mapped_column(PathText)
+    to_path: Mapped[str] = mapped_column(PathText)
+    is_dir: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    # rename (reported by the kernel), directory, birth-time or hash (a pairing, confirmed)
+    how: Mapped[str] = mapped_column(String(32))
+    moved_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, server_default=NOW)
+
+
 class Daemon(Base):
     __tablename__ = "daemons"
 
@@ -202,3 +229,4 @@ tags = cast(Table, Tag.__table__)
 asset_info_tags = cast(Table, AssetInfoTag.__table__)
 roots = cast(Table, Root.__table__)
 daemons = cast(Table, Daemon.__table__)
+asset_moves = cast(Table, AssetMove.__table__)

@@ -18,6 +18,7 @@ from assetd.catalog.metadata import (
     split_off,
 )
 from assetd.catalog.models import cache_states as cs
+from assetd.catalog.movelog import How, record_directory_move, record_move
 from assetd.catalog.sqlutil import normalize_prefix, under_prefix
 from assetd.catalog.states import Reason, utcnow
 from assetd.catalog.tagsync import recompute_automatic_tags_many
@@ -43,11 +44,12 @@ def move_cache_state(
     again if the source was marked missing meanwhile (the disk decides later in the batch).
     """
     now = now or utcnow()
-    moving = session.execute(
-        select(cs.c.id).where(cs.c.root_id == src_root, cs.c.file_path == src)
-    ).scalar_one_or_none()
-    if moving is None:
+    found = session.execute(
+        select(cs.c.id, cs.c.asset_id).where(cs.c.root_id == src_root, cs.c.file_path == src)
+    ).first()
+    if found is None:
         return False
+    moving, asset = int(found.id), int(found.asset_id)
     standing = session.execute(
         select(cs.c.id).where(cs.c.root_id == dest_root, cs.c.file_path == dest, cs.c.id != moving)
     ).scalar_one_or_none()
@@ -55,6 +57,7 @@ def move_cache_state(
         target = absorb_row(session, standing, moving, now=now)
         if touched_assets is not None:
             touched_assets.add(target)
+        record_move(session, target, dest_root, src, dest, How.RENAME, now=now)
         return True
     session.execute(
         update(cs)
@@ -67,6 +70,7 @@ def move_cache_state(
             state_reason=Reason.MOVED,
         )
     )
+    record_move(session, asset, dest_root, src, dest, How.RENAME, now=now)
     return True
 
 
@@ -163,7 +167,7 @@ def move_directory(
         target = absorb_row(session, int(keep_id), int(moving_id), now=now)
         if touched_assets is not None:
             touched_assets.add(target)
-    return len(pairs) + rewrite_prefix(
+    moved = len(pairs) + rewrite_prefix(
         session,
         src_root,
         src,
@@ -172,6 +176,9 @@ def move_directory(
         state_changed_at=now,
         state_reason=Reason.MOVED,
     )
+    if moved:  # one history row for the directory, however many files lie below it
+        record_directory_move(session, dest_root, src, dest, now=now)
+    return moved
 
 
 def rewrite_prefix(session: Session, in_root: int, old: str, new: str, /, **values: object) -> int:

@@ -11,10 +11,14 @@ vanished path had (:func:`assetd.catalog.content.apply_hash` merges them in the 
 that learns the hash). Content that differs leaves both as they are: the old path missing with
 its metadata, the new file a new asset.
 
-Birth time would tell a moved file (it keeps it) from a new one at once, but this daemon does
-not read it (Python's ``os.stat`` has no ``st_birthtime`` on Linux, and a ``statx`` per file
-on every walk is not paid for yet): ``birth_ns`` stays NULL, and a vanished path whose content
-was never hashed is never paired.
+A vanished path whose content was never hashed (hashing off, or not done yet) has no content
+to check the new one against: there the birth time decides (``birth_ns``, read by ``statx``
+where a row is written: :mod:`assetd.statx`). A moved file keeps its birth time, a new file on a
+reused inode gets its own; so when both rows have one and they are equal, the pairing is a move
+at once (the fresh asset seeded for the new path merges into the vanished one, as a confirmed
+candidate does). With no birth time on either side (tmpfs before Linux 5.18, FAT, NFS, a row
+seeded before birth times were read), a never-hashed vanished path is not paired. A hashed one
+goes through the hasher as above, whatever the birth times say.
 """
 
 from __future__ import annotations
@@ -25,16 +29,18 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from assetd.catalog.metadata import drop_pristine_infos, merge_assets
 from assetd.catalog.models import cache_states as cs
+from assetd.catalog.movelog import How, record_row_move
 from assetd.catalog.sqlutil import db_value, placeholder, select_in
 from assetd.catalog.states import Reason, utcnow
 
 _COLUMNS = (
     "SELECT c.id, c.root_id, c.file_path, c.asset_id, c.device, c.inode, c.size_bytes, "
-    "c.mtime_ns, a.hash, c.needs_verify FROM asset_cache_states c "
+    "c.mtime_ns, a.hash, c.needs_verify, c.birth_ns FROM asset_cache_states c "
     "JOIN assets a ON a.id = c.asset_id "
     "WHERE c.root_id IN ({roots}) AND c.is_missing = {{p}} AND c.state_changed_at >= {{p}} "
     "AND c.device IS NOT NULL AND c.inode IS NOT NULL"
@@ -51,6 +57,7 @@ class _Row:
     key: tuple[Any, ...]  # device, inode, size, mtime_ns
     hash: str | None
     needs_verify: bool
+    birth_ns: int | None
 
 
 @dataclass(slots=True)
@@ -81,7 +88,16 @@ def _rows(
     else:
         raw = select_in(session, sql + " AND c.file_path {in}", sorted(paths), params)
     return [
-        _Row(int(r[0]), int(r[1]), str(r[2]), int(r[3]), (r[4], r[5], r[6], r[7]), r[8], bool(r[9]))
+        _Row(
+            int(r[0]),
+            int(r[1]),
+            str(r[2]),
+            int(r[3]),
+            (r[4], r[5], r[6], r[7]),
+            r[8],
+            bool(r[9]),
+            None if r[10] is None else int(r[10]),
+        )
         for r in raw
     ]
 
@@ -101,8 +117,11 @@ def pair_moved_files(
       a move, now: the old row goes, the new one is ``moved``.
     - The old content is known (hashed, not ``needs_verify``) and the new row is not yet read:
       a candidate (``move_candidate_id``); the hasher decides.
-    - Otherwise (the old content was never hashed, or the new one is known to differ): not a
-      move. Nothing else is written; no asset, info or tag is ever deleted here.
+    - The old content was never hashed (or changed since), and both rows have the same birth
+      time: a move, now (:func:`_adopt`; the new row is ``moved``).
+    - Otherwise (no birth time to tell, or the new content is known to differ): not a move.
+      Nothing else is written; no info or tag is ever deleted here (a fresh seed's own
+      untouched info goes when it merges into the asset it continues).
 
     ``old_paths``/``new_paths`` narrow the look (a live batch).
     """
@@ -123,6 +142,7 @@ def pair_moved_files(
         if new is None or old_count[old.key] != 1 or new.id == old.id:
             continue
         if new.asset_id == old.asset_id:
+            record_row_move(session, old.id, new.id, How.HASH, now=now)
             session.execute(delete(cs).where(cs.c.id == old.id))
             session.execute(
                 update(cs)
@@ -135,4 +155,41 @@ def pair_moved_files(
         ):
             session.execute(update(cs).where(cs.c.id == new.id).values(move_candidate_id=old.id))
             found.candidates.append((old.path, new.path))
+        elif (old.hash is None or old.needs_verify) and _same_birth(old, new):
+            found.moved.append((old.path, new.path, _adopt(session, old, new, now)))
     return found
+
+
+def _same_birth(old: _Row, new: _Row) -> bool:
+    return old.birth_ns is not None and old.birth_ns == new.birth_ns
+
+
+def _adopt(session: Session, old: _Row, new: _Row, now: dt.datetime) -> int:
+    """The new row is the old file moved (same birth time): one asset for both, the old row
+    goes. The survivor is the old asset, unless the hasher has read the new file already (its
+    asset then has the content; the old one, never hashed, merges into it). A fresh seed's own
+    untouched info is dropped first, so the moved file keeps its name. Returns the asset."""
+    survivor, merged = old.asset_id, new.asset_id
+    if new.hash is not None and not new.needs_verify:
+        survivor, merged = new.asset_id, old.asset_id
+        # the old asset's other paths were never read: the content they join is checked
+        session.execute(
+            update(cs)
+            .where(cs.c.asset_id == old.asset_id, cs.c.id != old.id)
+            .values(needs_verify=True)
+        )
+    elif not _has_other_rows(session, new.asset_id, new.id):
+        drop_pristine_infos(session, new.asset_id)
+    merge_assets(session, survivor, merged)
+    record_row_move(session, old.id, new.id, How.BIRTH, now=now)
+    session.execute(delete(cs).where(cs.c.id == old.id))
+    values: dict[str, object] = {"state_reason": Reason.MOVED, "move_candidate_id": None}
+    if survivor == old.asset_id and old.hash is not None:
+        values["needs_verify"] = True  # the asset has a content the new path was never read for
+    session.execute(update(cs).where(cs.c.id == new.id).values(state_changed_at=now, **values))
+    return survivor
+
+
+def _has_other_rows(session: Session, asset_id: int, but: int) -> bool:
+    query = select(cs.c.id).where(cs.c.asset_id == asset_id, cs.c.id != but).limit(1)
+    return session.execute(query).first() is not None

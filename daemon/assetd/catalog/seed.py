@@ -31,6 +31,7 @@ class SeedSpec:
     raw: bytes | None = None  # exact bytes, only for a non-UTF-8 name
     tags: tuple[str, ...] = ()
     is_symlink: bool = False  # catalogued as a link: its own figures, never hashed
+    birth_ns: int | None = None  # statx birth time where the filesystem keeps one
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,9 +142,21 @@ def _insert_new(session: Session, new: list[SeedSpec]) -> int:
             "device",
             "inode",
             "is_symlink",
+            "birth_ns",
         ),
         [
-            (a, s.root_id, s.path, s.raw, s.size, s.mtime_ns, s.device, s.inode, s.is_symlink)
+            (
+                a,
+                s.root_id,
+                s.path,
+                s.raw,
+                s.size,
+                s.mtime_ns,
+                s.device,
+                s.inode,
+                s.is_symlink,
+                s.birth_ns,
+            )
             for a, s in zip(asset_ids, new, strict=True)
         ],
         ignore_conflict_on=("root_id", "file_path"),

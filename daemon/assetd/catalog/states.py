@@ -55,6 +55,7 @@ class Figures:
     device: int | None = None
     inode: int | None = None
     is_symlink: bool | None = None  # None: unknown (keep the row's)
+    birth_ns: int | None = None  # statx birth time; None: unknown (keep the row's, same inode)
 
 
 def utcnow() -> dt.datetime:
@@ -137,7 +138,8 @@ def refresh_cache_states(
     restored = changed = 0
     roots_sql = ", ".join(str(int(r)) for r in root_ids)
     sql = (
-        "SELECT id, file_path, size_bytes, mtime_ns, device, inode, is_missing, is_symlink "
+        "SELECT id, file_path, size_bytes, mtime_ns, device, inode, is_missing, is_symlink, "
+        "birth_ns "
         f"FROM asset_cache_states WHERE root_id IN ({roots_sql}) "
         + ("AND is_missing = {p} " if only_missing else "")
         + "AND file_path {in}"
@@ -147,7 +149,9 @@ def refresh_cache_states(
     plain_restore: list[int] = []
     rewrites: list[dict[str, object]] = []
     rows = select_in(session, sql, paths, (True,) if only_missing else ())
-    for row_id, row_path, row_size, row_mtime, row_device, row_inode, row_missing, row_link in rows:
+    for row in rows:
+        row_id, row_path, row_size, row_mtime, row_device, row_inode, row_missing = row[:7]
+        row_link, row_birth = row[7], row[8]
         f = by_path[row_path]
         link = getattr(f, "is_symlink", None)
         link = bool(row_link) if link is None else link
@@ -162,7 +166,10 @@ def refresh_cache_states(
                 restored_paths.append(row_path)
         if differs:
             changed += 1
-        if differs or moved_inode:
+        birth = _fig(f, "birth_ns")
+        if birth is None and not moved_inode:
+            birth = row_birth  # unknown: the same inode keeps the one it had
+        if differs or moved_inode or birth != row_birth:
             rewrites.append(
                 {
                     "b_id": row_id,
@@ -171,6 +178,7 @@ def refresh_cache_states(
                     "b_device": device if device is not None else row_device,
                     "b_inode": inode if inode is not None else row_inode,
                     "b_link": link,
+                    "b_birth": birth,
                     "b_verify": differs,
                     "b_reason": reason if (row_missing or differs) else None,
                 }
@@ -201,6 +209,7 @@ def _rewrite_figures(session: Session, rewrites: list[dict[str, object]], now: d
         "device": bindparam("b_device"),
         "inode": bindparam("b_inode"),
         "is_symlink": bindparam("b_link", type_=Boolean),
+        "birth_ns": bindparam("b_birth"),
     }
     conn = session.connection()
     if with_reason:
@@ -214,7 +223,7 @@ def _rewrite_figures(session: Session, rewrites: list[dict[str, object]], now: d
             state_reason=bindparam("b_reason"),
         )
         conn.execute(stmt, with_reason)
-    if quiet:  # same content figures, another inode (e.g. replaced by a copy): no state change
+    if quiet:  # same content figures, another inode (replaced by a copy) or birth: no state change
         conn.execute(base.values(**figures), quiet)
 
 

@@ -160,6 +160,14 @@ def event_matches(event: str, wanted: str) -> bool:
     return event == wanted or event.startswith(wanted + ".")
 
 
+def _names_path(data: dict[str, Any], event: str, wanted: str) -> bool:
+    paths = _paths(data)
+    if any(path_matches(p, wanted) for p in paths):
+        return True
+    # a directory moved: the line names the directory, and every file below it moved too
+    return event == "cache_state.moved" and any(is_under(wanted, p) for p in paths)
+
+
 def matches(line: LogLine, f: LogFilter) -> bool:
     """Whether ``line`` passes ``f`` (see the module docstring for plain-text lines)."""
     if f.since is not None and line.time is not None and line.time < f.since:
@@ -173,7 +181,7 @@ def matches(line: LogLine, f: LogFilter) -> bool:
     event = line.event or ""
     if f.events and not any(event_matches(event, g) for g in f.events):
         return False
-    if f.path is not None and not any(path_matches(p, f.path) for p in _paths(line.data)):
+    if f.path is not None and not _names_path(line.data, event, f.path):
         return False
     return f.root is None or _in_root(line.data, f.root, f.root_path)
 

@@ -9,6 +9,7 @@ import json
 import os
 
 from assetd.catalog.engine import translate_db_errors
+from assetd.catalog.movelog import Hop, How, trace_moves
 from assetd.catalog.report import (
     PathFacts,
     count_under,
@@ -76,6 +77,9 @@ def cmd_why(config: Config, args: argparse.Namespace) -> int:
         rows = path_facts(s, path)
         under = count_under(s, path) if not rows else (0, 0)
         host_roots = root_rows(s, host=cat.host) if cat.host else root_rows(s)
+        hops = [] if rows else trace_moves(s, path, roots=[r.id for r in host_roots])
+        now_at = path_facts(s, hops[-1].to_path) if hops else []
+        below_now = count_under(s, hops[-1].to_path) if hops and not now_at else (0, 0)
     known = [(r.name, r.path) for r in host_roots]
     known += [(r.name, r.path) for r in config.roots if r.name not in {n for n, _ in known}]
     root = deepest_parent((((name, path), path) for name, path in known), os_path)
@@ -94,6 +98,7 @@ def cmd_why(config: Config, args: argparse.Namespace) -> int:
         "ignored_by": rule,
         "on_disk": disk,
         "below": {"live": under[0], "missing": under[1]} if any(under) else None,
+        "moved_to": _moved_to(hops, now_at, below_now),
     }
     if args.json:
         print(json.dumps(report, default=str))
@@ -113,9 +118,11 @@ def cmd_why(config: Config, args: argparse.Namespace) -> int:
             )
         elif root is not None and disk.get("exists") and not disk.get("regular_file"):
             say("  not a regular file: only files (and symlinks to files) are catalogued")
-        if root is not None and not disk.get("exists") and not any(under):
+        if hops:
+            _print_moves(hops, now_at, below_now, now)
+        elif root is not None and not disk.get("exists") and not any(under):
             say(
-                "  moved?     the catalog keeps no old paths; if it was renamed or moved, "
+                "  moved?     the move history knows no move of it; if it was renamed or moved, "
                 f"`assetd logs --path {os_path} --event cache_state.moved` shows where to"
             )
     _print_disk(disk, bool(rows))
@@ -130,6 +137,45 @@ def cmd_why(config: Config, args: argparse.Namespace) -> int:
     elif root is not None:
         say("  ignored:   no")
     return 0
+
+
+_HOW = {
+    How.RENAME: "a rename seen live",
+    How.DIRECTORY: "its directory {directory} was renamed or moved",
+    How.BIRTH: "found moved: same inode and birth time",
+    How.HASH: "found moved: the hasher read the same content",
+}
+
+
+def _moved_to(
+    hops: list[Hop], now_at: list[PathFacts], below: tuple[int, int]
+) -> dict[str, object] | None:
+    if not hops:
+        return None
+    state = "directory" if any(below) else "not in the catalog"
+    if now_at:
+        state = "missing" if now_at[0].is_missing else "live"
+    return {"path": hops[-1].to_path, "state": state, "hops": [h.as_dict() for h in hops]}
+
+
+def _print_moves(
+    hops: list[Hop], now_at: list[PathFacts], below: tuple[int, int], now: dt.datetime
+) -> None:
+    for n, hop in enumerate(hops):
+        how = _HOW.get(hop.how, hop.how).format(directory=hop.directory)
+        lead = "  moved:     to" if n == 0 else "             then to"
+        say(f"{lead} {hop.to_path} at {format_time(hop.moved_at, now)} ({how})")
+    final = hops[-1].to_path
+    if not now_at and any(below):
+        say(f"  now at:    {final}, a directory: {below[0]} live and {below[1]} missing file(s)")
+        say(f"             catalogued below it (`assetd ls --all {final}`)")
+    elif not now_at:
+        say(f"  now at:    {final}, not in the catalog any more (`assetd why {final}`)")
+    elif now_at[0].is_missing:
+        since = format_time(now_at[0].missing_since, now)
+        say(f"  now at:    {final}, MISSING since {since} (`assetd why {final}`)")
+    else:
+        say(f"  now at:    {final}, live, with its metadata (`assetd why {final}`)")
 
 
 def _print_row(row: PathFacts, now: dt.datetime) -> None:

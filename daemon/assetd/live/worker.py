@@ -37,11 +37,12 @@ from assetd.catalog.states import (
     utcnow,
 )
 from assetd.fsutil import IgnoreRules, StatFn, encode_path
-from assetd.links import DIR, FILE, GONE, LINKDIR, LinkRules
+from assetd.links import DIR, FILE, GONE, LINKDIR, Entry, LinkRules
 from assetd.live.changes import Batch, Change
 from assetd.log import sample_paths
 from assetd.paths import is_strictly_under, is_under, relative_to
 from assetd.reconcile import reconcile_subtree
+from assetd.statx import birth_ns
 from assetd.walk import ScandirFn
 
 _log = log.get_logger(__name__)
@@ -113,6 +114,17 @@ class _Plan:
     directories: list[tuple[RootSpec, str]] = field(default_factory=list)
     arrived: set[str] = field(default_factory=set)  # paths added by moves into a root
     moved_assets: set[int] = field(default_factory=set)  # whose automatic tags may change
+
+    def add(self, root_id: int, path: str, raw: bytes | None, entry: Entry, os_path: str) -> None:
+        """A file to seed, restore or refresh, with its birth time (:mod:`assetd.statx`)."""
+        st = entry.st
+        assert st is not None
+        birth = birth_ns(os_path, follow=not entry.is_link)
+        self.present.setdefault(root_id, []).append(
+            Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, entry.is_link, birth)
+        )
+        if raw is not None:
+            self.raw[path] = raw
 
 
 def _has_rows_under(session: Session, root_id: int, directory: str) -> bool:
@@ -256,12 +268,7 @@ class Worker:
                 result.skipped += 1  # unreadable: leave the row as it is
                 continue
             if entry.kind == FILE and entry.st is not None:
-                st = entry.st
-                plan.present.setdefault(root.id, []).append(
-                    Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, entry.is_link)
-                )
-                if raw is not None:
-                    plan.raw[path] = raw
+                plan.add(root.id, path, raw, entry, os_path)
             elif entry.kind == DIR:
                 plan.directories.append((root, os_path))
             elif entry.kind in (GONE, LINKDIR):  # a directory link is never walked (§5)
@@ -369,13 +376,8 @@ class Worker:
             plan.directories.append((root, os_path))
             return
         if entry.kind == FILE and entry.st is not None and path not in plan.arrived:
-            st = entry.st
             plan.arrived.add(path)
-            plan.present.setdefault(root.id, []).append(
-                Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, entry.is_link)
-            )
-            if raw is not None:
-                plan.raw[path] = raw
+            plan.add(root.id, path, raw, entry, os_path)
 
     def _apply_gone(self, session: Session, plan: _Plan, result: BatchResult) -> None:
         for root_id, paths in plan.gone.items():
@@ -407,6 +409,7 @@ class Worker:
                     raw=plan.raw.get(f.path),
                     tags=automatic_tags(root, f.path),
                     is_symlink=bool(f.is_symlink),
+                    birth_ns=f.birth_ns,
                 )
                 for f in figures
             ]
