@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from assetd.catalog.content import auto_tags_for, next_to_hash
 from assetd.catalog.engine import SessionFactory
-from assetd.catalog.models import assets
+from assetd.catalog.models import assets, share_claims
 from assetd.catalog.models import cache_states as cs
 from assetd.catalog.share import claim, shares_of
 from assetd.catalog.states import utcnow
@@ -152,14 +152,8 @@ def test_a_claimed_file_waits_for_its_claimer(hosts: tuple[World, World]) -> Non
     assert len(third.trusted) == 5 and not third.read and not third.waiting
     gate_a.release()
     with a.sessions() as s:
-        left = s.execute(select(func.count()).select_from(shares_table())).scalar()
+        left = s.execute(select(func.count()).select_from(share_claims)).scalar()
     assert left == len(FILES) - 5  # B's claims stay until B is idle
-
-
-def shares_table():  # type: ignore[no-untyped-def]
-    from assetd.catalog.models import share_claims
-
-    return share_claims
 
 
 def test_an_expired_claim_is_taken_over(hosts: tuple[World, World]) -> None:
