@@ -26,6 +26,7 @@ ATTEMPTS = 5
 PAUSE = 0.05
 """Seconds: the n-th retry sleeps a random time in [0, n * PAUSE)."""
 CONFLICT_SQLSTATES = frozenset({"40P01", "40001", "23505"})
+LOCK_SQLSTATES = frozenset({"40P01", "40001"})
 
 
 def is_conflict(err: BaseException) -> bool:
@@ -36,19 +37,27 @@ def is_conflict(err: BaseException) -> bool:
     return getattr(orig, "sqlstate", None) in CONFLICT_SQLSTATES
 
 
+def is_lock_conflict(err: BaseException) -> bool:
+    """A deadlock or serialization failure only (a unique-key error is left to the caller)."""
+    orig = getattr(err, "orig", None) or err
+    return getattr(orig, "sqlstate", None) in LOCK_SQLSTATES
+
+
 def run_retrying(
     work: Callable[[], T],
     *,
     attempts: int = ATTEMPTS,
     pause: float = PAUSE,
+    conflict: Callable[[BaseException], bool] = is_conflict,
     on_retry: Callable[[BaseException, int], None] | None = None,
 ) -> T:
-    """``work()`` (one whole transaction), run again on a conflict up to ``attempts`` times."""
+    """``work()`` (one whole transaction), run again when ``conflict(error)`` says so, up to
+    ``attempts`` runs in all; ``on_retry(error, attempt)`` before each new run."""
     for attempt in range(1, attempts + 1):
         try:
             return work()
         except Exception as err:
-            if attempt == attempts or not is_conflict(err):
+            if attempt == attempts or not conflict(err):
                 raise
             if on_retry is not None:
                 on_retry(err, attempt)
