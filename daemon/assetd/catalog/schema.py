@@ -81,7 +81,7 @@ SCHEMA_LOCK_KEY = 0x61737365_74640001
 schema: every assetd process of every host takes this one key, so the work is done once."""
 
 
-def _check(current: str | None, has_tables: bool, upgrade: Upgrade) -> None:
+def _check(current: str | None, has_tables: bool, upgrade: Upgrade, head: str) -> None:
     """Refuse (one line naming ``assetd db upgrade``) what ``upgrade`` does not allow."""
     if current is None:
         if has_tables:
@@ -95,12 +95,12 @@ def _check(current: str | None, has_tables: bool, upgrade: Upgrade) -> None:
     known = {rev.revision for rev in _script().walk_revisions()}
     if current not in known:
         raise SchemaMismatch(
-            f"catalog schema {current} is newer than this assetd knows (head {HEAD}): "
+            f"catalog schema {current} is newer than this assetd knows (head {head}): "
             "upgrade assetd; `assetd db upgrade` cannot go back"
         )
     if upgrade is not Upgrade.ALWAYS:
         raise SchemaMismatch(
-            f"catalog schema {current} is older than this assetd's {HEAD}: run `assetd db upgrade`"
+            f"catalog schema {current} is older than this assetd's {head}: run `assetd db upgrade`"
         )
 
 
@@ -125,7 +125,7 @@ def ensure_schema(engine: Engine, upgrade: Upgrade) -> str:
         has_tables = bool(inspect(conn).get_table_names())
     if current == head:
         return "current"
-    _check(current, has_tables, upgrade)
+    _check(current, has_tables, upgrade, head)
     with engine.begin() as conn:
         _serialize(conn)
         found = current_revision(conn)
@@ -133,7 +133,7 @@ def ensure_schema(engine: Engine, upgrade: Upgrade) -> str:
             _log.info("catalog.current", revision=head, waited_for="another process")
             return "current"
         if found != current:
-            _check(found, bool(inspect(conn).get_table_names()), upgrade)
+            _check(found, bool(inspect(conn).get_table_names()), upgrade, head)
         _upgrade(conn)
     if found is None:
         _log.info("catalog.created", revision=head)
