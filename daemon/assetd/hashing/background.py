@@ -165,8 +165,7 @@ class Hasher:
         self._root_ids = [r.id for r in roots]
         self._auto_tags = auto_tags_for(roots)
         self._readable = reader_for(roots)
-        if hasattr(self, "_gate"):
-            self._gate.set_roots(roots)
+        self._gate.set_roots(roots)
 
     def start(self) -> None:
         for i in range(self._workers):

@@ -87,7 +87,7 @@ class ShareGate:
 
     def renew(self) -> None:
         """This host is still reading: its claims' leases start again."""
-        if self._held:
+        if self._held and self._shares:
             with self._sessions() as s, s.begin():
                 renew_claims(s, self._host, utcnow())
 
