@@ -6,7 +6,8 @@ paths are all hashed; anything hashed before READY counts as read whole (an uppe
 1. Host A catalogues and hashes a fresh share alone; then host B, started afterwards, catalogues
    it. Figure: B's bytes read against the share's bytes (goal < 5%); A's, the baseline.
 2. Both hosts start at once on a fresh share. Figure: their bytes read together against the
-   share's bytes (goal <= 1.3x; 2x without the claims).
+   share's bytes (goal <= 1.3x). Baseline: the same with roots that carry no label (each host
+   reads everything: about 2x).
 
     python bench/share_bench.py --pg postgresql+psycopg://postgres@127.0.0.1:5432/test \\
         [--files 300] [--size 51200]
@@ -59,7 +60,7 @@ def tree_rchar(pid: int) -> int:
 class Host:
     """One ``assetd run`` with its own state directory and host id, on the shared catalog."""
 
-    def __init__(self, work: Path, host: str, share: Path, url: str) -> None:
+    def __init__(self, work: Path, host: str, share: Path, url: str, label: str = "nas") -> None:
         self.host, self.url = host, url
         top = work / host
         top.mkdir()
@@ -67,7 +68,7 @@ class Host:
         self.config.write_text(
             f'[daemon]\nhost = "{host}"\nstate_dir = "{top / "state"}"\n'
             f'[database]\nurl = "{url}"\n[api]\nlisten = []\n'
-            f'[[roots]]\nname = "nas"\npath = "{share}"\nshared = "nas"\n'
+            f'[[roots]]\nname = "nas"\npath = "{share}"\nshared = "{label}"\n'
         )
         self.sock_path = top / "notify.sock"
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -189,8 +190,8 @@ def main() -> int:
     ]
     with tempfile.TemporaryDirectory(prefix="assetd-share-") as tmp:
         work = Path(tmp)
-        for part in ("one after the other", "at once"):
-            share = work / part.replace(" ", "-") / "nas"
+        for part in ("one after the other", "at once", "at once, no label (baseline)"):
+            share = work / part.replace(" ", "-").replace(",", "") / "nas"
             make_share(share, args.files, args.size)
             url, drop = scratch(args.pg, f"assetd_share_bench_{os.getpid()}")
             try:
@@ -199,7 +200,8 @@ def main() -> int:
                     [b_read], b_s = measure([Host(share.parent, "host-b", share, url)], **_n(args))
                     rows = [("A (alone, fresh)", a_read, a_s), ("B (A hashed it)", b_read, b_s)]
                 else:
-                    hosts = [Host(share.parent, h, share, url) for h in ("host-a", "host-b")]
+                    label = "" if "baseline" in part else "nas"
+                    hosts = [Host(share.parent, h, share, url, label) for h in ("host-a", "host-b")]
                     reads, s = measure(hosts, **_n(args))
                     rows = [("A", reads[0], s), ("B", reads[1], s), ("A + B", sum(reads), s)]
             finally:
