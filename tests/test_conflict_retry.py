@@ -94,3 +94,22 @@ def test_what_counts_as_a_conflict() -> None:
     with pytest.raises(Raw):
         run_retrying(fails, attempts=3, pause=0.0)
     assert len(calls) == 3
+
+
+def test_a_copy_that_collides_raises_sqlalchemys_integrity_error(pg: Engine) -> None:
+    """The seed's COPY (sqlutil.insert_rows(copy=True)) fails like an INSERT would: a unique-key
+    collision is SQLAlchemy's IntegrityError, which is_conflict and the callers recognise."""
+    from sqlalchemy.exc import IntegrityError
+
+    from assetd.catalog.engine import session_factory
+    from assetd.catalog.models import assets
+    from assetd.catalog.sqlutil import insert_rows
+
+    sessions = session_factory(pg)
+    with sessions() as s, s.begin():
+        assert insert_rows(s, assets, ("id", "size_bytes"), [(1, 10), (2, 20)], copy=True) == 2
+    with pytest.raises(IntegrityError) as caught, sessions() as s, s.begin():
+        insert_rows(s, assets, ("id", "size_bytes"), [(3, 30), (1, 10)], copy=True)
+    assert is_conflict(caught.value)
+    with pg.connect() as conn:
+        assert conn.execute(text("SELECT sum(size_bytes) FROM assets")).scalar() == 30
