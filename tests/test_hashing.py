@@ -24,9 +24,10 @@ from assetd.catalog.content import apply_hash as real_apply_hash
 from assetd.catalog.engine import SessionFactory, sqlite_path
 from assetd.catalog.models import assets
 from assetd.commands.hash import HashProgress
-from assetd.hashing.background import Hasher, RateLimit, lower_priority
+from assetd.hashing.background import Hasher, RateLimit
 from assetd.hashing.child import ChildHasher, FileChangedError, HashInterrupted
 from assetd.hashing.digest import LARGE_FILE, hash_file
+from assetd.hashing.priority import lower_priority
 from assetd.hashing.run import hash_and_record, hash_pending, record_digests_safely
 from catalog_world import World, make_world
 from cli_world import Cli, isolate, write_config

@@ -254,6 +254,12 @@ def _add_operations(
     rt.set_defaults(func="roots:cmd_roots_retire")
     rt.add_argument("name", metavar="NAME", help="the root's name")
     rt.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    rt.add_argument(
+        "--host",
+        metavar="HOST",
+        default="",
+        help="the host whose root it is (default: this host): a decommissioned host's root",
+    )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

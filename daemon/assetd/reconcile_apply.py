@@ -8,11 +8,11 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, TypeAlias
 
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from assetd import log
 from assetd.catalog.engine import classify_db_error, one_line
+from assetd.catalog.retry import is_lock_conflict, run_retrying
 from assetd.catalog.roots import RootSpec, automatic_tags, root_present
 from assetd.catalog.seed import SeedSpec, batch_insert_seed_assets
 from assetd.catalog.states import (
@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # reconcile imports this module
 _log = log.get_logger("assetd.reconcile")
 
 FLUSH = 20_000  # diff steps applied per transaction (about 0.4 s of SQLite write lock)
-DEADLOCK_RETRIES = 2
+DEADLOCK_RETRIES = 4  # runs again after a deadlock or serialization failure (5 runs in all)
 SAMPLE = 20
 _Fresh: TypeAlias = tuple[os.stat_result, bool, int | None]  # figures, is a link, birth time
 
@@ -107,14 +107,9 @@ class Applier:
             self._one_by_one(steps)
 
     def _retrying(self, steps: list[Step]) -> tuple[int, int, int, int]:
-        for attempt in range(DEADLOCK_RETRIES + 1):
-            try:
-                return self._apply(steps)
-            except OperationalError as err:
-                code = getattr(getattr(err, "orig", None), "sqlstate", None)
-                if attempt == DEADLOCK_RETRIES or code not in ("40P01", "40001"):
-                    raise
-        raise AssertionError("not reached")
+        return run_retrying(  # bounded, jittered: another host's batch may be the other side
+            lambda: self._apply(steps), attempts=DEADLOCK_RETRIES + 1, conflict=is_lock_conflict
+        )
 
     def _count(self, counts: tuple[int, int, int, int]) -> None:
         self.result.missing += counts[0]

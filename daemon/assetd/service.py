@@ -227,6 +227,7 @@ class Service:
             max_bytes_per_sec=self.config.hashing.max_bytes_per_sec,
             busy=self.pipeline.busy,
             read_sessions=session_factory(self._read_engine),
+            host=self.catalog.host,
         )
         self.hasher.start()
 
@@ -241,12 +242,9 @@ class Service:
         self._start_hasher()
 
     def _sink(self, root_name: str) -> QueueSink:
-        sink = self.sinks.get(root_name)
-        if sink is None:
-            sink = self.sinks[root_name] = QueueSink(
-                self.changes, self._on_overflow, root_name=root_name
-            )
-        return sink
+        if root_name not in self.sinks:
+            self.sinks[root_name] = QueueSink(self.changes, self._on_overflow, root_name=root_name)
+        return self.sinks[root_name]
 
     def _watch(self, root: RootSpec) -> None:
         if root.polling or root.id in self.polling or root.id in self.unavailable:

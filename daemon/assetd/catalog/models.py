@@ -142,6 +142,24 @@ class AssetCacheState(Base):
     move_candidate_id: Mapped[int | None] = mapped_column(
         Id, ForeignKey("asset_cache_states.id", ondelete="SET NULL")
     )
+    # the size and mtime_ns the file had when its asset's hash was read (or trusted) for this
+    # path; another host of the same share trusts the hash only for exactly these (DESIGN §7)
+    hashed_size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    hashed_mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class ShareHashClaim(Base):
+    """A host is reading this file of a share now (DESIGN §7): the others wait for its hash
+    rather than read it too, until ``claimed_at`` is older than the lease."""
+
+    __tablename__ = "share_hash_claims"
+
+    shared: Mapped[str] = mapped_column(String(255), primary_key=True)
+    rel_path: Mapped[str] = mapped_column(PathText, primary_key=True)
+    host: Mapped[str] = mapped_column(String(255), server_default=text("''"), index=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    mtime_ns: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    claimed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, server_default=NOW)
 
 
 class AssetInfo(Base):
@@ -230,3 +248,4 @@ asset_info_tags = cast(Table, AssetInfoTag.__table__)
 roots = cast(Table, Root.__table__)
 daemons = cast(Table, Daemon.__table__)
 asset_moves = cast(Table, AssetMove.__table__)
+share_claims = cast(Table, ShareHashClaim.__table__)

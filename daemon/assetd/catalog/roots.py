@@ -74,6 +74,7 @@ class RootSpec:
     ignore: tuple[str, ...] = ()
     device: int | None = None
     is_mount: bool = False
+    shared: str = ""  # a share's label (DESIGN §7): its hashes are trusted across hosts
 
 
 def automatic_tags(root: RootSpec, file_path: str) -> tuple[str, ...]:
@@ -131,6 +132,7 @@ def register_roots(
                 ignore=tuple(ignore),
                 device=row.device,
                 is_mount=row.is_mount,
+                shared=rc.shared,
             )
         )
     return specs

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from alembic.script import ScriptDirectory
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD = "0004"
+HEAD = "0005"
 """The newest revision under ``migrations/versions`` (tests/test_schema.py keeps it equal to
 Alembic's head). Knowing it without Alembic lets a command whose catalog is current skip
 importing Alembic (~0.4 s): only creating or upgrading a schema loads it."""
@@ -76,17 +76,13 @@ def _upgrade(connection: Connection) -> None:
     command.upgrade(alembic_config(connection), "head")
 
 
-def ensure_schema(engine: Engine, upgrade: Upgrade) -> str:
-    """Check the catalog's schema and create or upgrade it as ``upgrade`` allows.
+SCHEMA_LOCK_KEY = 0x61737365_74640001
+"""The PostgreSQL advisory lock (``pg_advisory_xact_lock``) around creating or upgrading the
+schema: every assetd process of every host takes this one key, so the work is done once."""
 
-    Returns what was done: "created", "upgraded" or "current".
-    """
-    head = head_revision()
-    with engine.connect() as conn:
-        current = current_revision(conn)
-        has_tables = bool(inspect(conn).get_table_names())
-    if current == head:
-        return "current"
+
+def _check(current: str | None, has_tables: bool, upgrade: Upgrade, head: str) -> None:
+    """Refuse (one line naming ``assetd db upgrade``) what ``upgrade`` does not allow."""
     if current is None:
         if has_tables:
             raise SchemaMismatch(
@@ -95,10 +91,7 @@ def ensure_schema(engine: Engine, upgrade: Upgrade) -> str:
             )
         if upgrade is Upgrade.NEVER:
             raise CatalogMissing("no catalog yet: run `assetd scan` (or `assetd run`) first")
-        with engine.begin() as conn:
-            _upgrade(conn)
-        _log.info("catalog.created", revision=head)
-        return "created"
+        return
     known = {rev.revision for rev in _script().walk_revisions()}
     if current not in known:
         raise SchemaMismatch(
@@ -109,7 +102,41 @@ def ensure_schema(engine: Engine, upgrade: Upgrade) -> str:
         raise SchemaMismatch(
             f"catalog schema {current} is older than this assetd's {head}: run `assetd db upgrade`"
         )
+
+
+def _serialize(conn: Connection) -> None:
+    """Hold the schema lock until this transaction ends. SQLite: a writer's transaction began
+    ``IMMEDIATE`` (:mod:`assetd.catalog.engine`), so it holds the write lock already (and
+    waits up to the busy timeout for it); PostgreSQL: the advisory lock, waited for."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCHEMA_LOCK_KEY})
+
+
+def ensure_schema(engine: Engine, upgrade: Upgrade) -> str:
+    """Check the catalog's schema and create or upgrade it as ``upgrade`` allows.
+
+    Returns what was done: "created", "upgraded" or "current". Processes doing this at once
+    (two daemons starting on a fresh catalog, two ``db upgrade``) are serialized by
+    :func:`_serialize`: the first does the work in one transaction, the others wait, find the
+    schema current, and proceed."""
+    head = head_revision()
+    with engine.connect() as conn:
+        current = current_revision(conn)
+        has_tables = bool(inspect(conn).get_table_names())
+    if current == head:
+        return "current"
+    _check(current, has_tables, upgrade, head)
     with engine.begin() as conn:
+        _serialize(conn)
+        found = current_revision(conn)
+        if found == head:  # another process did it while this one waited
+            _log.info("catalog.current", revision=head, waited_for="another process")
+            return "current"
+        if found != current:
+            _check(found, bool(inspect(conn).get_table_names()), upgrade, head)
         _upgrade(conn)
-    _log.info("catalog.upgraded", revision_from=current, revision=head)
+    if found is None:
+        _log.info("catalog.created", revision=head)
+        return "created"
+    _log.info("catalog.upgraded", revision_from=found, revision=head)
     return "upgraded"

@@ -119,7 +119,8 @@ def batch_insert_seed_assets(
 
 
 def _insert_new(session: Session, new: list[SeedSpec]) -> int:
-    """Four executemany inserts with ids allocated up front (no RETURNING round trips).
+    """Four executemany inserts with ids allocated up front (no RETURNING round trips); on
+    PostgreSQL the three that cannot collide are ``COPY``.
 
     Timestamps and ``state_reason`` come from the server-side defaults ('seed', now)."""
     asset_ids = allocate_ids(session, assets, len(new))
@@ -128,6 +129,7 @@ def _insert_new(session: Session, new: list[SeedSpec]) -> int:
         assets,
         ("id", "size_bytes"),
         [(a, s.size) for a, s in zip(asset_ids, new, strict=True)],
+        copy=True,
     )
     inserted = insert_rows(
         session,
@@ -170,6 +172,7 @@ def _insert_new(session: Session, new: list[SeedSpec]) -> int:
         asset_infos,
         ("id", "asset_id", "name"),
         [(i, a, s.path.rpartition("/")[2]) for i, (a, s) in zip(info_ids, pairs, strict=True)],
+        copy=True,
     )
     tag_rows = [
         (i, t, "automatic") for i, (_, s) in zip(info_ids, pairs, strict=True) for t in s.tags
@@ -177,7 +180,13 @@ def _insert_new(session: Session, new: list[SeedSpec]) -> int:
     if tag_rows:
         names = sorted({r[1] for r in tag_rows})
         insert_rows(session, tags, ("name",), [(n,) for n in names], ignore_conflict_on=("name",))
-        insert_rows(session, asset_info_tags, ("asset_info_id", "tag_name", "origin"), tag_rows)
+        insert_rows(
+            session,
+            asset_info_tags,
+            ("asset_info_id", "tag_name", "origin"),
+            tag_rows,
+            copy=True,
+        )
     return len(pairs)
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
     text,
     true,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from assetd.catalog.models import UTCDateTime
@@ -107,8 +108,12 @@ def insert_rows(
     rows: Sequence[tuple[Any, ...]],
     *,
     ignore_conflict_on: Sequence[str] = (),
+    copy: bool = False,
 ) -> int:
     """Bulk INSERT straight to the driver: the seed path. Returns the number of rows inserted.
+
+    ``copy`` (PostgreSQL, no conflict to ignore): ``COPY ... FROM STDIN`` instead, for rows
+    that cannot collide (ids allocated up front), about 4x an unnest insert of 100,000 rows.
 
     SQLAlchemy's per-row parameter processing costs more than SQLite's insert itself, so this
     hands tuples to the driver: executemany on SQLite; on PostgreSQL an INSERT ... SELECT FROM
@@ -128,6 +133,8 @@ def insert_rows(
     if not is_postgresql(session):
         count = int(conn.exec_driver_sql(head + one + tail, list(rows)).rowcount)
         return count if count >= 0 else len(rows)
+    if copy and not ignore_conflict_on:
+        return _copy_rows(session, table, columns, rows)
     # PostgreSQL: one array parameter per column (unnest). A short statement psycopg parses
     # once, where multi-row VALUES with thousands of placeholders is re-parsed on every call.
     casts = ", ".join(f"%s::{_pg_array_type(table.c[c].type)}" for c in columns)
@@ -137,6 +144,25 @@ def insert_rows(
         arrays = tuple(list(col) for col in zip(*batch, strict=True))
         count += int(conn.exec_driver_sql(sql, arrays).rowcount)
     return count
+
+
+def _copy_rows(
+    session: Session, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> int:
+    """PostgreSQL ``COPY ... FROM STDIN`` in the caller's transaction, through the driver's own
+    cursor; its errors are raised as SQLAlchemy's (``IntegrityError``...), like any statement's."""
+    import psycopg
+
+    sql = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
+    dbapi = session.connection().connection.driver_connection
+    assert dbapi is not None
+    try:
+        with dbapi.cursor() as cursor, cursor.copy(sql) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.Error as err:
+        raise DBAPIError.instance(sql, None, err, psycopg.Error) from err
+    return len(rows)
 
 
 def delete_rows(

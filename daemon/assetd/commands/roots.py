@@ -16,10 +16,14 @@ import re
 import sys
 import tomllib
 
+from sqlalchemy.orm import Session
+
 from assetd import log
 from assetd.catalog.engine import sqlite_path, translate_db_errors
 from assetd.catalog.relocate import compare_trees, load_rows, relocate_root, rows_under
+from assetd.catalog.report import daemon_rows
 from assetd.catalog.roots import count_root_paths, delete_root, host_roots
+from assetd.catalog.states import utcnow
 from assetd.catalog_access import catalog, prepare_state_dir
 from assetd.commands._common import confirm
 from assetd.config import Config
@@ -202,30 +206,45 @@ def _print_config_advice(config: Config, name: str, old: str, new: str) -> None:
 
 
 def cmd_roots_retire(config: Config, args: argparse.Namespace) -> int:
-    """Remove a decommissioned root of this host and its path rows, explicitly (DESIGN §4).
+    """Remove a decommissioned root and its path rows, explicitly (DESIGN §4): this host's, or
+    with ``--host HOST`` a decommissioned host's (several hosts on one catalog, DESIGN §7).
 
     Its assets, infos and tags stay in the catalog (another path or a later `cleanup` decides
-    their fate). The root must no longer be configured, or the next scan would bring it back."""
-    if config.root_by_name(args.name) is not None:
-        raise UsageError(f"root {args.name!r} is still configured: remove it from the config first")
+    their fate). This host's root must no longer be configured, or the next scan would bring it
+    back; another host's is refused while that host's daemon says it runs (its heartbeat is
+    fresh: it would re-create the root)."""
     with catalog(config, write=True) as cat, translate_db_errors(cat.url):
+        host = args.host or cat.host
+        if host == cat.host and config.root_by_name(args.name) is not None:
+            raise UsageError(
+                f"root {args.name!r} is still configured: remove it from the config first"
+            )
         with cat.session() as s:
-            row = next((r for r in host_roots(s, cat.host) if r.name == args.name), None)
+            if host != cat.host:
+                _refuse_if_running(s, host, args.name)
+            row = next((r for r in host_roots(s, host) if r.name == args.name), None)
             if row is None:
-                raise UsageError(f"no root named {args.name!r} for this host in the catalog")
+                raise UsageError(f"no root named {args.name!r} for host {host!r} in the catalog")
             root_id, root_path = row.id, row.path
             paths = count_root_paths(s, root_id)
         if not args.yes:
             if not sys.stdin.isatty():
                 raise UsageError("roots retire removes the root's path rows: pass --yes")
-            if not confirm(f"retire root {args.name!r} ({root_path}) and its {paths} path rows?"):
+            whose = "" if host == cat.host else f" of host {host!r}"
+            if not confirm(
+                f"retire root {args.name!r}{whose} ({root_path}) and its {paths} path rows?"
+            ):
                 print("nothing changed")
                 return 1
         with cat.session() as s, s.begin():
             pathless = delete_root(s, root_id)
-    _log.info("root.retired", root=args.name, path=root_path, paths=paths, pathless=pathless)
+    _log.info(
+        "root.retired", root=args.name, host=host, path=root_path, paths=paths, pathless=pathless
+    )
     print(
-        f"retired root {args.name!r} ({root_path}): {paths} path row(s) removed; "
+        f"retired root {args.name!r}"
+        + ("" if host == cat.host else f" of host {host!r}")
+        + f" ({root_path}): {paths} path row(s) removed; "
         "its assets, infos and tags stay in the catalog"
         + (
             f" ({pathless} with no other path: `assetd cleanup` counts them from now)"
@@ -234,3 +253,14 @@ def cmd_roots_retire(config: Config, args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def _refuse_if_running(session: Session, host: str, name: str) -> None:
+    now = utcnow()
+    for d in daemon_rows(session, host=host):
+        if d.is_running(now):
+            raise HostLocked(
+                f"host {host!r}'s daemon runs (pid {d.pid}, heartbeat "
+                f"{d.heartbeat_age(now):.0f} s ago): stop it and remove root {name!r} from its "
+                "config first; `roots retire --host` is for a decommissioned host"
+            )

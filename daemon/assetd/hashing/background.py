@@ -9,9 +9,6 @@ Use: ``Hasher(sessions, roots, workers=..., max_bytes_per_sec=..., busy=...)``, 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import os
-import platform
 import threading
 import time
 from collections import deque
@@ -32,36 +29,12 @@ from assetd.catalog.engine import SessionFactory, one_line
 from assetd.catalog.roots import RootSpec
 from assetd.hashing.child import ChildHasher, HashInterrupted
 from assetd.hashing.digest import ChunkHook, read_digest, reader_for
+from assetd.hashing.priority import lower_priority
 from assetd.hashing.run import DigestBatch, record_digests_safely
+from assetd.hashing.share import CLAIM_WAIT, ShareGate
 from assetd.timing import Backoff, Clock, next_delay
 
 _log = log.get_logger(__name__)
-
-
-# ioprio_set(2) syscall numbers; other architectures keep their I/O priority.
-_IOPRIO_SET = {"x86_64": 251, "aarch64": 30, "riscv64": 30}
-_IOPRIO_WHO_PROCESS = 1  # a thread id is a "process" to ioprio_set
-_IOPRIO_CLASS_IDLE = 3
-
-
-def lower_priority() -> tuple[bool, bool]:
-    """Make the calling thread nice 19 and, where the kernel's syscall number is known, of the
-    idle I/O class (it reads only when no one else does; honoured by the BFQ and CFQ
-    schedulers, ignored by mq-deadline and none). Threads and processes it starts inherit both.
-    Returns ``(nice_set, ioprio_set)``; failing is not an error."""
-    tid = threading.get_native_id()
-    try:
-        os.setpriority(os.PRIO_PROCESS, tid, 19)
-        niced = True
-    except OSError:
-        niced = False
-    number = _IOPRIO_SET.get(platform.machine())
-    io_idle = False
-    if number is not None:
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            io_idle = libc.syscall(number, _IOPRIO_WHO_PROCESS, tid, _IOPRIO_CLASS_IDLE << 13) == 0
-    return niced, io_idle
 
 
 Wait: TypeAlias = Callable[[float], bool]
@@ -142,8 +115,10 @@ class Hasher:
         db_retry: tuple[float, float] = (DB_RETRY_FIRST, DB_RETRY_MAX),
         min_refetch: float = MIN_REFETCH,
         read_sessions: SessionFactory | None = None,
+        host: str = "",
     ) -> None:
         self._sessions = sessions
+        self._gate = ShareGate(sessions, host, roots)  # shared roots: hashed once (§7)
         self._read_sessions = read_sessions or sessions
         self._min_refetch = min_refetch
         self._busy = busy or (lambda: False)
@@ -190,6 +165,7 @@ class Hasher:
         self._root_ids = [r.id for r in roots]
         self._auto_tags = auto_tags_for(roots)
         self._readable = reader_for(roots)
+        self._gate.set_roots(roots)
 
     def start(self) -> None:
         for i in range(self._workers):
@@ -274,7 +250,7 @@ class Hasher:
             job = self._pop()
             if job is None:
                 try:
-                    jobs = self._fetch()
+                    jobs = self._fetch_sifted()
                 except SQLAlchemyError as err:
                     jobs, failed = [], err
                 with self._lock:
@@ -319,6 +295,32 @@ class Hasher:
             self._working = False
             _log.info("hashing.idle", hashed=self.hashed, bytes=self.bytes, backlog=self.backlog)
         return jobs
+
+    def _fetch_sifted(self) -> list[HashJob]:
+        """:meth:`_fetch`, less the jobs of a share another host hashed (recorded here without
+        a read) or is reading now (looked up again in :data:`CLAIM_WAIT` s)."""
+        for _ in range(64):  # a page all waiting or trusted: fetch the next one at once
+            jobs = self._fetch()
+            if not self._gate.active:
+                return jobs
+            if not jobs:
+                if self._gate.held:
+                    self._gate.release()
+                return jobs
+            sifted = self._gate.sift(jobs)
+            if sifted.trusted:
+                self._apply_trusted(sifted.trusted)
+            with self._lock:
+                for job in sifted.waiting:
+                    self._backoff[job.id] = (self._clock() + CLAIM_WAIT, 0.0)
+            if sifted.read:
+                return sifted.read
+        return []
+
+    def _apply_trusted(self, items: list[tuple[HashJob, str]]) -> None:
+        outcomes = record_digests_safely(self._sessions, items, auto_tags=self._auto_tags)
+        for (job, _), outcome in zip(items, outcomes, strict=True):
+            self._record(job, outcome, read=False)
 
     def _idle(self, wakes: int) -> None:
         """Sleep until woken, the next backoff expires, or ``idle_wait``; then, after an empty
@@ -373,6 +375,8 @@ class Hasher:
             outcomes = [Outcome.FAILED] * len(jobs)
         else:
             self._db_back()
+            with contextlib.suppress(SQLAlchemyError):  # the lease runs on; renewed next time
+                self._gate.renew()
         for job, outcome in zip(jobs, outcomes, strict=True):
             self._record(job, outcome)
         self._release(jobs)
@@ -381,14 +385,14 @@ class Hasher:
         with self._lock:
             self._inflight.difference_update(j.id for j in jobs)
 
-    def _record(self, job: HashJob, outcome: str) -> None:
+    def _record(self, job: HashJob, outcome: str, *, read: bool = True) -> None:
         now = self._clock()
         with self._lock:
             self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
             if outcome in Outcome.RECORDED:
                 self._backoff.pop(job.id, None)
                 self.hashed += 1
-                self.bytes += job.size
+                self.bytes += job.size if read else 0
                 delay = 0.0
             else:
                 previous = self._backoff.get(job.id)

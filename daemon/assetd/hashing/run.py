@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from assetd import log
 from assetd.catalog.content import (
@@ -30,7 +30,9 @@ from assetd.catalog.content import (
 )
 from assetd.catalog.engine import SessionFactory, classify_db_error, one_line
 from assetd.catalog.metadata import AutoTags
+from assetd.catalog.retry import run_retrying
 from assetd.catalog.roots import RootSpec
+from assetd.catalog.share import note_hashed_for
 from assetd.hashing.child import (
     ChildHasher,
 )
@@ -42,35 +44,36 @@ from assetd.hashing.digest import (
     read_digest,
     reader_for,
 )
+from assetd.hashing.share import ShareGate
 
 _log = log.get_logger(__name__)
-
-
-def _retryable(err: SQLAlchemyError) -> bool:
-    """A unique-key race (two writers gave one digest to two assets) or a PostgreSQL deadlock
-    or serialization failure: the transaction can simply be run again."""
-    if isinstance(err, IntegrityError):
-        return True
-    code = getattr(getattr(err, "orig", None), "sqlstate", None)
-    return isinstance(err, OperationalError) and code in ("40P01", "40001")
 
 
 def record_digests(
     sessions: SessionFactory, items: Sequence[tuple[HashJob, str]], *, auto_tags: AutoTags
 ) -> list[str]:
-    """Apply ``(job, digest)`` pairs in one short transaction (retried on a unique-key race or
-    a deadlock); returns each one's :class:`Outcome` value. Database errors propagate."""
-    for attempt in range(3):
-        try:
-            with sessions() as s, s.begin():
-                return [
-                    apply_hash(s, job.id, digest, job.size, job.mtime_ns, auto_tags=auto_tags)
-                    for job, digest in items
-                ]
-        except SQLAlchemyError as err:
-            if attempt == 2 or not _retryable(err):
-                raise
-    raise AssertionError("unreachable")
+    """Apply ``(job, digest)`` pairs in one short transaction, run again on a unique-key race
+    (two hosts gave one digest to two assets: the next run merges into the winner's), a
+    deadlock or a serialization failure (:func:`~assetd.catalog.retry.run_retrying`); returns
+    each one's :class:`Outcome` value. Database errors propagate."""
+
+    def once() -> list[str]:
+        with sessions() as s, s.begin():
+            outcomes = [
+                apply_hash(s, job.id, digest, job.size, job.mtime_ns, auto_tags=auto_tags)
+                for job, digest in items
+            ]
+            note_hashed_for(  # what each hash was computed for (DESIGN §7)
+                s,
+                [
+                    (job.id, job.size, job.mtime_ns)
+                    for (job, _), outcome in zip(items, outcomes, strict=True)
+                    if outcome in Outcome.RECORDED
+                ],
+            )
+            return outcomes
+
+    return run_retrying(once)
 
 
 def record_digests_safely(
@@ -194,6 +197,7 @@ def hash_pending(
     ids = [r.id for r in roots]
     auto_tags = auto_tags_for(roots)
     readable = reader_for(roots)
+    gate = ShareGate(sessions, "", roots, claims=False)
     result = HashRunResult()
     started = time.monotonic()
     with sessions() as s:
@@ -231,7 +235,12 @@ def hash_pending(
             if not jobs:
                 break
             cursor = jobs[-1].id
-            for job in jobs:
+            sifted = gate.sift(jobs)  # a share's files another host hashed: not read (§7)
+            if sifted.trusted:
+                outcomes = record_digests_safely(sessions, sifted.trusted, auto_tags=auto_tags)
+                for (job, _), outcome in zip(sifted.trusted, outcomes, strict=True):
+                    tally(job, outcome)
+            for job in sifted.read:
                 digest, why = read_digest(job, hook=hook, large=large, readable=readable)
                 if digest is None:
                     tally(job, why)

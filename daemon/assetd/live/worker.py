@@ -21,10 +21,11 @@ from sqlalchemy.orm import Session
 
 from assetd import log
 from assetd.catalog.content import auto_tags_for
-from assetd.catalog.engine import SessionFactory
+from assetd.catalog.engine import SessionFactory, one_line
 from assetd.catalog.models import cache_states as cs
 from assetd.catalog.moves import move_cache_state, move_directory, recompute_tags_after_moves
 from assetd.catalog.pairing import pair_moved_files
+from assetd.catalog.retry import is_lock_conflict, run_retrying
 from assetd.catalog.roots import RootSpec, automatic_tags, touch_roots
 from assetd.catalog.seed import SeedSpec, batch_insert_seed_assets
 from assetd.catalog.sqlutil import select_in, under_prefix
@@ -183,20 +184,13 @@ class Worker:
             self.fault(batch)
         started = time.monotonic()
         since = utcnow()
-        result = BatchResult()
-        self.rules.clear()
-        plan = self._plan(sorted(batch.touched | batch.gone), result)
-        with self.sessions() as session, session.begin():
-            self._apply_moves(session, batch.moves, plan, result)
-            self._apply_gone(session, plan, result)
-            self._apply_present(session, plan, result)
-            touch_roots(session, self._roots_of(batch, plan))  # last_event_at, for status
-            if result.missing and (result.new or result.changed):
-                self._pair(session, plan, since, result)
-            if plan.moved_assets:  # automatic tags follow the paths
-                recompute_tags_after_moves(
-                    session, plan.moved_assets, auto_tags_for(self.index.roots)
-                )
+        # another host's transaction may deadlock with this one (PostgreSQL): the whole batch
+        # runs again, planned afresh from the disk, a bounded number of times (retry.py)
+        result, plan = run_retrying(
+            lambda: self._transaction(batch, since),
+            conflict=is_lock_conflict,
+            on_retry=lambda err, n: _log.info("batch.retried", attempt=n, error=one_line(err)),
+        )
         rescans = [(r, d) for r, d in plan.directories] + self._rescans(batch.rescan)
         for root, directory in rescans:
             with self.sessions() as session:
@@ -216,6 +210,23 @@ class Worker:
         result.duration_s = time.monotonic() - started
         self._log(batch, result)
         return result
+
+    def _transaction(self, batch: Batch, since: dt.datetime) -> tuple[BatchResult, _Plan]:
+        result = BatchResult()
+        self.rules.clear()
+        plan = self._plan(sorted(batch.touched | batch.gone), result)
+        with self.sessions() as session, session.begin():
+            self._apply_moves(session, batch.moves, plan, result)
+            self._apply_gone(session, plan, result)
+            self._apply_present(session, plan, result)
+            touch_roots(session, self._roots_of(batch, plan))  # last_event_at, for status
+            if result.missing and (result.new or result.changed):
+                self._pair(session, plan, since, result)
+            if plan.moved_assets:  # automatic tags follow the paths
+                recompute_tags_after_moves(
+                    session, plan.moved_assets, auto_tags_for(self.index.roots)
+                )
+        return result, plan
 
     def _pair(self, session: Session, plan: _Plan, since: dt.datetime, result: BatchResult) -> None:
         """A delete and a create of the same (device, inode, size, mtime_ns) in one batch (a
