@@ -51,6 +51,7 @@ import datetime as dt
 import json
 import os
 import platform
+import queue
 import shlex
 import shutil
 import signal
@@ -65,6 +66,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from watchman_side import Watchman
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 RAW_CHUNK = 10_000  # paths per statement in the raw baselines (as assetd's CHUNK)
@@ -699,6 +702,12 @@ def part_latency(args: argparse.Namespace, work: str, rss: RssPoints) -> Part:
     d = Daemon(os.path.join(work, "p1-daemon"), root, args)
     lat: list[float] = []
     busy_lat: list[float] = []
+    wm_lat: list[float] = []
+    new_lat: list[float] = []
+    wm_new: list[float] = []
+    ren_lat: list[float] = []
+    wm_ren: list[float] = []
+    wm_lost: list[str] = []
     hashed_during = (0, 0.0)
     timeouts: list[str] = []
     try:
@@ -712,30 +721,115 @@ def part_latency(args: argparse.Namespace, work: str, rss: RssPoints) -> Part:
         con = d.reader()
         sql = "SELECT is_missing FROM asset_cache_states WHERE root_id = ? AND file_path = ?"
         pause = args.poll_ms / 1000
+        if not args.no_watchman:
+            note("part 1: watchman on the same root (isolated server, JSON over its socket)")
+            wm = Watchman(os.path.join(work, "p1-watchman"))
+            wm.start()
+            wm.watch(root)
+            wm.subscribe(root, "bench")
         t_start = time.time()
 
-        def measure(paths: list[str], into: list[float]) -> None:
-            for path in paths:
-                t0 = time.perf_counter()
-                os.unlink(path)
-                deadline = t0 + 30
-                while True:
-                    row = con.execute(sql, (d.root_id, path)).fetchone()
-                    now = time.perf_counter()
-                    if row is not None and row[0] == 1:
-                        into.append(now - t0)
-                        break
-                    if now > deadline:
-                        timeouts.append(path)
-                        break
-                    time.sleep(pause)
+        def state(path: str) -> int | None:
+            row = con.execute(sql, (d.root_id, path)).fetchone()
+            return None if row is None else int(row[0])
 
-        measure(victims, lat)
+        def timed(
+            act: Callable[[], None],
+            done: Callable[[], bool],
+            expect: set[tuple[str, bool]],
+            into: list[float],
+            wm_into: list[float] | None,
+        ) -> None:
+            """t0 just before ``act``; assetd: ``done()`` polled; watchman: the push that
+            completes ``expect`` (names relative to the root, exists)."""
+            if wm is not None:
+                wm.drain()
+            t0 = time.perf_counter()
+            act()
+            deadline = t0 + 30
+            while True:
+                ok = done()
+                now = time.perf_counter()
+                if ok:
+                    into.append(now - t0)
+                    break
+                if now > deadline:
+                    timeouts.append(repr(expect))
+                    break
+                time.sleep(pause)
+            if wm is None or wm_into is None:
+                return
+            left = set(expect)
+            while left:
+                try:
+                    push = wm.pushes.get(timeout=max(0.0, t0 + 10 - time.perf_counter()))
+                except queue.Empty:
+                    wm_lost.append(repr(expect))
+                    return
+                if not push.fresh:
+                    left -= set(push.files)
+                    if not left:
+                        wm_into.append(push.at - t0)
+
+        def rel(path: str) -> str:
+            return os.path.relpath(path, root)
+
+        def measure(
+            paths: list[str], into: list[float], wm_into: list[float] | None = None
+        ) -> None:
+            for path in paths:
+                timed(
+                    lambda p=path: os.unlink(p),  # type: ignore[misc]
+                    lambda p=path: state(p) == 1,  # type: ignore[misc]
+                    {(rel(path), False)},
+                    into,
+                    wm_into,
+                )
+
+        def creates(paths: list[str]) -> None:
+            def write(path: str) -> None:
+                with open(path, "wb") as f:
+                    f.write(b"new file")
+
+            for path in paths:
+                timed(
+                    lambda p=path: write(p),  # type: ignore[misc]
+                    lambda p=path: state(p) == 0,  # type: ignore[misc]
+                    {(rel(path), True)},
+                    new_lat,
+                    wm_new,
+                )
+
+        def renames(pairs: list[tuple[str, str]]) -> None:
+            for src, dest in pairs:
+                timed(
+                    lambda a=src, b=dest: os.rename(a, b),  # type: ignore[misc]
+                    lambda a=src, b=dest: state(b) == 0 and state(a) is None,  # type: ignore[misc]
+                    {(rel(src), False), (rel(dest), True)},
+                    ren_lat,
+                    wm_ren,
+                )
+
+        measure(victims, lat, wm_lat)
+        singles = min(args.singles, deletes)
+        if singles:
+            note(f"part 1: {singles} new files, then {singles} renames")
+            fresh = [
+                os.path.join(os.path.dirname(v), f"new-{i:04d}.bin")
+                for i, v in enumerate(victims[:singles])
+            ]
+            creates(fresh)
+            renames([(p, p[: -len(".bin")] + ".ren") for p in fresh])
+        if wm is not None:
+            wm.stop()
+            wm = None
         load_after = load()
         summary = LogSummary.of(d.events(since=offset))
         if args.hashing_load:
             hashed_during = hashing_round(args, d, root, con, victims, measure, busy_lat)
     finally:
+        if wm is not None:
+            wm.stop()
         d.stop()
 
     quiet = args.quiet_ms if args.quiet_ms is not None else 50
@@ -755,7 +849,15 @@ def part_latency(args: argparse.Namespace, work: str, rss: RssPoints) -> Part:
     part.add("")
     part.add("| observer | n | p50 ms | p90 ms | max ms | mean ms |")
     part.add("| --- | ---: | ---: | ---: | ---: | ---: |")
-    rows = [("assetd (unlink -> row missing)", lat), ("watchdog handler", base)]
+    rows = [
+        ("assetd (unlink -> row missing)", lat),
+        ("watchman, same root, same unlinks (unlink -> push)", wm_lat),
+        ("assetd new file (create+write+close -> row live)", new_lat),
+        ("watchman, same new files (create -> push)", wm_new),
+        ("assetd rename of a file (rename -> new path live, old path gone)", ren_lat),
+        ("watchman, same renames (rename -> push naming both)", wm_ren),
+        ("watchdog handler (twin tree, unlinks)", base),
+    ]
     if args.hashing_load:
         rows.insert(1, ("assetd while the hasher is busy", busy_lat))
     for name, values in rows:
@@ -776,6 +878,24 @@ def part_latency(args: argparse.Namespace, work: str, rss: RssPoints) -> Part:
             f"**{'met' if p50 <= 0.1 else 'NOT met'}**; max <= 1 s: "
             f"**{'met' if mx <= 1.0 else 'NOT met'}**."
         )
+    for what, ours, theirs in (
+        ("unlink", lat, wm_lat),
+        ("new file", new_lat, wm_new),
+        ("rename", ren_lat, wm_ren),
+    ):
+        if ours and theirs:
+            p50, wp50, mx = pct(ours, 0.5), pct(theirs, 0.5), max(ours)
+            part.add("")
+            part.add(
+                f"{what}: assetd p50 {ms(p50)} ms / watchman p50 {ms(wp50)} ms = "
+                f"**{ratio(p50, wp50)}** (goal assetd p50 <= watchman p50: "
+                f"**{'met' if p50 <= wp50 else 'NOT met'}**); assetd max {ms(mx)} ms, watchman "
+                f"max {ms(max(theirs))} ms (goal max <= 250 ms: "
+                f"**{'met' if mx <= 0.25 else 'NOT met'}**)."
+            )
+    if wm_lost:
+        part.add("")
+        part.add(f"**Not pushed by watchman within 10 s: {len(wm_lost)}** {wm_lost[:3]}.")
     if busy_lat and lat:
         part.add("")
         part.add(
@@ -1391,6 +1511,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     s.add_argument("--hashing-gib", type=int, default=8, help="size of each sparse file, GiB")
     s.add_argument("--deletes", type=int, default=200, help="unlinks timed in part 1")
     s.add_argument("--poll-ms", type=float, default=2, help="part 1's catalog poll (2 ms)")
+    s.add_argument(
+        "--singles", type=int, default=50, help="part 1: new files, then renames, timed (50)"
+    )
+    s.add_argument(
+        "--no-watchman", action="store_true", help="leave watchman out (it is run beside assetd)"
+    )
     s.add_argument("--burst-files", type=int, default=100_000)
     s.add_argument("--burst-dirs", type=int, default=1000)
     s.add_argument("--rename-files", type=int, default=100_000)
