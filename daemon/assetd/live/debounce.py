@@ -1,4 +1,4 @@
-"""Debouncing: an adaptive quiet window and a latency cap, on an injected clock (DESIGN §2, STYLE 4).
+"""Debouncing: an adaptive quiet window and a latency cap on an injected clock (DESIGN §2, STYLE 4).
 
 A batch is due when nothing new arrived for the current quiet window *or* the oldest pending change
 is ``max_delay_ms`` old, whichever comes first, so a writer that never pauses still gets its changes

@@ -30,11 +30,11 @@ import time
 from collections.abc import Callable, Iterable
 
 from watchdog.observers.api import BaseObserver
-from watchdog.observers.inotify import InotifyObserver
 
 from assetd.errors import WatchError
 from assetd.fsutil import IgnoreRules, filesystem_type, is_network_filesystem
 from assetd.live.changes import Kind
+from assetd.live.inotify_bulk import BulkInotifyObserver
 from assetd.live.limits import watch_error, watch_limit_reached
 from assetd.live.watch import (
     EVENT_FILTER,
@@ -90,10 +90,23 @@ class _KernelOverflowFilter(logging.Filter):
         except Exception:
             return True
 
+    def notify(self, path: str) -> None:
+        """The bulk emitter's overflow of the watch at ``path`` (no log record to filter)."""
+        with self._lock:
+            callback = self._by_path.get(os.fsencode(path))
+        if callback is not None:
+            callback()
+
 
 _OVERFLOW_LOGGER = "watchdog.observers.inotify"
 _overflow_filter = _KernelOverflowFilter()
 _install_lock = threading.Lock()
+
+
+def bulk_observer() -> BaseObserver:
+    """The default observer: :class:`BulkInotifyObserver` (issue 15), its overflows reported
+    through the same per-root registry as watchdog's own observer's."""
+    return BulkInotifyObserver(on_overflow=_overflow_filter.notify)
 
 
 def _install_overflow_filter() -> None:
@@ -145,7 +158,7 @@ class RootWatcher:
         on_overflow: OverflowCallback,
         on_root_event: RootEventCallback,
         stop_timeout: float = 5.0,
-        observer_factory: ObserverFactory = InotifyObserver,
+        observer_factory: ObserverFactory = bulk_observer,
         clock: Clock = time.monotonic,
     ) -> None:
         self.root = root
@@ -230,8 +243,9 @@ class RootWatcher:
     def is_alive(self) -> bool:
         """The observer thread, its emitter (a root deletion ends it) and its inotify reader run.
 
-        The reader is watchdog's private ``_inotify_fd`` thread, looked at when present: when it
-        dies (an OSError from read()) the other two keep running and nothing arrives any more.
+        The reader is watchdog's private ``_inotify_fd`` thread, or the bulk emitter's own
+        (``reader_alive``), looked at when present: when it dies (an OSError from read()) the
+        other two keep running and nothing arrives any more.
         """
         observer = self._observer
         if observer is None or not observer.is_alive():
@@ -239,7 +253,10 @@ class RootWatcher:
         reader = getattr(observer, "_inotify_fd", None)
         if isinstance(reader, threading.Thread) and not reader.is_alive():
             return False
-        return all(emitter.is_alive() for emitter in observer.emitters)
+        return all(
+            emitter.is_alive() and getattr(emitter, "reader_alive", lambda: True)()
+            for emitter in observer.emitters
+        )
 
     def limit_reached(self) -> bool:
         """See :func:`watch_limit_reached` (new subdirectories would go unwatched)."""

@@ -34,6 +34,7 @@ from watchdog.observers.api import BaseObserver
 
 from assetd.fsutil import IgnoreRules, encode_path
 from assetd.live.changes import Change, Kind
+from assetd.live.inotify_bulk import EventBatch
 from assetd.log import get_logger
 from assetd.paths import relative_to
 from assetd.timing import Clock
@@ -186,7 +187,12 @@ class RootHandler(FileSystemEventHandler):
         self._failed_types: set[type[BaseException]] = set()
 
     def dispatch(self, event: FileSystemEvent) -> None:
-        """watchdog's entry point, on its dispatcher thread: convert, put, never raise."""
+        """watchdog's entry point, on its dispatcher thread: convert, put, never raise. An
+        :class:`EventBatch` (the bulk emitter's round) is its events, in order."""
+        if isinstance(event, EventBatch):
+            for one in event.events:
+                self.dispatch(one)
+            return
         try:
             self.events += 1
             self.last_event_monotonic = self._clock()
