@@ -234,9 +234,14 @@ class Daemon:
             watch.append(f"quiet_ms = {args.quiet_ms}")
         if args.max_delay_ms is not None:
             watch.append(f"max_delay_ms = {args.max_delay_ms}")
+        if args.min_quiet_ms is not None:
+            watch.append(f"min_quiet_ms = {args.min_quiet_ms}")
         text = f'[daemon]\nstate_dir = "{self.state}"\n\n'
         if watch:
             text += "[watch]\n" + "\n".join(watch) + "\n\n"
+        self.hashing = not args.hashing_off
+        if not self.hashing:
+            text += "[hashing]\nenabled = false\n\n"
         text += f'[[roots]]\nname = "bench"\npath = "{root}"\ntags = ["bench"]\n'
         with open(self.config, "w", encoding="utf-8") as f:
             f.write(text)
@@ -375,6 +380,19 @@ def wait_idle(daemon: Daemon, quiet: float = 1.5, timeout: float = 120) -> None:
             size = now_size
         if time.monotonic() - since >= quiet:
             return
+
+
+def wait_hashed(d: Daemon, timeout: float) -> None:
+    """Until no live row is left unhashed: the hasher's writes after the start-up reconcile
+    would otherwise share the catalog with what is measured (``--hashing-load`` measures that).
+    Nothing to wait for with ``--hashing-off``."""
+    if not d.hashing:
+        return
+    sql = (
+        "SELECT 1 FROM asset_cache_states c JOIN assets a ON a.id = c.asset_id "
+        "WHERE c.is_missing = 0 AND a.hash IS NULL LIMIT 1"
+    )
+    wait_for(lambda: d.reader().execute(sql).fetchone() is None, timeout, "hashing done", 0.2)
 
 
 def probe_next_change(d: Daemon, directory: str, timeout: float) -> float | None:
@@ -713,6 +731,7 @@ def part_latency(args: argparse.Namespace, work: str, rss: RssPoints) -> Part:
     try:
         d.start(args.timeout)
         wait_for(lambda: d.count_under(root, live=True) == n, args.timeout, "all rows live")
+        wait_hashed(d, args.timeout)
         wait_idle(d)
         rss.append((f"{n:,}-file root, reconciled (part 1)", d.status()))
         offset = d.log_size()
@@ -964,6 +983,36 @@ def watchdog_burst(work: str, n: int, dirs: int) -> dict[str, Any]:
     }
 
 
+def watchman_burst(
+    wm: Watchman, top: str, paths: list[str], t_end: float, timeout: float
+) -> dict[str, Any]:
+    """Follow watchman's pushes for the burst: deletions under the root's ``files/`` until all
+    are pushed (or a fresh-instance push shows none left), or 5 s pass with no push."""
+    want = {os.path.relpath(p, top) for p in paths}
+    gone: set[str] = set()
+    fresh, last_at = False, None
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        try:
+            push = wm.pushes.get(timeout=5.0)
+        except queue.Empty:
+            break
+        if push.fresh:
+            fresh = True
+            alive = {name for name, exists in push.files if exists and name in want}
+            gone = want - alive
+        else:
+            gone.update(name for name, exists in push.files if not exists and name in want)
+        last_at = push.at
+        if len(gone) == len(want):
+            break
+    return {
+        "deleted": len(gone),
+        "fresh": fresh,
+        "last_after": None if last_at is None else last_at - t_end,
+    }
+
+
 def part_burst(
     args: argparse.Namespace,
     work: str,
@@ -984,12 +1033,22 @@ def part_burst(
     os.makedirs(probe_dir)
     d = Daemon(os.path.join(work, "p2-daemon"), top, args)
     every = args.count_poll_ms / 1000
+    wm: Watchman | None = None
+    wm_fig: dict[str, Any] = {}
+    wm_crawl = 0.0
     try:
         note("part 2: assetd start (start-up reconcile of the whole root)")
         d.start(args.timeout)
         wait_for(lambda: d.count_under(root, live=True) == n, args.timeout, "all rows live")
+        wait_hashed(d, args.timeout)
         wait_idle(d)
         rss.append((f"{n:,}-file root, after the start-up reconcile (part 2)", d.status()))
+        if show_burst and not args.no_watchman:
+            note("part 2: watchman on the same root, for the same burst")
+            wm = Watchman(os.path.join(work, "p2-watchman"))
+            wm.start()
+            wm_crawl = wm.watch(top)
+            wm.subscribe(top, "bench")
         copy = os.path.join(work, "p2-copy.db")
         d.copy_catalog(copy)
         if not show_burst:
@@ -998,6 +1057,8 @@ def part_burst(
         load_before = load()
         note(f"part 2: deleting {n:,} files with an os.unlink loop")
         unlink = os.unlink
+        cpu0 = proc_cpu_seconds(d.pid)
+        wm_cpu0 = wm.cpu_seconds() if wm is not None else 0.0
         wall0 = time.time()
         t0 = time.perf_counter()
         for p in paths:
@@ -1014,6 +1075,12 @@ def part_burst(
         ok, t_done = poll_until(
             lambda: con.execute(live_sql, under_root).fetchone() is None, args.timeout, every
         )
+        cpu_done = proc_cpu_seconds(d.pid) - cpu0
+        if wm is not None:
+            wm_fig = watchman_burst(wm, top, paths, t_end, args.timeout)
+            wm_fig["cpu"] = wm.cpu_seconds() - wm_cpu0
+            wm.stop()
+            wm = None
         missing = d.count_under(root, live=False)
         live = d.count_under(root, live=True)
         load_after = load()
@@ -1022,10 +1089,13 @@ def part_burst(
         note("part 2: settling (waiting for the daemon to go idle)")
         wait_idle(d, quiet=3.0)
         summary = LogSummary.of(d.events(since=offset))
+        cpu_idle = proc_cpu_seconds(d.pid) - cpu0
         rss.append((f"{n:,}-file root, after the burst (part 2)", d.status()))
         live_after = d.count_under(root, live=True)
         threads = proc_threads(d.pid)
     finally:
+        if wm is not None:
+            wm.stop()
         d.stop()
     if not show_burst:
         return part
@@ -1067,6 +1137,35 @@ def part_burst(
         f"{', '.join(f'{t:.3f}' for t in raw_runs)}) | {raw_s:.3f} s |"
     )
     part.add(f"| assetd (end of burst -> all missing) / baseline | **{ratio(after, raw_s)}** |")
+    overflowed = sum(int(e.get("count", 1)) for e in summary.overflows)
+    part.add(
+        f"| assetd CPU-seconds (utime+stime, all threads): start of burst -> all missing | "
+        f"**{cpu_done:.2f} s** |"
+    )
+    part.add(f"| assetd CPU-seconds: start of burst -> daemon idle again | {cpu_idle:.2f} s |")
+    part.add(f"| assetd kernel-queue overflows (`watch.overflow` count) | {overflowed} |")
+    received = sum(int(e.get("changes", 0)) for e in summary.batches)
+    part.add(
+        f"| assetd raw changes in its batches (the probe's too) / deletions | {received:,} / "
+        f"{n:,}: about **{max(0, n - received):,} lost** to the overflow |"
+    )
+    if wm_fig:
+        last = wm_fig["last_after"]
+        part.add(
+            f"| watchman (same root, same burst, same run; initial crawl {wm_crawl:.2f} s): "
+            "deletions pushed | "
+            f"{wm_fig['deleted']:,} of {n:,}"
+            + (" (then a fresh-instance push: it recrawled)" if wm_fig["fresh"] else "")
+            + " |"
+        )
+        part.add(
+            "| watchman: end of burst -> last push needed | "
+            + (f"**{last:.2f} s** |" if last is not None else "never |")
+        )
+        part.add(
+            f"| watchman CPU-seconds: start of burst -> its last push | **{wm_fig['cpu']:.2f} s** "
+            f"(assetd / watchman: **{ratio(cpu_done, wm_fig['cpu'])}**) |"
+        )
     if wd is not None:
         last = wd["last_after"]
         ov = wd["overflows"]
@@ -1433,8 +1532,11 @@ def part_rss(rss: RssPoints, n: int) -> Part:
 
 
 def source_state() -> str:
-    """The commit the daemon ran from, and whether daemon/ had uncommitted changes."""
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    """The commit the daemon ran from (the checkout ``assetd`` is imported from, as the child
+    daemons inherit this process's ``PYTHONPATH``), and whether daemon/ had uncommitted changes."""
+    import assetd
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(assetd.__file__))))
     try:
         head = subprocess.run(
             ["git", "-C", repo, "rev-parse", "--short", "HEAD"],
@@ -1450,7 +1552,7 @@ def source_state() -> str:
         ).stdout.splitlines()
     except (OSError, subprocess.CalledProcessError):
         return "source: not a git checkout"
-    return f"assetd at commit {head}" + (
+    return f"assetd from {repo} at commit {head}" + (
         f" with {len(dirty)} uncommitted file(s) under daemon/" if dirty else " (clean daemon/)"
     )
 
@@ -1532,6 +1634,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     s.add_argument("--settle", type=float, default=3.0, help="quiet seconds before part 4")
     s.add_argument("--quiet-ms", type=int, help="daemon [watch] quiet_ms (default: its own)")
     s.add_argument("--max-delay-ms", type=int, help="daemon [watch] max_delay_ms")
+    s.add_argument("--min-quiet-ms", type=int, help="daemon [watch] min_quiet_ms")
+    s.add_argument(
+        "--hashing-off",
+        action="store_true",
+        help="daemon [hashing] enabled = false (else the start-up hashing is waited for)",
+    )
     s.add_argument("--timeout", type=float, default=600, help="longest wait for the catalog (s)")
     s.add_argument(
         "--probe-timeout",
