@@ -166,12 +166,11 @@ def drain(
 
 
 def _take_available(q: queue.Queue[Change | None], debouncer: Debouncer, limit: int) -> None:
-    batch: list[Change] = []
-    for _ in range(limit):
-        try:
-            item = q.get_nowait()
-        except queue.Empty:
-            break
-        if item is not None:
-            batch.append(item)
-    debouncer.add_many(batch)
+    """Up to ``limit`` items without blocking, under one hold of the queue's lock (a burst
+    otherwise pays a lock and a wake-up per change); ``None`` sentinels are dropped."""
+    with q.mutex:
+        n = min(limit, q._qsize())
+        items = [q._get() for _ in range(n)]
+        if n:
+            q.not_full.notify_all()
+    debouncer.add_many([item for item in items if item is not None])
