@@ -30,6 +30,7 @@ import os
 import select
 import struct
 import threading
+import time
 from collections.abc import Callable
 
 from watchdog.events import (
@@ -52,12 +53,26 @@ from watchdog.observers.api import (
 from watchdog.observers.inotify import InotifyEmitter
 from watchdog.observers.inotify_c import InotifyConstants as C
 
-__all__ = ["PAIR_WAIT", "READ_SIZE", "BulkInotifyEmitter", "BulkInotifyObserver", "EventBatch"]
+__all__ = [
+    "GATHER",
+    "PAIR_WAIT",
+    "READ_SIZE",
+    "STREAM",
+    "BulkInotifyEmitter",
+    "BulkInotifyObserver",
+    "EventBatch",
+]
 
 READ_SIZE = 1 << 20
 """Bytes asked for in one read of the inotify fd (about 30,000 records of short names)."""
 PAIR_WAIT = 0.01
 """Seconds a move-from that ends the data read so far waits for its move-to."""
+STREAM = 0.05
+"""Seconds: records arriving within this of the previous ones are a stream (a burst)."""
+GATHER = 0.005
+"""Seconds a round of a stream gathers records before it is parsed, and ``GATHER / 5`` the
+reader rests between reads of a stream: a burst then costs a wake-up of each thread per few
+milliseconds, not per record. A lone change is read and parsed at once."""
 
 _HEADER = struct.Struct("iIII")  # wd, mask, cookie, len (inotify(7))
 _MODIFY_FAMILY = C.IN_MODIFY | C.IN_ATTRIB | C.IN_CLOSE_WRITE
@@ -102,11 +117,16 @@ class _Reader(threading.Thread):
         poller = select.poll()
         poller.register(self.fd, select.POLLIN)
         poller.register(self._kill_r, select.POLLIN)
+        last = -1.0
         try:
             while not self._stopping:
                 ready = poller.poll()
                 if any(fd == self._kill_r for fd, _ in ready):
                     return
+                now = time.monotonic()
+                if now - last < STREAM:
+                    time.sleep(GATHER / 5)  # a stream: let more records come per read
+                last = now
                 while True:  # drain everything the kernel holds before polling again
                     try:
                         data = os.read(self.fd, READ_SIZE)
@@ -127,7 +147,7 @@ class _Reader(threading.Thread):
     def take(self, timeout: float) -> bytes:
         """Everything read so far, waiting up to ``timeout`` for something."""
         with self.cond:
-            if not self.chunks and not self._stopping:
+            if not self.chunks and not self._stopping and timeout > 0:
                 self.cond.wait(timeout)
             data, self.chunks = b"".join(self.chunks), []
         return data
@@ -169,6 +189,7 @@ class BulkInotifyEmitter(EventEmitter):
         self._paths: dict[int, bytes] = {}  # wd -> directory path
         self._wds: dict[bytes, int] = {}  # directory path -> wd
         self.overflows = 0
+        self._last_round = -1.0
 
     # --- watches ------------------------------------------------------------------------------
 
@@ -274,6 +295,11 @@ class BulkInotifyEmitter(EventEmitter):
             if not reader.is_alive() and self.should_keep_running():
                 self.stop()  # the reader ended by itself: so does this emitter (seen as dead)
             return
+        now = time.monotonic()
+        if now - self._last_round < STREAM:
+            time.sleep(GATHER)  # a stream: gather more records into this round
+            data += reader.take(0.0)
+        self._last_round = now
         events = self._parse(data, reader)
         if events:
             self.queue_event(EventBatch(os.fsdecode(self._root), events=tuple(events)))
