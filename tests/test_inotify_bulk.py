@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.helpers import wait_until
 from watchdog.events import (
     DirCreatedEvent,
     DirDeletedEvent,
@@ -25,6 +24,7 @@ from watchdog.events import (
 from assetd.live.inotify_bulk import BulkInotifyEmitter, BulkInotifyObserver, EventBatch
 from assetd.live.observers import RootWatcher
 from assetd.live.watch import EVENT_FILTER, QueueSink
+from helpers import wait_until
 
 KERNEL_QUEUE = 16_384  # fs.inotify.max_queued_events, the distribution default
 
