@@ -58,6 +58,7 @@ __all__ = [
     "PAIR_WAIT",
     "READ_SIZE",
     "STREAM",
+    "STREAM_BYTES",
     "BulkInotifyEmitter",
     "BulkInotifyObserver",
     "EventBatch",
@@ -68,11 +69,32 @@ READ_SIZE = 1 << 20
 PAIR_WAIT = 0.01
 """Seconds a move-from that ends the data read so far waits for its move-to."""
 STREAM = 0.05
-"""Seconds: records arriving within this of the previous ones are a stream (a burst)."""
+STREAM_BYTES = 2048
+"""A stream (a burst): at least ``STREAM_BYTES`` of records (about 64) read within ``STREAM``
+seconds. Single changes a few milliseconds apart are not one."""
 GATHER = 0.005
 """Seconds a round of a stream gathers records before it is parsed, and ``GATHER / 5`` the
 reader rests between reads of a stream: a burst then costs a wake-up of each thread per few
-milliseconds, not per record. A lone change is read and parsed at once."""
+milliseconds, not per record. A change outside a stream is read and parsed at once."""
+
+
+class _Rate:
+    """Bytes seen in the current ``STREAM``-long window, and whether that makes a stream."""
+
+    __slots__ = ("_bytes", "_start")
+
+    def __init__(self) -> None:
+        self._start = -1.0
+        self._bytes = 0
+
+    def streaming(self, now: float) -> bool:
+        if now - self._start > STREAM:
+            self._start, self._bytes = now, 0
+        return self._bytes >= STREAM_BYTES
+
+    def add(self, n: int) -> None:
+        self._bytes += n
+
 
 _HEADER = struct.Struct("iIII")  # wd, mask, cookie, len (inotify(7))
 _MODIFY_FAMILY = C.IN_MODIFY | C.IN_ATTRIB | C.IN_CLOSE_WRITE
@@ -117,16 +139,14 @@ class _Reader(threading.Thread):
         poller = select.poll()
         poller.register(self.fd, select.POLLIN)
         poller.register(self._kill_r, select.POLLIN)
-        last = -1.0
+        rate = _Rate()
         try:
             while not self._stopping:
                 ready = poller.poll()
                 if any(fd == self._kill_r for fd, _ in ready):
                     return
-                now = time.monotonic()
-                if now - last < STREAM:
+                if rate.streaming(time.monotonic()):
                     time.sleep(GATHER / 5)  # a stream: let more records come per read
-                last = now
                 while True:  # drain everything the kernel holds before polling again
                     try:
                         data = os.read(self.fd, READ_SIZE)
@@ -134,6 +154,7 @@ class _Reader(threading.Thread):
                         break
                     except InterruptedError:
                         continue
+                    rate.add(len(data))
                     with self.cond:
                         self.chunks.append(data)
                         self.cond.notify()
@@ -189,7 +210,7 @@ class BulkInotifyEmitter(EventEmitter):
         self._paths: dict[int, bytes] = {}  # wd -> directory path
         self._wds: dict[bytes, int] = {}  # directory path -> wd
         self.overflows = 0
-        self._last_round = -1.0
+        self._rate = _Rate()
 
     # --- watches ------------------------------------------------------------------------------
 
@@ -295,11 +316,10 @@ class BulkInotifyEmitter(EventEmitter):
             if not reader.is_alive() and self.should_keep_running():
                 self.stop()  # the reader ended by itself: so does this emitter (seen as dead)
             return
-        now = time.monotonic()
-        if now - self._last_round < STREAM:
+        if self._rate.streaming(time.monotonic()):
             time.sleep(GATHER)  # a stream: gather more records into this round
             data += reader.take(0.0)
-        self._last_round = now
+        self._rate.add(len(data))
         events = self._parse(data, reader)
         if events:
             self.queue_event(EventBatch(os.fsdecode(self._root), events=tuple(events)))
