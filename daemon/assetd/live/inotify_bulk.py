@@ -72,10 +72,13 @@ STREAM = 0.05
 STREAM_BYTES = 2048
 """A stream (a burst): at least ``STREAM_BYTES`` of records (about 64) read within ``STREAM``
 seconds. Single changes a few milliseconds apart are not one."""
-GATHER = 0.005
+GATHER = 0.0025
 """Seconds a round of a stream gathers records before it is parsed, and ``GATHER / 5`` the
 reader rests between reads of a stream: a burst then costs a wake-up of each thread per few
-milliseconds, not per record. A change outside a stream is read and parsed at once."""
+milliseconds, not per record. A change outside a stream is read and parsed at once. Kept
+below the debouncer's ``min_quiet_ms`` (5 ms): rounds further apart than the window of a
+batch's first arrival would flush a burst in small batches (20 ms gave 390 batches for
+100,000 deletions instead of about 50)."""
 
 
 class _Rate:
