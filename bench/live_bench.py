@@ -51,6 +51,7 @@ import datetime as dt
 import json
 import os
 import platform
+import queue
 import shlex
 import shutil
 import signal
@@ -65,6 +66,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from watchman_side import Watchman
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 RAW_CHUNK = 10_000  # paths per statement in the raw baselines (as assetd's CHUNK)
@@ -231,9 +234,14 @@ class Daemon:
             watch.append(f"quiet_ms = {args.quiet_ms}")
         if args.max_delay_ms is not None:
             watch.append(f"max_delay_ms = {args.max_delay_ms}")
+        if args.min_quiet_ms is not None:
+            watch.append(f"min_quiet_ms = {args.min_quiet_ms}")
         text = f'[daemon]\nstate_dir = "{self.state}"\n\n'
         if watch:
             text += "[watch]\n" + "\n".join(watch) + "\n\n"
+        self.hashing = not args.hashing_off
+        if not self.hashing:
+            text += "[hashing]\nenabled = false\n\n"
         text += f'[[roots]]\nname = "bench"\npath = "{root}"\ntags = ["bench"]\n'
         with open(self.config, "w", encoding="utf-8") as f:
             f.write(text)
@@ -372,6 +380,19 @@ def wait_idle(daemon: Daemon, quiet: float = 1.5, timeout: float = 120) -> None:
             size = now_size
         if time.monotonic() - since >= quiet:
             return
+
+
+def wait_hashed(d: Daemon, timeout: float) -> None:
+    """Until no live row is left unhashed: the hasher's writes after the start-up reconcile
+    would otherwise share the catalog with what is measured (``--hashing-load`` measures that).
+    Nothing to wait for with ``--hashing-off``."""
+    if not d.hashing:
+        return
+    sql = (
+        "SELECT 1 FROM asset_cache_states c JOIN assets a ON a.id = c.asset_id "
+        "WHERE c.is_missing = 0 AND a.hash IS NULL LIMIT 1"
+    )
+    wait_for(lambda: d.reader().execute(sql).fetchone() is None, timeout, "hashing done", 0.2)
 
 
 def probe_next_change(d: Daemon, directory: str, timeout: float) -> float | None:
@@ -699,11 +720,18 @@ def part_latency(args: argparse.Namespace, work: str, rss: RssPoints) -> Part:
     d = Daemon(os.path.join(work, "p1-daemon"), root, args)
     lat: list[float] = []
     busy_lat: list[float] = []
+    wm_lat: list[float] = []
+    new_lat: list[float] = []
+    wm_new: list[float] = []
+    ren_lat: list[float] = []
+    wm_ren: list[float] = []
+    wm_lost: list[str] = []
     hashed_during = (0, 0.0)
     timeouts: list[str] = []
     try:
         d.start(args.timeout)
         wait_for(lambda: d.count_under(root, live=True) == n, args.timeout, "all rows live")
+        wait_hashed(d, args.timeout)
         wait_idle(d)
         rss.append((f"{n:,}-file root, reconciled (part 1)", d.status()))
         offset = d.log_size()
@@ -712,30 +740,115 @@ def part_latency(args: argparse.Namespace, work: str, rss: RssPoints) -> Part:
         con = d.reader()
         sql = "SELECT is_missing FROM asset_cache_states WHERE root_id = ? AND file_path = ?"
         pause = args.poll_ms / 1000
+        if not args.no_watchman:
+            note("part 1: watchman on the same root (isolated server, JSON over its socket)")
+            wm = Watchman(os.path.join(work, "p1-watchman"))
+            wm.start()
+            wm.watch(root)
+            wm.subscribe(root, "bench")
         t_start = time.time()
 
-        def measure(paths: list[str], into: list[float]) -> None:
-            for path in paths:
-                t0 = time.perf_counter()
-                os.unlink(path)
-                deadline = t0 + 30
-                while True:
-                    row = con.execute(sql, (d.root_id, path)).fetchone()
-                    now = time.perf_counter()
-                    if row is not None and row[0] == 1:
-                        into.append(now - t0)
-                        break
-                    if now > deadline:
-                        timeouts.append(path)
-                        break
-                    time.sleep(pause)
+        def state(path: str) -> int | None:
+            row = con.execute(sql, (d.root_id, path)).fetchone()
+            return None if row is None else int(row[0])
 
-        measure(victims, lat)
+        def timed(
+            act: Callable[[], None],
+            done: Callable[[], bool],
+            expect: set[tuple[str, bool]],
+            into: list[float],
+            wm_into: list[float] | None,
+        ) -> None:
+            """t0 just before ``act``; assetd: ``done()`` polled; watchman: the push that
+            completes ``expect`` (names relative to the root, exists)."""
+            if wm is not None:
+                wm.drain()
+            t0 = time.perf_counter()
+            act()
+            deadline = t0 + 30
+            while True:
+                ok = done()
+                now = time.perf_counter()
+                if ok:
+                    into.append(now - t0)
+                    break
+                if now > deadline:
+                    timeouts.append(repr(expect))
+                    break
+                time.sleep(pause)
+            if wm is None or wm_into is None:
+                return
+            left = set(expect)
+            while left:
+                try:
+                    push = wm.pushes.get(timeout=max(0.0, t0 + 10 - time.perf_counter()))
+                except queue.Empty:
+                    wm_lost.append(repr(expect))
+                    return
+                if not push.fresh:
+                    left -= set(push.files)
+                    if not left:
+                        wm_into.append(push.at - t0)
+
+        def rel(path: str) -> str:
+            return os.path.relpath(path, root)
+
+        def measure(
+            paths: list[str], into: list[float], wm_into: list[float] | None = None
+        ) -> None:
+            for path in paths:
+                timed(
+                    lambda p=path: os.unlink(p),  # type: ignore[misc]
+                    lambda p=path: state(p) == 1,  # type: ignore[misc]
+                    {(rel(path), False)},
+                    into,
+                    wm_into,
+                )
+
+        def creates(paths: list[str]) -> None:
+            def write(path: str) -> None:
+                with open(path, "wb") as f:
+                    f.write(b"new file")
+
+            for path in paths:
+                timed(
+                    lambda p=path: write(p),  # type: ignore[misc]
+                    lambda p=path: state(p) == 0,  # type: ignore[misc]
+                    {(rel(path), True)},
+                    new_lat,
+                    wm_new,
+                )
+
+        def renames(pairs: list[tuple[str, str]]) -> None:
+            for src, dest in pairs:
+                timed(
+                    lambda a=src, b=dest: os.rename(a, b),  # type: ignore[misc]
+                    lambda a=src, b=dest: state(b) == 0 and state(a) is None,  # type: ignore[misc]
+                    {(rel(src), False), (rel(dest), True)},
+                    ren_lat,
+                    wm_ren,
+                )
+
+        measure(victims, lat, wm_lat)
+        singles = min(args.singles, deletes)
+        if singles:
+            note(f"part 1: {singles} new files, then {singles} renames")
+            fresh = [
+                os.path.join(os.path.dirname(v), f"new-{i:04d}.bin")
+                for i, v in enumerate(victims[:singles])
+            ]
+            creates(fresh)
+            renames([(p, p[: -len(".bin")] + ".ren") for p in fresh])
+        if wm is not None:
+            wm.stop()
+            wm = None
         load_after = load()
         summary = LogSummary.of(d.events(since=offset))
         if args.hashing_load:
             hashed_during = hashing_round(args, d, root, con, victims, measure, busy_lat)
     finally:
+        if wm is not None:
+            wm.stop()
         d.stop()
 
     quiet = args.quiet_ms if args.quiet_ms is not None else 50
@@ -755,7 +868,15 @@ def part_latency(args: argparse.Namespace, work: str, rss: RssPoints) -> Part:
     part.add("")
     part.add("| observer | n | p50 ms | p90 ms | max ms | mean ms |")
     part.add("| --- | ---: | ---: | ---: | ---: | ---: |")
-    rows = [("assetd (unlink -> row missing)", lat), ("watchdog handler", base)]
+    rows = [
+        ("assetd (unlink -> row missing)", lat),
+        ("watchman, same root, same unlinks (unlink -> push)", wm_lat),
+        ("assetd new file (create+write+close -> row live)", new_lat),
+        ("watchman, same new files (create -> push)", wm_new),
+        ("assetd rename of a file (rename -> new path live, old path gone)", ren_lat),
+        ("watchman, same renames (rename -> push naming both)", wm_ren),
+        ("watchdog handler (twin tree, unlinks)", base),
+    ]
     if args.hashing_load:
         rows.insert(1, ("assetd while the hasher is busy", busy_lat))
     for name, values in rows:
@@ -776,6 +897,24 @@ def part_latency(args: argparse.Namespace, work: str, rss: RssPoints) -> Part:
             f"**{'met' if p50 <= 0.1 else 'NOT met'}**; max <= 1 s: "
             f"**{'met' if mx <= 1.0 else 'NOT met'}**."
         )
+    for what, ours, theirs in (
+        ("unlink", lat, wm_lat),
+        ("new file", new_lat, wm_new),
+        ("rename", ren_lat, wm_ren),
+    ):
+        if ours and theirs:
+            p50, wp50, mx = pct(ours, 0.5), pct(theirs, 0.5), max(ours)
+            part.add("")
+            part.add(
+                f"{what}: assetd p50 {ms(p50)} ms / watchman p50 {ms(wp50)} ms = "
+                f"**{ratio(p50, wp50)}** (goal assetd p50 <= watchman p50: "
+                f"**{'met' if p50 <= wp50 else 'NOT met'}**); assetd max {ms(mx)} ms, watchman "
+                f"max {ms(max(theirs))} ms (goal max <= 250 ms: "
+                f"**{'met' if mx <= 0.25 else 'NOT met'}**)."
+            )
+    if wm_lost:
+        part.add("")
+        part.add(f"**Not pushed by watchman within 10 s: {len(wm_lost)}** {wm_lost[:3]}.")
     if busy_lat and lat:
         part.add("")
         part.add(
@@ -844,6 +983,36 @@ def watchdog_burst(work: str, n: int, dirs: int) -> dict[str, Any]:
     }
 
 
+def watchman_burst(
+    wm: Watchman, top: str, paths: list[str], t_end: float, timeout: float
+) -> dict[str, Any]:
+    """Follow watchman's pushes for the burst: deletions under the root's ``files/`` until all
+    are pushed (or a fresh-instance push shows none left), or 5 s pass with no push."""
+    want = {os.path.relpath(p, top) for p in paths}
+    gone: set[str] = set()
+    fresh, last_at = False, None
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        try:
+            push = wm.pushes.get(timeout=5.0)
+        except queue.Empty:
+            break
+        if push.fresh:
+            fresh = True
+            alive = {name for name, exists in push.files if exists and name in want}
+            gone = want - alive
+        else:
+            gone.update(name for name, exists in push.files if not exists and name in want)
+        last_at = push.at
+        if len(gone) == len(want):
+            break
+    return {
+        "deleted": len(gone),
+        "fresh": fresh,
+        "last_after": None if last_at is None else last_at - t_end,
+    }
+
+
 def part_burst(
     args: argparse.Namespace,
     work: str,
@@ -864,24 +1033,40 @@ def part_burst(
     os.makedirs(probe_dir)
     d = Daemon(os.path.join(work, "p2-daemon"), top, args)
     every = args.count_poll_ms / 1000
+    wm: Watchman | None = None
+    wm_fig: dict[str, Any] = {}
+    wm_crawl = 0.0
     try:
         note("part 2: assetd start (start-up reconcile of the whole root)")
         d.start(args.timeout)
         wait_for(lambda: d.count_under(root, live=True) == n, args.timeout, "all rows live")
+        wait_hashed(d, args.timeout)
         wait_idle(d)
         rss.append((f"{n:,}-file root, after the start-up reconcile (part 2)", d.status()))
+        if show_burst and not args.no_watchman:
+            note("part 2: watchman on the same root, for the same burst")
+            wm = Watchman(os.path.join(work, "p2-watchman"))
+            wm.start()
+            wm_crawl = wm.watch(top)
+            wm.subscribe(top, "bench")
         copy = os.path.join(work, "p2-copy.db")
         d.copy_catalog(copy)
         if not show_burst:
             note("part 2: burst (for the RSS figure only)")
         offset = d.log_size()
         load_before = load()
-        note(f"part 2: deleting {n:,} files with an os.unlink loop")
+        how = "`find -delete`" if args.find_delete else "an os.unlink loop"
+        note(f"part 2: deleting {n:,} files with {how}")
         unlink = os.unlink
+        cpu0 = proc_cpu_seconds(d.pid)
+        wm_cpu0 = wm.cpu_seconds() if wm is not None else 0.0
         wall0 = time.time()
         t0 = time.perf_counter()
-        for p in paths:
-            unlink(p)
+        if args.find_delete:  # another process, in C: a faster burst
+            subprocess.run(["find", root, "-type", "f", "-delete"], check=True)
+        else:
+            for p in paths:
+                unlink(p)
         t_end = time.perf_counter()
         wall_end = wall0 + (t_end - t0)
         note(f"part 2: burst took {t_end - t0:.2f} s; waiting for every row to be missing")
@@ -894,6 +1079,12 @@ def part_burst(
         ok, t_done = poll_until(
             lambda: con.execute(live_sql, under_root).fetchone() is None, args.timeout, every
         )
+        cpu_done = proc_cpu_seconds(d.pid) - cpu0
+        if wm is not None:
+            wm_fig = watchman_burst(wm, top, paths, t_end, args.timeout)
+            wm_fig["cpu"] = wm.cpu_seconds() - wm_cpu0
+            wm.stop()
+            wm = None
         missing = d.count_under(root, live=False)
         live = d.count_under(root, live=True)
         load_after = load()
@@ -902,10 +1093,13 @@ def part_burst(
         note("part 2: settling (waiting for the daemon to go idle)")
         wait_idle(d, quiet=3.0)
         summary = LogSummary.of(d.events(since=offset))
+        cpu_idle = proc_cpu_seconds(d.pid) - cpu0
         rss.append((f"{n:,}-file root, after the burst (part 2)", d.status()))
         live_after = d.count_under(root, live=True)
         threads = proc_threads(d.pid)
     finally:
+        if wm is not None:
+            wm.stop()
         d.stop()
     if not show_burst:
         return part
@@ -929,7 +1123,8 @@ def part_burst(
     part.add("")
     part.add("| figure | value |")
     part.add("| --- | ---: |")
-    part.add(f"| burst duration (unlink loop) | {burst:.2f} s ({n / burst:,.0f} unlinks/s) |")
+    how = "`find -type f -delete`" if args.find_delete else "unlink loop"
+    part.add(f"| burst duration ({how}) | {burst:.2f} s ({n / burst:,.0f} unlinks/s) |")
     part.add(
         f"| end of burst -> all {n:,} rows missing (assetd) | "
         f"**{after:.2f} s**{'' if ok else ' (TIMED OUT)'} |"
@@ -947,6 +1142,35 @@ def part_burst(
         f"{', '.join(f'{t:.3f}' for t in raw_runs)}) | {raw_s:.3f} s |"
     )
     part.add(f"| assetd (end of burst -> all missing) / baseline | **{ratio(after, raw_s)}** |")
+    overflowed = sum(int(e.get("count", 1)) for e in summary.overflows)
+    part.add(
+        f"| assetd CPU-seconds (utime+stime, all threads): start of burst -> all missing | "
+        f"**{cpu_done:.2f} s** |"
+    )
+    part.add(f"| assetd CPU-seconds: start of burst -> daemon idle again | {cpu_idle:.2f} s |")
+    part.add(f"| assetd kernel-queue overflows (`watch.overflow` count) | {overflowed} |")
+    received = sum(int(e.get("changes", 0)) for e in summary.batches)
+    part.add(
+        f"| assetd raw changes in its batches (the probe's too) / deletions | {received:,} / "
+        f"{n:,}: about **{max(0, n - received):,} lost** to the overflow |"
+    )
+    if wm_fig:
+        last = wm_fig["last_after"]
+        part.add(
+            f"| watchman (same root, same burst, same run; initial crawl {wm_crawl:.2f} s): "
+            "deletions pushed | "
+            f"{wm_fig['deleted']:,} of {n:,}"
+            + (" (then a fresh-instance push: it recrawled)" if wm_fig["fresh"] else "")
+            + " |"
+        )
+        part.add(
+            "| watchman: end of burst -> last push needed | "
+            + (f"**{last:.2f} s** |" if last is not None else "never |")
+        )
+        part.add(
+            f"| watchman CPU-seconds: start of burst -> its last push | **{wm_fig['cpu']:.2f} s** "
+            f"(assetd / watchman: **{ratio(cpu_done, wm_fig['cpu'])}**) |"
+        )
     if wd is not None:
         last = wd["last_after"]
         ov = wd["overflows"]
@@ -1313,8 +1537,11 @@ def part_rss(rss: RssPoints, n: int) -> Part:
 
 
 def source_state() -> str:
-    """The commit the daemon ran from, and whether daemon/ had uncommitted changes."""
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    """The commit the daemon ran from (the checkout ``assetd`` is imported from, as the child
+    daemons inherit this process's ``PYTHONPATH``), and whether daemon/ had uncommitted changes."""
+    import assetd
+
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(assetd.__file__))))
     try:
         head = subprocess.run(
             ["git", "-C", repo, "rev-parse", "--short", "HEAD"],
@@ -1330,7 +1557,7 @@ def source_state() -> str:
         ).stdout.splitlines()
     except (OSError, subprocess.CalledProcessError):
         return "source: not a git checkout"
-    return f"assetd at commit {head}" + (
+    return f"assetd from {repo} at commit {head}" + (
         f" with {len(dirty)} uncommitted file(s) under daemon/" if dirty else " (clean daemon/)"
     )
 
@@ -1391,6 +1618,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     s.add_argument("--hashing-gib", type=int, default=8, help="size of each sparse file, GiB")
     s.add_argument("--deletes", type=int, default=200, help="unlinks timed in part 1")
     s.add_argument("--poll-ms", type=float, default=2, help="part 1's catalog poll (2 ms)")
+    s.add_argument(
+        "--singles", type=int, default=50, help="part 1: new files, then renames, timed (50)"
+    )
+    s.add_argument(
+        "--no-watchman", action="store_true", help="leave watchman out (it is run beside assetd)"
+    )
     s.add_argument("--burst-files", type=int, default=100_000)
     s.add_argument("--burst-dirs", type=int, default=1000)
     s.add_argument("--rename-files", type=int, default=100_000)
@@ -1406,12 +1639,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     s.add_argument("--settle", type=float, default=3.0, help="quiet seconds before part 4")
     s.add_argument("--quiet-ms", type=int, help="daemon [watch] quiet_ms (default: its own)")
     s.add_argument("--max-delay-ms", type=int, help="daemon [watch] max_delay_ms")
+    s.add_argument("--min-quiet-ms", type=int, help="daemon [watch] min_quiet_ms")
+    s.add_argument(
+        "--hashing-off",
+        action="store_true",
+        help="daemon [hashing] enabled = false (else the start-up hashing is waited for)",
+    )
     s.add_argument("--timeout", type=float, default=600, help="longest wait for the catalog (s)")
     s.add_argument(
         "--probe-timeout",
         type=float,
         default=120,
         help="parts 2-3: longest wait for a file created after the big change (s)",
+    )
+    s.add_argument(
+        "--find-delete",
+        action="store_true",
+        help="part 2: delete with `find -type f -delete` (another process) instead of os.unlink",
     )
     s.add_argument("--baseline-runs", type=int, default=3, help="raw SQL baselines: best of K (3)")
     s.add_argument(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -275,3 +276,113 @@ def test_a_blocked_drain_wakes_on_stop_and_sentinel() -> None:
         stop.set()
         q.put(None)
         thread.join(timeout=10.0)
+
+
+# --- the adaptive window (min_quiet_ms) -------------------------------------------------------
+
+
+def test_a_lone_change_flushes_after_min_quiet() -> None:
+    clock = FakeClock()
+    d = Debouncer(quiet_ms=50, max_delay_ms=1000, clock=clock, min_quiet_ms=5)
+    d.add(change(1))
+    assert d.seconds_until_due() == pytest.approx(0.005)
+    clock.advance(4)
+    assert not d.due()
+    clock.advance(1)
+    assert d.due()
+    assert d.take() == [change(1)]
+
+
+def test_the_window_widens_while_changes_keep_coming_up_to_quiet() -> None:
+    clock = FakeClock()
+    d = Debouncer(quiet_ms=50, max_delay_ms=1000, clock=clock, min_quiet_ms=5)
+    windows = []
+    for n in range(12):  # one arrival every 3 ms, inside the window each time
+        d.add(change(n))
+        windows.append(round(d.seconds_until_due() or 0, 6))
+        clock.advance(3)
+    assert windows[:4] == [0.005, 0.010, 0.015, 0.020]
+    assert windows[-1] == 0.050  # capped at quiet_ms
+    clock.advance(50 - 3)
+    assert d.due()
+    assert len(d.take()) == 12
+    d.add(change(99))  # after a flush, the next batch starts narrow again
+    assert d.seconds_until_due() == pytest.approx(0.005)
+
+
+def test_a_burst_arriving_at_once_is_one_arrival() -> None:
+    clock = FakeClock()
+    d = Debouncer(quiet_ms=50, max_delay_ms=1000, clock=clock, min_quiet_ms=5)
+    d.add_many(change(n) for n in range(1000))
+    assert d.seconds_until_due() == pytest.approx(0.005)
+    d.add_many([])  # nothing arrived: no widening
+    assert d.seconds_until_due() == pytest.approx(0.005)
+
+
+def test_the_cap_still_holds_with_an_adaptive_window() -> None:
+    clock = FakeClock()
+    d = Debouncer(quiet_ms=50, max_delay_ms=100, clock=clock, min_quiet_ms=5)
+    for n in range(40):  # a change every 4 ms: the quiet window never passes
+        d.add(change(n))
+        if clock.now - 100.0 < 0.1 - 1e-9:
+            assert not d.due()
+        clock.advance(4)
+    assert d.due()
+
+
+def test_min_quiet_above_quiet_is_a_fixed_window() -> None:
+    clock = FakeClock()
+    d = Debouncer(quiet_ms=20, max_delay_ms=1000, clock=clock, min_quiet_ms=500)
+    d.add(change(1))
+    assert d.seconds_until_due() == pytest.approx(0.020)
+    d.add(change(2))
+    assert d.seconds_until_due() == pytest.approx(0.020)
+
+
+def test_zero_min_quiet_still_widens() -> None:
+    clock = FakeClock()
+    d = Debouncer(quiet_ms=50, max_delay_ms=1000, clock=clock, min_quiet_ms=0)
+    d.add(change(1))
+    assert d.due()  # a lone change: at once
+    d.take()
+    d.add(change(2))
+    d.add(change(3))  # a second arrival before the flush: 1 ms
+    assert d.seconds_until_due() == pytest.approx(0.001)
+
+
+def test_retime_sets_min_quiet_and_refuses_negatives() -> None:
+    clock = FakeClock()
+    d = Debouncer(quiet_ms=50, max_delay_ms=1000, clock=clock)
+    d.add(change(1))
+    assert d.seconds_until_due() == pytest.approx(0.050)
+    d.retime(50, 1000, 5)  # a reload: the pending batch keeps the window it had
+    assert d.seconds_until_due() == pytest.approx(0.050)
+    d.take()
+    d.add(change(2))  # the next batch opens at the new minimum
+    assert d.seconds_until_due() == pytest.approx(0.005)
+    d.retime(3, 1000, 5)  # a pending window wider than the new quiet_ms shrinks to it
+    assert d.seconds_until_due() == pytest.approx(0.003)
+    with pytest.raises(ValueError, match=">= 0"):
+        d.retime(50, 1000, -1)
+
+
+def test_drain_flushes_a_lone_change_after_min_quiet_with_the_real_clock() -> None:
+    q = filled([change(1)])
+    d = Debouncer(quiet_ms=5000, max_delay_ms=10000, min_quiet_ms=5)
+    started = time.monotonic()
+    assert drain(q, d, stop=threading.Event(), max_wait=5.0) == [change(1)]
+    assert time.monotonic() - started < 4.0  # the lone change did not wait out quiet_ms
+
+
+def test_min_quiet_ms_is_a_reloadable_duration(tmp_path: Path) -> None:
+    from assetd.config import load_config
+    from assetd.reload import plan_reload
+
+    old_file, new_file = tmp_path / "old.toml", tmp_path / "new.toml"
+    old_file.write_text(f'[daemon]\nstate_dir = "{tmp_path}/s"\n')
+    new_file.write_text(f'[daemon]\nstate_dir = "{tmp_path}/s"\n[watch]\nmin_quiet_ms = "2ms"\n')
+    env = {"HOME": str(tmp_path)}
+    old, new = load_config(str(old_file), env=env), load_config(str(new_file), env=env)
+    assert (old.watch.min_quiet_ms, new.watch.min_quiet_ms) == (5, 2)
+    plan = plan_reload(old, new)
+    assert plan.applied == ["watch.min_quiet_ms"] and plan.restart_needed == []

@@ -76,6 +76,7 @@ class DatabaseConfig:
 @dataclass(frozen=True, slots=True)
 class WatchConfig:
     quiet_ms: int = _rule(50, min=0, max=10_000, ms=True)  # an integer or "50ms", "1s"
+    min_quiet_ms: int = _rule(5, min=0, max=10_000, ms=True)  # above quiet_ms: acts as quiet_ms
     max_delay_ms: int = _rule(1000, min=0, max=60_000, ms=True)  # and >= quiet_ms
     queue_size: int = _rule(100000, min=1000, max=10_000_000)
     ignore: tuple[str, ...] = _rule(

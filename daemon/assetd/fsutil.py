@@ -182,7 +182,10 @@ class IgnoreRules:
         return None
 
     def is_ignored(self, relative_path: str) -> bool:
-        return self.match(relative_path) is not None
+        # name_ignored's fast paths per component: the live handler and worker call this per
+        # changed path (match() tries every pattern's regex on every component)
+        name_ignored = self.name_ignored
+        return any(name_ignored(n) for n in relative_path.split("/") if n and n != ".")
 
     def name_ignored(self, name: str) -> bool:
         """Whether one path component matches a pattern (the walker calls this per entry)."""

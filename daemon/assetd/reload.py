@@ -34,6 +34,7 @@ LIVE = frozenset(
         "roots",
         "watch.ignore",
         "watch.quiet_ms",
+        "watch.min_quiet_ms",
         "watch.max_delay_ms",
         "reconcile.interval",
         "hashing.enabled",
@@ -132,8 +133,9 @@ def apply_reload(svc: Service) -> None:
         )
     if "watch.ignore" in plan.applied:  # the roots' specs changed too: re-added below
         svc.watchers.set_ignore(IgnoreRules(new.watch.ignore))
-    if {"watch.quiet_ms", "watch.max_delay_ms"} & set(plan.applied):
-        svc.pipeline.debouncer.retime(new.watch.quiet_ms, new.watch.max_delay_ms)
+    if {"watch.quiet_ms", "watch.min_quiet_ms", "watch.max_delay_ms"} & set(plan.applied):
+        w = new.watch
+        svc.pipeline.debouncer.retime(w.quiet_ms, w.max_delay_ms, w.min_quiet_ms)
     if "reconcile.interval" in plan.applied:
         svc.scheduler.set_interval(new.reconcile.interval)
     if {"log.level", "log.format"} & set(plan.applied):

@@ -150,6 +150,7 @@ class Service:
             self.changes,
             self.worker,
             quiet_ms=config.watch.quiet_ms,
+            min_quiet_ms=config.watch.min_quiet_ms,
             max_delay_ms=config.watch.max_delay_ms,
             root_paths=lambda: [r.path for r in self.roots],
             request_reconcile=self.scheduler.request,

@@ -263,7 +263,9 @@ def info_ids_for_paths(session: Session, paths: Sequence[str]) -> dict[str, list
     query = (
         select(cs.c.file_path, asset_infos.c.id)
         .join(asset_infos, asset_infos.c.asset_id == cs.c.asset_id)
-        .where(cs.c.file_path.in_(list(paths)))
+        # root_id IN (every root) changes no answer but lets the (root_id, file_path) index
+        # serve the look-up: without it SQLite scans every info on each live batch
+        .where(cs.c.root_id.in_(select(roots_table.c.id)), cs.c.file_path.in_(list(paths)))
         .order_by(asset_infos.c.id)
     )
     for path, info_id in session.execute(query):

@@ -1,8 +1,15 @@
-"""Debouncing: a quiet window and a latency cap, on an injected clock (DESIGN §2, STYLE 4).
+"""Debouncing: an adaptive quiet window and a latency cap on an injected clock (DESIGN §2, STYLE 4).
 
-A batch is due when nothing new arrived for ``quiet_ms`` *or* the oldest pending change is
-``max_delay_ms`` old, whichever comes first, so a writer that never pauses still gets its changes
+A batch is due when nothing new arrived for the current quiet window *or* the oldest pending change
+is ``max_delay_ms`` old, whichever comes first, so a writer that never pauses still gets its changes
 flushed once a second (watchdog's own debouncer resets on every event with no cap; not that).
+
+The quiet window adapts: the first change of a batch opens it at ``min_quiet_ms`` (a lone change is
+flushed a few milliseconds after it arrived), and every further arrival while the batch is pending
+widens it by ``min_quiet_ms`` (at least 1 ms), up to ``quiet_ms``, the widest window. So a burst
+still coalesces into large batches once it has shown itself (a handful of arrivals), and a
+single change does not wait out a window sized for bursts. With ``min_quiet_ms >= quiet_ms`` (or
+``min_quiet_ms`` not given) the window is fixed at ``quiet_ms``, as before.
 
 :class:`Debouncer` is pure bookkeeping on a clock a test can replace; it is not thread-safe and is
 meant to be owned by the one thread that drains the queue. :func:`drain` is that thread's loop
@@ -27,56 +34,83 @@ DRAIN_CHUNK = 50_000
 """Changes taken off the queue in one go before the flush check runs again."""
 
 _US = 1_000_000  # the debouncer counts in whole microseconds, so fake clocks compare exactly
+_MIN_STEP = 1000  # the window widens by at least 1 ms per arrival
+
+
+def _limits(quiet_ms: int, max_delay_ms: int, min_quiet_ms: int | None) -> tuple[int, int, int]:
+    if quiet_ms < 0 or max_delay_ms < 0 or (min_quiet_ms is not None and min_quiet_ms < 0):
+        raise ValueError(
+            "quiet_ms, max_delay_ms and min_quiet_ms must be >= 0: "
+            f"{quiet_ms}, {max_delay_ms}, {min_quiet_ms}"
+        )
+    quiet = round(quiet_ms * 1000)
+    low = quiet if min_quiet_ms is None else min(quiet, round(min_quiet_ms * 1000))
+    return quiet, round(max_delay_ms * 1000), low
 
 
 class Debouncer:
-    """Pending changes plus the arrival times of the first and the last of them."""
+    """Pending changes, the arrival times of the first and the last of them, and the quiet
+    window they have earned so far."""
 
-    __slots__ = ("_clock", "_first", "_last", "_max_delay", "_pending", "_quiet")
+    __slots__ = (
+        "_clock",
+        "_first",
+        "_last",
+        "_limits",
+        "_pending",
+        "_window",
+    )
 
     def __init__(
-        self, quiet_ms: int = 50, max_delay_ms: int = 1000, clock: Clock = time.monotonic
+        self,
+        quiet_ms: int = 50,
+        max_delay_ms: int = 1000,
+        clock: Clock = time.monotonic,
+        *,
+        min_quiet_ms: int | None = None,
     ) -> None:
-        if quiet_ms < 0 or max_delay_ms < 0:
-            raise ValueError(f"quiet_ms and max_delay_ms must be >= 0: {quiet_ms}, {max_delay_ms}")
-        self._quiet = round(quiet_ms * 1000)
-        self._max_delay = round(max_delay_ms * 1000)
+        self._limits = _limits(quiet_ms, max_delay_ms, min_quiet_ms)  # (quiet, cap, min) in us
         self._clock = clock
         self._pending: list[Change] = []
         self._first = 0  # arrival of the oldest pending change, in microseconds
         self._last = 0  # arrival of the newest pending change, in microseconds
+        self._window = 0  # the quiet window of the pending batch, in microseconds
 
-    def retime(self, quiet_ms: int, max_delay_ms: int) -> None:
-        """New limits (a reload): they apply from the next check on. Each is one attribute
-        store, so the draining thread sees the old or the new value of each, never a torn one."""
-        if quiet_ms < 0 or max_delay_ms < 0:
-            raise ValueError(f"quiet_ms and max_delay_ms must be >= 0: {quiet_ms}, {max_delay_ms}")
-        self._quiet = round(quiet_ms * 1000)
-        self._max_delay = round(max_delay_ms * 1000)
+    def retime(self, quiet_ms: int, max_delay_ms: int, min_quiet_ms: int | None = None) -> None:
+        """New limits (a reload): they apply from the next check on. The three are one tuple
+        stored at once, so the draining thread sees the old or the new limits, never a mix."""
+        self._limits = _limits(quiet_ms, max_delay_ms, min_quiet_ms)
+        quiet, _, low = self._limits
+        self._window = min(quiet, max(low, self._window))
 
     def _now(self) -> int:
         return round(self._clock() * _US)
 
+    def _arrived(self, now: int, was_empty: bool) -> None:
+        quiet, _, low = self._limits
+        if was_empty:
+            self._first = now
+            self._window = low
+        else:  # changes keep coming: widen toward the widest window
+            self._window = min(quiet, self._window + max(low, _MIN_STEP))
+        self._last = now
+
     def add(self, change: Change) -> None:
         """Record one change arriving now."""
-        now = self._now()
-        if not self._pending:
-            self._first = now
-        self._last = now
+        was_empty = not self._pending
         self._pending.append(change)
+        self._arrived(self._now(), was_empty)
 
     def add_many(self, changes: Iterable[Change]) -> None:
-        """Record several changes arriving now (one clock reading)."""
+        """Record several changes arriving now (one clock reading, one arrival)."""
         was_empty = not self._pending
+        before = len(self._pending)
         self._pending.extend(changes)
-        if self._pending:
-            now = self._now()
-            if was_empty:
-                self._first = now
-            self._last = now
+        if len(self._pending) > before:
+            self._arrived(self._now(), was_empty)
 
     def _remaining(self, now: int) -> int:
-        return min(self._last + self._quiet, self._first + self._max_delay) - now
+        return min(self._last + self._window, self._first + self._limits[1]) - now
 
     def due(self) -> bool:
         """Whether pending changes should be flushed now."""
@@ -132,12 +166,11 @@ def drain(
 
 
 def _take_available(q: queue.Queue[Change | None], debouncer: Debouncer, limit: int) -> None:
-    batch: list[Change] = []
-    for _ in range(limit):
-        try:
-            item = q.get_nowait()
-        except queue.Empty:
-            break
-        if item is not None:
-            batch.append(item)
-    debouncer.add_many(batch)
+    """Up to ``limit`` items without blocking, under one hold of the queue's lock (a burst
+    otherwise pays a lock and a wake-up per change); ``None`` sentinels are dropped."""
+    with q.mutex:
+        n = min(limit, q._qsize())
+        items = [q._get() for _ in range(n)]
+        if n:
+            q.not_full.notify_all()
+    debouncer.add_many([item for item in items if item is not None])

@@ -30,13 +30,13 @@ import time
 from collections.abc import Callable, Iterable
 
 from watchdog.observers.api import BaseObserver
-from watchdog.observers.inotify import InotifyObserver
 
 from assetd.errors import WatchError
 from assetd.fsutil import IgnoreRules, filesystem_type, is_network_filesystem
 from assetd.live.backend import choose_backend
 from assetd.live.changes import Kind
 from assetd.live.fanotify_emitter import FanotifyObserver
+from assetd.live.inotify_bulk import BulkInotifyObserver
 from assetd.live.limits import watch_error, watch_limit_reached
 from assetd.live.watch import (
     EVENT_FILTER,
@@ -92,10 +92,23 @@ class _KernelOverflowFilter(logging.Filter):
         except Exception:
             return True
 
+    def notify(self, path: str) -> None:
+        """The bulk emitter's overflow of the watch at ``path`` (no log record to filter)."""
+        with self._lock:
+            callback = self._by_path.get(os.fsencode(path))
+        if callback is not None:
+            callback()
+
 
 _OVERFLOW_LOGGER = "watchdog.observers.inotify"
 _overflow_filter = _KernelOverflowFilter()
 _install_lock = threading.Lock()
+
+
+def bulk_observer() -> BaseObserver:
+    """The default observer: :class:`BulkInotifyObserver` (issue 15), its overflows reported
+    through the same per-root registry as watchdog's own observer's."""
+    return BulkInotifyObserver(on_overflow=_overflow_filter.notify)
 
 
 def _install_overflow_filter() -> None:
@@ -147,7 +160,7 @@ class RootWatcher:
         on_overflow: OverflowCallback,
         on_root_event: RootEventCallback,
         stop_timeout: float = 5.0,
-        observer_factory: ObserverFactory = InotifyObserver,
+        observer_factory: ObserverFactory = bulk_observer,
         clock: Clock = time.monotonic,
         backend: str = "inotify",
     ) -> None:
@@ -239,8 +252,9 @@ class RootWatcher:
     def is_alive(self) -> bool:
         """The observer thread, its emitter (a root deletion ends it) and its inotify reader run.
 
-        The reader is watchdog's private ``_inotify_fd`` thread, looked at when present: when it
-        dies (an OSError from read()) the other two keep running and nothing arrives any more.
+        The reader is watchdog's private ``_inotify_fd`` thread, or the bulk emitter's own
+        (``reader_alive``), looked at when present: when it dies (an OSError from read()) the
+        other two keep running and nothing arrives any more.
         """
         observer = self._observer
         if observer is None or not observer.is_alive():
@@ -248,7 +262,10 @@ class RootWatcher:
         reader = getattr(observer, "_inotify_fd", None)
         if isinstance(reader, threading.Thread) and not reader.is_alive():
             return False
-        return all(emitter.is_alive() for emitter in observer.emitters)
+        return all(
+            emitter.is_alive() and getattr(emitter, "reader_alive", lambda: True)()
+            for emitter in observer.emitters
+        )
 
     def limit_reached(self) -> bool:
         """See :func:`watch_limit_reached` (new subdirectories would go unwatched)."""

@@ -95,10 +95,13 @@ class Pipeline:
         probe: Callable[[str | None], None] | None = None,
         pending_limit: int = PENDING_LIMIT,
         fault: Callable[[], None] | None = None,
+        min_quiet_ms: int | None = None,
     ) -> None:
         self.changes = changes
         self.worker = worker
-        self.debouncer = Debouncer(quiet_ms=quiet_ms, max_delay_ms=max_delay_ms)
+        self.debouncer = Debouncer(
+            quiet_ms=quiet_ms, max_delay_ms=max_delay_ms, min_quiet_ms=min_quiet_ms
+        )
         self.root_paths = root_paths
         self.request_reconcile = request_reconcile
         self.canary_dir = canary_dir

@@ -34,6 +34,7 @@ from watchdog.observers.api import BaseObserver
 
 from assetd.fsutil import IgnoreRules, encode_path
 from assetd.live.changes import Change, Kind
+from assetd.live.inotify_bulk import EventBatch
 from assetd.log import get_logger
 from assetd.paths import relative_to
 from assetd.timing import Clock
@@ -78,6 +79,7 @@ _SIMPLE: dict[type[FileSystemEvent], tuple[Kind, bool]] = {
     FileAttribEvent: (Kind.MODIFIED, False),
 }
 _MOVES = (FileMovedEvent, DirMovedEvent)
+_PARENTS_KEPT = 50_000  # directory verdicts a handler keeps before it starts over
 
 
 class WatchedRoot(Protocol):
@@ -148,6 +150,24 @@ class QueueSink:
             self._on_overflow(self.root_name)
         return False
 
+    def put_many(self, changes: list[Change]) -> int:
+        """``put`` each of ``changes`` under one hold of the queue's lock, waking the reader
+        once; returns how many were dropped (the queue was full)."""
+        q = self._queue
+        with q.mutex:
+            room = len(changes) if q.maxsize <= 0 else max(0, q.maxsize - q._qsize())
+            taken = changes[:room]
+            for change in taken:
+                q._put(change)
+            if taken:
+                q.unfinished_tasks += len(taken)
+                q.not_empty.notify()
+        dropped = 0
+        for change in changes[len(taken) :]:  # put() tries again, else counts, logs, flags
+            if not self.put(change):
+                dropped += 1
+        return dropped
+
     def reset(self) -> None:
         with self._lock:
             self._flagged = False
@@ -184,9 +204,14 @@ class RootHandler(FileSystemEventHandler):
         self._on_root_event = on_root_event
         self._clock = clock
         self._failed_types: set[type[BaseException]] = set()
+        self._parents: dict[str, bool] = {}  # directory below the root -> ignored
 
     def dispatch(self, event: FileSystemEvent) -> None:
-        """watchdog's entry point, on its dispatcher thread: convert, put, never raise."""
+        """watchdog's entry point, on its dispatcher thread: convert, put, never raise. An
+        :class:`EventBatch` (the bulk emitter's round) is its events, in order."""
+        if isinstance(event, EventBatch):
+            self._dispatch_batch(event.events)
+            return
         try:
             self.events += 1
             self.last_event_monotonic = self._clock()
@@ -195,6 +220,30 @@ class RootHandler(FileSystemEventHandler):
                 self.dropped += 1
         except Exception as err:
             self._failed(err, event)
+
+    def _dispatch_batch(self, events: tuple[FileSystemEvent, ...]) -> None:
+        """A bulk round: converted one by one, put in one go (one queue lock, one wake-up)."""
+        changes: list[Change] = []
+        self.events += len(events)
+        self.last_event_monotonic = self._clock()
+        for event in events:
+            try:
+                change = self.convert(event)
+            except Exception as err:
+                self._failed(err, event)
+                continue
+            if change is not None:
+                changes.append(change)
+        if not changes:
+            return
+        try:
+            put_many = getattr(self._sink, "put_many", None)
+            if put_many is not None:
+                self.dropped += put_many(changes)
+            else:
+                self.dropped += sum(1 for c in changes if not self._sink.put(c))
+        except Exception as err:
+            self._failed(err, events[0])
 
     def convert(self, event: FileSystemEvent) -> Change | None:
         """The Change for ``event``, or None when it is dropped (may call ``on_root_event``)."""
@@ -243,8 +292,20 @@ class RootHandler(FileSystemEventHandler):
         return relative is not None and relative != "" and not self._ignored(relative)
 
     def _ignored(self, relative: str) -> bool:
-        # Patterns match the catalog form of a name (a non-UTF-8 byte reads as \xNN).
-        return self._ignore.is_ignored(encode_path(relative)[0])
+        # Patterns match the catalog form of a name (a non-UTF-8 byte reads as \xNN). The
+        # verdict on the directory part is kept per handler (its rules never change: a reload
+        # re-adds the root), so a burst in one directory matches one name per event.
+        catalog = encode_path(relative)[0]
+        cut = catalog.rfind("/")
+        if cut < 0:
+            return self._ignore.is_ignored(catalog)
+        parent, name = catalog[:cut], catalog[cut + 1 :]
+        verdict = self._parents.get(parent)
+        if verdict is None:
+            if len(self._parents) >= _PARENTS_KEPT:
+                self._parents.clear()
+            verdict = self._parents[parent] = self._ignore.is_ignored(parent)
+        return verdict or self._ignore.is_ignored(name)
 
     def _failed(self, err: Exception, event: object) -> None:
         """Count the failure; log its type the first time only. Never raises."""
