@@ -444,3 +444,34 @@ def test_a_root_that_goes_and_comes_back_is_on_the_feed(world: World) -> None:
         assert world.daemon.is_live(inputs / "photo.png")  # restored before it was announced
     finally:
         reader.close()
+
+
+def test_a_new_file_s_hash_arrives_on_events_after_the_row_has_it(world: World) -> None:
+    fresh = world.base / "models" / "sd" / "delta.safetensors"
+    reader = SseReader(str(world.sock), TOKEN)
+    hash_when_seen: list[object] = []
+
+    def hashed() -> bool:
+        for e in reader.named("hash.recorded"):
+            if str(fresh) in e.data["paths"]:
+                rows = world.daemon.query(
+                    "SELECT a.hash FROM assets a JOIN asset_cache_states c ON c.asset_id = a.id "
+                    "WHERE c.file_path = ?",
+                    str(fresh),
+                )
+                hash_when_seen.append(rows[0][0] if rows else None)
+                return True
+        return False
+
+    try:
+        wait_until(lambda: reader.status == 200, 10, what="the stream")
+        fresh.write_bytes(b"delta" * 1000)
+        wait_until(hashed, 30, what="hash.recorded on /api/events")
+        event = next(e for e in reader.named("hash.recorded") if str(fresh) in e.data["paths"])
+        digest = event.data["hashes"][event.data["paths"].index(str(fresh))]
+        assert hash_when_seen == [digest] and str(digest).startswith("blake3:")  # committed first
+        assert event.data["root"] == "models" and event.data["outcome"] == "hashed"
+        assert int(world.info_id(fresh)) in event.data["asset_info_ids"]
+        assert event.id is not None
+    finally:
+        reader.close()

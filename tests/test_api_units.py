@@ -184,6 +184,27 @@ def test_source_is_bounded_and_a_loss_is_reported(monkeypatch: pytest.MonkeyPatc
     assert source.drain() == ([], False)
 
 
+def test_hash_recorded_groups_by_root_and_outcome() -> None:
+    source = EventSource(lambda: [("models", "/m"), ("inputs", "/i")])
+    source.hash_recorded(
+        [
+            ("/m/a", "blake3:aa", "hashed"),
+            ("/i/b", "blake3:bb", "hashed"),
+            ("/m/c", "blake3:cc", "merged"),
+            ("/m/d", "blake3:dd", "hashed"),
+        ]
+    )
+    raw, lost = source.drain()
+    assert not lost
+    got = [(e.name, e.data["root"], e.data["outcome"], e.paths, e.data["hashes"]) for e in raw]
+    assert got == [
+        ("hash.recorded", "models", "hashed", ("/m/a", "/m/d"), ["blake3:aa", "blake3:dd"]),
+        ("hash.recorded", "inputs", "hashed", ("/i/b",), ["blake3:bb"]),
+        ("hash.recorded", "models", "merged", ("/m/c",), ["blake3:cc"]),
+    ]
+    assert [e.data["count"] for e in raw] == [2, 1, 1]
+
+
 # --- a client that stops reading --------------------------------------------------------------
 
 

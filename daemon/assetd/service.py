@@ -224,6 +224,7 @@ class Service:
             max_bytes_per_sec=self.config.hashing.max_bytes_per_sec,
             busy=self.pipeline.busy,
             read_sessions=session_factory(self._read_engine),
+            on_recorded=self.api.hashed,  # committed: publish on the change feed
         )
         self.hasher.start()
 

@@ -37,6 +37,9 @@ from assetd.timing import Backoff, Clock, next_delay
 
 _log = log.get_logger(__name__)
 
+# Called after the commit that recorded a group of digests: (job, digest, outcome) per file
+# recorded (``Outcome.RECORDED``). Cheap and never raising (the API's change feed).
+RecordedHook: TypeAlias = Callable[[Sequence[tuple[HashJob, str, str]]], None]
 
 # ioprio_set(2) syscall numbers; other architectures keep their I/O priority.
 _IOPRIO_SET = {"x86_64": 251, "aarch64": 30, "riscv64": 30}
@@ -142,7 +145,9 @@ class Hasher:
         db_retry: tuple[float, float] = (DB_RETRY_FIRST, DB_RETRY_MAX),
         min_refetch: float = MIN_REFETCH,
         read_sessions: SessionFactory | None = None,
+        on_recorded: RecordedHook | None = None,
     ) -> None:
+        self._on_recorded = on_recorded
         self._sessions = sessions
         self._read_sessions = read_sessions or sessions
         self._min_refetch = min_refetch
@@ -376,6 +381,13 @@ class Hasher:
         for job, outcome in zip(jobs, outcomes, strict=True):
             self._record(job, outcome)
         self._release(jobs)
+        recorded = [
+            (job, digest, outcome)
+            for (job, digest), outcome in zip(items, outcomes, strict=True)
+            if outcome in Outcome.RECORDED
+        ]
+        if recorded and self._on_recorded is not None:
+            self._on_recorded(recorded)
 
     def _release(self, jobs: list[HashJob]) -> None:
         with self._lock:
