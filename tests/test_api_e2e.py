@@ -357,6 +357,7 @@ def test_metrics_parse_with_prometheus_client(world: World) -> None:
         "assetd_events_received",
         "assetd_batches",
         "assetd_batch_duration_seconds",
+        "assetd_batch_latency_seconds",
         "assetd_queue_depth",
         "assetd_reconciles",
         "assetd_reconcile_duration_seconds",
@@ -475,3 +476,25 @@ def test_a_new_file_s_hash_arrives_on_events_after_the_row_has_it(world: World) 
         assert event.id is not None
     finally:
         reader.close()
+
+
+def _latency(client: httpx.Client) -> tuple[float, float]:
+    """``assetd_batch_latency_seconds``: (count, sum)."""
+    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+    samples = {s.name: s.value for s in families["assetd_batch_latency_seconds"].samples}
+    return samples["assetd_batch_latency_seconds_count"], samples[
+        "assetd_batch_latency_seconds_sum"
+    ]
+
+
+def test_batch_latency_runs_from_the_event_seen_to_the_commit(world: World) -> None:
+    """The histogram's sum grows by at least the quiet window (20 ms here) per batch: it is
+    measured from the event, not from the flush."""
+    with world.unix() as c:
+        count0, sum0 = _latency(c)
+        fresh = world.base / "inputs" / "latency.png"
+        fresh.write_bytes(b"late")
+        wait_until(lambda: world.daemon.is_live(fresh), 15, what="latency.png catalogued")
+        wait_until(lambda: _latency(c)[0] > count0, 10, what="the batch observed")
+        count1, sum1 = _latency(c)
+    assert sum1 - sum0 >= 0.020 * (count1 - count0)

@@ -104,7 +104,7 @@ class ApiRuntime:
 
     def batch_applied(self, result: BatchResult) -> None:
         counts = result.counts()
-        self.stats.batch(result.duration_s, counts)
+        self.stats.batch(result.duration_s, counts, result.latency_s)
         if not self.enabled:
             return
         self.events.batch_applied(

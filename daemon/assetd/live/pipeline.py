@@ -33,7 +33,7 @@ from assetd.live.debounce import DRAIN_CHUNK, Debouncer, drain
 from assetd.live.worker import BatchResult, Worker
 from assetd.log import sample_paths
 from assetd.paths import is_under
-from assetd.timing import Backoff
+from assetd.timing import Backoff, Clock
 
 _log = log.get_logger(__name__)
 
@@ -95,8 +95,10 @@ class Pipeline:
         probe: Callable[[str | None], None] | None = None,
         pending_limit: int = PENDING_LIMIT,
         fault: Callable[[], None] | None = None,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.changes = changes
+        self.clock = clock  # the batch latency's (Change.seen is on this clock)
         self.worker = worker
         self.debouncer = Debouncer(quiet_ms=quiet_ms, max_delay_ms=max_delay_ms)
         self.root_paths = root_paths
@@ -242,8 +244,7 @@ class Pipeline:
             finally:
                 self.applying = False
             self.batches += 1
-            if self.on_applied is not None:
-                self.on_applied(result)
+            self._committed(result, changes)
             return True
         return False  # not reached
 
@@ -292,6 +293,13 @@ class Pipeline:
             return
         finally:
             self.applying = False
+        self._committed(result, changes)
+
+    def _committed(self, result: BatchResult, changes: list[Change]) -> None:
+        """The batch is committed: its latency (the oldest change seen -> now), then
+        ``on_applied``."""
+        if changes:
+            result.latency_s = max(0.0, self.clock() - min(c.seen for c in changes))
         if self.on_applied is not None:
             self.on_applied(result)
 
