@@ -4,9 +4,9 @@ checks and the hasher changed, in order, with ids a client resumes from.
 Two halves, one per side of the thread boundary:
 
 - :class:`EventSource` is called by the daemon's threads *after* the commit that made a change
-  true (``on_applied``, ``on_finished``, a root check, the hasher's ``on_recorded``). It only builds small dicts and puts them
-  on a bounded queue (never blocks, never does I/O); if the queue is full the loss is
-  remembered and becomes one ``reset`` event.
+  true (``on_applied``, ``on_finished``, a root check, the hasher's ``on_recorded``). It only
+  builds small dicts and puts them on a bounded queue (never blocks, never does I/O); if the
+  queue is full the loss is remembered and becomes one ``reset`` event.
 - :class:`EventRing` lives on the API's event loop: it numbers events, keeps the last
   ``size`` in memory for ``Last-Event-ID`` resume, and fans them out to subscribers, each with a
   bounded queue: a subscriber that falls ``queue_size`` events behind is dropped, never
