@@ -498,3 +498,60 @@ def test_batch_latency_runs_from_the_event_seen_to_the_commit(world: World) -> N
         wait_until(lambda: _latency(c)[0] > count0, 10, what="the batch observed")
         count1, sum1 = _latency(c)
     assert sum1 - sum0 >= 0.020 * (count1 - count0)
+
+
+def _status_api_line(config: Path) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETD_")}
+    out = subprocess.run(
+        [sys.executable, "-m", "assetd", "status", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    return next(line for line in out.stdout.splitlines() if line.startswith("api:"))
+
+
+def test_a_busy_port_is_retried_until_it_is_free(tmp_path: Path) -> None:
+    """The real daemon, its TCP port held by this test: `api.unavailable` once (log and
+    status), the catalog's work goes on; once the port is freed the retry binds it (the 30 s
+    interval shortened by the test-only ASSETD_TEST_API_RETRY_S; its default is checked in
+    test_api_units.py)."""
+    root = tmp_path / "lib"
+    root.mkdir()
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    port = holder.getsockname()[1]
+    daemon = Daemon(tmp_path, {"lib": root}, f'[api]\nlisten = ["127.0.0.1:{port}"]\n')
+    try:
+        daemon.start(env={"ASSETD_TEST_API_RETRY_S": "0.3"})
+
+        def unavailable() -> list[dict[str, object]]:
+            return [e for e in daemon.log_events() if e.get("event") == "api.unavailable"]
+
+        wait_until(unavailable, 20, what="api.unavailable")
+        assert f"127.0.0.1:{port}: unavailable" in _status_api_line(daemon.config)
+        (root / "a.bin").write_bytes(b"a")
+        wait_until(lambda: daemon.is_live(root / "a.bin"), 15, what="the catalog's work goes on")
+        holder.close()
+
+        def answers() -> bool:
+            try:
+                with tcp_client(port) as c:
+                    return c.get("/healthz").status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(answers, 20, what="/healthz on the freed port")
+        assert len(unavailable()) == 1  # logged once, however many retries
+        listening = [e for e in daemon.log_events() if e.get("event") == "api.listening"]
+        assert listening and listening[-1]["retried"] is True
+        line = _status_api_line(daemon.config)
+        assert f"127.0.0.1:{port}" in line and "unavailable" not in line
+    finally:
+        holder.close()
+        code = daemon.stop()
+        daemon.close()
+    assert code == 0, daemon.log_text()[-3000:]

@@ -321,3 +321,14 @@ def test_the_default_socket_under_a_long_state_dir_is_not_a_config_error(tmp_pat
     address = parse_listen("unix:api.sock", str(long_dir), strict_paths=False)
     with pytest.raises(OSError):
         bind(address)
+
+
+def test_an_unbindable_address_is_retried_every_30_s_unless_a_test_says_otherwise() -> None:
+    from assetd.api import server
+    from assetd.faults import API_RETRY, api_retry_every
+
+    assert server.RETRY_EVERY == 30.0
+    assert api_retry_every(server.RETRY_EVERY, {}) == 30.0  # production: no variable
+    assert api_retry_every(30.0, {API_RETRY: "0.2"}) == 0.2
+    for bad in ("", "soon", "0", "-1"):
+        assert api_retry_every(30.0, {API_RETRY: bad}) == 30.0
