@@ -1,7 +1,9 @@
 """How long a command takes to start: `assetd --version`, `--help`, `status`, `ls` on a small
 scanned catalog, each as a fresh process, against `python -c pass` (the interpreter's own
-start-up) measured in the same run. Prints a Markdown table (median and max of --runs) and, with
---importtime, the slowest imports of `assetd status` (`python -X importtime`).
+start-up) measured in the same run, and the interpreter's floor without its site packages'
+`.pth` files (`python -S -c pass`: no site at all; `python -I -c pass`: isolated mode, which
+still runs them). Prints a Markdown table (median and max of --runs) and, with --importtime, the
+slowest imports of `assetd status` and of `assetd --version` (`python -X importtime`).
 
     python bench/start_bench.py [--runs 15] [--importtime]
 """
@@ -58,10 +60,13 @@ def main() -> None:
         assetd = [sys.executable, "-m", "assetd"]
         timed([*assetd, "scan", "--root", str(lib)], env)
         cases = {
+            "`python -S -c pass` (no site: the floor)": [sys.executable, "-S", "-c", "pass"],
+            "`python -I -c pass` (isolated)": [sys.executable, "-I", "-c", "pass"],
             "`python -c pass` (baseline)": [sys.executable, "-c", "pass"],
             "`assetd --version`": [*assetd, "--version"],
             "`assetd --help`": [*assetd, "--help"],
             "`assetd status`": [*assetd, "status", "--root", str(lib)],
+            "`assetd status --json`": [*assetd, "status", "--json", "--root", str(lib)],
             "`assetd ls`": [*assetd, "ls", "--root", str(lib)],
         }
         results = {}
@@ -71,7 +76,8 @@ def main() -> None:
         base_median = statistics.median(results["`python -c pass` (baseline)"])
         load = os.getloadavg()
         print("## Command start-up\n")
-        print(f"`python bench/start_bench.py --runs {args.runs}`\n")
+        flags = " --importtime" if args.importtime else ""
+        print(f"`python bench/start_bench.py --runs {args.runs}{flags}`\n")
         print(
             f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
             f"load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}. Each command a fresh "
@@ -90,6 +96,9 @@ def main() -> None:
             for micros, name in slowest_imports(
                 ["-m", "assetd", "status", "--root", str(lib)], env
             ):
+                print(f"- {name}: {micros / 1000:.0f} ms")
+            print("\nSlowest top-level imports of `assetd --version` (cumulative µs):\n")
+            for micros, name in slowest_imports(["-m", "assetd", "--version"], env):
                 print(f"- {name}: {micros / 1000:.0f} ms")
 
 
