@@ -5,7 +5,7 @@ start-up) measured in the same run, and the interpreter's floor without its site
 still runs them). Prints a Markdown table (median and max of --runs) and, with --importtime, the
 slowest imports of `assetd status` and of `assetd --version` (`python -X importtime`).
 
-    python bench/start_bench.py [--runs 15] [--importtime]
+    python bench/start_bench.py [--runs 15] [--importtime] [--compare OTHER/daemon]
 """
 
 from __future__ import annotations
@@ -48,6 +48,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--importtime", action="store_true")
+    parser.add_argument(
+        "--compare",
+        metavar="DIR",
+        help="also time each assetd command with PYTHONPATH=DIR (another checkout's daemon/), "
+        "interleaved run by run with this one, so the machine's load weighs on both alike",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="assetd-start-") as tmp:
         base = Path(tmp)
@@ -69,28 +75,51 @@ def main() -> None:
             "`assetd status --json`": [*assetd, "status", "--json", "--root", str(lib)],
             "`assetd ls`": [*assetd, "ls", "--root", str(lib)],
         }
-        results = {}
+        other = {**env, "PYTHONPATH": args.compare} if args.compare else None
+        results: dict[str, list[float]] = {name: [] for name in cases}
+        compared: dict[str, list[float]] = {name: [] for name in cases if "assetd" in name}
         for name, argv in cases.items():
             timed(argv, env)  # warm the page cache
-            results[name] = [timed(argv, env) for _ in range(args.runs)]
+            if other is not None and name in compared:
+                timed(argv, other)
+        for _ in range(args.runs):
+            for name, argv in cases.items():
+                results[name].append(timed(argv, env))
+                if other is not None and name in compared:
+                    compared[name].append(timed(argv, other))
         base_median = statistics.median(results["`python -c pass` (baseline)"])
         load = os.getloadavg()
         print("## Command start-up\n")
         flags = " --importtime" if args.importtime else ""
+        if args.compare:
+            flags += f" --compare {args.compare}"
         print(f"`python bench/start_bench.py --runs {args.runs}{flags}`\n")
         print(
             f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
             f"load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}. Each command a fresh "
             f"process, {args.runs} runs after one warm-up.\n"
         )
-        print("| command | median ms | max ms | minus the interpreter's start-up |")
-        print("| --- | ---: | ---: | ---: |")
+        head = "| command | median ms | max ms | minus the interpreter's start-up |"
+        rule = "| --- | ---: | ---: | ---: |"
+        if other is not None:
+            head += " --compare median ms | ratio |"
+            rule += " ---: | ---: |"
+        print(head)
+        print(rule)
         for name, runs in results.items():
             median = statistics.median(runs)
-            print(
+            row = (
                 f"| {name} | {median * 1000:.0f} | {max(runs) * 1000:.0f} | "
                 f"{(median - base_median) * 1000:.0f} |"
             )
+            if other is not None:
+                before = compared.get(name)
+                if before:
+                    then = statistics.median(before)
+                    row += f" {then * 1000:.0f} | {median / then:.2f} |"
+                else:
+                    row += " | |"
+            print(row)
         if args.importtime:
             print("\nSlowest top-level imports of `assetd status` (cumulative µs):\n")
             for micros, name in slowest_imports(
