@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -20,13 +21,25 @@ import tempfile
 import time
 from pathlib import Path
 
+CPU: dict[str, list[float]] = {}  # key -> CPU seconds (user + system) of each timed run
 
-def timed(argv: list[str], env: dict[str, str]) -> float:
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(argv: list[str], env: dict[str, str], key: str = "") -> float:
+    """Wall seconds of one run; its CPU seconds (user + system, which a loaded machine inflates
+    far less than the wall time) are kept under ``key``."""
+    cpu0 = _children_cpu()
     started = time.perf_counter()
     done = subprocess.run(argv, env=env, capture_output=True, check=False)
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         sys.exit(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.decode()[-500:]}")
+    if key:
+        CPU.setdefault(key, []).append(_children_cpu() - cpu0)
     return elapsed
 
 
@@ -84,9 +97,9 @@ def main() -> None:
                 timed(argv, other)
         for _ in range(args.runs):
             for name, argv in cases.items():
-                results[name].append(timed(argv, env))
+                results[name].append(timed(argv, env, name))
                 if other is not None and name in compared:
-                    compared[name].append(timed(argv, other))
+                    compared[name].append(timed(argv, other, "compare " + name))
         base_median = statistics.median(results["`python -c pass` (baseline)"])
         load = os.getloadavg()
         print("## Command start-up\n")
@@ -99,26 +112,31 @@ def main() -> None:
             f"load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}. Each command a fresh "
             f"process, {args.runs} runs after one warm-up.\n"
         )
-        head = "| command | median ms | max ms | minus the interpreter's start-up |"
-        rule = "| --- | ---: | ---: | ---: |"
+        head = "| command | median ms | max ms | minus the interpreter's start-up | CPU ms |"
+        rule = "| --- | ---: | ---: | ---: | ---: |"
         if other is not None:
-            head += " --compare median ms | ratio |"
-            rule += " ---: | ---: |"
+            head += " --compare median ms | ratio | --compare CPU ms | CPU ratio |"
+            rule += " ---: | ---: | ---: | ---: |"
         print(head)
         print(rule)
         for name, runs in results.items():
             median = statistics.median(runs)
+            cpu = statistics.median(CPU[name])
             row = (
                 f"| {name} | {median * 1000:.0f} | {max(runs) * 1000:.0f} | "
-                f"{(median - base_median) * 1000:.0f} |"
+                f"{(median - base_median) * 1000:.0f} | {cpu * 1000:.0f} |"
             )
             if other is not None:
                 before = compared.get(name)
                 if before:
                     then = statistics.median(before)
-                    row += f" {then * 1000:.0f} | {median / then:.2f} |"
+                    cpu_then = statistics.median(CPU["compare " + name])
+                    row += (
+                        f" {then * 1000:.0f} | {median / then:.2f} | {cpu_then * 1000:.0f} | "
+                        f"{cpu / cpu_then:.2f} |"
+                    )
                 else:
-                    row += " | |"
+                    row += " | | | |"
             print(row)
         if args.importtime:
             print("\nSlowest top-level imports of `assetd status` (cumulative µs):\n")
