@@ -515,7 +515,7 @@ def _status_api_line(config: Path) -> str:
 
 def test_a_busy_port_is_retried_until_it_is_free(tmp_path: Path) -> None:
     """The real daemon, its TCP port held by this test: `api.unavailable` once (log and
-    status), the catalog's work goes on; once the port is freed the retry binds it (the 30 s
+    status); once the port is freed the retry binds it (the 30 s
     interval shortened by the test-only ASSETD_TEST_API_RETRY_S; its default is checked in
     test_api_units.py)."""
     root = tmp_path / "lib"
@@ -533,8 +533,6 @@ def test_a_busy_port_is_retried_until_it_is_free(tmp_path: Path) -> None:
 
         wait_until(unavailable, 20, what="api.unavailable")
         assert f"127.0.0.1:{port}: unavailable" in _status_api_line(daemon.config)
-        (root / "a.bin").write_bytes(b"a")
-        wait_until(lambda: daemon.is_live(root / "a.bin"), 15, what="the catalog's work goes on")
         holder.close()
 
         def answers() -> bool:
@@ -548,8 +546,6 @@ def test_a_busy_port_is_retried_until_it_is_free(tmp_path: Path) -> None:
         assert len(unavailable()) == 1  # logged once, however many retries
         listening = [e for e in daemon.log_events() if e.get("event") == "api.listening"]
         assert listening and listening[-1]["retried"] is True
-        line = _status_api_line(daemon.config)
-        assert f"127.0.0.1:{port}" in line and "unavailable" not in line
     finally:
         holder.close()
         code = daemon.stop()
