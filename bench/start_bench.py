@@ -82,6 +82,11 @@ def main() -> None:
             "`python -S -c pass` (no site: the floor)": [sys.executable, "-S", "-c", "pass"],
             "`python -I -c pass` (isolated)": [sys.executable, "-I", "-c", "pass"],
             "`python -c pass` (baseline)": [sys.executable, "-c", "pass"],
+            "`python -c 'import sqlalchemy.orm'` (what opening the catalog needs)": [
+                sys.executable,
+                "-c",
+                "import sqlalchemy.orm",
+            ],
             "`assetd --version`": [*assetd, "--version"],
             "`assetd --help`": [*assetd, "--help"],
             "`assetd status`": [*assetd, "status", "--root", str(lib)],
