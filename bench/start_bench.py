@@ -1,9 +1,11 @@
 """How long a command takes to start: `assetd --version`, `--help`, `status`, `ls` on a small
 scanned catalog, each as a fresh process, against `python -c pass` (the interpreter's own
-start-up) measured in the same run. Prints a Markdown table (median and max of --runs) and, with
---importtime, the slowest imports of `assetd status` (`python -X importtime`).
+start-up) measured in the same run, and the interpreter's floor without its site packages'
+`.pth` files (`python -S -c pass`: no site at all; `python -I -c pass`: isolated mode, which
+still runs them). Prints a Markdown table (median and max of --runs) and, with --importtime, the
+slowest imports of `assetd status` and of `assetd --version` (`python -X importtime`).
 
-    python bench/start_bench.py [--runs 15] [--importtime]
+    python bench/start_bench.py [--runs 15] [--importtime] [--compare OTHER/daemon]
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -18,13 +21,25 @@ import tempfile
 import time
 from pathlib import Path
 
+CPU: dict[str, list[float]] = {}  # key -> CPU seconds (user + system) of each timed run
 
-def timed(argv: list[str], env: dict[str, str]) -> float:
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(argv: list[str], env: dict[str, str], key: str = "") -> float:
+    """Wall seconds of one run; its CPU seconds (user + system, which a loaded machine inflates
+    far less than the wall time) are kept under ``key``."""
+    cpu0 = _children_cpu()
     started = time.perf_counter()
     done = subprocess.run(argv, env=env, capture_output=True, check=False)
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         sys.exit(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.decode()[-500:]}")
+    if key:
+        CPU.setdefault(key, []).append(_children_cpu() - cpu0)
     return elapsed
 
 
@@ -46,6 +61,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--importtime", action="store_true")
+    parser.add_argument(
+        "--compare",
+        metavar="DIR",
+        help="also time each assetd command with PYTHONPATH=DIR (another checkout's daemon/), "
+        "interleaved run by run with this one, so the machine's load weighs on both alike",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="assetd-start-") as tmp:
         base = Path(tmp)
@@ -58,38 +79,78 @@ def main() -> None:
         assetd = [sys.executable, "-m", "assetd"]
         timed([*assetd, "scan", "--root", str(lib)], env)
         cases = {
+            "`python -S -c pass` (no site: the floor)": [sys.executable, "-S", "-c", "pass"],
+            "`python -I -c pass` (isolated)": [sys.executable, "-I", "-c", "pass"],
             "`python -c pass` (baseline)": [sys.executable, "-c", "pass"],
+            "`python -c 'import sqlalchemy.orm'` (what opening the catalog needs)": [
+                sys.executable,
+                "-c",
+                "import sqlalchemy.orm",
+            ],
             "`assetd --version`": [*assetd, "--version"],
             "`assetd --help`": [*assetd, "--help"],
             "`assetd status`": [*assetd, "status", "--root", str(lib)],
+            "`assetd status --json`": [*assetd, "status", "--json", "--root", str(lib)],
             "`assetd ls`": [*assetd, "ls", "--root", str(lib)],
         }
-        results = {}
+        other = {**env, "PYTHONPATH": args.compare} if args.compare else None
+        results: dict[str, list[float]] = {name: [] for name in cases}
+        compared: dict[str, list[float]] = {name: [] for name in cases if "assetd" in name}
         for name, argv in cases.items():
             timed(argv, env)  # warm the page cache
-            results[name] = [timed(argv, env) for _ in range(args.runs)]
+            if other is not None and name in compared:
+                timed(argv, other)
+        for _ in range(args.runs):
+            for name, argv in cases.items():
+                results[name].append(timed(argv, env, name))
+                if other is not None and name in compared:
+                    compared[name].append(timed(argv, other, "compare " + name))
         base_median = statistics.median(results["`python -c pass` (baseline)"])
         load = os.getloadavg()
         print("## Command start-up\n")
-        print(f"`python bench/start_bench.py --runs {args.runs}`\n")
+        flags = " --importtime" if args.importtime else ""
+        if args.compare:
+            flags += f" --compare {args.compare}"
+        print(f"`python bench/start_bench.py --runs {args.runs}{flags}`\n")
         print(
             f"{platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
             f"load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}. Each command a fresh "
             f"process, {args.runs} runs after one warm-up.\n"
         )
-        print("| command | median ms | max ms | minus the interpreter's start-up |")
-        print("| --- | ---: | ---: | ---: |")
+        head = "| command | median ms | max ms | minus the interpreter's start-up | CPU ms |"
+        rule = "| --- | ---: | ---: | ---: | ---: |"
+        if other is not None:
+            head += " --compare median ms | ratio | --compare CPU ms | CPU ratio |"
+            rule += " ---: | ---: | ---: | ---: |"
+        print(head)
+        print(rule)
         for name, runs in results.items():
             median = statistics.median(runs)
-            print(
+            cpu = statistics.median(CPU[name])
+            row = (
                 f"| {name} | {median * 1000:.0f} | {max(runs) * 1000:.0f} | "
-                f"{(median - base_median) * 1000:.0f} |"
+                f"{(median - base_median) * 1000:.0f} | {cpu * 1000:.0f} |"
             )
+            if other is not None:
+                before = compared.get(name)
+                if before:
+                    then = statistics.median(before)
+                    cpu_then = statistics.median(CPU["compare " + name])
+                    row += (
+                        f" {then * 1000:.0f} | {median / then:.2f} | {cpu_then * 1000:.0f} | "
+                        f"{cpu / cpu_then:.2f} |"
+                    )
+                else:
+                    row += " | | | |"
+            print(row)
         if args.importtime:
             print("\nSlowest top-level imports of `assetd status` (cumulative µs):\n")
             for micros, name in slowest_imports(
                 ["-m", "assetd", "status", "--root", str(lib)], env
             ):
+                print(f"- {name}: {micros / 1000:.0f} ms")
+            print("\nSlowest top-level imports of `assetd --version` (cumulative µs):\n")
+            for micros, name in slowest_imports(["-m", "assetd", "--version"], env):
                 print(f"- {name}: {micros / 1000:.0f} ms")
 
 

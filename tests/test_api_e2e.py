@@ -357,6 +357,7 @@ def test_metrics_parse_with_prometheus_client(world: World) -> None:
         "assetd_events_received",
         "assetd_batches",
         "assetd_batch_duration_seconds",
+        "assetd_batch_latency_seconds",
         "assetd_queue_depth",
         "assetd_reconciles",
         "assetd_reconcile_duration_seconds",
@@ -444,3 +445,109 @@ def test_a_root_that_goes_and_comes_back_is_on_the_feed(world: World) -> None:
         assert world.daemon.is_live(inputs / "photo.png")  # restored before it was announced
     finally:
         reader.close()
+
+
+def test_a_new_file_s_hash_arrives_on_events_after_the_row_has_it(world: World) -> None:
+    fresh = world.base / "models" / "sd" / "delta.safetensors"
+    reader = SseReader(str(world.sock), TOKEN)
+    hash_when_seen: list[object] = []
+
+    def hashed() -> bool:
+        for e in reader.named("hash.recorded"):
+            if str(fresh) in e.data["paths"]:
+                rows = world.daemon.query(
+                    "SELECT a.hash FROM assets a JOIN asset_cache_states c ON c.asset_id = a.id "
+                    "WHERE c.file_path = ?",
+                    str(fresh),
+                )
+                hash_when_seen.append(rows[0][0] if rows else None)
+                return True
+        return False
+
+    try:
+        wait_until(lambda: reader.status == 200, 10, what="the stream")
+        fresh.write_bytes(b"delta" * 1000)
+        wait_until(hashed, 30, what="hash.recorded on /api/events")
+        event = next(e for e in reader.named("hash.recorded") if str(fresh) in e.data["paths"])
+        digest = event.data["hashes"][event.data["paths"].index(str(fresh))]
+        assert hash_when_seen == [digest] and str(digest).startswith("blake3:")  # committed first
+        assert event.data["root"] == "models" and event.data["outcome"] == "hashed"
+        assert int(world.info_id(fresh)) in event.data["asset_info_ids"]
+        assert event.id is not None
+    finally:
+        reader.close()
+
+
+def _latency(client: httpx.Client) -> tuple[float, float]:
+    """``assetd_batch_latency_seconds``: (count, sum)."""
+    families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
+    samples = {s.name: s.value for s in families["assetd_batch_latency_seconds"].samples}
+    return samples["assetd_batch_latency_seconds_count"], samples[
+        "assetd_batch_latency_seconds_sum"
+    ]
+
+
+def test_batch_latency_runs_from_the_event_seen_to_the_commit(world: World) -> None:
+    """The histogram's sum grows by at least the quiet window (20 ms here) per batch: it is
+    measured from the event, not from the flush."""
+    with world.unix() as c:
+        count0, sum0 = _latency(c)
+        fresh = world.base / "inputs" / "latency.png"
+        fresh.write_bytes(b"late")
+        wait_until(lambda: world.daemon.is_live(fresh), 15, what="latency.png catalogued")
+        wait_until(lambda: _latency(c)[0] > count0, 10, what="the batch observed")
+        count1, sum1 = _latency(c)
+    assert sum1 - sum0 >= 0.020 * (count1 - count0)
+
+
+def _status_api_line(config: Path) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETD_")}
+    out = subprocess.run(
+        [sys.executable, "-m", "assetd", "status", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    return next(line for line in out.stdout.splitlines() if line.startswith("api:"))
+
+
+def test_a_busy_port_is_retried_until_it_is_free(tmp_path: Path) -> None:
+    """The real daemon, its TCP port held by this test: `api.unavailable` once (log and
+    status); once the port is freed the retry binds it (the 30 s
+    interval shortened by the test-only ASSETD_TEST_API_RETRY_S; its default is checked in
+    test_api_units.py)."""
+    root = tmp_path / "lib"
+    root.mkdir()
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    port = holder.getsockname()[1]
+    daemon = Daemon(tmp_path, {"lib": root}, f'[api]\nlisten = ["127.0.0.1:{port}"]\n')
+    try:
+        daemon.start(env={"ASSETD_TEST_API_RETRY_S": "0.3"})
+
+        def unavailable() -> list[dict[str, object]]:
+            return [e for e in daemon.log_events() if e.get("event") == "api.unavailable"]
+
+        wait_until(unavailable, 20, what="api.unavailable")
+        assert f"127.0.0.1:{port}: unavailable" in _status_api_line(daemon.config)
+        holder.close()
+
+        def answers() -> bool:
+            try:
+                with tcp_client(port) as c:
+                    return c.get("/healthz").status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(answers, 20, what="/healthz on the freed port")
+        assert len(unavailable()) == 1  # logged once, however many retries
+        listening = [e for e in daemon.log_events() if e.get("event") == "api.listening"]
+        assert listening and listening[-1]["retried"] is True
+    finally:
+        holder.close()
+        code = daemon.stop()
+        daemon.close()
+    assert code == 0, daemon.log_text()[-3000:]

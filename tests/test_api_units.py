@@ -184,6 +184,27 @@ def test_source_is_bounded_and_a_loss_is_reported(monkeypatch: pytest.MonkeyPatc
     assert source.drain() == ([], False)
 
 
+def test_hash_recorded_groups_by_root_and_outcome() -> None:
+    source = EventSource(lambda: [("models", "/m"), ("inputs", "/i")])
+    source.hash_recorded(
+        [
+            ("/m/a", "blake3:aa", "hashed"),
+            ("/i/b", "blake3:bb", "hashed"),
+            ("/m/c", "blake3:cc", "merged"),
+            ("/m/d", "blake3:dd", "hashed"),
+        ]
+    )
+    raw, lost = source.drain()
+    assert not lost
+    got = [(e.name, e.data["root"], e.data["outcome"], e.paths, e.data["hashes"]) for e in raw]
+    assert got == [
+        ("hash.recorded", "models", "hashed", ("/m/a", "/m/d"), ["blake3:aa", "blake3:dd"]),
+        ("hash.recorded", "inputs", "hashed", ("/i/b",), ["blake3:bb"]),
+        ("hash.recorded", "models", "merged", ("/m/c",), ["blake3:cc"]),
+    ]
+    assert [e.data["count"] for e in raw] == [2, 1, 1]
+
+
 # --- a client that stops reading --------------------------------------------------------------
 
 
@@ -300,3 +321,14 @@ def test_the_default_socket_under_a_long_state_dir_is_not_a_config_error(tmp_pat
     address = parse_listen("unix:api.sock", str(long_dir), strict_paths=False)
     with pytest.raises(OSError):
         bind(address)
+
+
+def test_an_unbindable_address_is_retried_every_30_s_unless_a_test_says_otherwise() -> None:
+    from assetd.api import server
+    from assetd.faults import API_RETRY, api_retry_every
+
+    assert server.RETRY_EVERY == 30.0
+    assert api_retry_every(server.RETRY_EVERY, {}) == 30.0  # production: no variable
+    assert api_retry_every(30.0, {API_RETRY: "0.2"}) == 0.2
+    for bad in ("", "soon", "0", "-1"):
+        assert api_retry_every(30.0, {API_RETRY: bad}) == 30.0

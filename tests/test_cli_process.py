@@ -79,3 +79,77 @@ def test_light_commands_import_no_alembic_or_watchdog(
     assert done.returncode == 0, done.stderr
     heavy = [line for line in done.stderr.splitlines() if line.startswith("HEAVY=")]
     assert heavy == ["HEAVY="], done.stderr
+
+
+MODULES_PROBE = """
+import sys
+from assetd.cli import main
+code = main(sys.argv[1:])
+print('CODE=%d' % code, file=sys.stderr)
+print('MODULES=' + ','.join(sorted(sys.modules)), file=sys.stderr)
+"""
+
+# What no read-only command needs: the web stack, the logging library (nothing is logged), the
+# writers' catalog modules, the live pipeline.
+NOT_FOR_READERS = {
+    "alembic",
+    "watchdog",
+    "blake3",
+    "structlog",
+    "fastapi",
+    "uvicorn",
+    "starlette",
+    "pydantic",
+    "prometheus_client",
+    "assetd.catalog.content",
+    "assetd.catalog.metadata",
+    "assetd.catalog.cleanup",
+    "assetd.catalog.roots",
+    "assetd.catalog.seed",
+    "assetd.reconcile",
+    "assetd.live",
+    "assetd.hashing",
+    "assetd.service",
+}
+
+
+def _modules(args: list[str], env: dict[str, str]) -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", MODULES_PROBE, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = done.stderr.splitlines()
+    assert "CODE=0" in lines, done.stderr
+    listed = next(line for line in lines if line.startswith("MODULES="))
+    return set(listed.removeprefix("MODULES=").split(","))
+
+
+@pytest.mark.parametrize("command", [["--version"], ["--help"]])
+def test_version_and_help_import_only_the_cli(tmp_path: Path, command: list[str]) -> None:
+    modules = _modules(command, subprocess_env(tmp_path))
+    ours = sorted(m for m in modules if m.split(".")[0] == "assetd")
+    assert ours == ["assetd", "assetd.cli", "assetd.errors"]
+    assert "sqlalchemy" not in modules and "tomllib" not in modules
+
+
+@pytest.mark.parametrize(
+    "command", [["status", "--json"], ["ls"], ["missing"], ["why", "lib/a.bin"]]
+)
+def test_read_only_commands_on_an_empty_catalog_stay_light(
+    tmp_path: Path, command: list[str]
+) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    env = subprocess_env(tmp_path)
+    done = _assetd("scan", "--root", str(lib), env=env)  # an empty catalog
+    assert done.returncode == 0, done.stderr
+    if command[0] == "why":
+        command = ["why", str(lib / "a.bin")]
+    modules = _modules([*command, "--root", str(lib)], env)
+    heavy = sorted(
+        m for m in modules if m in NOT_FOR_READERS or m.rpartition(".")[0] in NOT_FOR_READERS
+    )
+    assert heavy == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import random
 import threading
+import time
 from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
@@ -105,6 +106,41 @@ def test_stop_flushes_the_last_batch(sessions: SessionFactory, tmp_path: Path) -
     q.put(Change(Kind.CREATED, str(world.write("last"))))
     p.stop()
     assert world.state("last") is not None
+
+
+def test_a_batch_latency_runs_from_its_oldest_change_seen_to_the_commit(
+    sessions: SessionFactory, tmp_path: Path
+) -> None:
+    world = make_world(sessions, tmp_path / "lib")
+    q: queue.Queue[Change | None] = queue.Queue()
+    results: list[BatchResult] = []
+    p = Pipeline(
+        q,
+        Worker(world.sessions, [world.root]),
+        quiet_ms=5,
+        max_delay_ms=50,
+        root_paths=lambda: [world.root.path],
+        request_reconcile=lambda _why, _root: None,
+        on_applied=results.append,
+        clock=lambda: 1000.0,  # the commit, on the latency's clock
+    )
+    q.put(Change(Kind.CREATED, str(world.write("b")), seen=998.0))
+    q.put(Change(Kind.CREATED, str(world.write("a")), seen=997.5))  # the oldest, queued last
+    p.start()  # both queued first: one batch
+    try:
+        wait_until(lambda: world.state("a") is not None and world.state("b") is not None, 5)
+        wait_until(lambda: len(results) >= 1, 5, what="on_applied")
+    finally:
+        p.stop()
+    assert [r.latency_s for r in results] == [2.5]  # one batch: 1000.0 - 997.5
+
+
+def test_a_change_is_stamped_when_made_and_equality_ignores_it() -> None:
+    before = time.monotonic()
+    change = Change(Kind.DELETED, "/r/a")
+    assert before <= change.seen <= time.monotonic()
+    assert change == Change(Kind.DELETED, "/r/a", seen=0.0)
+    assert "seen" not in repr(change)
 
 
 def test_jitter_stays_within_a_quarter() -> None:

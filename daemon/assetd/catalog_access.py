@@ -1,11 +1,15 @@
 """What every command needs: the configuration, this host's id and the catalog, opened the way
-the command may use it (writing and creating/upgrading the schema, or read-only)."""
+the command may use it (writing and creating/upgrading the schema, or read-only).
+
+Light on purpose: the read-only commands import this, so the catalog modules only writers use
+are imported where they are used."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -16,10 +20,12 @@ from assetd.catalog.engine import (
     session_factory,
     translate_db_errors,
 )
-from assetd.catalog.roots import RootSpec, host_root_ids, register_roots
 from assetd.catalog.schema import Upgrade, ensure_schema
 from assetd.config import Config
 from assetd.statedir import host_id, read_host_id, usable_state_dir
+
+if TYPE_CHECKING:
+    from assetd.catalog.roots import RootSpec
 
 
 @dataclass
@@ -40,10 +46,15 @@ class Catalog:
 
     def register_roots(self) -> list[RootSpec]:
         """Create or update this host's configured roots; their specs, in config order."""
+        from assetd.catalog.roots import register_roots  # writers only: read-only commands
+
+        # (status, ls, why) do not load the roots module and its imports
         with translate_db_errors(self.url), self.sessions() as s, s.begin():
             return register_roots(s, self.host, self.config.roots, self.config.watch.ignore)
 
     def host_root_ids(self) -> list[int]:
+        from assetd.catalog.roots import host_root_ids
+
         with translate_db_errors(self.url), self.sessions() as s:
             return host_root_ids(s, self.host)
 

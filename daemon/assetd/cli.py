@@ -270,6 +270,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if (sys.argv[1:] if argv is None else list(argv)) == ["--version"]:
+        print(f"assetd {__version__}")  # what argparse's version action prints, without
+        return 0  # building the parser of every subcommand first
     try:
         args = parse_args(argv)
     except SystemExit as stop:

@@ -7,6 +7,8 @@ The end-to-end tests use them to make the real ``assetd run`` misbehave on purpo
   called ``NAME`` (a worker call that never returns), so a test can watch ``WATCHDOG=1`` stop.
 - ``ASSETD_TEST_CRASH_PIPELINE=1``: the pipeline thread dies on its first batch, outside the
   per-batch guard, so a test can watch the crash path (``daemons.status = 'failed'``).
+- ``ASSETD_TEST_API_RETRY_S=SECONDS``: an API address that cannot be bound is retried every
+  ``SECONDS`` instead of every 30 s, so a test can watch the retry succeed in a real daemon.
 """
 
 from __future__ import annotations
@@ -17,10 +19,18 @@ from collections.abc import Callable, Mapping
 
 from assetd.live.changes import Batch
 
-__all__ = ["CRASH_PIPELINE", "WEDGE_WORKER", "pipeline_fault", "worker_fault"]
+__all__ = [
+    "API_RETRY",
+    "CRASH_PIPELINE",
+    "WEDGE_WORKER",
+    "api_retry_every",
+    "pipeline_fault",
+    "worker_fault",
+]
 
 WEDGE_WORKER = "ASSETD_TEST_WEDGE_WORKER"
 CRASH_PIPELINE = "ASSETD_TEST_CRASH_PIPELINE"
+API_RETRY = "ASSETD_TEST_API_RETRY_S"
 
 BatchHook = Callable[[Batch], None]
 
@@ -48,3 +58,14 @@ def pipeline_fault(env: Mapping[str, str] | None = None) -> Callable[[], None] |
         raise RuntimeError(f"fault injected: {CRASH_PIPELINE}")
 
     return crash
+
+
+def api_retry_every(default: float, env: Mapping[str, str] | None = None) -> float:
+    """How often the API retries an address it cannot bind: ``default`` (in production: the
+    variable is not set), or a test's positive ``ASSETD_TEST_API_RETRY_S``."""
+    value = (os.environ if env is None else env).get(API_RETRY, "")
+    try:
+        seconds = float(value)
+    except ValueError:
+        return default
+    return seconds if seconds > 0 else default

@@ -7,6 +7,10 @@ output on a TTY. Every structlog event goes through the stdlib root logger, and 
 structlog's ``ProcessorFormatter`` renders both those and the records of watchdog, SQLAlchemy,
 Alembic and ``warnings``, so in JSON mode every line is JSON.
 
+structlog (and the asyncio it imports) is loaded on first use only: :func:`get_logger` returns a
+proxy, and the handler builds its formatter on the first record, so a command that logs nothing
+(``status``, ``ls``) does not pay for the import.
+
 Modules log with ``log = get_logger(__name__)`` and stable event names::
 
     log.info("cache_state.missing", count=len(paths), paths=sample_paths(paths))
@@ -18,10 +22,11 @@ import itertools
 import logging
 import sys
 from collections.abc import Iterable
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
-import structlog
-from structlog.typing import EventDict, Processor
+if TYPE_CHECKING:
+    import structlog
+    from structlog.typing import EventDict, Processor
 
 from assetd.config import LOG_FORMATS, LOG_LEVELS
 
@@ -39,8 +44,56 @@ class _Handler(logging.StreamHandler[TextIO]):
     """Our root handler; the class marks it so a second configure replaces it."""
 
 
+class _Formatter(logging.Formatter):
+    """structlog's ``ProcessorFormatter`` for ``fmt``, built (structlog imported) on the first
+    record."""
+
+    def __init__(self, fmt: str, tty: bool) -> None:
+        super().__init__()
+        self._fmt_name, self._tty = fmt, tty
+        self._real: logging.Formatter | None = None
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self._real is None:
+            self._real = _processor_formatter(self._fmt_name, self._tty)
+        return self._real.format(record)
+
+
+class _LazyLogger:
+    """What :func:`get_logger` returns: imports structlog (and applies a configuration that
+    was waiting for it) on its first use, then hands every attribute to structlog's logger."""
+
+    __slots__ = ("_name", "_real")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._real: Any = None
+
+    def __getattr__(self, attr: str) -> Any:
+        real = self._real
+        if real is None:
+            real = self._real = _structlog().stdlib.get_logger(self._name)
+        return getattr(real, attr)
+
+
+_pending: bool = False  # configure_logging ran before structlog was imported
+
+
+def _structlog() -> Any:
+    """The structlog module, configured as the last :func:`configure_logging` asked."""
+    global _pending
+    import structlog
+
+    if _pending:
+        _pending = False
+        _configure_structlog()
+    return structlog
+
+
 def _shared_processors() -> list[Processor]:
     """What every event gets, from structlog or from a stdlib logger."""
+    import structlog
+
     return [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_logger_name,
@@ -75,22 +128,8 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
     if fmt == "auto":
         fmt = "console" if tty else "json"
 
-    renderer: list[Processor]
-    if fmt == "json":
-        renderer = [
-            structlog.processors.format_exc_info,  # traceback -> "exception" string: one line
-            structlog.processors.UnicodeDecoder(),
-            _key_order,
-            structlog.processors.JSONRenderer(),
-        ]
-    else:
-        renderer = [structlog.dev.ConsoleRenderer(colors=tty)]
-    formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=_shared_processors(),
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
-    )
     handler = _Handler(stream)
-    handler.setFormatter(formatter)
+    handler.setFormatter(_Formatter(fmt, tty))
 
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _Handler)]:
@@ -103,6 +142,17 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
         quiet = name != "alembic" or level != "debug"
         logging.getLogger(name).setLevel(max(library_level, numeric) if quiet else logging.NOTSET)
     logging.captureWarnings(True)
+
+    global _pending
+    if "structlog" in sys.modules:  # already loaded (the daemon, tests): configure it now
+        _pending = False
+        _configure_structlog()
+    else:
+        _pending = True
+
+
+def _configure_structlog() -> None:
+    import structlog
 
     structlog.configure(
         processors=[
@@ -118,9 +168,31 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
     )
 
 
+def _processor_formatter(fmt: str, tty: bool) -> logging.Formatter:
+    import structlog
+
+    renderer: list[Processor]
+    if fmt == "json":
+        renderer = [
+            structlog.processors.format_exc_info,  # traceback -> "exception" string: one line
+            structlog.processors.UnicodeDecoder(),
+            _key_order,
+            structlog.processors.JSONRenderer(),
+        ]
+    else:
+        renderer = [structlog.dev.ConsoleRenderer(colors=tty)]
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_shared_processors(),
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
+    )
+
+
 def reset_logging() -> None:
     """Undo :func:`configure_logging` (for tests): structlog defaults, our handler removed."""
-    structlog.reset_defaults()
+    global _pending
+    _pending = False
+    if "structlog" in sys.modules:
+        sys.modules["structlog"].reset_defaults()
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _Handler)]:
         root.removeHandler(old)
@@ -138,8 +210,7 @@ def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
     """
     if name is None:
         name = str(sys._getframe(1).f_globals.get("__name__", "assetd"))
-    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
-    return logger
+    return cast("structlog.stdlib.BoundLogger", _LazyLogger(name))
 
 
 def sample_paths(paths: Iterable[str], limit: int = PATH_SAMPLE) -> list[str]:

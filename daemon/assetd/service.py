@@ -229,6 +229,7 @@ class Service:
             busy=self.pipeline.busy,
             read_sessions=session_factory(self._read_engine),
             host=self.catalog.host,
+            on_recorded=self.api.hashed,  # committed: publish on the change feed
         )
         self.hasher.start()
 

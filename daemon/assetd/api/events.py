@@ -1,12 +1,12 @@
-"""The change feed behind ``GET /api/events``: what committed batches, reconciles and root
-checks changed, in order, with ids a client resumes from.
+"""The change feed behind ``GET /api/events``: what committed batches, reconciles, root
+checks and the hasher changed, in order, with ids a client resumes from.
 
 Two halves, one per side of the thread boundary:
 
 - :class:`EventSource` is called by the daemon's threads *after* the commit that made a change
-  true (``on_applied``, ``on_finished``, a root check). It only builds small dicts and puts them
-  on a bounded queue (never blocks, never does I/O); if the queue is full the loss is
-  remembered and becomes one ``reset`` event.
+  true (``on_applied``, ``on_finished``, a root check, the hasher's ``on_recorded``). It only
+  builds small dicts and puts them on a bounded queue (never blocks, never does I/O); if the
+  queue is full the loss is remembered and becomes one ``reset`` event.
 - :class:`EventRing` lives on the API's event loop: it numbers events, keeps the last
   ``size`` in memory for ``Last-Event-ID`` resume, and fans them out to subscribers, each with a
   bounded queue: a subscriber that falls ``queue_size`` events behind is dropped, never
@@ -106,6 +106,21 @@ class EventSource:
             if paths:
                 self.paths_event(name, paths, int(counts.get(kind, len(paths))))
         self.put(RawEvent("batch.applied", dict(counts)))
+
+    def hash_recorded(self, items: Sequence[tuple[str, str, str]]) -> None:
+        """The hasher committed digests, ``(path, digest, outcome)`` each: one ``hash.recorded``
+        per root and outcome, with the paths and their digests in the same order."""
+        groups: dict[tuple[str | None, str], list[tuple[str, str]]] = {}
+        for path, digest, outcome in items:
+            groups.setdefault((self._root_of(path), outcome), []).append((path, digest))
+        for (root, outcome), pairs in groups.items():
+            data = {
+                "root": root,
+                "outcome": outcome,
+                "count": len(pairs),
+                "hashes": [digest for _, digest in pairs],
+            }
+            self.put(RawEvent("hash.recorded", data, tuple(path for path, _ in pairs)))
 
     def reconcile_finished(self, counts: dict[str, Any], available: Sequence[str]) -> None:
         for name in sorted(self._unavailable & set(available)):

@@ -73,6 +73,7 @@ class DaemonCollector(Collector):
             batches, changes = stats.batches, dict(stats.batch_changes)
             batch_h, reconciles = _copy(stats.batch_seconds), stats.reconciles
             reconcile_h = _copy(stats.reconcile_seconds)
+            latency_h = _copy(stats.batch_latency)
         yield CounterMetricFamily("assetd_batches", "batches committed", value=batches)
         kinds = CounterMetricFamily(
             "assetd_batch_changes", "files changed by committed batches", labels=["kind"]
@@ -84,6 +85,11 @@ class DaemonCollector(Collector):
             "assetd_batch_duration_seconds",
             "a batch from flush to commit (stat + one transaction)",
             batch_h,
+        )
+        yield _histogram(
+            "assetd_batch_latency_seconds",
+            "a batch from its oldest change seen by the watcher to its commit",
+            latency_h,
         )
         yield CounterMetricFamily(
             "assetd_reconciles", "reconcile passes finished", value=reconciles

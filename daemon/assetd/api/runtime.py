@@ -4,8 +4,9 @@
 settings (a token file that cannot be read is a config error, exit 78); :meth:`start`, called
 after READY, starts the API thread, which only then imports the web stack (FastAPI, uvicorn,
 prometheus_client: about half a second and 19 MiB that the CLI and start-up never pay). The
-daemon's threads call :meth:`batch_applied`, :meth:`reconciled` and :meth:`root_unavailable`
-after their commits: O(1) work, no I/O. :meth:`stop` ends the thread within a bound.
+daemon's threads call :meth:`batch_applied`, :meth:`reconciled`, :meth:`root_unavailable` and
+:meth:`hashed` (the hasher) after their commits: O(1) work, no I/O. :meth:`stop` ends the
+thread within a bound.
 
 This module imports no web framework.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from assetd import log
@@ -29,6 +30,7 @@ from assetd.config_parse import ListenAddress, check_api_listen, config_error
 from assetd.reconcile import ReconcileResult
 
 if TYPE_CHECKING:
+    from assetd.catalog.content import HashJob
     from assetd.catalog_access import Catalog
     from assetd.hashing.background import Hasher
     from assetd.live.canary import Canary
@@ -102,7 +104,7 @@ class ApiRuntime:
 
     def batch_applied(self, result: BatchResult) -> None:
         counts = result.counts()
-        self.stats.batch(result.duration_s, counts)
+        self.stats.batch(result.duration_s, counts, result.latency_s)
         if not self.enabled:
             return
         self.events.batch_applied(
@@ -114,6 +116,11 @@ class ApiRuntime:
                 "cache_state.created": result.new_paths,
             },
         )
+
+    def hashed(self, recorded: Sequence[tuple[HashJob, str, str]]) -> None:
+        """The hasher committed these digests ``(job, digest, outcome)``."""
+        if self.enabled:
+            self.events.hash_recorded([(job.file_path, d, o) for job, d, o in recorded])
 
     def reconciled(self, result: ReconcileResult) -> None:
         self.stats.reconcile(result.duration_s)

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 
 # seconds: a batch's apply (stat + one transaction), and a reconcile's duration
 BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# seconds: a batch's latency, from its oldest change seen by the watcher to its commit (the
+# debouncer's quiet window, up to its max delay, plus the apply)
+LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 RECONCILE_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0)
 
 
@@ -44,14 +47,19 @@ class DaemonStats:
     batches: int = 0
     batch_changes: dict[str, int] = field(default_factory=dict)  # missing, new, moved, ...
     batch_seconds: Histogram = field(default_factory=lambda: Histogram(BATCH_BUCKETS))
+    batch_latency: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS))
     reconciles: int = 0
     reconcile_seconds: Histogram = field(default_factory=lambda: Histogram(RECONCILE_BUCKETS))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def batch(self, duration_s: float, counts: dict[str, int | float]) -> None:
+    def batch(
+        self, duration_s: float, counts: dict[str, int | float], latency_s: float | None = None
+    ) -> None:
         with self.lock:
             self.batches += 1
             self.batch_seconds.observe(duration_s)
+            if latency_s is not None:
+                self.batch_latency.observe(latency_s)
             for kind, n in counts.items():
                 if kind != "duration_s" and n:
                     self.batch_changes[kind] = self.batch_changes.get(kind, 0) + int(n)

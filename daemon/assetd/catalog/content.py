@@ -24,9 +24,11 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, false, func, or_, select, true, update
+from sqlalchemy import false, select, update
 from sqlalchemy.orm import Session
 
+from assetd.catalog.backlog import hashing_backlog
+from assetd.catalog.backlog import needs_hash as _needs_hash
 from assetd.catalog.metadata import (
     AutoTags,
     drop_pristine_infos,
@@ -95,29 +97,6 @@ def auto_tags_for(roots: Iterable[RootSpec]) -> AutoTags:
 
 
 # --------------------------------------------------------------------------- queries
-
-
-def _needs_hash() -> Any:
-    """Live, not a link (a link to outside every root is never read: DESIGN §5), and unhashed
-    or flagged ``needs_verify``."""
-    return and_(
-        cs.c.is_missing == false(),
-        cs.c.is_symlink == false(),
-        or_(assets.c.hash.is_(None), cs.c.needs_verify == true()),
-    )
-
-
-def hashing_backlog(session: Session, *, roots: Collection[int]) -> tuple[int, int]:
-    """``(files, bytes)`` of live cache states in these roots that need a hash: their asset is
-    unhashed, or they are flagged ``needs_verify``."""
-    if not roots:
-        return 0, 0
-    row = session.execute(
-        select(func.count(), func.coalesce(func.sum(cs.c.size_bytes), 0))
-        .select_from(cs.join(assets, assets.c.id == cs.c.asset_id))
-        .where(cs.c.root_id.in_(list(roots)), _needs_hash())
-    ).one()
-    return int(row[0]), int(row[1])
 
 
 def next_to_hash(

@@ -7,7 +7,6 @@ from typing import TextIO
 
 from sqlalchemy.orm import Session
 
-from assetd.catalog.roots import root_ids_by_name
 from assetd.config import Config
 from assetd.config_parse import parse_duration
 from assetd.errors import ConfigError, UsageError
@@ -39,6 +38,8 @@ def confirm(question: str) -> bool:
 
 def in_root_ids(session: Session, host: str, name: str) -> list[int]:
     """The ids of the roots ``--in-root NAME`` means; a usage error when there is none."""
+    from assetd.catalog.roots import root_ids_by_name  # only with --in-root: `ls` stays light
+
     ids = root_ids_by_name(session, host, [name])
     if not ids:
         raise UsageError(f"no root named {name!r} in the catalog")

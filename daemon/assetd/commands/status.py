@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from assetd import __version__
 from assetd.api.status_file import describe_api, read_api_status
-from assetd.catalog.content import hashing_backlog
+from assetd.catalog.backlog import hashing_backlog
 from assetd.catalog.engine import describe_url, translate_db_errors
 from assetd.catalog.report import (
     ACTIVE_STATUSES,

@@ -36,6 +36,9 @@ from assetd.timing import Backoff, Clock, next_delay
 
 _log = log.get_logger(__name__)
 
+# Called after the commit that recorded a group of digests: (job, digest, outcome) per file
+# recorded (``Outcome.RECORDED``). Cheap and never raising (the API's change feed).
+RecordedHook: TypeAlias = Callable[[Sequence[tuple[HashJob, str, str]]], None]
 
 Wait: TypeAlias = Callable[[float], bool]
 """``wait(seconds) -> stopped``: the Hasher passes its stop event's ``wait``."""
@@ -116,7 +119,9 @@ class Hasher:
         min_refetch: float = MIN_REFETCH,
         read_sessions: SessionFactory | None = None,
         host: str = "",
+        on_recorded: RecordedHook | None = None,
     ) -> None:
+        self._on_recorded = on_recorded
         self._sessions = sessions
         self._gate = ShareGate(sessions, host, roots)  # shared roots: hashed once (§7)
         self._read_sessions = read_sessions or sessions
@@ -380,6 +385,13 @@ class Hasher:
         for job, outcome in zip(jobs, outcomes, strict=True):
             self._record(job, outcome)
         self._release(jobs)
+        recorded = [
+            (job, digest, outcome)
+            for (job, digest), outcome in zip(items, outcomes, strict=True)
+            if outcome in Outcome.RECORDED
+        ]
+        if recorded and self._on_recorded is not None:
+            self._on_recorded(recorded)
 
     def _release(self, jobs: list[HashJob]) -> None:
         with self._lock:

@@ -61,10 +61,11 @@ pending records under its source and destination only).
 from __future__ import annotations
 
 import enum
+import time
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from assetd.paths import is_under, rebase
 
@@ -88,6 +89,10 @@ class Change:
     path: str
     is_dir: bool = False
     dest: str | None = None
+    seen: float = field(default_factory=time.monotonic, compare=False, repr=False)
+    """Monotonic time the change was made: the handler makes it as it sees the event, so a
+    batch's latency (``assetd_batch_latency_seconds``) runs from its oldest change's ``seen`` to
+    the commit. Not part of a change's identity (equality ignores it)."""
 
     def __post_init__(self) -> None:
         if (self.kind is Kind.MOVED) != (self.dest is not None):

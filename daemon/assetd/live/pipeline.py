@@ -33,7 +33,7 @@ from assetd.live.debounce import DRAIN_CHUNK, Debouncer, drain
 from assetd.live.worker import BatchResult, Worker
 from assetd.log import sample_paths
 from assetd.paths import is_under
-from assetd.timing import Backoff
+from assetd.timing import Backoff, Clock
 
 _log = log.get_logger(__name__)
 
@@ -96,12 +96,12 @@ class Pipeline:
         pending_limit: int = PENDING_LIMIT,
         fault: Callable[[], None] | None = None,
         min_quiet_ms: int | None = None,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.changes = changes
+        self.clock = clock  # the batch latency's (Change.seen is on this clock)
         self.worker = worker
-        self.debouncer = Debouncer(
-            quiet_ms=quiet_ms, max_delay_ms=max_delay_ms, min_quiet_ms=min_quiet_ms
-        )
+        self.debouncer = Debouncer(quiet_ms, max_delay_ms, min_quiet_ms=min_quiet_ms)
         self.root_paths = root_paths
         self.request_reconcile = request_reconcile
         self.canary_dir = canary_dir
@@ -245,8 +245,7 @@ class Pipeline:
             finally:
                 self.applying = False
             self.batches += 1
-            if self.on_applied is not None:
-                self.on_applied(result)
+            self._committed(result, changes)
             return True
         return False  # not reached
 
@@ -295,6 +294,13 @@ class Pipeline:
             return
         finally:
             self.applying = False
+        self._committed(result, changes)
+
+    def _committed(self, result: BatchResult, changes: list[Change]) -> None:
+        """The batch is committed: its latency (the oldest change seen -> now), then
+        ``on_applied``."""
+        if changes:
+            result.latency_s = max(0.0, self.clock() - min(c.seen for c in changes))
         if self.on_applied is not None:
             self.on_applied(result)
 

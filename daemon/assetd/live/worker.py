@@ -85,6 +85,7 @@ class BatchResult:
     skipped: int = 0
     candidates: int = 0  # guessed moves waiting for the hasher's verdict
     duration_s: float = 0.0
+    latency_s: float | None = None  # the oldest change seen -> committed (set by the pipeline)
     moved_paths: list[str] = field(default_factory=list)
     moved_from: list[str] = field(default_factory=list)  # the other end of each moved_paths
     missing_paths: list[str] = field(default_factory=list)
