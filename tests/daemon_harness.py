@@ -57,6 +57,7 @@ class Daemon:
         command: tuple[str, ...] | None = None,
         env: dict[str, str] | None = None,
         backend: str = "inotify",
+        min_quiet_ms: int | None = None,
     ) -> None:
         """``command`` runs instead of ``python -m assetd`` (e.g. under setpriv), with ``env``
         instead of this process's environment."""
@@ -68,6 +69,7 @@ class Daemon:
         self.log_path = tmp / "daemon.log"
         self.roots = roots
         self.backend = backend
+        self.min_quiet_ms = min_quiet_ms  # None: the adaptive window's default
         self.write_config(roots, extra)
         self.notify: NotifySocket | None = None
         self.proc: subprocess.Popen[bytes] | None = None
@@ -78,6 +80,8 @@ class Daemon:
 
     def write_config(self, roots: dict[str, Path], extra: str = "") -> None:
         watch = f'[watch]\nquiet_ms = 20\nbackend = "{self.backend}"\n'
+        if self.min_quiet_ms is not None:
+            watch += f"min_quiet_ms = {self.min_quiet_ms}\n"
         lines = [f'[daemon]\nstate_dir = "{self.state}"\n', watch, extra]
         for name, path in roots.items():
             lines.append(f'[[roots]]\nname = "{name}"\npath = "{path}"\ntags = ["{name}"]\n')
