@@ -127,12 +127,21 @@ def _modules(args: list[str], env: dict[str, str]) -> set[str]:
     return set(listed.removeprefix("MODULES=").split(","))
 
 
-@pytest.mark.parametrize("command", [["--version"], ["--help"]])
-def test_version_and_help_import_only_the_cli(tmp_path: Path, command: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (["--version"], ["assetd", "assetd.cli", "assetd.errors"]),
+        (["--help"], ["assetd", "assetd.cli", "assetd.cli_parser", "assetd.errors"]),
+    ],
+)
+def test_version_and_help_import_only_the_cli(
+    tmp_path: Path, command: list[str], expected: list[str]
+) -> None:
     modules = _modules(command, subprocess_env(tmp_path))
     ours = sorted(m for m in modules if m.split(".")[0] == "assetd")
-    assert ours == ["assetd", "assetd.cli", "assetd.errors"]
+    assert ours == expected
     assert "sqlalchemy" not in modules and "tomllib" not in modules
+    assert ("argparse" in modules) == (command == ["--help"])  # --version skips the parser
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import assetd
-from assetd.cli import build_parser
+from assetd.cli_parser import build_parser
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = Path(assetd.__file__).parent

@@ -31,6 +31,7 @@ FORBIDDEN = {
     "assetd.statx": ("assetd.catalog", "assetd.config", "assetd.fsutil"),
     "assetd.births": ("assetd.commands", "assetd.cli", "assetd.service", "assetd.live"),
     "assetd.paths": ("assetd.catalog", "assetd.config", "assetd.fsutil"),
+    "assetd.statefiles": ("assetd.catalog", "assetd.config", "assetd.live", "assetd.api"),
 }
 
 

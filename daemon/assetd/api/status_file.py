@@ -6,35 +6,20 @@ read by ``assetd status``. Standard library only: the CLI imports this, never th
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Any
 
+from assetd.statefiles import read_state_json, write_state_json
+
 STATUS_FILE = "api.json"
-FILE_MODE = 0o640
-
-
-def _private(path: str, flags: int) -> int:
-    return os.open(path, flags, FILE_MODE)
 
 
 def write_api_status(state_dir: str, doc: dict[str, Any]) -> None:
-    path = os.path.join(state_dir, STATUS_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8", opener=_private) as f:
-        os.fchmod(f.fileno(), FILE_MODE)  # a stale tmp keeps its mode; the umask never widens
-        json.dump(doc, f)
-    os.replace(tmp, path)
+    write_state_json(state_dir, STATUS_FILE, doc)
 
 
 def read_api_status(state_dir: str) -> dict[str, Any] | None:
     """What the last daemon wrote about its API (None: nothing readable)."""
-    try:
-        with open(os.path.join(state_dir, STATUS_FILE), encoding="utf-8") as f:
-            doc = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
+    return read_state_json(state_dir, STATUS_FILE)
 
 
 def describe_api(doc: dict[str, Any] | None, daemon_pid: int | None) -> list[str]:

@@ -29,7 +29,7 @@ from assetd.catalog_access import catalog
 from assetd.commands._format import format_age, format_time, human_size, say
 from assetd.config import Config
 from assetd.fsutil import filesystem_type, is_network_filesystem
-from assetd.live.backend import read_backends
+from assetd.statefiles import read_backends
 
 _WHY = {  # the reasons of an unavailable root (DESIGN §6) and what to check
     "missing": "its directory is not there",

@@ -6,24 +6,19 @@ filesystem support the reporting mode (:func:`assetd.live.fanotify_sys.probe`); 
 is watched with inotify and the reason is logged once (``watch.fanotify_unavailable``).
 
 The running daemon writes which backend each root got to ``<state_dir>/watch.json`` for
-``assetd status`` (:func:`write_backends`, :func:`read_backends`)."""
+``assetd status`` (:func:`write_backends`; read by :func:`assetd.statefiles.read_backends`)."""
 
 from __future__ import annotations
 
-import json
-import os
-from typing import Any
-
 from assetd.live import fanotify_sys
 from assetd.log import get_logger
+from assetd.statefiles import WATCH_FILE, write_state_json
 
 log = get_logger(__name__)
 
 BACKENDS = ("auto", "inotify", "fanotify")
 CAP_DAC_READ_SEARCH = 2
 CAP_SYS_ADMIN = 21
-STATUS_FILE = "watch.json"
-FILE_MODE = 0o640
 
 
 def effective_caps() -> int:
@@ -69,35 +64,9 @@ def choose_backend(configured: str, path: str) -> tuple[str, str | None]:
     return ("fanotify", None) if why is None else ("inotify", why)
 
 
-def _private(path: str, flags: int) -> int:
-    return os.open(path, flags, FILE_MODE)
-
-
 def write_backends(state_dir: str, pid: int, backends: dict[str, str]) -> None:
-    """Record each root's backend for ``assetd status`` (atomically; a failure is logged)."""
-    path = os.path.join(state_dir, STATUS_FILE)
-    tmp = path + ".tmp"
+    """Record each root's backend for ``assetd status`` (a failure is logged)."""
     try:
-        with open(tmp, "w", encoding="utf-8", opener=_private) as f:
-            os.fchmod(f.fileno(), FILE_MODE)  # whatever the umask (the state directory's rule)
-            json.dump({"pid": pid, "backends": backends}, f)
-        os.replace(tmp, path)
+        write_state_json(state_dir, WATCH_FILE, {"pid": pid, "backends": backends})
     except OSError as err:
         log.debug("watch.backends_unrecorded", error=repr(err))
-
-
-def read_backends(state_dir: str, pid: int | None) -> dict[str, str]:
-    """Root name -> backend, as the running daemon ``pid`` wrote it ({} otherwise)."""
-    if pid is None:
-        return {}
-    try:
-        with open(os.path.join(state_dir, STATUS_FILE), encoding="utf-8") as f:
-            doc: Any = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(doc, dict) or doc.get("pid") != pid:
-        return {}
-    backends = doc.get("backends")
-    if not isinstance(backends, dict):
-        return {}
-    return {str(k): str(v) for k, v in backends.items()}
