@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -453,20 +452,6 @@ def test_watchers_start_check_restart_remove(tmp_path: Path) -> None:
         assert not any(watchers.get(n).is_alive() for n in watchers.names)  # type: ignore[union-attr]
     finally:
         watchers.stop_all()
-
-
-def test_a_dead_inotify_reader_thread_counts_as_dead(live: Callable[..., Live]) -> None:
-    w = live()
-    assert w.watcher.is_alive()
-    reader = getattr(w.watcher.observer, "_inotify_fd", None)  # watchdog's private reader thread
-    if not isinstance(reader, threading.Thread):
-        pytest.skip("this watchdog has no per-observer inotify reader thread")
-    reader.stop()  # type: ignore[attr-defined]  # as if read() had raised
-    reader.join(5)
-    assert not w.watcher.is_alive()
-    w.watcher.restart()
-    assert w.watcher.is_alive()
-    w.barrier()
 
 
 def _inotify_watches() -> int:
