@@ -23,55 +23,14 @@ import argparse
 import os
 import platform
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-
-class NotifySocket:
-    """A datagram socket standing in for systemd's; collects every message."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(path)
-        self.sock.settimeout(0.2)
-        self.messages: list[str] = []
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.messages.append(data.decode(errors="replace"))
-
-    def has(self, line: str) -> bool:
-        return any(line in m.split("\n") for m in self.messages)
-
-    def close(self) -> None:
-        self._stop.set()
-        self.thread.join(2)
-        self.sock.close()
-
-
-def wait_for(check: Callable[[], object], timeout: float, what: str, every: float = 0.01) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(every)
+from live_bench import NotifySocket, wait_for  # the same notify socket and wait
 
 
 def make_tree(root: Path, files: int, dirs: int) -> None:
@@ -129,7 +88,7 @@ class Daemon:
                 env=env,
             )
         notify, proc = self.notify, self.proc
-        wait_for(lambda: notify.has("READY=1") or proc.poll() is not None, 600, "READY=1")
+        wait_for(lambda: notify.has("READY=1") or proc.poll() is not None, 600, "READY=1", 0.01)
         if proc.poll() is not None:
             tail = self.log_path.read_text()[-2000:]
             raise SystemExit(f"assetd exited {proc.returncode}: {tail}")
