@@ -19,6 +19,8 @@ _HOLDER_WAIT_S = 2.0  # a holder that has just taken the lock writes its pid rig
 
 
 class _FlockFile:
+    lost = False  # a lock file cannot be taken away (a PostgreSQL lock can: hostlock_pg.py)
+
     def __init__(self, path: str, key: str) -> None:
         self.path = path
         self._key = key
