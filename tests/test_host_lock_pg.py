@@ -5,6 +5,9 @@ it, and leaves the ``daemons`` row to the new holder. ``roots move`` checks the 
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -13,7 +16,7 @@ from sqlalchemy import Connection, text
 
 from assetd.catalog.engine import make_engine
 from assetd.catalog.hostlock_pg import APP_PREFIX, lock_key
-from cli_world import catalog_rows, write_config
+from cli_world import catalog_rows, subprocess_env, write_config
 from daemon_harness import Daemon
 from helpers import wait_until
 
@@ -119,4 +122,57 @@ def test_a_lock_another_daemon_took_meanwhile_stops_this_one_with_75(
     finally:
         other.close()
         engine.dispose()
+        first.close()
+
+
+def test_roots_move_refuses_while_a_daemon_of_another_state_dir_holds_the_lock(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """``roots move`` took only the state directory's lock: on PostgreSQL it went ahead while
+    the host's daemon, with another state directory, ran on the same catalog."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "a.bin").write_bytes(b"a")
+    first = _daemon(tmp_path, "one", root, pg_url)
+    (tmp_path / "two").mkdir()
+    config = tmp_path / "two" / "assetd.toml"
+    write_config(
+        config, roots={"r": root}, state_dir=tmp_path / "two" / "state", url=pg_url, host="h1"
+    )
+    new = tmp_path / "disk2"
+    shutil.copytree(root, new)  # copy2: the same sizes and mtimes
+
+    def move() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "assetd",
+                "roots",
+                "move",
+                "r",
+                str(new),
+                "--config",
+                str(config),
+            ],
+            capture_output=True,
+            text=True,
+            env=subprocess_env(tmp_path),
+            timeout=120,
+        )
+
+    try:
+        first.start()
+        assert first.proc is not None
+        wait_until(lambda: str(root / "a.bin") in catalog_rows(pg_url), 15, what="catalogued")
+        refused = move()
+        assert refused.returncode == 75, refused.stderr
+        assert f"pid {first.proc.pid}" in refused.stderr and "--force" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert str(new / "a.bin") not in catalog_rows(pg_url)
+        assert first.stop() == 0
+        done = move()
+        assert done.returncode == 0, done.stderr
+        assert str(new / "a.bin") in catalog_rows(pg_url)
+    finally:
         first.close()
