@@ -65,11 +65,21 @@ def step(fn: F) -> F:
         self.failed = True
         self.steps += 1
         started = time.monotonic()
-        fn(self, *args, **kwargs)
+        try:
+            fn(self, *args, **kwargs)
+        except BaseException as err:
+            progress(f"example {self.w.base.name}: step {fn.__name__} failed: {err!r:.2000}")
+            raise
         COSTS[fn.__name__].append(time.monotonic() - started)
         self.failed = False
 
     return wrapper  # type: ignore[return-value]
+
+
+def progress(line: str) -> None:
+    if PROGRESS:
+        with open(PROGRESS, "a") as out:
+            out.write(f"{time.strftime('%H:%M:%S')} {line}\n")
 
 
 def under(path: str, top: str) -> bool:
@@ -467,20 +477,19 @@ class DaemonMachine(RuleBasedStateMachine):
             poll(lambda: not self.problems(hashes=False), 15, "the catalog to equal the disk")
             poll(lambda: not self.problems(hashes=True), 20, "hashing to settle")
         except Timeout as err:
-            raise AssertionError(f"{err}:\n" + "\n".join(self.problems(hashes=True))) from None
+            why = "\n".join(self.problems(hashes=True))
+            progress(f"example {self.w.base.name}: final check failed: {err}:\n{why}")
+            raise AssertionError(f"{err}:\n{why}") from None
         assert self.w.alive(), self.w.daemon.log_text()[-3000:]
         CHECKED["rows"] += len(self.w.rows())
         CHECKED["files"] += sum(1 for top in self.w.roots.values() for _ in walk_files(top))
         CHECKED["tags followed"] += sum(1 for p in self.tags.values() if p is not None)
         CHECKED["tags floating"] += sum(1 for p in self.tags.values() if p is None)
         COSTS["(final check)"].append(time.monotonic() - started)
-        if PROGRESS:
-            with open(PROGRESS, "a") as out:
-                out.write(
-                    f"{time.strftime('%H:%M:%S')} example {self.w.base.name}: "
-                    f"{self.steps} steps, {len(self.w.rows())} rows, {len(self.tags)} tags "
-                    f"({sum(1 for p in self.tags.values() if p is None)} floating)\n"
-                )
+        progress(
+            f"example {self.w.base.name}: {self.steps} steps, {len(self.w.rows())} rows, "
+            f"{len(self.tags)} tags ({sum(1 for p in self.tags.values() if p is None)} floating)"
+        )
 
     def problems(self, *, hashes: bool) -> list[str]:
         """Everything in which the catalog differs from the disk and the model (empty: none)."""
