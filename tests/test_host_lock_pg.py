@@ -64,11 +64,12 @@ def test_a_lock_whose_session_the_server_ended_is_taken_again(tmp_path: Path, pg
             assert app == f"{APP_PREFIX}{first.proc.pid}"
             conn.execute(text("SELECT pg_terminate_backend(:p, 5000)"), {"p": backend})
             conn.commit()
-            again = wait_until(
-                lambda: (h := _holder(conn)) is not None and h[0] != backend and h,
-                15,
-                what="re-taken",
-            )
+
+            def retaken() -> tuple[int, str] | None:
+                held = _holder(conn)
+                return held if held is not None and held[0] != backend else None
+
+            again = wait_until(retaken, 15, what="re-taken")
             assert again[1] == f"{APP_PREFIX}{first.proc.pid}"
         wait_until(lambda: "hostlock.retaken" in first.log_text(), 5, what="logged")
         second.start(wait_ready=False)  # refused again: the lock was re-taken

@@ -40,7 +40,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from stateful_world import Timeout, World, blake3_of, poll, walk_dirs, walk_files
+from stateful_world import Row, Timeout, World, blake3_of, poll, walk_dirs, walk_files
 from unprivileged import Nobody, nobody
 
 LONG = int(os.environ.get("ASSETD_STATEFUL_EXAMPLES") or 0)
@@ -214,6 +214,7 @@ class DaemonMachine(RuleBasedStateMachine):
             if files:
                 self.put_tag(files[i % len(files)])
 
+    @precondition(lambda self: self.present())
     @rule(data=st.data(), ext=EXTS, content=CONTENTS, reuse=st.booleans())
     @step
     def create(self, data: st.DataObject, ext: str, content: bytes, reuse: bool) -> None:
@@ -293,6 +294,7 @@ class DaemonMachine(RuleBasedStateMachine):
         if self.ignored(path) or self.blocked(path):
             self.float_tags(self.tags_under(str(path)))
 
+    @precondition(lambda self: self.present())
     @rule(data=st.data())
     @step
     def mkdir(self, data: st.DataObject) -> None:
@@ -508,7 +510,7 @@ class DaemonMachine(RuleBasedStateMachine):
         finally:
             conn.close()
         out: list[str] = []
-        by_path: dict[str, Any] = {}
+        by_path: dict[str, Row] = {}
         for r in rows:
             if r.path in by_path:
                 out.append(f"two rows for {r.path}")
@@ -526,13 +528,13 @@ class DaemonMachine(RuleBasedStateMachine):
         for path, s in disk.items():
             if self.ignored(path):
                 continue
-            r = by_path.get(path)
-            if r is None or r.missing:
-                out.append(f"no live row: {path} ({'none' if r is None else 'missing'})")
-            elif (r.size, r.mtime_ns) != (s.st_size, s.st_mtime_ns):
-                out.append(f"stale figures: {path} {(r.size, r.mtime_ns)} vs disk")
-            elif hashes and (r.needs_verify or r.hash != blake3_of(Path(path))):
-                out.append(f"hash not settled or wrong: {path} {r.hash} verify={r.needs_verify}")
+            row = by_path.get(path)
+            if row is None or row.missing:
+                out.append(f"no live row: {path} ({'none' if row is None else 'missing'})")
+            elif (row.size, row.mtime_ns) != (s.st_size, s.st_mtime_ns):
+                out.append(f"stale figures: {path} {(row.size, row.mtime_ns)} vs disk")
+            elif hashes and (row.needs_verify or row.hash != blake3_of(Path(path))):
+                out.append(f"hash not settled or wrong: {path} {row.hash} {row.needs_verify=}")
         out += [f"an asset without a path: {a}" for (a,) in pathless]
         if not hashes:
             return out
@@ -558,14 +560,14 @@ def test_the_daemon_converges_whatever_happens() -> None:
         COSTS.clear()
         CHECKED.clear()
         try:
-            run_state_machine_as_test(
+            run_state_machine_as_test(  # type: ignore[no-untyped-call]
                 DaemonMachine,
                 settings=settings(
                     max_examples=EXAMPLES,
                     stateful_step_count=STEPS,
                     deadline=None,
                     derandomize=not LONG,
-                    database=None if not LONG else settings.default.database,
+                    database=None if not LONG else settings().database,
                     suppress_health_check=list(HealthCheck),
                 ),
             )
