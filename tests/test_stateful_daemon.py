@@ -564,7 +564,7 @@ class DaemonMachine(RuleBasedStateMachine):
         return out
 
 
-@pytest.mark.timeout(max(300, EXAMPLES * 30))
+@pytest.mark.timeout(300 if not LONG else LONG * 60)
 def test_the_daemon_converges_whatever_happens() -> None:
     with nobody() as nb:
         DaemonMachine.nb = nb
