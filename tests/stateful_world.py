@@ -112,13 +112,16 @@ class World:
         code = self.daemon.stop(signal.SIGTERM)
         assert code == 0, f"SIGTERM exit {code}\n{self.daemon.log_text()[-3000:]}"
 
-    def reload(self) -> None:
-        """SIGHUP, then wait for the READY=1 that ends the reload."""
+    def reload(self) -> bool:
+        """SIGHUP, then wait for the READY=1 that ends the reload; whether it was applied
+        (``config.reloaded``: a reload that fails keeps the running configuration)."""
         assert self.daemon.notify is not None
+        applied = self.daemon.log_text().count('"config.reloaded"')
         before = self.daemon.notify.count("READY=1", self.pid)
         self.daemon.send(signal.SIGHUP)
         notify, pid = self.daemon.notify, self.pid
         poll(lambda: notify.count("READY=1", pid) > before, 20, "READY=1 after SIGHUP")
+        return self.daemon.log_text().count('"config.reloaded"') > applied
 
     def alive(self) -> bool:
         return self.daemon.proc is not None and self.daemon.proc.poll() is None

@@ -401,11 +401,14 @@ class DaemonMachine(RuleBasedStateMachine):
         """A reload; with ``change``, ``*.skip`` goes in or out of the ignore list."""
         if change:
             self.float_tags()  # the roots are re-watched: a move in between is a guess
+            self.w.write_config(skip_ignored=not self.skip_ignored)
+        if not self.w.reload():  # kept the running configuration (logged): so does the model
+            self.w.write_config(skip_ignored=self.skip_ignored)
+            return
+        if change:
             self.skip_ignored = not self.skip_ignored
             if not self.skip_ignored:
                 self.exposed |= {str(p) for p in self.files() if p.name.endswith(".skip")}
-            self.w.write_config(skip_ignored=self.skip_ignored)
-        self.w.reload()
 
     # A start costs ~1 s of imports (more on a loaded machine): one SIGKILL and one SIGTERM at
     # most per sequence keep the budget; the SIGKILL comes at a random point, or at the end.
