@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -45,6 +45,7 @@ from unprivileged import Nobody, nobody
 
 LONG = int(os.environ.get("ASSETD_STATEFUL_EXAMPLES") or 0)
 PROGRESS = os.environ.get("ASSETD_STATEFUL_LOG", "")  # a line per example, for long runs
+NO_SHRINK = bool(os.environ.get("ASSETD_STATEFUL_NO_SHRINK"))  # report the first failure as is
 EXAMPLES = LONG or 20
 STEPS = 30
 COSTS: dict[str, list[float]] = defaultdict(list)
@@ -496,6 +497,10 @@ class DaemonMachine(RuleBasedStateMachine):
         except Timeout as err:
             why = "\n".join(self.problems(hashes=True))
             progress(f"example {self.w.base.name}: final check failed: {err}:\n{why}")
+            if PROGRESS:  # keep the daemon's log and catalog beside the progress log
+                keep = Path(f"{PROGRESS}.{self.w.base.name}")
+                shutil.copytree(self.w.daemon.state, keep / "state", dirs_exist_ok=True)
+                shutil.copy(self.w.daemon.log_path, keep / "daemon.log")
             raise AssertionError(f"{err}:\n{why}") from None
         assert self.w.alive(), self.w.daemon.log_text()[-3000:]
         CHECKED["rows"] += len(self.w.rows())
@@ -584,6 +589,7 @@ def test_the_daemon_converges_whatever_happens() -> None:
                     derandomize=not LONG,
                     database=None if not LONG else settings().database,
                     suppress_health_check=list(HealthCheck),
+                    phases=[Phase.explicit, Phase.generate] if NO_SHRINK else list(Phase),
                 ),
             )
         finally:
