@@ -97,8 +97,7 @@ class Service:
 
     def run(self) -> int:
         state_dir = prepare_state_dir(self.config)  # exit 78 if it cannot be used
-        lock = HostLock(state_dir)
-        lock.acquire()
+        lock = HostLock(state_dir).acquire()
         db_path = sqlite_path(self.config.database_url)
         self._catalog_lock: CatalogFileLock | AdvisoryHostLock | None = None
         if db_path:  # the catalog's own lock: another state directory, the same catalog
@@ -126,9 +125,8 @@ class Service:
         upgrade = Upgrade.ALWAYS if sqlite_path(config.database_url) else Upgrade.CREATE
         self.catalog = cat = open_catalog(config, write=True, upgrade=upgrade)
         if self._catalog_lock is None:  # PostgreSQL: an advisory lock keyed on the host id
-            self._catalog_lock = AdvisoryHostLock(cat.engine, cat.host)
-            self._catalog_lock.acquire()
-            self._catalog_lock.keep(on_lost=self.waker.wake)  # re-taken if the server cuts it
+            self._catalog_lock = AdvisoryHostLock(cat.engine, cat.host, self.waker.wake)
+            self._catalog_lock.acquire()  # kept: re-taken if the server ends its session
         self.roots = cat.register_roots()
         self._prune_removed_roots()
         with cat.sessions() as s, s.begin():

@@ -39,9 +39,13 @@ def lock_key(host: str) -> int:
 class AdvisoryHostLock:
     """``pg_try_advisory_lock(lock_key(host))`` held on a dedicated connection."""
 
-    def __init__(self, engine: Engine, host: str) -> None:
+    def __init__(
+        self, engine: Engine, host: str, on_lost: Callable[[], None] | None = None
+    ) -> None:
+        """With ``on_lost``, :meth:`acquire` also keeps the lock (:meth:`keep`)."""
         self.engine = engine
         self.host = host
+        self.on_lost = on_lost
         self._conn: Connection | None = None
         self.lost = False  # another daemon took the lock after the server cut this one's
         self._stop = threading.Event()
@@ -63,6 +67,8 @@ class AdvisoryHostLock:
             raise
         if taken:
             self._conn = conn
+            if self.on_lost is not None and self._thread is None:
+                self.keep(self.on_lost)
             return
         conn.close()
         raise HostLocked(
