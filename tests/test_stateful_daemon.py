@@ -490,8 +490,8 @@ class DaemonMachine(RuleBasedStateMachine):
         for d in sorted(self.unreadable, reverse=True):
             os.chmod(d, 0o755)
         self.unreadable.clear()
-        self.settle()
         try:
+            self.settle()
             poll(lambda: not self.problems(hashes=False), 15, "the catalog to equal the disk")
             poll(lambda: not self.problems(hashes=True), 20, "hashing to settle")
         except Timeout as err:
