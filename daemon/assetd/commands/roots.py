@@ -15,19 +15,23 @@ import os
 import re
 import sys
 import tomllib
+from typing import TYPE_CHECKING
 
 from assetd import log
 from assetd.catalog.engine import sqlite_path, translate_db_errors
 from assetd.catalog.hostlock_pg import AdvisoryHostLock
 from assetd.catalog.relocate import compare_trees, load_rows, relocate_root, rows_under
 from assetd.catalog.roots import count_root_paths, delete_root, host_roots
-from assetd.catalog_access import Catalog, catalog, prepare_state_dir
+from assetd.catalog_access import catalog, prepare_state_dir
 from assetd.commands._common import confirm
 from assetd.config import Config
 from assetd.errors import AssetdError, HostLocked, UsageError
 from assetd.fsutil import IgnoreRules, encode_path
 from assetd.hostlock import CatalogFileLock, HostLock
 from assetd.paths import is_under
+
+if TYPE_CHECKING:
+    from assetd.catalog_access import Catalog
 
 _log = log.get_logger(__name__)
 
