@@ -493,7 +493,8 @@ class DaemonMachine(RuleBasedStateMachine):
         try:
             self.settle()
             poll(lambda: not self.problems(hashes=False), 15, "the catalog to equal the disk")
-            poll(lambda: not self.problems(hashes=True), 20, "hashing to settle")
+            # the hasher retries a file it could not read (its root away) after 5 s, doubling
+            poll(lambda: not self.problems(hashes=True), 45, "hashing to settle")
         except Timeout as err:
             why = "\n".join(self.problems(hashes=True))
             progress(f"example {self.w.base.name}: final check failed: {err}:\n{why}")
