@@ -476,13 +476,16 @@ class DaemonMachine(RuleBasedStateMachine):
 
     def finish(self) -> None:
         started = time.monotonic()
-        if not self.removed:
-            self.float_tags()
+        if not self.removed:  # forced: SIGKILL, a root moved away meanwhile, restart
+            self.float_tags()  # (with the daemon down, the hasher never meets it half gone and
+            self.w.kill()  # waits out its retry backoff: that was most of the CI time)
+            self.killed = True
             name = sorted(self.present() or self.w.roots)[0]
             if name in self.away:
                 self.restore(name)
             os.rename(self.w.roots[name], self.w.base / f"away-{name}")
             self.away[name] = "moved"
+            self.w.start()
         if not self.killed:
             self.sigkill_restart()
         for name in sorted(self.away):
@@ -491,10 +494,16 @@ class DaemonMachine(RuleBasedStateMachine):
             os.chmod(d, 0o755)
         self.unreadable.clear()
         try:
+            phase = time.monotonic()
             self.settle()
+            COSTS["(final: barrier)"].append(time.monotonic() - phase)
+            phase = time.monotonic()
             poll(lambda: not self.problems(hashes=False), 15, "the catalog to equal the disk")
+            COSTS["(final: rows)"].append(time.monotonic() - phase)
+            phase = time.monotonic()
             # the hasher retries a file it could not read (its root away) after 5 s, doubling
             poll(lambda: not self.problems(hashes=True), 45, "hashing to settle")
+            COSTS["(final: hashes)"].append(time.monotonic() - phase)
         except Timeout as err:
             why = "\n".join(self.problems(hashes=True))
             progress(f"example {self.w.base.name}: final check failed: {err}:\n{why}")
