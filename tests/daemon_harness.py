@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import sqlite3
+import struct
 import subprocess
 import sys
 import threading
@@ -16,14 +17,18 @@ from helpers import wait_until
 
 
 class NotifySocket:
-    """A datagram socket standing in for systemd's; collects every message."""
+    """A datagram socket standing in for systemd's; collects every message with the pid that
+    sent it (``SO_PASSCRED``, as systemd does), so a restarted daemon's ``READY=1`` is told apart
+    from the one its predecessor sent."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         self.sock.bind(str(path))
         self.sock.settimeout(0.2)
         self.messages: list[str] = []
+        self.senders: list[int | None] = []  # the pid of each message (None: not known)
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
@@ -31,15 +36,29 @@ class NotifySocket:
     def _read(self) -> None:
         while not self._stop.is_set():
             try:
-                data = self.sock.recv(65536)
+                data, ancillary, _flags, _addr = self.sock.recvmsg(65536, socket.CMSG_SPACE(12))
             except TimeoutError:
                 continue
             except OSError:
                 return
+            pid = None
+            for level, kind, cdata in ancillary:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                    pid = struct.unpack("iII", cdata[:12])[0]
+            self.senders.append(pid)  # before the message: a reader never sees one unpaired
             self.messages.append(data.decode())
 
-    def has(self, line: str) -> bool:
-        return any(line in m.split("\n") for m in self.messages)
+    def has(self, line: str, pid: int | None = None) -> bool:
+        """Whether a message holds ``line``; with ``pid``, a message that process sent."""
+        return self.count(line, pid) > 0
+
+    def count(self, line: str, pid: int | None = None) -> int:
+        """How many messages hold ``line`` (sent by ``pid`` if given)."""
+        found = 0
+        for i, message in enumerate(list(self.messages)):
+            if line in message.split("\n") and (pid is None or self.senders[i] == pid):
+                found += 1
+        return found
 
     def close(self) -> None:
         self._stop.set()
@@ -105,7 +124,11 @@ class Daemon:
         )
         if wait_ready:
             notify, proc = self.notify, self.proc
-            wait_until(lambda: notify.has("READY=1") or proc.poll() is not None, 30, what="READY=1")
+            wait_until(  # this process's READY=1, not the one a killed predecessor sent
+                lambda: notify.has("READY=1", proc.pid) or proc.poll() is not None,
+                30,
+                what="READY=1",
+            )
             assert proc.poll() is None, self.log_text()
         return self
 

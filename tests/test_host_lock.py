@@ -91,7 +91,7 @@ def test_kill_9_never_blocks_the_next_start(tmp_path: Path, shared_url: str) -> 
         first.start()
         first.stop(signal.SIGKILL)
         second.start()  # another state directory: only the catalog's lock was held
-        first.start()  # the same state directory as the killed one
+        first.start(wait_ready=False)  # the same state directory as the killed one: refused
         assert second.proc is not None
         _refused(first, second.proc.pid)
         assert second.stop() == 0

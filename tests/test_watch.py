@@ -110,13 +110,19 @@ def test_events_without_information_are_dropped() -> None:
     p = f"{ROOT}/a/b.bin"
     dropped = [
         DirModifiedEvent(f"{ROOT}/a"),
-        DirAttribEvent(f"{ROOT}/a"),
         FileOpenedEvent(p),
         FileClosedNoWriteEvent(p),
     ]
     assert h(*dropped) == []
     assert h.handler.events == len(dropped)
     assert h.handler.errors == 0
+
+
+def test_a_directory_chmod_is_a_look_again() -> None:
+    """A directory made readable again (IN_ATTRIB): what changed below it while the daemon
+    could not stat it is looked at again, as a new directory is (issue 12, stateful test)."""
+    h = Handled()
+    assert h(DirAttribEvent(f"{ROOT}/a")) == [Change(C, f"{ROOT}/a", is_dir=True)]
 
 
 def test_ignored_paths_are_dropped_component_wise() -> None:

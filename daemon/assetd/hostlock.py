@@ -19,6 +19,8 @@ _HOLDER_WAIT_S = 2.0  # a holder that has just taken the lock writes its pid rig
 
 
 class _FlockFile:
+    lost = False  # a lock file cannot be taken away (a PostgreSQL lock can: hostlock_pg.py)
+
     def __init__(self, path: str, key: str) -> None:
         self.path = path
         self._key = key
@@ -68,13 +70,14 @@ class HostLock(_FlockFile):
     def __init__(self, state_dir: str) -> None:
         super().__init__(os.path.join(state_dir, "assetd.lock"), "daemon.state_dir")
 
-    def acquire(self) -> None:
+    def acquire(self) -> HostLock:
         holder = self._take()
         if holder is not None:
             raise HostLocked(
                 f"another assetd (pid {holder}) already runs with state directory "
                 f"{os.path.dirname(self.path)}"
             )
+        return self
 
 
 class CatalogFileLock(_FlockFile):

@@ -37,7 +37,7 @@ from assetd.catalog.roots import (
 from assetd.catalog.schema import Upgrade
 from assetd.catalog_access import Catalog, open_catalog, prepare_state_dir
 from assetd.config import Config
-from assetd.errors import WatchError
+from assetd.errors import HostLocked, WatchError
 from assetd.faults import pipeline_fault, worker_fault
 from assetd.fsutil import IgnoreRules
 from assetd.hashing.background import Hasher
@@ -98,8 +98,7 @@ class Service:
 
     def run(self) -> int:
         state_dir = prepare_state_dir(self.config)  # exit 78 if it cannot be used
-        lock = HostLock(state_dir)
-        lock.acquire()
+        lock = HostLock(state_dir).acquire()
         db_path = sqlite_path(self.config.database_url)
         self._catalog_lock: CatalogFileLock | AdvisoryHostLock | None = None
         if db_path:  # the catalog's own lock: another state directory, the same catalog
@@ -127,8 +126,8 @@ class Service:
         upgrade = Upgrade.ALWAYS if sqlite_path(config.database_url) else Upgrade.CREATE
         self.catalog = cat = open_catalog(config, write=True, upgrade=upgrade)
         if self._catalog_lock is None:  # PostgreSQL: an advisory lock keyed on the host id
-            self._catalog_lock = AdvisoryHostLock(cat.engine, cat.host)
-            self._catalog_lock.acquire()
+            self._catalog_lock = AdvisoryHostLock(cat.engine, cat.host, self.waker.wake)
+            self._catalog_lock.acquire()  # kept: re-taken if the server ends its session
         self.roots = cat.register_roots()
         self._prune_removed_roots()
         with cat.sessions() as s, s.begin():
@@ -275,8 +274,8 @@ class Service:
         last_heartbeat = last_canary = 0.0
         while True:
             self.waker.wait(self.timing.tick)
-            if self.signals.stop:
-                return 0
+            if self.signals.stop or (self._catalog_lock and self._catalog_lock.lost):
+                return 0 if self.signals.stop else HostLocked.exit_code  # another took the lock
             for part, name in ((self.pipeline, "pipeline"), (self.scheduler, "reconcile")):
                 if part.error is not None:
                     _log.critical("daemon.failed", part=name, error=repr(part.error))
@@ -441,8 +440,9 @@ class Service:
         )
         budget.check("reconcile", self.scheduler.stop(budget.left(5.0)))
         if self.catalog is not None:
-            status = "failed" if self._failure else "stopped"
-            daemons.beat(self.catalog.sessions, self.catalog.host, status, self._failure)
+            if not (self._catalog_lock and self._catalog_lock.lost):  # else the row is theirs
+                status = "failed" if self._failure else "stopped"
+                daemons.beat(self.catalog.sessions, self.catalog.host, status, self._failure)
             self.catalog.close()
         if self._read_engine is not None:
             self._read_engine.dispose()

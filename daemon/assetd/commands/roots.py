@@ -15,11 +15,13 @@ import os
 import re
 import sys
 import tomllib
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
 from assetd import log
 from assetd.catalog.engine import sqlite_path, translate_db_errors
+from assetd.catalog.hostlock_pg import AdvisoryHostLock
 from assetd.catalog.relocate import compare_trees, load_rows, relocate_root, rows_under
 from assetd.catalog.report import daemon_rows
 from assetd.catalog.roots import count_root_paths, delete_root, host_roots
@@ -31,6 +33,9 @@ from assetd.errors import AssetdError, HostLocked, UsageError
 from assetd.fsutil import IgnoreRules, encode_path
 from assetd.hostlock import CatalogFileLock, HostLock
 from assetd.paths import is_under
+
+if TYPE_CHECKING:
+    from assetd.catalog_access import Catalog
 
 _log = log.get_logger(__name__)
 
@@ -98,11 +103,7 @@ def cmd_roots_move(config: Config, args: argparse.Namespace) -> int:
                 catalog_lock.acquire()
         except HostLocked as err:
             lock.release()
-            raise HostLocked(
-                f"{err}: stop it first (systemctl stop assetd), move, set the new path in the "
-                "config, start it; or pass --force (the running daemon then marks the old paths "
-                "missing until its config names the new path)"
-            ) from None
+            raise _refusal(err) from None
     try:
         return _move(config, args, new)
     finally:
@@ -111,46 +112,68 @@ def cmd_roots_move(config: Config, args: argparse.Namespace) -> int:
         lock.release()
 
 
+def _refusal(err: HostLocked) -> HostLocked:
+    return HostLocked(
+        f"{err}: stop it first (systemctl stop assetd), move, set the new path in the "
+        "config, start it; or pass --force (the running daemon then marks the old paths "
+        "missing until its config names the new path)"
+    )
+
+
 def _move(config: Config, args: argparse.Namespace, new: str) -> int:
+    with catalog(config, write=True) as cat, translate_db_errors(cat.url):
+        if args.force or sqlite_path(cat.url):  # SQLite: the catalog's lock file was taken
+            return _move_in(cat, config, args, new)
+        pg_lock = AdvisoryHostLock(cat.engine, cat.host)  # a daemon of any state directory
+        try:
+            pg_lock.acquire()
+        except HostLocked as err:
+            raise _refusal(err) from None
+        try:
+            return _move_in(cat, config, args, new)
+        finally:
+            pg_lock.release()
+
+
+def _move_in(cat: Catalog, config: Config, args: argparse.Namespace, new: str) -> int:
     from assetd.hashing.digest import hash_file
 
-    with catalog(config, write=True) as cat, translate_db_errors(cat.url):
-        with cat.session() as s:
-            mine = host_roots(s, cat.host)
-            root = next((r for r in mine if r.name == args.name), None)
-            if root is None:
-                raise UsageError(f"no root named {args.name!r} on this host ({cat.host})")
-            root_id, old = root.id, root.path
-            others = [(r.name, r.path) for r in mine if r.id != root_id]
-            others += [(r.name, r.path) for r in config.roots if r.name != args.name]
-            _check_place(config, others, old, new)
-            new_key = encode_path(new)[0]
-            if rows_under(s, root_id, new_key):
-                raise AssetdError(
-                    f"root {args.name!r} has rows below {new} already (left from an earlier "
-                    "path): run `assetd cleanup` or move it elsewhere"
-                )
-            rows = load_rows(s, root_id, old)
-        rc = config.root_by_name(args.name)
-        comparison = compare_trees(
-            rows,
-            old,
-            new_key,
-            ignore=IgnoreRules(config.watch.ignore),
-            follow_symlinks=rc.follow_symlinks if rc else False,
-            hasher=hash_file,
-            sample=args.sample,
-        )
-        if comparison.difference is not None:
+    with cat.session() as s:
+        mine = host_roots(s, cat.host)
+        root = next((r for r in mine if r.name == args.name), None)
+        if root is None:
+            raise UsageError(f"no root named {args.name!r} on this host ({cat.host})")
+        root_id, old = root.id, root.path
+        others = [(r.name, r.path) for r in mine if r.id != root_id]
+        others += [(r.name, r.path) for r in config.roots if r.name != args.name]
+        _check_place(config, others, old, new)
+        new_key = encode_path(new)[0]
+        if rows_under(s, root_id, new_key):
             raise AssetdError(
-                f"refusing to move root {args.name!r}: {new} does not hold the same files as "
-                f"the catalog: {comparison.difference}"
+                f"root {args.name!r} has rows below {new} already (left from an earlier "
+                "path): run `assetd cleanup` or move it elsewhere"
             )
-        st = os.stat(new)
-        with cat.session() as s, s.begin():
-            moved = relocate_root(
-                s, root_id, old, new_key, device=st.st_dev, is_mount=os.path.ismount(new)
-            )
+        rows = load_rows(s, root_id, old)
+    rc = config.root_by_name(args.name)
+    comparison = compare_trees(
+        rows,
+        old,
+        new_key,
+        ignore=IgnoreRules(config.watch.ignore),
+        follow_symlinks=rc.follow_symlinks if rc else False,
+        hasher=hash_file,
+        sample=args.sample,
+    )
+    if comparison.difference is not None:
+        raise AssetdError(
+            f"refusing to move root {args.name!r}: {new} does not hold the same files as "
+            f"the catalog: {comparison.difference}"
+        )
+    st = os.stat(new)
+    with cat.session() as s, s.begin():
+        moved = relocate_root(
+            s, root_id, old, new_key, device=st.st_dev, is_mount=os.path.ismount(new)
+        )
     _log.info("root.moved", root=args.name, old_path=old, new_path=new, rewritten=moved)
     summary = {
         "root": args.name,

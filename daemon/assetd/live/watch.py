@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from watchdog.events import (
+    DirAttribEvent,
     DirCreatedEvent,
     DirDeletedEvent,
     DirMovedEvent,
@@ -54,7 +55,8 @@ ObserverFactory = Callable[[], BaseObserver]
 # IN_DELETE_SELF and, recursively, IN_CREATE are always in it). DirModifiedEvent is not needed:
 # creations, deletions and moves inside directories come from IN_CREATE/IN_DELETE/IN_MOVE, which
 # the created/deleted/moved classes ask for. FileAttribEvent costs no extra kernel events (the
-# IN_ATTRIB bit comes with FileModifiedEvent) and is the only report of an mtime set by utime().
+# IN_ATTRIB bit comes with FileModifiedEvent) and is the only report of an mtime set by utime();
+# DirAttribEvent (the same bit) reports a directory made readable again.
 EVENT_FILTER: list[type[FileSystemEvent]] = [
     FileCreatedEvent,
     DirCreatedEvent,
@@ -65,6 +67,7 @@ EVENT_FILTER: list[type[FileSystemEvent]] = [
     DirMovedEvent,
     FileClosedEvent,
     FileAttribEvent,
+    DirAttribEvent,
 ]
 
 # Exact event class -> (kind, is_dir) for the events that name one path. DirModifiedEvent is
@@ -77,6 +80,9 @@ _SIMPLE: dict[type[FileSystemEvent], tuple[Kind, bool]] = {
     FileModifiedEvent: (Kind.MODIFIED, False),
     FileClosedEvent: (Kind.MODIFIED, False),  # IN_CLOSE_WRITE: the final size after a write
     FileAttribEvent: (Kind.MODIFIED, False),
+    # chmod of a directory: what changed below it while the daemon could not read it (its
+    # live batches skipped what they could not stat) is looked at again, as a new directory is
+    DirAttribEvent: (Kind.CREATED, True),
 }
 _MOVES = (FileMovedEvent, DirMovedEvent)
 _PARENTS_KEPT = 50_000  # directory verdicts a handler keeps before it starts over
