@@ -341,6 +341,34 @@ def test_hasher_backs_off_a_file_that_changed_mid_read(world: World) -> None:
         assert hasher.stop(10)
 
 
+def test_a_root_back_is_hashed_at_once_not_after_the_backoff(world: World) -> None:
+    """Files that failed to read while their root was away are retried as soon as the root is
+    back (``Hasher.retry_now``, called by the root keeper), not after their 5 s backoff (the
+    clock here never moves, so only ``retry_now`` can end it)."""
+    world.write("r.bin", b"on the disk that left")
+    world.scan()
+    clock = FakeClock()
+    hasher = Hasher(world.sessions, [world.root], clock=clock, min_refetch=0)
+    away = world.root.path + ".away"
+    os.rename(world.root.path, away)  # unplugged: the read fails
+    try:
+        hasher.start()
+        wait_until(lambda: sum(hasher.outcomes.values()) >= 1, what="a failed read")
+        assert hasher.hashed == 0
+        os.rename(away, world.root.path)  # plugged in again
+        looked = hasher.fetches
+        hasher.wake()
+        wait_until(lambda: hasher.fetches > looked)
+        assert hasher.hashed == 0  # backing off
+        hasher.retry_now()
+        wait_until(lambda: hasher.hashed == 1, what="hashed after retry_now")
+        assert hash_of(world, "r.bin") == b3(b"on the disk that left")
+    finally:
+        assert hasher.stop(10)
+        if os.path.exists(away):
+            os.rename(away, world.root.path)
+
+
 class FlakySessions:
     """A session factory whose first ``failures`` calls fail as an unreachable database."""
 

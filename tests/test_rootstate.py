@@ -330,6 +330,7 @@ def test_a_root_a_pass_found_away_comes_back_though_the_monitor_never_saw_it_go(
     watched: list[str] = []
     unwatched: list[str] = []
     reconciles: list[tuple[str, int]] = []
+    backs: list[str] = []
     keeper = RootKeeper(
         sessions,
         RootMonitor([world.root], lambda: None, interval=0.05),
@@ -337,6 +338,7 @@ def test_a_root_a_pass_found_away_comes_back_though_the_monitor_never_saw_it_go(
         unwatch=lambda name: unwatched.append(name),
         reconcile=lambda why, root_id: reconciles.append((why, root_id)),
         bump=lambda root, why: None,
+        on_back=lambda r: backs.append(r.name),  # the daemon's hasher retries its failed reads
     )
     roots = keeper.start([world.root])
     try:
@@ -354,6 +356,7 @@ def test_a_root_a_pass_found_away_comes_back_though_the_monitor_never_saw_it_go(
         wait_until(back, 5, interval=0.02, what="the root back and reconciled")
         assert world.root.id not in keeper.away
         assert watched[-1] == world.root.name
+        assert backs == [world.root.name]
         with sessions() as s:
             state = s.execute(text("SELECT state FROM roots")).scalar_one()
         assert state == "watching"

@@ -178,6 +178,7 @@ class Service:
             reconcile=self.scheduler.request,
             bump=self._bump,
             on_away=self.api.root_unavailable,
+            on_back=lambda root: self.hasher.retry_now() if self.hasher else None,
         )
         self.roots = self.rootkeeper.start(self.roots)  # one not there is never watched nor walked
         warn_network_roots(r for r in self.roots if r.id not in self.unavailable)  # no hung one
@@ -401,12 +402,11 @@ class Service:
             if now < not_before:
                 continue  # backing off: 1 s, 2 s, 4 s ... 5 min between restarts
             self._restarts[name] = (backoff, now + backoff.next())
-            root = dead
             _log.error("watch.failed", root=name, reason="observer stopped; restarting")
             self.watchers.remove(name)
-            self._bump(root, "watcher restarted")
-            self._watch(root)
-            self.scheduler.request("watcher restarted", root.id)
+            self._bump(dead, "watcher restarted")
+            self._watch(dead)
+            self.scheduler.request("watcher restarted", dead.id)
 
     def _prune_removed_roots(self) -> None:
         """Roots of this host no longer configured: their files are marked missing (kept)."""

@@ -184,6 +184,14 @@ class Hasher:
             self._wakes += 1
             self._wakeup.notify_all()
 
+    def retry_now(self) -> None:
+        """A root came back: files that failed to read while it was away are tried again now,
+        not after their backoff (5 s, doubling)."""
+        with self._lock:
+            self._backoff.clear()
+            self._cursor = 0  # from the start: those files may lie behind the cursor
+        self.wake()
+
     def stop(self, timeout: float = 5.0) -> bool:
         """Stop the workers, ending a large file's hash in progress; True if all ended in time.
 

@@ -59,6 +59,7 @@ class RootKeeper:
         reconcile: ReconcileFn,
         bump: Callable[[RootSpec, str | None], None],
         on_away: Callable[[RootSpec, int], None] | None = None,
+        on_back: Callable[[RootSpec], object] | None = None,
     ) -> None:
         self.sessions = sessions
         self.monitor = monitor
@@ -69,6 +70,7 @@ class RootKeeper:
         self._reconcile = reconcile
         self._bump = bump
         self._on_away = on_away  # told after the rows are marked (the API's event feed)
+        self._on_back = on_back  # told when a root is back or replaced (the hasher retries)
         self._noted: set[str] = set()  # roots a reconcile pass found away (any thread)
         self._noted_lock = threading.Lock()
 
@@ -189,6 +191,8 @@ class RootKeeper:
         self._bump(root, None)
         self._watch(root)
         self._reconcile("root back", root.id)
+        if self._on_back is not None:
+            self._on_back(root)
 
     def _replaced(self, root: RootSpec) -> None:
         _log.warning("root.replaced", root=root.name, path=root.path)
@@ -196,3 +200,5 @@ class RootKeeper:
         self._bump(root, "root replaced")
         self._watch(root)
         self._reconcile("root replaced", root.id)
+        if self._on_back is not None:
+            self._on_back(root)
