@@ -11,6 +11,7 @@ the root, so unmounting the root keeps the files for the remount. Runs as root; 
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
@@ -207,6 +208,33 @@ def test_replaced_root_directory_is_rewatched_and_reconciled(tmp_path: Path) -> 
             "SELECT count(*) FROM asset_cache_states WHERE file_path LIKE ?", f"{old}/%"
         ) == [(0,)]
         assert live_count(daemon, lib) == 2  # new.bin and the barrier
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
+
+
+def test_a_root_deleted_and_put_back_on_the_same_inode_is_watched_again(tmp_path: Path) -> None:
+    """Found by the stateful test: ``rm -rf lib && cp -a backup lib`` gives the new directory
+    the old one's inode number on ext4 (reused at once), so the monitor's (device, inode)
+    check saw nothing replaced while the old watch was dead: nothing in the root was seen
+    again until the next periodic reconcile. The watch's own "root gone" now decides."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    fill(lib, 5)
+    backup = tmp_path / "backup"
+    shutil.copytree(lib, backup)
+    daemon = Daemon(tmp_path, {"lib": lib})
+    try:
+        daemon.start()
+        wait_until(lambda: live_count(daemon, lib) == 5, 20, what="all catalogued")
+        inode = lib.stat().st_ino
+        shutil.rmtree(lib)
+        shutil.copytree(backup, lib)
+        if lib.stat().st_ino != inode:
+            pytest.skip("this filesystem did not reuse the root's inode number")
+        (lib / "after.bin").write_bytes(b"a")
+        wait_until(lambda: daemon.is_live(lib / "after.bin"), 10, what="the root watched again")
+        assert live_count(daemon, lib) == 6
         assert daemon.stop() == 0
     finally:
         daemon.close()

@@ -388,7 +388,7 @@ class Service:
             _log.debug("epoch.failed", error=one_line(err))
 
     def _on_root_event(self, root_name: str, kind: Kind) -> None:  # the root itself went away
-        self.rootkeeper.monitor.poke()
+        self.rootkeeper.note_watch_lost(root_name)
 
     def _check_roots(self) -> None:
         assert self.catalog is not None

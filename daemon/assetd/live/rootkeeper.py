@@ -72,6 +72,7 @@ class RootKeeper:
         self._on_away = on_away  # told after the rows are marked (the API's event feed)
         self._on_back = on_back  # told when a root is back or replaced (the hasher retries)
         self._noted: set[str] = set()  # roots a reconcile pass found away (any thread)
+        self._lost: set[str] = set()  # roots whose watch saw the root itself go (any thread)
         self._noted_lock = threading.Lock()
 
     def start(self, roots: Sequence[RootSpec]) -> list[RootSpec]:
@@ -90,6 +91,30 @@ class RootKeeper:
         with self._noted_lock:
             self._noted.update(names)
 
+    def note_watch_lost(self, name: str) -> None:
+        """The root's watch saw the root directory itself deleted or moved (any thread, even a
+        watchdog callback: never blocks). A directory put back at the path may get the same
+        inode number (ext4 reuses them at once), which the identity check cannot tell from the
+        old one, while the old watch is dead: the next fresh verdict decides instead, present
+        (re-watched and reconciled, as replaced) or gone (away, as any root)."""
+        self.monitor.forget(name)  # first: a verdict from before the loss must not decide
+        with self._noted_lock:
+            self._lost.add(name)
+
+    def _take_lost(self, roots: Sequence[RootSpec], verdicts: dict[int, Verdict]) -> None:
+        with self._noted_lock:
+            lost = set(self._lost)
+        for root in roots:
+            verdict = verdicts.get(root.id)
+            if root.name not in lost or verdict is None:
+                continue  # no fresh look yet: the next tick
+            with self._noted_lock:
+                self._lost.discard(root.name)
+            if verdict.present and root.id not in self.away:
+                self._replaced(root)
+                if verdict.identity is not None:
+                    self._identity[root.id] = verdict.identity
+
     def _take_noted(self, roots: Sequence[RootSpec]) -> None:
         with self._noted_lock:
             names, self._noted = self._noted, set()
@@ -103,7 +128,9 @@ class RootKeeper:
         """Act on the monitor's latest verdicts (the main loop, every tick: no I/O unless a
         verdict changed); returns the roots, with any record the keeper decided."""
         self._take_noted(roots)
-        updated = self.apply(roots, self.monitor.verdicts(), self.monitor.facts)
+        verdicts = self.monitor.verdicts()
+        self._take_lost(roots, verdicts)
+        updated = self.apply(roots, verdicts, self.monitor.facts)
         if updated is None:
             return list(roots)
         self.monitor.set_roots(updated)

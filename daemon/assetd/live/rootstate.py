@@ -103,6 +103,15 @@ class RootMonitor:
         with self._lock:
             return self._facts.get(root_id)
 
+    def forget(self, name: str) -> None:
+        """Drop the root's verdict and look again now: the next verdict is a fresh look (from
+        any thread; never blocks on I/O)."""
+        with self._lock:
+            for root_id, root in self._roots.items():
+                if root.name == name:
+                    self._verdicts.pop(root_id, None)
+        self.poke()
+
     def check_now(self) -> dict[int, Verdict]:
         """One round on the caller's thread, waiting at most ``timeout`` for the probes (the
         start-up check, before any root is watched)."""
