@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from helpers import wait_until
@@ -29,6 +30,7 @@ class NotifySocket:
         self.sock.settimeout(0.2)
         self.messages: list[str] = []
         self.senders: list[int | None] = []  # the pid of each message (None: not known)
+        self.times: list[tuple[float, str]] = []  # (monotonic arrival, message)
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
@@ -45,8 +47,10 @@ class NotifySocket:
             for level, kind, cdata in ancillary:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
                     pid = struct.unpack("iII", cdata[:12])[0]
+            text = data.decode()
             self.senders.append(pid)  # before the message: a reader never sees one unpaired
-            self.messages.append(data.decode())
+            self.times.append((time.monotonic(), text))
+            self.messages.append(text)
 
     def has(self, line: str, pid: int | None = None) -> bool:
         """Whether a message holds ``line``; with ``pid``, a message that process sent."""

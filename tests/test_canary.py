@@ -106,22 +106,7 @@ def test_the_timing_fits_inside_watchdog_sec(watchdog_sec: float | None) -> None
 
 
 class TimedNotifySocket(NotifySocket):
-    """Records when each message arrived (monotonic seconds)."""
-
-    def __init__(self, path: Path) -> None:
-        self.times: list[tuple[float, str]] = []
-        super().__init__(path)
-
-    def _read(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.times.append((time.monotonic(), data.decode()))
-            self.messages.append(data.decode())
+    """The harness's socket, which records when each message arrived (``times``)."""
 
     def pings(self) -> list[float]:
         return [t for t, m in self.times if "WATCHDOG=1" in m.split("\n")]
