@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 
 from watchdog.events import (
+    DirAttribEvent,
     DirCreatedEvent,
     DirDeletedEvent,
     DirMovedEvent,
@@ -379,7 +380,11 @@ class BulkInotifyEmitter(EventEmitter):
                 continue
             path = base + b"/" + name
             if mask & _MODIFY_FAMILY:
-                if is_dir or path == modified:  # a write's IN_MODIFY run, then IN_CLOSE_WRITE
+                if is_dir:  # a chmod: look again at what it may have hidden (live/watch.py)
+                    if mask & C.IN_ATTRIB:
+                        out.append(DirAttribEvent(os.fsdecode(path)))
+                    continue
+                if path == modified:  # a write's IN_MODIFY run, then IN_CLOSE_WRITE
                     continue
                 modified = path
                 out.append(FileModifiedEvent(os.fsdecode(path)))
