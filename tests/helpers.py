@@ -10,10 +10,15 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+class Timeout(AssertionError):
+    """What :func:`wait_until` raises when its deadline passes (a failed assertion)."""
+
+
 def wait_until(
     predicate: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.01, what: str = ""
 ) -> T:
-    """Poll ``predicate`` until it returns a truthy value or ``timeout`` passes (then fail)."""
+    """Poll ``predicate`` until it returns a truthy value or ``timeout`` passes (then fail with
+    :class:`Timeout`)."""
     deadline = time.monotonic() + timeout
     pause = threading.Event()
     while True:
@@ -21,5 +26,5 @@ def wait_until(
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+            raise Timeout(f"timed out after {timeout}s waiting for {what or predicate}")
         pause.wait(interval)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import TypeVar
 import blake3
 
 from daemon_harness import Daemon, NotifySocket
+from helpers import wait_until
 from unprivileged import Nobody, give_to_nobody
 
 T = TypeVar("T")
@@ -29,21 +28,9 @@ ALWAYS_IGNORED = ("*.tmp", "*.part", ".Trash-*", "@eaDir", "#recycle")
 TOGGLED = "*.skip"  # ignored or not, as SIGHUP reloads change the list
 
 
-class Timeout(AssertionError):
-    pass
-
-
 def poll(predicate: Callable[[], T | None], timeout: float, what: str) -> T:
     """``predicate``'s first truthy value, polled every :data:`POLL` s, or :class:`Timeout`."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise Timeout(f"timed out after {timeout}s waiting for {what}")
-        pause.wait(POLL)
+    return wait_until(predicate, timeout, POLL, what)
 
 
 def blake3_of(path: Path) -> str:

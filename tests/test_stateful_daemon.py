@@ -40,7 +40,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from stateful_world import Row, Timeout, World, blake3_of, poll, walk_dirs, walk_files
+from helpers import Timeout
+from stateful_world import Row, World, blake3_of, poll, walk_dirs, walk_files
 from unprivileged import Nobody, nobody
 
 LONG = int(os.environ.get("ASSETD_STATEFUL_EXAMPLES") or 0)
