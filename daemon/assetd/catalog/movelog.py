@@ -51,12 +51,26 @@ def record_move(
     now: dt.datetime | None = None,
 ) -> None:
     """One file moved from ``src`` to ``dest`` (catalog paths; ``root_id`` is ``dest``'s)."""
+    _insert(session, asset_id, root_id, src, dest, how, now)
+
+
+def _insert(
+    session: Session,
+    asset_id: int | None,
+    root_id: int,
+    src: str,
+    dest: str,
+    how: str,
+    now: dt.datetime | None,
+) -> None:
+    """One ``asset_moves`` row (``asset_id`` None: a directory)."""
     session.execute(
         insert(am).values(
             asset_id=asset_id,
             root_id=root_id,
             from_path=src,
             to_path=dest,
+            is_dir=asset_id is None,
             how=how,
             moved_at=now or utcnow(),
         )
@@ -67,17 +81,7 @@ def record_directory_move(
     session: Session, root_id: int, src: str, dest: str, *, now: dt.datetime | None = None
 ) -> None:
     """A directory moved: one row, whatever number of files lie below it."""
-    session.execute(
-        insert(am).values(
-            asset_id=None,
-            root_id=root_id,
-            from_path=src,
-            to_path=dest,
-            is_dir=True,
-            how=How.DIRECTORY,
-            moved_at=now or utcnow(),
-        )
-    )
+    _insert(session, None, root_id, src, dest, How.DIRECTORY, now)
 
 
 def record_row_move(
