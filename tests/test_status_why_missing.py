@@ -238,9 +238,15 @@ def test_status_with_the_daemon_running(
         [root] = report["roots"]
         assert (root["name"], root["state"], root["last_event_at"]) == ("lib", "watching", None)
         (lib / "b.bin").write_bytes(b"b")
-        wait_until(lambda: daemon.is_live(lib / "b.bin"), 10, what="b.bin catalogued")
-        [root] = status()["roots"]
-        assert root["last_event_at"] is not None and root["live"] == 2
+
+        # the start-up reconcile (after READY=1) may catalogue b.bin before the live batch
+        # commits: wait for the batch's mark, not just for the row
+        def touched() -> dict[str, Any] | None:
+            [root] = status()["roots"]
+            return root if root["last_event_at"] is not None else None
+
+        root = wait_until(touched, 10, what="last_event_at set by the live batch")
+        assert root["live"] == 2
         text_out = cli("status", "--config", daemon.config).out
         pid = daemon.proc.pid  # type: ignore[union-attr]
         assert f"daemon:   running (pid {pid}, version {__version__}), up " in text_out
