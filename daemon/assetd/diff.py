@@ -11,7 +11,8 @@ import enum
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from assetd.fsutil import FileStat
+from assetd.fsutil import FileStat, make_filestat
+from assetd.walk import DiskRow
 
 
 class Action(enum.Enum):
@@ -85,3 +86,96 @@ def diff_sorted(
         else:
             yield Action.MISSING, None, row
         row = next(rows, None)
+
+
+RowTuple = tuple[str, int, int, bool, int | None, int | None, bytes | None, bool]
+"""A catalog row as reconcile reads it: ``(file_path, size_bytes, mtime_ns, is_missing, device,
+inode, file_path_raw, is_symlink)``, the shape of :data:`assetd.walk.DiskRow`."""
+
+
+def _disk(d: DiskRow) -> FileStat:
+    return make_filestat(d[0], d[1], d[2], d[4], d[5], d[6], d[7])
+
+
+def _row(r: RowTuple) -> CatalogRow:
+    return CatalogRow(0, r[0], r[1], r[2], bool(r[3]), r[6], r[4], r[5])
+
+
+class _Rows:
+    """The catalog's pages as one sorted sequence: ``buf[i:]`` are the rows not yet merged."""
+
+    __slots__ = ("buf", "i", "pages")
+
+    def __init__(self, pages: Iterable[list[RowTuple]]) -> None:
+        self.pages = iter(pages)
+        self.buf: list[RowTuple] = []
+        self.i = 0
+
+    def ensure(self, n: int) -> bool:
+        """At least ``n`` rows not yet merged, if the catalog has them; False if it has none."""
+        while len(self.buf) - self.i < n:
+            page = next(self.pages, None)
+            if page is None:
+                break
+            self.buf = self.buf[self.i :] + page
+            self.i = 0
+        return len(self.buf) > self.i
+
+
+def diff_runs(
+    runs: Iterable[list[DiskRow]], pages: Iterable[list[RowTuple]], counts: DiffCounts
+) -> Iterator[Step]:
+    """:func:`diff_sorted` over the walk's runs and the catalog's pages (both ascending by
+    path): a run whose rows are the next catalog rows, field for field, is unchanged as a whole
+    (one list comparison); any other run is merged file by file, with objects made only for the
+    steps yielded."""
+    rows = _Rows(pages)
+    for run in runs:
+        n = len(run)
+        first = run[0][0]
+        while rows.ensure(n):  # rows before the run: gone from the disk
+            row = rows.buf[rows.i]
+            if row[0] >= first:
+                break
+            rows.i += 1
+            if row[3]:
+                counts.already_missing += 1
+            else:
+                yield Action.MISSING, None, _row(row)
+        i = rows.i
+        if rows.buf[i : i + n] == run:
+            counts.unchanged += n
+            rows.i = i + n
+            continue
+        for d in run:
+            path = d[0]
+            while rows.ensure(1):
+                row = rows.buf[rows.i]
+                if row[0] >= path:
+                    break
+                rows.i += 1
+                if row[3]:
+                    counts.already_missing += 1
+                else:
+                    yield Action.MISSING, None, _row(row)
+            else:
+                yield Action.NEW, _disk(d), None
+                continue
+            if row[0] != path:
+                yield Action.NEW, _disk(d), None
+                continue
+            rows.i += 1
+            cat = _row(row)
+            f = _disk(d)
+            action = _compare(f, cat)
+            if action is None:
+                counts.unchanged += 1
+            else:
+                yield action, f, cat
+    while rows.ensure(1):
+        row = rows.buf[rows.i]
+        rows.i += 1
+        if row[3]:
+            counts.already_missing += 1
+        else:
+            yield Action.MISSING, None, _row(row)

@@ -187,6 +187,23 @@ class IgnoreRules:
         name_ignored = self.name_ignored
         return any(name_ignored(n) for n in relative_path.split("/") if n and n != ".")
 
+    def ignored_among(self, names: list[str]) -> set[str]:
+        """The names of one directory that :meth:`name_ignored` would skip, found for the whole
+        listing at once (the walk's hot path: most directories hold none)."""
+        hits = set(self._literals.intersection(names))
+        if self._suffixes or self._prefixes:
+            joined = "\0" + "\0".join(names) + "\0"  # no name holds NUL
+            for suffix in self._suffixes:
+                if suffix + "\0" in joined:
+                    hits.update(n for n in names if n.endswith(suffix))
+            for prefix in self._prefixes:
+                if "\0" + prefix in joined:
+                    hits.update(n for n in names if n.startswith(prefix))
+        if self._regex is not None:
+            match = self._regex
+            hits.update(n for n in names if match(n) is not None)
+        return hits
+
     def name_ignored(self, name: str) -> bool:
         """Whether one path component matches a pattern (the walker calls this per entry)."""
         return (

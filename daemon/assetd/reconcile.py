@@ -17,7 +17,7 @@ import datetime as dt
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -42,11 +42,11 @@ from assetd.catalog.roots import (
 from assetd.catalog.sqlutil import normalize_prefix, placeholder
 from assetd.catalog.states import Reason, utcnow
 from assetd.catalog.tagsync import live_asset_ids, recompute_automatic_tags_many
-from assetd.diff import CatalogRow, DiffCounts, diff_sorted
-from assetd.fsutil import FileStat, IgnoreRules, StatFn, encode_path
+from assetd.diff import CatalogRow, DiffCounts, RowTuple, diff_runs
+from assetd.fsutil import IgnoreRules, StatFn, encode_path
 from assetd.links import LinkRules
 from assetd.reconcile_apply import Applier, RootVanished
-from assetd.walk import ScandirFn, WalkProblem, list_files_recursively
+from assetd.walk import DiskRow, ScandirFn, WalkProblem, list_files_recursively
 
 _log = log.get_logger(__name__)
 
@@ -92,17 +92,18 @@ class ReconcileResult:
 
 
 _ROWS_SQL = (
-    "SELECT id, file_path, size_bytes, mtime_ns, is_missing, file_path_raw, device, inode "
-    "FROM asset_cache_states WHERE root_id = {p} AND file_path > {p} AND file_path < {p} "
-    "ORDER BY file_path LIMIT {page}"
+    "SELECT file_path, size_bytes, mtime_ns, is_missing, device, inode, file_path_raw, "
+    "is_symlink FROM asset_cache_states WHERE root_id = {p} AND file_path > {p} "
+    "AND file_path < {p} ORDER BY file_path LIMIT {page}"
 )
 
 
-def iter_catalog_rows(
+def iter_catalog_pages(
     session: Session, root: RootSpec, top: str | None = None, page: int = PAGE
-) -> Iterator[CatalogRow]:
+) -> Iterator[list[RowTuple]]:
     """The root's rows under ``top`` (default: its path), ascending by path, a page per short
-    transaction (keyset pagination; plain driver SQL, this is the re-scan's hot path)."""
+    transaction (keyset pagination; plain driver SQL and the driver's tuples, this is the
+    re-scan's hot path: :func:`assetd.diff.diff_runs` compares them as they come)."""
     prefix = normalize_prefix(top or root.path)
     low, high = (prefix + "/", prefix + "0") if prefix != "/" else ("/", "0")
     sql = _ROWS_SQL.format(p=placeholder(session), page=int(page))
@@ -110,14 +111,23 @@ def iter_catalog_rows(
     while True:
         cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
         cursor.execute(sql, (root.id, last, high))  # one lower bound: an index seek
-        rows = cursor.fetchall()
+        rows: list[RowTuple] = cursor.fetchall()
         cursor.close()
         session.commit()  # never hold a transaction (SQLite: the write lock) across the walk
-        for r in rows:
-            yield CatalogRow(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7])
+        if rows:
+            yield rows
         if len(rows) < page:
             return
-        last = rows[-1][1]
+        last = rows[-1][0]
+
+
+def iter_catalog_rows(
+    session: Session, root: RootSpec, top: str | None = None, page: int = PAGE
+) -> Iterator[CatalogRow]:
+    """:func:`iter_catalog_pages` row by row, as :class:`CatalogRow` (``id`` not read: 0)."""
+    for rows in iter_catalog_pages(session, root, top, page):
+        for r in rows:
+            yield CatalogRow(0, r[0], r[1], r[2], bool(r[3]), r[6], r[4], r[5])
 
 
 def _reconcile_root(
@@ -195,6 +205,7 @@ def _reconcile_tree(
             on_problem=on_problem,
             scandir=scandir,
             inside=rules.inside,
+            runs=True,
         )
     except (FileNotFoundError, NotADirectoryError):
         disk = iter(())  # the directory is gone: every row under it is missing
@@ -203,8 +214,12 @@ def _reconcile_tree(
     if progress is not None or cancel is not None:
         disk = _counting(disk, progress, cancel)
     counts = DiffCounts()
-    for step in diff_sorted(disk, iter_catalog_rows(session, root, encode_path(top)[0]), counts):
-        applier.add(step)
+    pages = iter_catalog_pages(session, root, encode_path(top)[0])
+    try:
+        for step in diff_runs(disk, pages, counts):
+            applier.add(step)
+    finally:
+        disk.close()  # the walk's read-ahead threads end with it, also on Cancelled
     applier.flush()
     applier.add_found()
     result.unchanged += counts.unchanged
@@ -212,8 +227,8 @@ def _reconcile_tree(
 
 
 def _guarded(
-    stream: Iterator[FileStat], top: str, on_problem: Callable[[WalkProblem], None]
-) -> Iterator[FileStat]:
+    stream: Iterator[list[DiskRow]], top: str, on_problem: Callable[[WalkProblem], None]
+) -> Generator[list[DiskRow], None, None]:
     """The walk, ended (not raised) by an OSError it did not report itself: what lies under
     ``top`` is then unknown, and no row under it is marked missing."""
     try:
@@ -253,15 +268,20 @@ class Cancelled(Exception):
 
 
 def _counting(
-    stream: Iterator[FileStat], progress: Progress | None, cancel: Cancel | None
-) -> Iterator[FileStat]:
-    for n, item in enumerate(stream, 1):
-        if n % 1000 == 0:
-            if progress is not None:
-                progress(n)
-            if cancel is not None and cancel():
-                raise Cancelled
-        yield item
+    stream: Generator[list[DiskRow], None, None], progress: Progress | None, cancel: Cancel | None
+) -> Generator[list[DiskRow], None, None]:
+    n = 0
+    try:
+        for run in stream:
+            before, n = n, n + len(run)
+            if n // 1000 != before // 1000:  # every 1,000 files
+                if progress is not None:
+                    progress(n - n % 1000)
+                if cancel is not None and cancel():
+                    raise Cancelled
+            yield run
+    finally:
+        stream.close()
 
 
 def _pair_moves(

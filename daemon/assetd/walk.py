@@ -2,82 +2,67 @@
 
 It yields files in ascending catalog-path order (Python ``str`` order, i.e. code point order), so
 a caller can merge it with a sorted database stream; what it skips is a :class:`WalkProblem`.
+Each directory is read by :mod:`assetd.walk_dir`, ahead of the walk with the default scandir
+(:mod:`assetd.walk_ahead`).
 """
 
 from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
 from dataclasses import dataclass
-from operator import itemgetter
-from typing import TypeAlias
+from typing import Literal, overload
 
-from assetd.fsutil import (
-    GONE_ERRNOS,
-    S_IFDIR,
-    S_IFMT,
-    S_IFREG,
-    FileStat,
-    IgnoreRules,
-    encode_path,
-    make_filestat,
-)
+from assetd.fsutil import S_IFDIR, S_IFMT, FileStat, IgnoreRules, encode_path, make_filestat
 from assetd.paths import is_under
+from assetd.walk_ahead import ReadAhead, Reader, ReadNow
+from assetd.walk_dir import (
+    DiskRow,
+    How,
+    Inside,
+    ProblemSink,
+    ScandirFn,
+    Segment,
+    Sub,
+    WalkProblem,
+    detail_of,
+    read_into,
+)
 
-
-@dataclass(frozen=True, slots=True)
-class WalkProblem:
-    """Something the walk skipped, for the log and the scan summary (DESIGN §6).
-
-    ``kind`` is one of:
-
-    - ``"unreadable"``: a directory that cannot be listed, or an entry that cannot be stat'ed
-      (EACCES, EIO...). What lies there is *unknown*: a caller must not take the files it knows
-      under ``path`` for missing.
-    - ``"vanished"``: gone (or replaced by another type) between listing and stat.
-    - ``"loop"``: a directory that is one of its own ancestors (symlink or bind-mount loop).
-    - ``"duplicate-dir"``: a followed directory symlink to a directory already walked.
-    - ``"symlink-dir-skipped"``: a directory symlink, not followed (``follow_symlinks=False``).
-    - ``"special"``: a FIFO, socket or device (or a symlink to one); never opened.
-    - ``"broken-symlink"``: a symlink whose target does not exist (or is a symlink loop).
-    - ``"ambiguous-name"``: a non-UTF-8 name whose catalog form equals a sibling's (for example
-      ``b"\\xff"`` next to a file literally named ``\\xff``); the valid UTF-8 name is kept.
-    """
-
-    path: str  # catalog form
-    kind: str
-    detail: str
-
-
-ProblemSink: TypeAlias = Callable[[WalkProblem], None]
-"""Receives each :class:`WalkProblem`; called from inside the walk, so keep it cheap."""
-
-ScandirFn: TypeAlias = Callable[[str], AbstractContextManager[Iterator["os.DirEntry[str]"]]]
-"""The shape of ``os.scandir`` on a ``str`` path: the seam tests replace."""
+__all__ = ["DiskRow", "Inside", "ProblemSink", "ScandirFn", "WalkProblem", "list_files_recursively"]
 
 
 def _drop(problem: WalkProblem) -> None:
     pass
 
 
-def _kind_of(exc: OSError, gone: str) -> str:
-    return gone if exc.errno in GONE_ERRNOS else "unreadable"
+@overload
+def list_files_recursively(
+    top: str,
+    *,
+    root: str | None = None,
+    ignore: IgnoreRules | None = None,
+    follow_symlinks: bool = False,
+    on_problem: ProblemSink | None = None,
+    scandir: ScandirFn = os.scandir,
+    inside: Inside | None = None,
+    runs: Literal[False] = False,
+) -> Iterator[FileStat]: ...
 
 
-def _detail(exc: OSError) -> str:
-    return exc.strerror or str(exc)
-
-
-# An entry of one listed directory: (sort key, entry, kind, name is not valid UTF-8).
-# The sort key is the catalog-form name, plus "/" for a directory: then the order of keys is the
-# order of the full paths, since every path below directory d starts with "d/".
-_Item: TypeAlias = tuple[str, "os.DirEntry[str]", int, bool]
-_FILE, _DIR, _LINKDIR, _LINKFILE = 0, 1, 2, 3
-Inside: TypeAlias = Callable[[str], bool]
-"""``inside(os_path)``: whether a symlink's target lies in a root (DESIGN §5)."""
-_key = itemgetter(0)
+@overload
+def list_files_recursively(
+    top: str,
+    *,
+    root: str | None = None,
+    ignore: IgnoreRules | None = None,
+    follow_symlinks: bool = False,
+    on_problem: ProblemSink | None = None,
+    scandir: ScandirFn = os.scandir,
+    inside: Inside | None = None,
+    runs: Literal[True],
+) -> Iterator[list[DiskRow]]: ...
 
 
 def list_files_recursively(
@@ -89,7 +74,8 @@ def list_files_recursively(
     on_problem: ProblemSink | None = None,
     scandir: ScandirFn = os.scandir,
     inside: Inside | None = None,
-) -> Iterator[FileStat]:
+    runs: bool = False,
+) -> Iterator[FileStat] | Iterator[list[DiskRow]]:
     """Yield a :class:`FileStat` for each regular file below ``top``, in ascending ``path`` order.
 
     A file symlink is yielded at its own path: with its target's figures when ``inside(path)``
@@ -103,7 +89,12 @@ def list_files_recursively(
     it is not a directory, always at the call: ``top`` is listed before the iterator is returned,
     so a caller's ``try`` around the call covers it (a directory below ``top`` that vanishes
     later is reported as ``vanished``, never raised). Memory is one directory listing per level
-    of the current descent.
+    of the current descent, and a few read ahead.
+
+    With ``runs``, yield lists of :data:`DiskRow` instead: the files in the same order, in runs
+    of consecutive files of one directory (reconcile's fast path). With the default ``scandir``
+    the next directories are listed and stat'ed ahead, on threads (:mod:`assetd.walk_ahead`);
+    with another (a test's seam, which orders a race) each is read when the walk reaches it.
     """
     top_os = os.path.abspath(top)
     root_os = top_os if root is None else os.path.abspath(root)
@@ -116,7 +107,7 @@ def list_files_recursively(
     except (FileNotFoundError, NotADirectoryError) as exc:
         raise FileNotFoundError(errno.ENOENT, "No such directory", top_os) from exc
     except OSError as exc:
-        report(WalkProblem(encode_path(top_os)[0], "unreadable", _detail(exc)))
+        report(WalkProblem(encode_path(top_os)[0], "unreadable", detail_of(exc)))
         return iter(())
     if top_st.st_mode & S_IFMT != S_IFDIR:
         raise NotADirectoryError(errno.ENOTDIR, "Not a directory", top_os)
@@ -136,15 +127,33 @@ def list_files_recursively(
     inside = inside or in_root
     top_path, top_raw = encode_path(top_os)
     prefix = top_path if top_path.endswith("/") else top_path + "/"
-    name_ignored = ignore.name_ignored if ignore is not None else None
-    # Listed now, not at the first next(): a top gone or replaced since the stat raises here.
-    items = _list_dir(
-        top_os, prefix, name_ignored, follow_symlinks, report, scandir, inside, is_top=True
+    rules = ignore if ignore is not None and ignore.patterns else None
+    how = How(
+        rules.name_ignored if rules else None,
+        rules.ignored_among if rules else None,
+        follow_symlinks,
+        scandir,
+        inside,
+        scandir is os.scandir,
     )
-    if not items:
+    # Listed now, not at the first next(): a top gone or replaced since the stat raises here.
+    first: list[Segment] = []
+    read_into(top_os, prefix, top_raw is not None, how, report, first, is_top=True)
+    if not first:
         return iter(())
     start = _Top(prefix, top_raw is not None, (top_st.st_dev, top_st.st_ino))
-    return _walk(items, start, name_ignored, follow_symlinks, report, scandir, inside)
+    reader: Reader[Sub, list[Segment]] = (
+        ReadAhead(how.read) if scandir is os.scandir else ReadNow(how.read)
+    )
+    stream = _walk(first, start, how, report, reader)
+    return stream if runs else _files(stream)
+
+
+def _files(runs: Iterator[list[DiskRow]]) -> Iterator[FileStat]:
+    new_filestat = make_filestat  # a local name: the hot loop
+    for run in runs:
+        for path, size, mtime_ns, _, device, inode, raw, is_link in run:
+            yield new_filestat(path, size, mtime_ns, device, inode, raw, is_link)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,171 +164,50 @@ class _Top:
 
 
 def _walk(
-    first: list[_Item],
+    first: list[Segment],
     top: _Top,
-    name_ignored: Callable[[str], bool] | None,
-    follow: bool,
+    how: How,
     report: ProblemSink,
-    scandir: ScandirFn,
-    inside: Inside,
-) -> Iterator[FileStat]:
-    prefix, top_id = top.prefix, top.id
-    top_path = prefix[:-1] if prefix != "/" else prefix
-    # The current descent: per directory, the rest of its sorted entries, its catalog path
-    # prefix (ending in "/"), whether that prefix holds non-UTF-8 bytes, and its (st_dev, st_ino).
-    stack = [(iter(first), prefix, top.raw, top_id)]
+    reader: Reader[Sub, list[Segment]],
+) -> Iterator[list[DiskRow]]:
+    """The runs of files below ``top`` in path order; each directory's segments are read by
+    ``reader`` (now, or ahead on its threads), and their problems reported here, in order."""
+    top_id = top.id
+    top_path = top.prefix[:-1] if top.prefix != "/" else top.prefix
+    follow = how.follow
+    # The current descent: per directory, the rest of its segments and its (st_dev, st_ino).
+    stack = [(iter(first), top_id)]
     ancestors = {top_id}
     visited = {top_id: top_path}  # only kept up to date (and needed) with follow
-    fsencode = os.fsencode
-    new_filestat = make_filestat  # a local name: the hot loop
-    while stack:
-        entries, prefix, prefix_raw, _ = stack[-1]
-        for key, entry, kind, bad in entries:
-            if not kind:  # _FILE
-                try:
-                    st = entry.stat()
-                except OSError as exc:
-                    report(WalkProblem(prefix + key, _kind_of(exc, "vanished"), _detail(exc)))
-                    continue
-                if st.st_mode & 0o170000 != 0o100000:  # not S_ISREG (literals: no global lookup)
-                    report(WalkProblem(prefix + key, "vanished", "no longer a regular file"))
-                    continue
-                yield new_filestat(
-                    prefix + key,
-                    st.st_size,
-                    st.st_mtime_ns,
-                    st.st_dev,
-                    st.st_ino,
-                    fsencode(entry.path) if bad or prefix_raw else None,
-                )
-                continue
-            if kind == _LINKFILE:  # a link to a file outside every root: its own figures
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except OSError as exc:
-                    report(WalkProblem(prefix + key, _kind_of(exc, "vanished"), _detail(exc)))
-                    continue
-                yield new_filestat(
-                    prefix + key,
-                    st.st_size,
-                    st.st_mtime_ns,
-                    st.st_dev,
-                    st.st_ino,
-                    fsencode(entry.path) if bad or prefix_raw else None,
-                    True,
-                )
-                continue
-            # A directory (kind _DIR) or a followed directory symlink (_LINKDIR).
-            dir_prefix = prefix + key
-            try:
-                st = entry.stat(follow_symlinks=kind == _LINKDIR)
-            except OSError as exc:
-                report(WalkProblem(dir_prefix[:-1], _kind_of(exc, "vanished"), _detail(exc)))
-                continue
-            dir_id = (st.st_dev, st.st_ino)
-            if dir_id in ancestors:
-                report(WalkProblem(dir_prefix[:-1], "loop", "directory is its own ancestor"))
-                continue
-            if follow:
-                seen = visited.get(dir_id)
-                if seen is not None and kind == _LINKDIR:
-                    report(WalkProblem(dir_prefix[:-1], "duplicate-dir", f"walked at {seen}"))
-                    continue
-                visited[dir_id] = dir_prefix[:-1]
-            items = _list_dir(entry.path, dir_prefix, name_ignored, follow, report, scandir, inside)
-            if items:
-                stack.append((iter(items), dir_prefix, prefix_raw or bad, dir_id))
-                ancestors.add(dir_id)
-                break  # descend; this directory's remaining entries wait on the stack
-        else:
-            ancestors.discard(stack.pop()[3])
-
-
-def _list_dir(
-    os_dir: str,
-    prefix: str,
-    name_ignored: Callable[[str], bool] | None,
-    follow: bool,
-    report: ProblemSink,
-    scandir: ScandirFn,
-    inside: Inside,
-    *,
-    is_top: bool = False,
-) -> list[_Item] | None:
-    """One directory's entries to walk, sorted; odd ones reported. ``None`` if unlistable."""
+    reader.enter([s for s in first if isinstance(s, Sub)])
     try:
-        with scandir(os_dir) as it:
-            entries = list(it)
-    except OSError as exc:
-        if is_top and isinstance(exc, FileNotFoundError | NotADirectoryError):
-            raise
-        report(WalkProblem(prefix[:-1], _kind_of(exc, "vanished"), _detail(exc)))
-        return None
-    items: list[_Item] = []
-    append = items.append
-    any_bad = False
-    for entry in entries:
-        name = entry.name
-        bad = False
-        if not name.isascii():
-            try:
-                name.encode("utf-8")
-            except UnicodeEncodeError:
-                name = os.fsencode(name).decode("utf-8", "backslashreplace")
-                bad = any_bad = True
-        if name_ignored is not None and name_ignored(name):
-            continue
-        try:
-            if entry.is_file(follow_symlinks=False):
-                append((name, entry, _FILE, bad))
-            elif entry.is_dir(follow_symlinks=False):
-                append((name + "/", entry, _DIR, bad))
-            elif entry.is_symlink():
-                kind = _symlink_kind(entry, prefix + name, follow, report, inside)
-                if kind in (_FILE, _LINKFILE):
-                    append((name, entry, kind, bad))
-                elif kind == _LINKDIR:
-                    append((name + "/", entry, _LINKDIR, bad))
+        while stack:
+            for seg in stack[-1][0]:
+                if isinstance(seg, list):
+                    yield seg
+                    continue
+                if isinstance(seg, WalkProblem):
+                    report(seg)
+                    continue
+                if seg.id in ancestors:
+                    reader.drop(seg)
+                    report(WalkProblem(seg.prefix[:-1], "loop", "directory is its own ancestor"))
+                    continue
+                if follow:
+                    seen = visited.get(seg.id)
+                    if seen is not None and seg.link:
+                        reader.drop(seg)
+                        report(WalkProblem(seg.prefix[:-1], "duplicate-dir", f"walked at {seen}"))
+                        continue
+                    visited[seg.id] = seg.prefix[:-1]
+                segs = reader.read(seg)
+                if segs:
+                    stack.append((iter(segs), seg.id))
+                    ancestors.add(seg.id)
+                    reader.enter([s for s in segs if isinstance(s, Sub)])
+                    break  # descend; this directory's remaining segments wait on the stack
             else:
-                report(WalkProblem(prefix + name, "special", "FIFO, socket or device"))
-        except OSError as exc:  # d_type unknown and lstat failed
-            report(WalkProblem(prefix + name, _kind_of(exc, "vanished"), _detail(exc)))
-    items.sort(key=_key)
-    return _drop_ambiguous(items, prefix, report) if any_bad else items
-
-
-def _symlink_kind(
-    entry: os.DirEntry[str], path: str, follow: bool, report: ProblemSink, inside: Inside
-) -> int:
-    """_FILE (its target's facts), _LINKFILE (a link to a file outside every root, catalogued
-    as a link) or _LINKDIR for a symlink to walk; otherwise report it and return -1."""
-    try:
-        st = entry.stat()
-    except OSError as exc:
-        report(WalkProblem(path, _kind_of(exc, "broken-symlink"), _detail(exc)))
-        return -1
-    fmt = st.st_mode & S_IFMT
-    if fmt == S_IFREG:
-        return _FILE if follow or inside(entry.path) else _LINKFILE
-    if fmt != S_IFDIR:
-        report(WalkProblem(path, "special", "symlink to a FIFO, socket or device"))
-    elif follow:
-        return _LINKDIR
-    else:
-        report(WalkProblem(path, "symlink-dir-skipped", "directory symlink not followed"))
-    return -1
-
-
-def _drop_ambiguous(items: list[_Item], prefix: str, report: ProblemSink) -> list[_Item]:
-    """Keep one entry per sort key: a valid UTF-8 name wins, else the smallest raw name."""
-    kept: list[_Item] = []
-    for item in items:
-        if kept and kept[-1][0] == item[0]:
-            prev = kept[-1]
-            if (item[3], os.fsencode(item[1].name)) < (prev[3], os.fsencode(prev[1].name)):
-                kept[-1], item = item, prev
-            raw = os.fsencode(item[1].name)
-            report(WalkProblem(prefix + item[0].rstrip("/"), "ambiguous-name", f"raw name {raw!r}"))
-        else:
-            kept.append(item)
-    return kept
+                ancestors.discard(stack.pop()[1])
+                reader.leave()
+    finally:
+        reader.close()
