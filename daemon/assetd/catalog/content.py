@@ -20,7 +20,7 @@ Merging, splitting and automatic tags are :mod:`assetd.catalog.metadata`.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +45,7 @@ from assetd.catalog.states import Reason
 from assetd.fsutil import os_path_of
 
 __all__ = [
+    "HashBatch",
     "HashJob",
     "Outcome",
     "apply_hash",
@@ -134,14 +135,13 @@ def next_to_hash(
             .order_by(cs.c.id)
             .limit(page)
         ).all()
-        for r in rows:
-            if r.id not in exclude_ids and len(jobs) < limit:
-                raw = bytes(r.file_path_raw) if r.file_path_raw is not None else None
-                path = os_path_of(r.file_path, raw)
-                jobs.append(HashJob(r.id, r.root_id, r.file_path, path, r.size_bytes, r.mtime_ns))
+        for cid, root_id, file_path, raw, size, mtime_ns in rows:  # by position: per file
+            if cid not in exclude_ids and len(jobs) < limit:
+                path = file_path if raw is None else os_path_of(file_path, bytes(raw))
+                jobs.append(HashJob(cid, root_id, file_path, path, size, mtime_ns))
         if len(rows) < page:
             break
-        after_id = rows[-1].id
+        after_id = rows[-1][0]
     return jobs
 
 
@@ -178,6 +178,82 @@ class _Raw:
         self.cursor.close()
 
 
+_BATCH_ROWS_SQL = (
+    "SELECT c.id, c.asset_id, c.size_bytes, c.mtime_ns, c.is_missing, c.needs_verify, a.hash, "
+    "EXISTS (SELECT 1 FROM asset_cache_states o WHERE o.asset_id = c.asset_id AND o.id <> c.id), "
+    "c.move_candidate_id FROM asset_cache_states c JOIN assets a ON a.id = c.asset_id "
+    "WHERE c.id IN ({ids})"
+)
+
+
+class HashBatch:
+    """The digests of one transaction, their rows read with one statement: the common case (a
+    never-hashed asset with this one path, a digest no other asset has and no other digest of
+    the batch repeats, no move guess) is :func:`apply_hash`'s plain "hashed", whose two writes
+    are queued and run for the whole batch with one ``executemany`` each (:meth:`flush`); every
+    other case takes the full path, after what is queued is written. Those cases cannot touch a
+    queued row: it is its asset's only path, and its digest is no other asset's."""
+
+    def __init__(self, session: Session, items: Sequence[tuple[int, str]]) -> None:
+        self.raw = _Raw(session)
+        self.rows: dict[int, Any] = {}
+        self.hashes: list[tuple[str, int, int]] = []  # (digest, size, asset id)
+        self.verified: list[tuple[bool, int]] = []  # cache states whose needs_verify clears
+        self.unique: set[str] = set()
+        self.taken: set[str] = set()
+        if not items:
+            return
+        ids = [cid for cid, _ in items]
+        holes = ", ".join([self.raw.p] * len(ids))
+        lock = " ORDER BY c.id FOR UPDATE OF c, a" if self.raw.pg else ""
+        for row in self.raw.run(_BATCH_ROWS_SQL.replace("{ids}", holes) + lock, tuple(ids)):
+            self.rows[row[0]] = row
+        seen: set[str] = set()
+        for _, digest in items:
+            (self.unique.discard if digest in seen else self.unique.add)(digest)
+            seen.add(digest)
+        holes = ", ".join([self.raw.p] * len(seen))
+        sql = "SELECT hash FROM assets WHERE hash IN ({h})".replace("{h}", holes)
+        self.taken = {h for (h,) in self.raw.run(sql, tuple(seen))}
+
+    def take(self, cache_state_id: int, digest: str, size: int, mtime_ns: int) -> bool:
+        """Queue the common case's writes for this digest; False if it is not that case."""
+        row = self.rows.pop(cache_state_id, None)  # popped: the id a second time is not
+        if row is None:
+            return False
+        _, asset_id, row_size, row_mtime, missing, verify, a_hash, others, candidate = row
+        if (
+            missing
+            or row_size != size
+            or row_mtime != mtime_ns
+            or a_hash is not None
+            or others
+            or candidate is not None
+            or digest not in self.unique
+            or digest in self.taken
+        ):
+            return False
+        self.hashes.append((digest, size, asset_id))
+        if verify:
+            self.verified.append((False, cache_state_id))
+        return True
+
+    def flush(self) -> None:
+        """Write what is queued."""
+        p = self.raw.p
+        if self.hashes:
+            sql = f"UPDATE assets SET hash = {p}, size_bytes = {p} WHERE id = {p}"
+            self.raw.cursor.executemany(sql, self.hashes)
+            self.hashes = []
+        if self.verified:
+            sql = f"UPDATE asset_cache_states SET needs_verify = {p} WHERE id = {p}"
+            self.raw.cursor.executemany(sql, self.verified)
+            self.verified = []
+
+    def close(self) -> None:
+        self.raw.close()
+
+
 def apply_hash(
     session: Session,
     cache_state_id: int,
@@ -186,6 +262,7 @@ def apply_hash(
     mtime_ns: int,
     *,
     auto_tags: AutoTags,
+    batch: HashBatch | None = None,
 ) -> str:
     """Record that the file of this cache state, with these figures, has content ``digest``,
     applying the content rules (module docstring). Returns an :class:`Outcome` value.
@@ -200,8 +277,13 @@ def apply_hash(
     cleared, and nothing of the vanished row's metadata ever reached this path.
 
     The common cases (a new content, a verified one) cost two or three short statements: this
-    runs once per file.
+    runs once per file. With ``batch`` (the transaction's :class:`HashBatch`), the commonest
+    costs none here: its writes are queued for the batch's ``executemany``.
     """
+    if batch is not None:
+        if batch.take(cache_state_id, digest, size, mtime_ns):
+            return Outcome.HASHED
+        batch.flush()  # the full path runs on everything written so far
     raw = _Raw(session)
     try:
         row = raw.run(

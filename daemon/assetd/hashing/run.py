@@ -5,13 +5,17 @@ daemon's background threads are :class:`assetd.hashing.background.Hasher`.
 A file is read with no transaction open and checked unchanged (size and mtime_ns, with
 ``verify_file_unchanged``) before and after the read; only then is its digest applied by
 :func:`assetd.catalog.content.apply_hash`, in a short transaction shared with the digests read
-just before it (:class:`DigestBatch`: up to 64 files or 0.25 s). A file that changed or vanished
+just before it (:class:`DigestBatch`: up to 256 files or 0.25 s; a transaction stops taking
+them after 50 ms, :data:`TX_SECONDS`, and the rest go in the next: the live worker waits on the
+same write lock). The commonest case of a batch is written with one statement for the whole
+batch (:class:`~assetd.catalog.content.HashBatch`). A file that changed or vanished
 is never recorded; the Hasher retries it later with backoff (5 s doubling to 1 h).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from assetd import log
 from assetd.catalog.content import (
+    HashBatch,
     HashJob,
     Outcome,
     apply_hash,
@@ -57,23 +62,45 @@ def record_digests(
     deadlock or a serialization failure (:func:`~assetd.catalog.retry.run_retrying`); returns
     each one's :class:`Outcome` value. Database errors propagate."""
 
-    def once() -> list[str]:
+    def once(chunk: Sequence[tuple[HashJob, str]]) -> list[str]:
+        """A transaction: the chunk's digests while it lasts under TX_SECONDS (at least one)."""
+        started = time.monotonic()
+        outcomes: list[str] = []
         with sessions() as s, s.begin():
-            outcomes = [
-                apply_hash(s, job.id, digest, job.size, job.mtime_ns, auto_tags=auto_tags)
-                for job, digest in items
-            ]
+            batch = HashBatch(s, [(job.id, digest) for job, digest in chunk])
+            try:
+                for job, digest in chunk:
+                    outcomes.append(
+                        apply_hash(
+                            s,
+                            job.id,
+                            digest,
+                            job.size,
+                            job.mtime_ns,
+                            auto_tags=auto_tags,
+                            batch=batch,
+                        )
+                    )
+                    if time.monotonic() - started >= TX_SECONDS:
+                        break  # the rest in the next transaction: the live batches wait on this
+                batch.flush()
+            finally:
+                batch.close()
             note_hashed_for(  # what each hash was computed for (DESIGN §7)
                 s,
                 [
                     (job.id, job.size, job.mtime_ns)
-                    for (job, _), outcome in zip(items, outcomes, strict=True)
+                    for (job, _), outcome in zip(chunk, outcomes, strict=False)
                     if outcome in Outcome.RECORDED
                 ],
             )
             return outcomes
 
-    return run_retrying(once)
+    done: list[str] = []
+    while len(done) < len(items):
+        rest = items[len(done) :]
+        done += run_retrying(functools.partial(once, rest))
+    return done
 
 
 def record_digests_safely(
@@ -148,9 +175,10 @@ class DigestBatch:
         return items
 
 
-BATCH_FILES = 64
+BATCH_FILES = 256
 BATCH_BYTES = 256 * 1024 * 1024
 BATCH_SECONDS = 0.25
+TX_SECONDS = 0.05  # a transaction of digests ends after the first digest applied past this
 
 
 # --------------------------------------------------------------------------- one-shot pass
