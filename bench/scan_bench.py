@@ -1018,6 +1018,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.birth:
             print(birth_bench(work, fig, command), flush=True)
             return 0
+        fig.load_before = os.getloadavg()
         measure(args, work, fig)
         fig.load_after = os.getloadavg()
         print(report(fig, command), flush=True)
