@@ -138,15 +138,22 @@ def list_files_recursively(
     )
     # Listed now, not at the first next(): a top gone or replaced since the stat raises here.
     first: list[Segment] = []
-    read_into(top_os, prefix, top_raw is not None, how, report, first, is_top=True)
+    read_into(top_os, prefix, top_raw is not None, how, report, first, by_fd=how.by_fd, is_top=True)
     if not first:
         return iter(())
     start = _Top(prefix, top_raw is not None, (top_st.st_dev, top_st.st_ino))
     reader: Reader[Sub, list[Segment]] = (
-        ReadAhead(how.read) if scandir is os.scandir else ReadNow(how.read)
+        ReadAhead(how.read, small=how.read_small, size=_entries)
+        if scandir is os.scandir
+        else ReadNow(how.read)
     )
     stream = _walk(first, start, how, report, reader)
     return stream if runs else _files(stream)
+
+
+def _entries(segs: list[Segment]) -> int:
+    """How many entries a directory's segments hold (a run counts its files)."""
+    return sum(len(seg) if isinstance(seg, list) else 1 for seg in segs)
 
 
 def _files(runs: Iterator[list[DiskRow]]) -> Iterator[FileStat]:

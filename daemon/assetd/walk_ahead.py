@@ -23,6 +23,7 @@ V_co = TypeVar("V_co", covariant=True)
 
 WORKERS = 2  # the machine the goals are set on has 2 cores; more threads only queue on them
 WINDOW = 4  # directories read ahead at most: memory is a few listings, whatever the tree
+SMALL = 16  # entries: directories smaller than this on average are read in place
 
 
 class Reader(Protocol[K, V_co]):
@@ -67,12 +68,26 @@ class ReadNow(Generic[K, V]):
 
 
 class ReadAhead(Generic[K, V]):
-    """Reads the walk's next directories on ``workers`` threads, ``window`` at most at once."""
+    """Reads the walk's next directories on ``workers`` threads, ``window`` at most at once.
+
+    A hand-off to a thread costs about as much as listing and stat'ing a few entries, so while
+    the directories read hold fewer than ``few`` entries on average (``size`` counts them; a
+    moving mean over the last few), the walk reads them itself, with ``small`` (default
+    ``read``), and nothing is read ahead."""
 
     def __init__(
-        self, read: Callable[[K], V], *, workers: int = WORKERS, window: int = WINDOW
+        self,
+        read: Callable[[K], V],
+        *,
+        small: Callable[[K], V] | None = None,
+        size: Callable[[V], int] = lambda _: SMALL,
+        workers: int = WORKERS,
+        window: int = WINDOW,
+        few: int = SMALL,
     ) -> None:
-        self._read = read
+        self._read, self._size, self._small = read, size, few
+        self._read_small = small or read
+        self._mean = 2.0 * few  # start reading ahead
         self._workers, self._window = workers, window
         self._pool: ThreadPoolExecutor | None = None  # started at the first directory to read
         self._frames: list[tuple[list[K], list[int]]] = []  # per level: its subdirs, next index
@@ -90,7 +105,12 @@ class ReadAhead(Generic[K, V]):
         if future is None:  # not read ahead (the window was full when it came up): read now
             self._skip(key)
         self._fill()
-        return self._read(key) if future is None else future.result()
+        if future is not None:
+            value = future.result()
+        else:
+            value = (self._read if self._mean >= self._small else self._read_small)(key)
+        self._mean += (self._size(value) - self._mean) / 8
+        return value
 
     def drop(self, key: K) -> None:
         future = self._pending.pop(id(key), None)
@@ -119,6 +139,8 @@ class ReadAhead(Generic[K, V]):
     def _fill(self) -> None:
         """Submit the next directories in the walk's order (deepest level first) up to the
         window."""
+        if self._mean < self._small:
+            return  # small directories: each read where the walk reaches it
         for keys, index in reversed(self._frames):
             while index[0] < len(keys):
                 if len(self._pending) >= self._window:

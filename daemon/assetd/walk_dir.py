@@ -99,15 +99,20 @@ class How:
     by_fd: bool  # list by file descriptor: the default scandir only (a seam takes a path)
 
     def read(self, sub: Sub) -> list[Segment]:
-        return read_dir(sub.os_path, sub.prefix, sub.raw, self)
+        return read_dir(sub.os_path, sub.prefix, sub.raw, self, by_fd=self.by_fd)
+
+    def read_small(self, sub: Sub) -> list[Segment]:
+        """:meth:`read` by path: for a directory of a few entries, opening it by descriptor
+        costs more than the short lookups of its stats save."""
+        return read_dir(sub.os_path, sub.prefix, sub.raw, self, by_fd=False)
 
 
-def read_dir(os_dir: str, prefix: str, raw: bool, how: How) -> list[Segment]:
+def read_dir(os_dir: str, prefix: str, raw: bool, how: How, *, by_fd: bool) -> list[Segment]:
     """One directory, ready to walk: its entries in path order as segments (runs of files,
     each stat'ed; directories to descend into, each stat'ed; what was skipped). Thread-safe:
     it only reads the disk and reports nothing (its problems are segments)."""
     segs: list[Segment] = []
-    read_into(os_dir, prefix, raw, how, segs.append, segs)
+    read_into(os_dir, prefix, raw, how, segs.append, segs, by_fd=by_fd)
     return segs
 
 
@@ -119,6 +124,7 @@ def read_into(
     report: ProblemSink,
     segs: list[Segment],
     *,
+    by_fd: bool,
     is_top: bool = False,
 ) -> None:
     """List and stat ``os_dir`` into ``segs``; a listing problem goes to ``report``. By its
@@ -127,7 +133,7 @@ def read_into(
     fd = None
     listing: AbstractContextManager[Iterator[os.DirEntry[str]]]
     try:
-        if how.by_fd:
+        if by_fd:  # the default scandir only (a seam takes a path)
             fd = os.open(os_dir, _DIR_FLAGS)
             listing = os.scandir(fd)
         else:
