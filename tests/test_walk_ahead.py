@@ -95,7 +95,7 @@ def test_an_abandoned_walk_leaves_no_thread(tmp_path: Path) -> None:
 _names = st.lists(st.sampled_from("abcdefghij"), min_size=1, max_size=10, unique=True)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     disk_names=_names,
     row_names=_names,
@@ -134,7 +134,7 @@ def test_diff_runs_yields_what_diff_sorted_yields(
 # --- the ignore rules, a listing at a time ------------------------------------------------------
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     names=st.lists(st.text("ab.*x-", min_size=1, max_size=5), max_size=12, unique=True),
     patterns=st.lists(
