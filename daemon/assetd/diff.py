@@ -98,7 +98,7 @@ def _disk(d: DiskRow) -> FileStat:
 
 
 def _row(r: RowTuple) -> CatalogRow:
-    return CatalogRow(0, r[0], r[1], r[2], bool(r[3]), r[6], r[4], r[5])
+    return CatalogRow(0, r[0], r[1], r[2], bool(r[3]), r[6], r[4], r[5])  # id: not read (0)
 
 
 class _Rows:
@@ -132,6 +132,8 @@ def diff_runs(
     rows = _Rows(pages)
     for run in runs:
         n = len(run)
+        if not n:
+            continue
         first = run[0][0]
         while rows.ensure(n):  # rows before the run: gone from the disk
             row = rows.buf[rows.i]

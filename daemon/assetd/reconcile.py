@@ -42,7 +42,7 @@ from assetd.catalog.roots import (
 from assetd.catalog.sqlutil import normalize_prefix, placeholder
 from assetd.catalog.states import Reason, utcnow
 from assetd.catalog.tagsync import live_asset_ids, recompute_automatic_tags_many
-from assetd.diff import CatalogRow, DiffCounts, RowTuple, diff_runs
+from assetd.diff import DiffCounts, RowTuple, diff_runs
 from assetd.fsutil import IgnoreRules, StatFn, encode_path
 from assetd.links import LinkRules
 from assetd.reconcile_apply import Applier, RootVanished
@@ -119,15 +119,6 @@ def iter_catalog_pages(
         if len(rows) < page:
             return
         last = rows[-1][0]
-
-
-def iter_catalog_rows(
-    session: Session, root: RootSpec, top: str | None = None, page: int = PAGE
-) -> Iterator[CatalogRow]:
-    """:func:`iter_catalog_pages` row by row, as :class:`CatalogRow` (``id`` not read: 0)."""
-    for rows in iter_catalog_pages(session, root, top, page):
-        for r in rows:
-            yield CatalogRow(0, r[0], r[1], r[2], bool(r[3]), r[6], r[4], r[5])
 
 
 def _reconcile_root(
