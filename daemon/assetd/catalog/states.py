@@ -121,7 +121,8 @@ def mark_paths_missing(
 
     PostgreSQL: one ``UPDATE ... RETURNING`` (a SELECT of the live rows first was a fifth of a
     100,000-deletion burst: another scan of the table). SQLite: the SELECT, then the UPDATE
-    (RETURNING needs SQLite 3.35; the SELECT costs little there).
+    (RETURNING needs SQLite 3.35, which some supported systems lack; the SELECT was a tenth of
+    SQLite's burst).
     """
     paths = sorted(set(file_paths))
     if not roots or not paths:
