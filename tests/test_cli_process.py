@@ -162,3 +162,31 @@ def test_read_only_commands_on_an_empty_catalog_stay_light(
         m for m in modules if m in NOT_FOR_READERS or m.rpartition(".")[0] in NOT_FOR_READERS
     )
     assert heavy == []
+
+
+ORM_FREE = ["status", "ls", "missing", "why"]
+
+
+@pytest.mark.parametrize("command", ORM_FREE)
+def test_read_only_commands_use_sqlalchemy_core_without_the_orm(
+    tmp_path: Path, command: str
+) -> None:
+    """status, ls, missing and why query the catalog with SQLAlchemy Core: ``sqlalchemy.orm``
+    (about as much again to import as ``sqlalchemy``), Alembic and watchdog stay unloaded."""
+    lib = tmp_path / "lib"
+    (lib / "d").mkdir(parents=True)
+    for name in ("a.bin", "d/b.bin", "d/c.bin"):
+        (lib / name).write_bytes(name.encode())
+    env = subprocess_env(tmp_path)
+    done = _assetd("scan", "--root", str(lib), env=env)
+    assert done.returncode == 0, done.stderr
+    (lib / "d" / "c.bin").unlink()  # missing once the catalog is told
+    done = _assetd("scan", "--root", str(lib), env=env)
+    assert done.returncode == 0, done.stderr
+    args = ["why", str(lib / "d" / "b.bin")] if command == "why" else [command]
+    modules = _modules([*args, "--root", str(lib)], env)
+    assert "sqlalchemy" in modules  # (the probe saw the catalog opened)
+    loaded = sorted(
+        m for m in modules if m.split(".")[0] in {"alembic", "watchdog"} or m == "sqlalchemy.orm"
+    )
+    assert loaded == []
