@@ -43,7 +43,11 @@ def timed(argv: list[str], env: dict[str, str], key: str = "") -> float:
     return elapsed
 
 
-def slowest_imports(argv: list[str], env: dict[str, str], top: int = 8) -> list[tuple[int, str]]:
+def slowest_imports(
+    argv: list[str], env: dict[str, str], top: int = 8, *, own: bool = False
+) -> list[tuple[int, str]]:
+    """The ``top`` imports (any depth) by cumulative time, what each costs with what it imports;
+    ``own``: by their own time, without what they import."""
     done = subprocess.run(
         [sys.executable, "-X", "importtime", *argv], env=env, capture_output=True, check=False
     )
@@ -51,9 +55,8 @@ def slowest_imports(argv: list[str], env: dict[str, str], top: int = 8) -> list[
     for line in done.stderr.decode().splitlines():
         if not line.startswith("import time:") or "cumulative" in line:
             continue
-        _, cumulative, name = (part.strip() for part in line.split("|"))
-        if not name.startswith(" "):  # top-level imports only (no leading indent)
-            rows.append((int(cumulative), name))
+        self_us, cumulative, name = line.removeprefix("import time:").split("|")
+        rows.append((int(self_us if own else cumulative), name.strip()))
     return sorted(rows, reverse=True)[:top]
 
 
@@ -85,7 +88,12 @@ def main() -> None:
             "`python -S -c pass` (no site: the floor)": [sys.executable, "-S", "-c", "pass"],
             "`python -I -c pass` (isolated)": [sys.executable, "-I", "-c", "pass"],
             "`python -c pass` (baseline)": [sys.executable, "-c", "pass"],
-            "`python -c 'import sqlalchemy.orm'` (what opening the catalog needs)": [
+            "`python -c 'import sqlalchemy'` (Core: what the read-only commands need)": [
+                sys.executable,
+                "-c",
+                "import sqlalchemy",
+            ],
+            "`python -c 'import sqlalchemy.orm'` (the ORM: what a writer's session needs)": [
                 sys.executable,
                 "-c",
                 "import sqlalchemy.orm",
@@ -95,6 +103,7 @@ def main() -> None:
             "`assetd status`": [*assetd, "status", "--root", str(lib)],
             "`assetd status --json`": [*assetd, "status", "--json", "--root", str(lib)],
             "`assetd ls`": [*assetd, "ls", "--root", str(lib)],
+            "`assetd why FILE`": [*assetd, "why", str(lib / "f001.bin"), "--root", str(lib)],
         }
         other = {**env, "PYTHONPATH": args.compare} if args.compare else None
         results: dict[str, list[float]] = {name: [] for name in cases}
@@ -148,12 +157,20 @@ def main() -> None:
                     row += " | | | |"
             print(row)
         if args.importtime:
-            print("\nSlowest top-level imports of `assetd status` (cumulative µs):\n")
+            print("\nSlowest imports of `assetd status` (cumulative µs):\n")
             for micros, name in slowest_imports(
                 ["-m", "assetd", "status", "--root", str(lib)], env
             ):
                 print(f"- {name}: {micros / 1000:.0f} ms")
-            print("\nSlowest top-level imports of `assetd --version` (cumulative µs):\n")
+            print("\nLargest own import times of `assetd status` (µs, any depth):\n")
+            for micros, name in slowest_imports(
+                ["-m", "assetd", "status", "--root", str(lib)], env, 12, own=True
+            ):
+                print(f"- {name}: {micros / 1000:.0f} ms")
+            print("\nSlowest imports of `assetd --help` (cumulative µs):\n")
+            for micros, name in slowest_imports(["-m", "assetd", "--help"], env):
+                print(f"- {name}: {micros / 1000:.0f} ms")
+            print("\nSlowest imports of `assetd --version` (cumulative µs):\n")
             for micros, name in slowest_imports(["-m", "assetd", "--version"], env):
                 print(f"- {name}: {micros / 1000:.0f} ms")
 

@@ -164,25 +164,29 @@ def test_read_only_commands_on_an_empty_catalog_stay_light(
     assert heavy == []
 
 
-ORM_FREE = ["status", "ls", "missing", "why"]
-
-
-@pytest.mark.parametrize("command", ORM_FREE)
-def test_read_only_commands_use_sqlalchemy_core_without_the_orm(
-    tmp_path: Path, command: str
-) -> None:
-    """status, ls, missing and why query the catalog with SQLAlchemy Core: ``sqlalchemy.orm``
-    (about as much again to import as ``sqlalchemy``), Alembic and watchdog stay unloaded."""
-    lib = tmp_path / "lib"
+@pytest.fixture(scope="module")
+def small_catalog(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """Three files scanned, one of them then gone and scanned again (a missing row)."""
+    base = tmp_path_factory.mktemp("small")
+    lib = base / "lib"
     (lib / "d").mkdir(parents=True)
     for name in ("a.bin", "d/b.bin", "d/c.bin"):
         (lib / name).write_bytes(name.encode())
-    env = subprocess_env(tmp_path)
-    done = _assetd("scan", "--root", str(lib), env=env)
-    assert done.returncode == 0, done.stderr
-    (lib / "d" / "c.bin").unlink()  # missing once the catalog is told
-    done = _assetd("scan", "--root", str(lib), env=env)
-    assert done.returncode == 0, done.stderr
+    env = subprocess_env(base)
+    for _ in range(2):
+        done = _assetd("scan", "--root", str(lib), env=env)
+        assert done.returncode == 0, done.stderr
+        (lib / "d" / "c.bin").unlink(missing_ok=True)  # missing once the catalog is told
+    return lib, env
+
+
+@pytest.mark.parametrize("command", ["status", "ls", "missing", "why"])
+def test_read_only_commands_use_sqlalchemy_core_without_the_orm(
+    small_catalog: tuple[Path, dict[str, str]], command: str
+) -> None:
+    """status, ls, missing and why query the catalog with SQLAlchemy Core: ``sqlalchemy.orm``
+    (about as much again to import as ``sqlalchemy``), Alembic and watchdog stay unloaded."""
+    lib, env = small_catalog
     args = ["why", str(lib / "d" / "b.bin")] if command == "why" else [command]
     modules = _modules([*args, "--root", str(lib)], env)
     assert "sqlalchemy" in modules  # (the probe saw the catalog opened)
