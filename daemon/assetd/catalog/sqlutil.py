@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from sqlalchemy import (
     Boolean,
@@ -22,9 +22,16 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
 
-from assetd.catalog.models import UTCDateTime
+from assetd.catalog.tables import UTCDateTime
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+    from sqlalchemy.orm import Session
+
+Reader: TypeAlias = "Connection | Session"
+"""What a read query runs on: a Core connection (the read-only commands, which do not import
+the ORM) or a session (the daemon, the API)."""
 
 T = TypeVar("T")
 

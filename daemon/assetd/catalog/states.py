@@ -9,13 +9,15 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Boolean, bindparam, false, update
-from sqlalchemy.orm import Session
 
-from assetd.catalog.models import cache_states as cs
 from assetd.catalog.sqlutil import db_value, is_postgresql, select_in, under_prefix, update_in
+from assetd.catalog.tables import cache_states as cs
+
+if TYPE_CHECKING:  # `status`, `ls` and `why` import this module (utcnow, Reason): no ORM
+    from sqlalchemy.orm import Session
 
 
 class Reason:
