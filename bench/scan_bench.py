@@ -1008,6 +1008,7 @@ def main(argv: list[str] | None = None) -> int:
         return launcher_main(args.launch, args.db, args.tree)
     command = shlex.join(["python", *(sys.argv if argv is None else [sys.argv[0], *argv])])
     fig = Figures(files=args.files, dirs=args.dirs or max(1, args.files // 100), repeat=args.repeat)
+    fig.load_before = os.getloadavg()  # was never set: every report said 0.00 at the start
     if args.dir:
         work = os.path.abspath(args.dir)
         made = not os.path.exists(work)

@@ -2,8 +2,9 @@
 scanned catalog, each as a fresh process, against `python -c pass` (the interpreter's own
 start-up) measured in the same run, and the interpreter's floor without its site packages'
 `.pth` files (`python -S -c pass`: no site at all; `python -I -c pass`: isolated mode, which
-still runs them). Prints a Markdown table (median and max of --runs) and, with --importtime, the
-slowest imports of `assetd status` and of `assetd --version` (`python -X importtime`).
+still runs them), and SQLAlchemy's imports (Core, ORM). Prints a Markdown table (median and max
+of --runs, CPU), the in-process time of `cli_parser.parse_args` and, with --importtime, the
+slowest imports of `assetd status`, `--help` and `--version` (`python -X importtime`).
 
     python bench/start_bench.py [--runs 15] [--importtime] [--compare OTHER/daemon]
 """
@@ -43,7 +44,11 @@ def timed(argv: list[str], env: dict[str, str], key: str = "") -> float:
     return elapsed
 
 
-def slowest_imports(argv: list[str], env: dict[str, str], top: int = 8) -> list[tuple[int, str]]:
+def slowest_imports(
+    argv: list[str], env: dict[str, str], top: int = 8, *, own: bool = False
+) -> list[tuple[int, str]]:
+    """The ``top`` imports (any depth) by cumulative time, what each costs with what it imports;
+    ``own``: by their own time, without what they import."""
     done = subprocess.run(
         [sys.executable, "-X", "importtime", *argv], env=env, capture_output=True, check=False
     )
@@ -51,10 +56,37 @@ def slowest_imports(argv: list[str], env: dict[str, str], top: int = 8) -> list[
     for line in done.stderr.decode().splitlines():
         if not line.startswith("import time:") or "cumulative" in line:
             continue
-        _, cumulative, name = (part.strip() for part in line.split("|"))
-        if not name.startswith(" "):  # top-level imports only (no leading indent)
-            rows.append((int(cumulative), name))
+        self_us, cumulative, name = line.removeprefix("import time:").split("|")
+        rows.append((int(self_us if own else cumulative), name.strip()))
     return sorted(rows, reverse=True)[:top]
+
+
+PARSE_PROBE = """
+import contextlib, io, sys, time
+from assetd.cli_parser import parse_args
+for argv in (["--help"], ["status", "--json"]):
+    runs = []
+    for _ in range(50):
+        started = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+            parse_args(argv)
+        runs.append(time.perf_counter() - started)
+    runs.sort()
+    print(" ".join(argv), runs[0] * 1000, runs[25] * 1000)
+"""
+
+
+def parse_times(env: dict[str, str]) -> dict[str, tuple[float, float]]:
+    """In-process ``cli_parser.parse_args`` of ``--help`` and ``status --json``: (fastest,
+    median) ms of 50 calls, what building the parser costs without the process around it."""
+    done = subprocess.run(
+        [sys.executable, "-c", PARSE_PROBE], env=env, capture_output=True, text=True, check=True
+    )
+    out = {}
+    for line in done.stdout.splitlines():
+        *words, fastest, median = line.split()
+        out[" ".join(words)] = (float(fastest), float(median))
+    return out
 
 
 def main() -> None:
@@ -85,7 +117,12 @@ def main() -> None:
             "`python -S -c pass` (no site: the floor)": [sys.executable, "-S", "-c", "pass"],
             "`python -I -c pass` (isolated)": [sys.executable, "-I", "-c", "pass"],
             "`python -c pass` (baseline)": [sys.executable, "-c", "pass"],
-            "`python -c 'import sqlalchemy.orm'` (what opening the catalog needs)": [
+            "`python -c 'import sqlalchemy'` (Core: what the read-only commands need)": [
+                sys.executable,
+                "-c",
+                "import sqlalchemy",
+            ],
+            "`python -c 'import sqlalchemy.orm'` (the ORM: what a writer's session needs)": [
                 sys.executable,
                 "-c",
                 "import sqlalchemy.orm",
@@ -95,6 +132,7 @@ def main() -> None:
             "`assetd status`": [*assetd, "status", "--root", str(lib)],
             "`assetd status --json`": [*assetd, "status", "--json", "--root", str(lib)],
             "`assetd ls`": [*assetd, "ls", "--root", str(lib)],
+            "`assetd why FILE`": [*assetd, "why", str(lib / "f001.bin"), "--root", str(lib)],
         }
         other = {**env, "PYTHONPATH": args.compare} if args.compare else None
         results: dict[str, list[float]] = {name: [] for name in cases}
@@ -147,13 +185,29 @@ def main() -> None:
                 else:
                     row += " | | | |"
             print(row)
+        print("\nIn-process `parse_args` (fastest / median of 50 calls, ms):\n")
+        mine = parse_times(env)
+        theirs = parse_times(other) if other is not None else {}
+        for line_args, (fastest, median) in mine.items():
+            line = f"- `{line_args}`: {fastest:.1f} / {median:.1f}"
+            if line_args in theirs:
+                line += f"; --compare {theirs[line_args][0]:.1f} / {theirs[line_args][1]:.1f}"
+            print(line)
         if args.importtime:
-            print("\nSlowest top-level imports of `assetd status` (cumulative µs):\n")
+            print("\nSlowest imports of `assetd status` (cumulative µs):\n")
             for micros, name in slowest_imports(
                 ["-m", "assetd", "status", "--root", str(lib)], env
             ):
                 print(f"- {name}: {micros / 1000:.0f} ms")
-            print("\nSlowest top-level imports of `assetd --version` (cumulative µs):\n")
+            print("\nLargest own import times of `assetd status` (µs, any depth):\n")
+            for micros, name in slowest_imports(
+                ["-m", "assetd", "status", "--root", str(lib)], env, 12, own=True
+            ):
+                print(f"- {name}: {micros / 1000:.0f} ms")
+            print("\nSlowest imports of `assetd --help` (cumulative µs):\n")
+            for micros, name in slowest_imports(["-m", "assetd", "--help"], env):
+                print(f"- {name}: {micros / 1000:.0f} ms")
+            print("\nSlowest imports of `assetd --version` (cumulative µs):\n")
             for micros, name in slowest_imports(["-m", "assetd", "--version"], env):
                 print(f"- {name}: {micros / 1000:.0f} ms")
 

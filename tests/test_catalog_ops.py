@@ -22,7 +22,7 @@ from assetd.catalog import (
 from assetd.catalog.engine import SessionFactory
 from assetd.catalog.models import asset_infos, assets
 from assetd.catalog.models import cache_states as cs
-from assetd.catalog.seed import SeedSpec
+from assetd.catalog.seed import COPY_MIN_ROWS, SeedSpec
 from assetd.catalog.states import Figures
 from assetd.fsutil import stat_file
 from catalog_world import World, make_world
@@ -219,6 +219,34 @@ def test_seed_is_on_conflict_do_nothing_and_refuses_foreign_roots(world: World) 
     with world.sessions() as s:
         info = s.execute(select(asset_infos.c.name, asset_infos.c.user_metadata)).one()
     assert info == ("x.bin", {})
+
+
+def test_a_bulk_seed_of_a_path_another_writer_catalogued_meanwhile_keeps_that_row(
+    world: World,
+) -> None:
+    """A reconcile seeds paths it just saw absent (``known_new``); another writer catalogued
+    one of them since. Its row, asset and metadata stay; the others are seeded; no orphan
+    asset is left (on PostgreSQL this is the COPY that collides and is replaced by
+    INSERT ... ON CONFLICT DO NOTHING)."""
+    n = COPY_MIN_ROWS + 10
+    specs = [
+        SeedSpec(world.root.id, f"{world.dir}/d/f{i:05d}", i, i, tags=("t",)) for i in range(n)
+    ]
+    taken = specs[n // 2]
+    with world.sessions() as s, s.begin():
+        assert batch_insert_seed_assets(s, [taken], roots=[world.root.id]).inserted == 1
+        theirs = s.execute(select(cs.c.id, cs.c.asset_id).where(cs.c.file_path == taken.path)).one()
+    with world.sessions() as s, s.begin():
+        res = batch_insert_seed_assets(s, specs, roots=[world.root.id], known_new=True)
+    assert (res.inserted, res.already_present) == (n - 1, 1)
+    with world.sessions() as s:
+        assert (
+            s.execute(select(cs.c.id, cs.c.asset_id).where(cs.c.file_path == taken.path)).one()
+            == theirs
+        )
+        assert s.execute(select(func.count()).select_from(cs)).scalar() == n
+        assert s.execute(select(func.count()).select_from(assets)).scalar() == n  # no orphan
+        assert s.execute(select(func.count()).select_from(asset_infos)).scalar() == n
 
 
 def test_plain_sql_rows_from_other_programs(world: World) -> None:

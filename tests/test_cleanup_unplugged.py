@@ -23,7 +23,7 @@ from assetd.catalog.models import assets
 from assetd.catalog.models import cache_states as cs
 from assetd.catalog.roots import delete_root
 from catalog_world import make_world
-from cli_world import Cli, sqlite_url, tree, write_config
+from cli_world import Cli, tree, write_config
 from unprivileged import NOGROUP_GID, nobody
 
 
@@ -59,14 +59,16 @@ def _tag_all(url: str, tag: str) -> None:
     engine.dispose()
 
 
-def test_cleanup_keeps_the_assets_of_an_unplugged_root(cli: Cli, tmp_path: Path) -> None:
+def test_cleanup_keeps_the_assets_of_an_unplugged_root(
+    cli: Cli, tmp_path: Path, db_url: str
+) -> None:
     disk = tree(tmp_path / "disk", {f"f{i:03d}.bin": b"%d" % i for i in range(20)})
     other = tree(tmp_path / "other", {"gone.bin": b"g", "stays.bin": b"s"})
     state = tmp_path / "state"
     config = write_config(
-        tmp_path / "c.toml", roots={"disk": disk, "other": other}, state_dir=state
+        tmp_path / "c.toml", roots={"disk": disk, "other": other}, state_dir=state, url=db_url
     )
-    url = sqlite_url(state)
+    url = db_url
     assert cli("scan", "--config", config).code == 0
     _tag_all(url, "precious")
     disk.rename(tmp_path / "unplugged")  # the disk goes away
@@ -88,7 +90,7 @@ def test_cleanup_keeps_the_assets_of_an_unplugged_root(cli: Cli, tmp_path: Path)
 
     (tmp_path / "unplugged").rename(disk)  # the disk is back: everything with its tags
     assert cli("scan", "--config", config).code == 0
-    assert _scalar(url, "SELECT count(*) FROM asset_cache_states WHERE is_missing = 0") == 21
+    assert _scalar(url, "SELECT count(*) FROM asset_cache_states WHERE NOT is_missing") == 21
 
     disk.rename(tmp_path / "unplugged")
     assert cli("scan", "--config", config).code == 0
@@ -102,15 +104,17 @@ def test_cleanup_keeps_the_assets_of_an_unplugged_root(cli: Cli, tmp_path: Path)
 
 
 def test_cleanup_counts_an_asset_with_no_path_from_when_it_lost_it(
-    cli: Cli, tmp_path: Path
+    cli: Cli, tmp_path: Path, db_url: str
 ) -> None:
     old = tree(tmp_path / "old", {"a.bin": b"a", "b.bin": b"b"})
     keep = tree(tmp_path / "keep", {"k.bin": b"k"})
     state = tmp_path / "state"
-    config = write_config(tmp_path / "c.toml", roots={"old": old, "keep": keep}, state_dir=state)
-    url = sqlite_url(state)
+    url = db_url
+    config = write_config(
+        tmp_path / "c.toml", roots={"old": old, "keep": keep}, state_dir=state, url=url
+    )
     assert cli("scan", "--config", config).code == 0
-    config = write_config(tmp_path / "c.toml", roots={"keep": keep}, state_dir=state)
+    config = write_config(tmp_path / "c.toml", roots={"keep": keep}, state_dir=state, url=url)
     assert cli("roots", "retire", "old", "--yes", "--config", config).code == 0
     assert _scalar(url, "SELECT count(*) FROM assets WHERE pathless_since IS NOT NULL") == 2
     fresh = cli("cleanup", "--older-than", "1h", "--dry-run", "--config", config)

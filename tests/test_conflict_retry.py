@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, func, select, text
 
 from assetd.catalog.engine import make_engine
 from assetd.catalog.retry import is_conflict, is_lock_conflict, run_retrying
@@ -113,3 +114,56 @@ def test_a_copy_that_collides_raises_sqlalchemys_integrity_error(pg: Engine) -> 
     assert is_conflict(caught.value)
     with pg.connect() as conn:
         assert conn.execute(text("SELECT sum(size_bytes) FROM assets")).scalar() == 30
+
+
+def test_a_bulk_seed_racing_another_writers_seed_of_the_same_paths_keeps_one_row_each(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Two writers seed overlapping paths at once: the second's COPY waits on the first's
+    uncommitted rows, collides once they commit, and its savepoint gives way to INSERT ... ON
+    CONFLICT DO NOTHING (seed._insert_cache_states). One row per path, the first writer's; no
+    orphan asset; no error."""
+    from assetd.catalog.engine import session_factory
+    from assetd.catalog.models import assets
+    from assetd.catalog.models import cache_states as cs
+    from assetd.catalog.seed import (
+        COPY_MIN_ROWS,
+        BulkInsertResult,
+        SeedSpec,
+        batch_insert_seed_assets,
+    )
+    from catalog_world import make_world
+
+    engine = make_engine(pg_url)
+    sessions = session_factory(engine)
+    world = make_world(sessions, tmp_path / "lib")
+    n = COPY_MIN_ROWS * 2
+    specs = [SeedSpec(world.root.id, f"{world.dir}/f{i:05d}", i, i) for i in range(n)]
+    first, second = specs[: n // 2 + 100], specs[n // 2 - 100 :]  # 200 paths in both
+    outcome: list[BulkInsertResult | Exception] = []
+
+    def later() -> None:
+        try:
+            with sessions() as s, s.begin():
+                outcome.append(
+                    batch_insert_seed_assets(s, second, roots=[world.root.id], known_new=True)
+                )
+        except Exception as err:  # reported by the assertion below
+            outcome.append(err)
+
+    try:
+        with sessions() as s, s.begin():
+            batch_insert_seed_assets(s, first, roots=[world.root.id], known_new=True)
+            thread = threading.Thread(target=later)
+            thread.start()
+            wait_until(lambda: _waiting(engine), 10, what="the second seed waits on the first")
+        thread.join(30)
+        assert len(outcome) == 1, outcome
+        result = outcome[0]
+        assert isinstance(result, BulkInsertResult), result
+        assert (result.inserted, result.already_present) == (len(second) - 200, 200)
+        with sessions() as s:
+            assert s.execute(select(func.count()).select_from(cs)).scalar() == n
+            assert s.execute(select(func.count()).select_from(assets)).scalar() == n
+    finally:
+        engine.dispose()

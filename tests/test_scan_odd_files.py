@@ -100,13 +100,13 @@ def test_non_utf8_name_catalogued_missing_and_restored(
 # --- names with a newline, symlinks, FIFOs ----------------------------------------------------
 
 
-def test_name_with_a_newline(cli: Cli, tmp_path: Path, state: Path) -> None:
+def test_name_with_a_newline(cli: Cli, tmp_path: Path, state: Path, db_url: str) -> None:
     lib = tree(tmp_path / "lib", {"new\nline.bin": b"nl", "dir\nname/f.bin": b"f"})
-    config = write_config(tmp_path / "c.toml", roots={"lib": lib}, state_dir=state)
+    config = write_config(tmp_path / "c.toml", roots={"lib": lib}, state_dir=state, url=db_url)
     assert counts(scan(cli, config)) == (2, 0, 0, 0, 0)
     paths = [r["path"] for r in cli("ls", "--json", "--config", config).json_lines()]
     assert paths == [f"{lib}/dir\nname/f.bin", f"{lib}/new\nline.bin"]
-    assert catalog_rows(sqlite_url(state))[f"{lib}/new\nline.bin"]["file_path_raw"] is None
+    assert catalog_rows(db_url)[f"{lib}/new\nline.bin"]["file_path_raw"] is None
     os.unlink(lib / "new\nline.bin")
     assert counts(scan(cli, config)) == (0, 1, 0, 0, 0)
     assert [r["path"] for r in cli("ls", "--json", "--config", config).json_lines()] == [
@@ -114,7 +114,9 @@ def test_name_with_a_newline(cli: Cli, tmp_path: Path, state: Path) -> None:
     ]
 
 
-def test_symlink_loops_with_follow_symlinks(cli: Cli, tmp_path: Path, state: Path) -> None:
+def test_symlink_loops_with_follow_symlinks(
+    cli: Cli, tmp_path: Path, state: Path, db_url: str
+) -> None:
     lib = tree(tmp_path / "lib", {"d/f.bin": b"f", "g.bin": b"g"})
     os.symlink("..", lib / "d" / "up")  # d/up -> lib, an ancestor
     os.symlink(".", lib / "self")  # lib/self -> lib
@@ -122,39 +124,44 @@ def test_symlink_loops_with_follow_symlinks(cli: Cli, tmp_path: Path, state: Pat
         tmp_path / "c.toml",
         roots={"lib": lib},
         state_dir=state,
+        url=db_url,
         root_extra="follow_symlinks = true",
     )
     result = scan(cli, config)
     assert counts(result) == (2, 0, 0, 0, 2)
     assert result["skipped_by_kind"] == {"loop": 2}
-    assert sorted(catalog_rows(sqlite_url(state))) == [f"{lib}/d/f.bin", f"{lib}/g.bin"]
+    assert sorted(catalog_rows(db_url)) == [f"{lib}/d/f.bin", f"{lib}/g.bin"]
     assert counts(scan(cli, config)) == (0, 0, 0, 0, 2)  # and again: nothing changes
 
 
-def test_fifo_is_skipped_and_counted_in_the_summary(cli: Cli, tmp_path: Path, state: Path) -> None:
+def test_fifo_is_skipped_and_counted_in_the_summary(
+    cli: Cli, tmp_path: Path, state: Path, db_url: str
+) -> None:
     lib = tree(tmp_path / "lib", {"a.bin": b"a"})
     os.mkfifo(lib / "pipe")
-    config = write_config(tmp_path / "c.toml", roots={"lib": lib}, state_dir=state)
+    config = write_config(tmp_path / "c.toml", roots={"lib": lib}, state_dir=state, url=db_url)
     run = cli("scan", "--config", config)  # the human summary: never opens the FIFO, exits 0
     assert run.code == 0, run.err
     assert run.lines[0].endswith(" 1 new, 0 missing, 0 restored, 0 changed, 0 unchanged, 1 skipped")
     assert run.lines[1:] == [f"  skipped special: {lib}/pipe (FIFO, socket or device)"]
-    assert sorted(catalog_rows(sqlite_url(state))) == [f"{lib}/a.bin"]
+    assert sorted(catalog_rows(db_url)) == [f"{lib}/a.bin"]
     assert scan(cli, config)["skipped_by_kind"] == {"special": 1}
 
 
-def test_symlinks_to_files_and_directories(cli: Cli, tmp_path: Path, state: Path) -> None:
+def test_symlinks_to_files_and_directories(
+    cli: Cli, tmp_path: Path, state: Path, db_url: str
+) -> None:
     outside = tree(tmp_path / "outside", {"target.bin": b"t" * 1234, "sub/s.bin": b"s"})
     lib = tree(tmp_path / "lib", {"real.bin": b"r" * 7})
     os.symlink(outside / "target.bin", lib / "link.bin")  # to a file outside the root
     os.symlink("real.bin", lib / "alias.bin")  # to a file inside it
     os.symlink(outside / "sub", lib / "dirlink")  # a directory: not followed by default
     os.symlink(tmp_path / "nothing", lib / "dangling")
-    config = write_config(tmp_path / "c.toml", roots={"lib": lib}, state_dir=state)
+    config = write_config(tmp_path / "c.toml", roots={"lib": lib}, state_dir=state, url=db_url)
     result = scan(cli, config)
     assert counts(result) == (3, 0, 0, 0, 2)
     assert result["skipped_by_kind"] == {"symlink-dir-skipped": 1, "broken-symlink": 1}
-    rows = catalog_rows(sqlite_url(state))
+    rows = catalog_rows(db_url)
     assert sorted(rows) == [f"{lib}/alias.bin", f"{lib}/link.bin", f"{lib}/real.bin"]
     own = os.lstat(lib / "link.bin")
     link = rows[f"{lib}/link.bin"]  # to outside every root: a link, at its own figures (§5)
@@ -165,7 +172,7 @@ def test_symlinks_to_files_and_directories(cli: Cli, tmp_path: Path, state: Path
     os.unlink(outside / "target.bin")  # the link is now dangling: its file is missing
     result = scan(cli, config)
     assert counts(result) == (0, 1, 0, 0, 3)
-    assert catalog_rows(sqlite_url(state))[f"{lib}/link.bin"]["is_missing"] is True
+    assert catalog_rows(db_url)[f"{lib}/link.bin"]["is_missing"] is True
 
 
 # --- unreadable directories (as nobody) -----------------------------------------------------
@@ -216,11 +223,13 @@ def test_unreadable_directories_are_skipped_and_their_files_not_marked_missing(
 # --- files vanishing between listing and stat ----------------------------------------------
 
 
-def test_file_vanishing_before_the_recheck_is_not_catalogued(tmp_path: Path, state: Path) -> None:
+def test_file_vanishing_before_the_recheck_is_not_catalogued(
+    tmp_path: Path, state: Path, db_url: str
+) -> None:
     """Through the ``stat`` seam: listed by the walk, gone when re-checked before the write."""
     lib = tree(tmp_path / "lib", {"a.bin": b"a", "gone.bin": b"g", "z.bin": b"z"})
     config = load_config(
-        str(write_config(tmp_path / "c.toml", roots={"lib": lib}, state_dir=state))
+        str(write_config(tmp_path / "c.toml", roots={"lib": lib}, state_dir=state, url=db_url))
     )
     victim = str(lib / "gone.bin")
 
@@ -238,12 +247,12 @@ def test_file_vanishing_before_the_recheck_is_not_catalogued(tmp_path: Path, sta
 
 
 def test_file_vanishing_between_listing_and_stat(
-    cli: Cli, tmp_path: Path, state: Path, monkeypatch: pytest.MonkeyPatch
+    cli: Cli, tmp_path: Path, state: Path, monkeypatch: pytest.MonkeyPatch, db_url: str
 ) -> None:
     """Through a scandir wrapper: the directory is listed, then the file goes before the walk
     stats it. It is simply not catalogued, and the scan exits 0."""
     lib = tree(tmp_path / "lib", {"a.bin": b"a", "gone.bin": b"g", "z.bin": b"z"})
-    config = write_config(tmp_path / "c.toml", roots={"lib": lib}, state_dir=state)
+    config = write_config(tmp_path / "c.toml", roots={"lib": lib}, state_dir=state, url=db_url)
 
     @contextlib.contextmanager
     def scandir(path: str) -> Iterator[Iterator[os.DirEntry[str]]]:
@@ -260,14 +269,14 @@ def test_file_vanishing_between_listing_and_stat(
     result = scan(cli, config)
     assert counts(result) == (2, 0, 0, 0, 1)
     assert result["skipped_by_kind"] == {"vanished": 1}
-    assert sorted(catalog_rows(sqlite_url(state))) == [f"{lib}/a.bin", f"{lib}/z.bin"]
+    assert sorted(catalog_rows(db_url)) == [f"{lib}/a.bin", f"{lib}/z.bin"]
 
 
 # --- ignored paths ------------------------------------------------------------------------
 
 
 def test_ignored_files_are_not_catalogued_and_their_rows_never_touched(
-    cli: Cli, tmp_path: Path, state: Path
+    cli: Cli, tmp_path: Path, state: Path, db_url: str
 ) -> None:
     lib = tree(
         tmp_path / "lib",
@@ -277,10 +286,13 @@ def test_ignored_files_are_not_catalogued_and_their_rows_never_touched(
         tmp_path / "none.toml",
         roots={"lib": lib},
         state_dir=state,
+        url=db_url,
         extra="[watch]\nignore = []\n",
     )
-    default = write_config(tmp_path / "default.toml", roots={"lib": lib}, state_dir=state)
-    url = sqlite_url(state)
+    default = write_config(
+        tmp_path / "default.toml", roots={"lib": lib}, state_dir=state, url=db_url
+    )
+    url = db_url
 
     assert counts(scan(cli, default)) == (1, 0, 0, 0, 0)  # *.tmp and *.part: not catalogued
     assert sorted(catalog_rows(url)) == [f"{lib}/keep.bin"]

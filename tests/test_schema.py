@@ -64,3 +64,19 @@ def test_foreign_tables_without_a_version_are_refused(tmp_path: Path) -> None:
 def test_head_constant_is_alembics_head() -> None:
     """schema.HEAD lets commands skip importing Alembic: it must name the newest revision."""
     assert head_revision() == script_head()
+
+
+def test_the_orm_classes_map_every_column_of_their_table() -> None:
+    """The ORM classes map onto the Core tables (one definition); each annotates exactly its
+    table's columns, so an attribute the table lacks, or a column left untyped, is caught."""
+    from sqlalchemy import inspect
+
+    from assetd.catalog import models, tables
+
+    classes = models.Base.__subclasses__()
+    assert models.Base.metadata is tables.metadata
+    assert len(classes) == len(tables.metadata.tables)
+    for table in tables.metadata.sorted_tables:
+        [cls] = [c for c in classes if inspect(c).local_table is table]
+        annotated = {k for k in cls.__annotations__ if not k.startswith("_")}
+        assert annotated == set(table.columns.keys()), table.name

@@ -7,42 +7,50 @@ are imported where they are used."""
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Engine
 
-from assetd.catalog.engine import (
-    SessionFactory,
-    make_engine,
-    session_factory,
-    translate_db_errors,
-)
+from assetd.catalog.engine import make_engine, session_factory, translate_db_errors
 from assetd.catalog.schema import Upgrade, ensure_schema
 from assetd.config import Config
 from assetd.statedir import host_id, read_host_id, usable_state_dir
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from assetd.catalog.engine import SessionFactory
     from assetd.catalog.roots import RootSpec
 
 
 @dataclass
 class Catalog:
-    """An open catalog: engine, session factory and the host it is used for."""
+    """An open catalog: its engine and the host it is used for. The read-only commands query
+    it with Core connections (:meth:`connect`); the session factory (the ORM's import) is made
+    the first time a writer asks for it."""
 
     config: Config
     host: str
     engine: Engine
-    sessions: SessionFactory
 
     @property
     def url(self) -> str:
         return self.config.database_url
 
+    @functools.cached_property
+    def sessions(self) -> SessionFactory:
+        return session_factory(self.engine)
+
     def session(self) -> Session:
         return self.sessions()
+
+    def connect(self) -> Connection:
+        """A Core connection for read queries (no ORM): its transaction begins with the first
+        statement and is rolled back when the connection closes."""
+        return self.engine.connect()
 
     def register_roots(self) -> list[RootSpec]:
         """Create or update this host's configured roots; their specs, in config order."""
@@ -76,7 +84,7 @@ def open_catalog(config: Config, *, write: bool, upgrade: Upgrade | None = None)
             engine = make_engine(url, readonly=True, pool_size=config.database.pool_size)
             ensure_schema(engine, Upgrade.NEVER)
     host = host_id(config) if write else read_host_id(config)  # a reader writes nothing
-    return Catalog(config, host, engine, session_factory(engine))
+    return Catalog(config, host, engine)
 
 
 def prepare_state_dir(config: Config) -> str:

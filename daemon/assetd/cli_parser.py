@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from assetd import __version__
 from assetd.errors import EXIT_USAGE
@@ -53,49 +53,123 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+if TYPE_CHECKING:
+    _SubParsers = argparse._SubParsersAction[_Parser]
+else:
+    _SubParsers = argparse._SubParsersAction
+
+Fill = Callable[[argparse.ArgumentParser], None]
+"""Adds one subcommand's own arguments (its parser was made with its name and help only)."""
+
+
+class _Subcommands(_SubParsers):
+    """Subcommands listed with their one-line help, each parser's own arguments added only when
+    the command line names it (:meth:`__call__`), or all at once (:func:`_fill_all`): building
+    every subcommand's arguments is most of what ``assetd --help`` took."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fills: dict[str, Fill] = {}
+
+    def command(
+        self,
+        name: str,
+        fill: Fill,
+        help_text: str,
+        *,
+        func: CommandRef | None = None,
+        described: bool = True,
+    ) -> None:
+        """``name`` with its help line (and, ``described``, as its ``--help``'s description)."""
+        p = self.add_parser(name, help=help_text, description=help_text if described else None)
+        if func is not None:
+            p.set_defaults(func=func)
+        self.fills[name] = fill
+
+    def fill(self, name: str) -> None:
+        fill = self.fills.pop(name, None)
+        if fill is not None:
+            fill(self.choices[name])
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        if values and isinstance(values, list) and isinstance(values[0], str):
+            self.fill(values[0])
+        super().__call__(parser, namespace, values, option_string)
+
+
+def _subcommands(parser: argparse.ArgumentParser, dest: str) -> _Subcommands:
+    sub = parser.add_subparsers(
+        dest=dest, metavar="COMMAND", parser_class=_Parser, action=_Subcommands
+    )
+    sub.required = True
+    return cast(_Subcommands, sub)
+
+
+def _fill_all(parser: argparse.ArgumentParser) -> None:
+    for action in parser._actions:
+        if isinstance(action, _Subcommands):
+            for name in list(action.fills):
+                action.fill(name)
+            for sub in action.choices.values():
+                _fill_all(sub)
+
+
+def build_parser(*, lazy: bool = False) -> argparse.ArgumentParser:
+    """The whole command line. ``lazy``: each subcommand's own arguments are added only when a
+    command line names it (what :func:`parse_args` uses); else every one now (for the docs'
+    checks, which read them all)."""
     parser = _Parser(
         prog="assetd",
         description="Keep an asset catalog true to the files under a set of roots.",
     )
     parser.add_argument("--version", action="version", version=f"assetd {__version__}")
     _global_options(parser, suffix="")
-    common = _Parser(add_help=False)
-    _global_options(common, suffix="_sub")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
+    sub = _subcommands(parser, "command")
+    for name, func, fill, help_text in _COMMANDS:
+        sub.command(name, fill, help_text, func=func, described=name != "db")
+    if not lazy:
+        _fill_all(parser)
+    return parser
 
-    def add(name: str, func: CommandRef, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
-        p.set_defaults(func=func)
-        return p
 
-    add("run", "run:cmd_run", "run the daemon in the foreground (systemd Type=notify)")
+def _common(p: argparse.ArgumentParser) -> None:
+    """--config and --root after the subcommand (as every subcommand takes them)."""
+    _global_options(p, suffix="_sub")
 
-    p = add("scan", "scan:cmd_scan", "reconcile every configured root once and print a summary")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
-    p = add("ls", "ls:cmd_ls", "list catalogued files (live ones unless asked)")
+def _json(p: argparse.ArgumentParser, help_text: str) -> None:
+    p.add_argument("--json", action="store_true", help=help_text)
+
+
+def _scan(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    _json(p, "print the summary as JSON")
+
+
+def _ls(p: argparse.ArgumentParser) -> None:
+    _common(p)
     state = p.add_mutually_exclusive_group()
     state.add_argument("--missing", action="store_true", help="only missing files")
     state.add_argument("--all", action="store_true", help="live and missing files")
     p.add_argument("--in-root", metavar="NAME", help="only files of this root")
     p.add_argument("-l", "--long", action="store_true", help="state, size, hash and path")
-    p.add_argument("--json", action="store_true", help="one JSON object per file")
+    _json(p, "one JSON object per file")
     p.add_argument("under", nargs="?", metavar="DIR", help="only files below this directory")
 
-    p = add(
-        "prune",
-        "prune:cmd_prune",
-        "mark this host's files outside the configured roots missing (deletes nothing)",
-    )
+
+def _prune(p: argparse.ArgumentParser) -> None:
+    _common(p)
     p.add_argument("--dry-run", action="store_true", help="count, change nothing")
 
-    p = add(
-        "cleanup",
-        "prune:cmd_cleanup",
-        "hard-delete assets whose every path has been missing for longer than DURATION",
-    )
+
+def _cleanup(p: argparse.ArgumentParser) -> None:
+    _common(p)
     p.add_argument(
         "--older-than",
         required=True,
@@ -105,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dry-run", action="store_true", help="list what would be deleted, delete nothing"
     )
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _json(p, "print the result as JSON")
     p.add_argument(
         "--include-unavailable",
         action="store_true",
@@ -113,71 +187,51 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
-    p = add(
-        "hash",
-        "hash:cmd_hash",
-        "hash the files that need it (new or changed) once, and apply the content rules",
-    )
+
+def _hash(p: argparse.ArgumentParser) -> None:
+    _common(p)
     p.add_argument("--dry-run", action="store_true", help="print the backlog, hash nothing")
     p.add_argument("--in-root", metavar="NAME", help="only files of this root")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _json(p, "print the summary as JSON")
 
-    _add_operations(sub, add, common)
 
-    p = add(
-        "check-config",
-        "admin:cmd_check_config",
-        "check the configuration, the roots, the state directory and the database; print it",
-    )
+def _check_config(p: argparse.ArgumentParser) -> None:
+    _common(p)
     p.add_argument("--offline", action="store_true", help="do not try to reach the database server")
 
-    db = sub.add_parser("db", help="catalog database maintenance", parents=[common])
-    db_sub = db.add_subparsers(dest="db_command", metavar="COMMAND", parser_class=_Parser)
-    db_sub.required = True
-    up = db_sub.add_parser(
-        "upgrade", parents=[common], help="create the catalog schema or upgrade it to this version"
+
+def _db(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    _subcommands(p, "db_command").command(
+        "upgrade",
+        _common,
+        "create the catalog schema or upgrade it to this version",
+        func="admin:cmd_db_upgrade",
+        described=False,
     )
-    up.set_defaults(func="admin:cmd_db_upgrade")
-    return parser
 
 
-def _add_operations(
-    sub: argparse._SubParsersAction[_Parser],
-    add: Callable[[str, CommandRef, str], argparse.ArgumentParser],
-    common: _Parser,
-) -> None:
-    """status, why, missing, logs and roots (DESIGN §6): the operator's commands."""
-
-    p = add(
-        "status",
-        "status:cmd_status",
-        "the daemon, each root, the hashing backlog, and anything needing attention",
-    )
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+def _status(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    _json(p, "print the report as JSON")
     p.add_argument("--all-hosts", action="store_true", help="every host's daemon and roots")
 
-    p = add(
-        "why",
-        "why:cmd_why",
-        "everything the catalog knows of one path, and why it is in that state",
-    )
-    p.add_argument("path", metavar="PATH", help="a file (or directory) path")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
 
-    p = add(
-        "missing",
-        "ls:cmd_missing",
-        "list missing paths by root and directory, with how long they have been missing",
-    )
+def _why(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("path", metavar="PATH", help="a file (or directory) path")
+    _json(p, "print the report as JSON")
+
+
+def _missing(p: argparse.ArgumentParser) -> None:
+    _common(p)
     p.add_argument("--in-root", metavar="NAME", help="only paths of this root")
     p.add_argument("--since", metavar="DURATION", help="only paths gone in the last DURATION")
-    p.add_argument("--json", action="store_true", help="print the groups as JSON")
+    _json(p, "print the groups as JSON")
 
-    p = add(
-        "logs",
-        "logs:cmd_logs",
-        "show assetd's log lines from a FILE, stdin (-) or the journal, filtered and aligned",
-    )
+
+def _logs(p: argparse.ArgumentParser) -> None:
+    _common(p)
     p.add_argument(
         "file",
         nargs="?",
@@ -215,40 +269,46 @@ def _add_operations(
     p.add_argument("--unit", default="assetd", help="the systemd unit (default: assetd)")
     p.add_argument("--user", action="store_true", help="the user service's journal")
 
-    roots = sub.add_parser(
-        "roots",
-        parents=[common],
-        help="manage the roots in the catalog",
-        description="manage the roots in the catalog",
-    )
-    roots_sub = roots.add_subparsers(dest="roots_command", metavar="COMMAND", parser_class=_Parser)
-    roots_sub.required = True
-    help_text = (
+
+def _roots(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    sub = _subcommands(p, "roots_command")
+    sub.command(
+        "move",
+        _roots_move,
         "a root's directory moved (a new disk): check NEW_PATH holds the same files, "
-        "then rewrite every path of the root in one transaction"
+        "then rewrite every path of the root in one transaction",
+        func="roots:cmd_roots_move",
     )
-    mv = roots_sub.add_parser("move", parents=[common], help=help_text, description=help_text)
-    mv.set_defaults(func="roots:cmd_roots_move")
-    mv.add_argument("name", metavar="NAME", help="the root's name")
-    mv.add_argument("new_path", metavar="NEW_PATH", help="where its files are now")
-    mv.add_argument("--force", action="store_true", help="move even while this host's daemon runs")
-    mv.add_argument(
+    sub.command(
+        "retire",
+        _roots_retire,
+        "remove a decommissioned root (no longer configured) and its path rows; its assets, "
+        "infos and tags stay",
+        func="roots:cmd_roots_retire",
+    )
+
+
+def _roots_move(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("name", metavar="NAME", help="the root's name")
+    p.add_argument("new_path", metavar="NEW_PATH", help="where its files are now")
+    p.add_argument("--force", action="store_true", help="move even while this host's daemon runs")
+    p.add_argument(
         "--sample",
         type=int,
         default=20,
         metavar="N",
         help="hashed files whose content is checked (default: 20)",
     )
-    mv.add_argument("--json", action="store_true", help="print the summary as JSON")
-    help_text = (
-        "remove a decommissioned root (no longer configured) and its path rows; its assets, "
-        "infos and tags stay"
-    )
-    rt = roots_sub.add_parser("retire", parents=[common], help=help_text, description=help_text)
-    rt.set_defaults(func="roots:cmd_roots_retire")
-    rt.add_argument("name", metavar="NAME", help="the root's name")
-    rt.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    rt.add_argument(
+    _json(p, "print the summary as JSON")
+
+
+def _roots_retire(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("name", metavar="NAME", help="the root's name")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument(
         "--host",
         metavar="HOST",
         default="",
@@ -256,8 +316,66 @@ def _add_operations(
     )
 
 
+_COMMANDS: tuple[tuple[str, CommandRef | None, Fill, str], ...] = (
+    ("run", "run:cmd_run", _common, "run the daemon in the foreground (systemd Type=notify)"),
+    ("scan", "scan:cmd_scan", _scan, "reconcile every configured root once and print a summary"),
+    ("ls", "ls:cmd_ls", _ls, "list catalogued files (live ones unless asked)"),
+    (
+        "prune",
+        "prune:cmd_prune",
+        _prune,
+        "mark this host's files outside the configured roots missing (deletes nothing)",
+    ),
+    (
+        "cleanup",
+        "prune:cmd_cleanup",
+        _cleanup,
+        "hard-delete assets whose every path has been missing for longer than DURATION",
+    ),
+    (
+        "hash",
+        "hash:cmd_hash",
+        _hash,
+        "hash the files that need it (new or changed) once, and apply the content rules",
+    ),
+    (
+        "status",
+        "status:cmd_status",
+        _status,
+        "the daemon, each root, the hashing backlog, and anything needing attention",
+    ),
+    (
+        "why",
+        "why:cmd_why",
+        _why,
+        "everything the catalog knows of one path, and why it is in that state",
+    ),
+    (
+        "missing",
+        "ls:cmd_missing",
+        _missing,
+        "list missing paths by root and directory, with how long they have been missing",
+    ),
+    (
+        "logs",
+        "logs:cmd_logs",
+        _logs,
+        "show assetd's log lines from a FILE, stdin (-) or the journal, filtered and aligned",
+    ),
+    ("roots", None, _roots, "manage the roots in the catalog"),
+    (
+        "check-config",
+        "admin:cmd_check_config",
+        _check_config,
+        "check the configuration, the roots, the state directory and the database; print it",
+    ),
+    ("db", None, _db, "catalog database maintenance"),
+)
+"""Every subcommand in ``--help``'s order: name, command function, its arguments, help line."""
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    args = build_parser().parse_args(argv)
+    args = build_parser(lazy=True).parse_args(argv)
     args.config = getattr(args, "config_sub", None) or args.config
     args.roots = [*args.roots, *getattr(args, "roots_sub", [])]
     return args

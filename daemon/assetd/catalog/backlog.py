@@ -11,10 +11,10 @@ from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import and_, false, func, or_, select, true
-from sqlalchemy.orm import Session
 
-from assetd.catalog.models import assets
-from assetd.catalog.models import cache_states as cs
+from assetd.catalog.sqlutil import Reader
+from assetd.catalog.tables import assets
+from assetd.catalog.tables import cache_states as cs
 
 __all__ = ["hashing_backlog", "needs_hash"]
 
@@ -29,7 +29,7 @@ def needs_hash() -> Any:
     )
 
 
-def hashing_backlog(session: Session, *, roots: Collection[int]) -> tuple[int, int]:
+def hashing_backlog(session: Reader, *, roots: Collection[int]) -> tuple[int, int]:
     """``(files, bytes)`` of live cache states in these roots that need a hash: their asset is
     unhashed, or they are flagged ``needs_verify``."""
     if not roots:

@@ -1,6 +1,8 @@
 """Engine and session set-up for SQLite (WAL, busy timeout, foreign keys) and PostgreSQL.
 
 The only dialect-aware module besides the upsert helpers: everything else is engine-neutral.
+Core only at import: the session factory imports ``sqlalchemy.orm`` when it is first asked for,
+so the read-only commands (which query with Core connections) never load the ORM.
 """
 
 from __future__ import annotations
@@ -9,11 +11,10 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from assetd.errors import (
@@ -24,7 +25,21 @@ from assetd.errors import (
     DatabaseUnavailable,
 )
 
-SessionFactory = sessionmaker[Session]
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    SessionFactory: TypeAlias = sessionmaker[Session]
+else:
+
+    def __getattr__(name: str) -> Any:
+        """``SessionFactory`` (imported by name by the writers) costs the ORM's import: made
+        when first asked for (PEP 562), not when this module loads."""
+        if name == "SessionFactory":
+            from sqlalchemy.orm import Session, sessionmaker
+
+            return sessionmaker[Session]
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 BUSY_TIMEOUT_MS = 5000
 DB_FILE_MODE = 0o640
@@ -138,6 +153,8 @@ def make_engine(url: str, *, readonly: bool = False, pool_size: int = 5) -> Engi
 
 
 def session_factory(engine: Engine) -> SessionFactory:
+    from sqlalchemy.orm import sessionmaker
+
     return sessionmaker(engine, expire_on_commit=False)
 
 

@@ -7,12 +7,11 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from sqlalchemy import func, select, true
-from sqlalchemy.orm import Session
 
-from assetd.catalog.models import assets
-from assetd.catalog.models import cache_states as cs
-from assetd.catalog.models import roots as roots_table
-from assetd.catalog.sqlutil import under_prefix
+from assetd.catalog.sqlutil import Reader, under_prefix
+from assetd.catalog.tables import assets
+from assetd.catalog.tables import cache_states as cs
+from assetd.catalog.tables import roots as roots_table
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +43,7 @@ class ListedFile:
 
 
 def list_cache_states(
-    session: Session,
+    session: Reader,
     *,
     roots: Collection[int] | None = None,
     include_missing: bool = False,
@@ -98,7 +97,7 @@ def list_cache_states(
     ]
 
 
-def count_cache_states(session: Session, *, roots: Collection[int] | None = None) -> dict[str, int]:
+def count_cache_states(session: Reader, *, roots: Collection[int] | None = None) -> dict[str, int]:
     """Counts of live and missing cache states (optionally for these roots)."""
     query = select(cs.c.is_missing, func.count()).group_by(cs.c.is_missing)
     if roots is not None:

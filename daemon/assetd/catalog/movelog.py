@@ -17,14 +17,18 @@ import datetime as dt
 import posixpath
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, insert, literal, or_, select, text
-from sqlalchemy.orm import Session
 
-from assetd.catalog.models import UTCDateTime
-from assetd.catalog.models import asset_moves as am
-from assetd.catalog.models import cache_states as cs
+from assetd.catalog.sqlutil import Reader
 from assetd.catalog.states import utcnow
+from assetd.catalog.tables import UTCDateTime
+from assetd.catalog.tables import asset_moves as am
+from assetd.catalog.tables import cache_states as cs
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 KEEP_DAYS = 90
 KEEP_PER_ASSET = 10
@@ -150,7 +154,7 @@ def _ancestors(path: str) -> list[str]:
     return out
 
 
-def trace_moves(session: Session, path: str, *, roots: Collection[int] | None = None) -> list[Hop]:
+def trace_moves(session: Reader, path: str, *, roots: Collection[int] | None = None) -> list[Hop]:
     """The moves from ``path`` to where its file is now: the last move out of ``path`` (or out
     of a directory above it), then each later move of where that led; at most
     :data:`TRACE_HOPS`. Empty when the history knows no move of ``path``."""

@@ -9,12 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import case, false, func, or_, select, true
-from sqlalchemy.orm import Session
 
-from assetd.catalog.models import asset_info_tags, asset_infos, assets, daemons
-from assetd.catalog.models import cache_states as cs
-from assetd.catalog.models import roots as roots_table
-from assetd.catalog.sqlutil import under_prefix
+from assetd.catalog.sqlutil import Reader, under_prefix
+from assetd.catalog.tables import asset_info_tags, asset_infos, assets, daemons
+from assetd.catalog.tables import cache_states as cs
+from assetd.catalog.tables import roots as roots_table
 
 HEARTBEAT_STALE_S = 60.0
 """A running daemon writes its heartbeat every 15 s (``service.HEARTBEAT_EVERY``); four missed
@@ -63,7 +62,7 @@ class RootRow:
 
 
 def root_rows(
-    session: Session, *, host: str | None = None, ids: Collection[int] | None = None
+    session: Reader, *, host: str | None = None, ids: Collection[int] | None = None
 ) -> list[RootRow]:
     """Roots (of ``host``, or these ``ids``, or all) ordered by host and name, with live,
     missing and unhashed (live, asset unhashed or ``needs_verify``) counts."""
@@ -146,7 +145,7 @@ class DaemonRow:
         }
 
 
-def daemon_rows(session: Session, *, host: str | None = None) -> list[DaemonRow]:
+def daemon_rows(session: Reader, *, host: str | None = None) -> list[DaemonRow]:
     query = select(daemons).order_by(daemons.c.host)
     if host is not None:
         query = query.where(daemons.c.host == host)
@@ -238,7 +237,7 @@ class PathFacts:
 OTHER_PATHS_SAMPLE = 10
 
 
-def path_facts(session: Session, file_path: str) -> list[PathFacts]:
+def path_facts(session: Reader, file_path: str) -> list[PathFacts]:
     """Every cache state at ``file_path`` (catalog form; one per root that holds it, usually
     one), with its asset, infos, tags and a sample of the asset's other paths."""
     rows = session.execute(
@@ -290,7 +289,7 @@ def path_facts(session: Session, file_path: str) -> list[PathFacts]:
     return found
 
 
-def _infos(session: Session, asset_id: int) -> tuple[InfoFacts, ...]:
+def _infos(session: Reader, asset_id: int) -> tuple[InfoFacts, ...]:
     infos = session.execute(
         select(asset_infos.c.id, asset_infos.c.name, asset_infos.c.user_metadata)
         .where(asset_infos.c.asset_id == asset_id)
@@ -312,7 +311,7 @@ def _infos(session: Session, asset_id: int) -> tuple[InfoFacts, ...]:
     )
 
 
-def count_under(session: Session, directory: str) -> tuple[int, int]:
+def count_under(session: Reader, directory: str) -> tuple[int, int]:
     """``(live, missing)`` cache states below ``directory`` (catalog form), every root."""
     live = missing = 0
     for is_missing, n in session.execute(
@@ -338,7 +337,7 @@ class MissingRow:
 
 
 def missing_rows(
-    session: Session, *, roots: Collection[int] | None = None, since: dt.datetime | None = None
+    session: Reader, *, roots: Collection[int] | None = None, since: dt.datetime | None = None
 ) -> list[MissingRow]:
     """Missing cache states ordered by root and path; with ``since``, only those that went
     missing at or after it."""

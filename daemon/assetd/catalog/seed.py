@@ -8,13 +8,15 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from assetd.catalog.models import asset_info_tags, asset_infos, assets, tags
 from assetd.catalog.models import cache_states as cs
-from assetd.catalog.sqlutil import allocate_ids, chunked, insert_rows, select_in
+from assetd.catalog.sqlutil import allocate_ids, chunked, insert_rows, is_postgresql, select_in
 from assetd.catalog.states import Reason, refresh_cache_states, utcnow
 
 
@@ -120,7 +122,8 @@ def batch_insert_seed_assets(
 
 def _insert_new(session: Session, new: list[SeedSpec]) -> int:
     """Four executemany inserts with ids allocated up front (no RETURNING round trips); on
-    PostgreSQL the three that cannot collide are ``COPY``.
+    PostgreSQL the three that cannot collide are ``COPY``, and the cache states too unless
+    another writer's row collides (:func:`_insert_cache_states`).
 
     Timestamps and ``state_reason`` come from the server-side defaults ('seed', now)."""
     asset_ids = allocate_ids(session, assets, len(new))
@@ -131,21 +134,8 @@ def _insert_new(session: Session, new: list[SeedSpec]) -> int:
         [(a, s.size) for a, s in zip(asset_ids, new, strict=True)],
         copy=True,
     )
-    inserted = insert_rows(
+    inserted = _insert_cache_states(
         session,
-        cs,
-        (
-            "asset_id",
-            "root_id",
-            "file_path",
-            "file_path_raw",
-            "size_bytes",
-            "mtime_ns",
-            "device",
-            "inode",
-            "is_symlink",
-            "birth_ns",
-        ),
         [
             (
                 a,
@@ -161,7 +151,6 @@ def _insert_new(session: Session, new: list[SeedSpec]) -> int:
             )
             for a, s in zip(asset_ids, new, strict=True)
         ],
-        ignore_conflict_on=("root_id", "file_path"),
     )
     pairs = list(zip(asset_ids, new, strict=True))
     if inserted != len(new):  # another writer seeded some of these paths meanwhile
@@ -188,6 +177,44 @@ def _insert_new(session: Session, new: list[SeedSpec]) -> int:
             copy=True,
         )
     return len(pairs)
+
+
+_CS_COLUMNS = (
+    "asset_id",
+    "root_id",
+    "file_path",
+    "file_path_raw",
+    "size_bytes",
+    "mtime_ns",
+    "device",
+    "inode",
+    "is_symlink",
+    "birth_ns",
+)
+COPY_MIN_ROWS = 500  # below this, a savepoint and a COPY cost more than one INSERT saves
+_UNIQUE_VIOLATION = "23505"
+
+
+def _insert_cache_states(session: Session, rows: list[tuple[Any, ...]]) -> int:
+    """The new paths' cache states; returns how many were inserted (a path another writer
+    seeded meanwhile keeps that writer's row).
+
+    PostgreSQL, ``COPY_MIN_ROWS`` or more: ``COPY`` inside a savepoint, which no row collides
+    with unless another writer seeded one of these paths since the caller looked (the first
+    scan's ``INSERT ... SELECT FROM unnest() ON CONFLICT DO NOTHING`` was a third of its time;
+    20,000 rows took 3.5-4.0 s by it against 1.6-2.8 s by COPY, alternated on one loaded
+    server). On a collision (unique violation of ``(root_id,
+    file_path)``) the savepoint is rolled back and the rows go through that INSERT instead, so
+    the outcome is the same; any other error is raised as before.
+    """
+    if is_postgresql(session) and len(rows) >= COPY_MIN_ROWS:
+        try:
+            with session.begin_nested():
+                return insert_rows(session, cs, _CS_COLUMNS, rows, copy=True)
+        except IntegrityError as err:
+            if getattr(err.orig, "sqlstate", None) != _UNIQUE_VIOLATION:
+                raise
+    return insert_rows(session, cs, _CS_COLUMNS, rows, ignore_conflict_on=("root_id", "file_path"))
 
 
 def _drop_orphans(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from sqlalchemy import (
     Boolean,
@@ -22,15 +22,23 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
 
-from assetd.catalog.models import UTCDateTime
+from assetd.catalog.tables import UTCDateTime
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+    from sqlalchemy.orm import Session
+
+Reader: TypeAlias = "Connection | Session"
+"""What a read query runs on: a Core connection (the read-only commands, which do not import
+the ORM) or a session (the daemon, the API)."""
 
 T = TypeVar("T")
 
 # SQLite >= 3.32 allows 32,766 bound parameters per statement (999 before); PostgreSQL 65,535.
 _SQLITE_LIMIT = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
 CHUNK = min(10_000, _SQLITE_LIMIT - 100)  # room for the other parameters of a statement
+PG_CHUNK = 200_000  # values per array parameter of execute_in on PostgreSQL (one parameter)
 
 
 def chunked(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
@@ -66,14 +74,19 @@ def allocate_ids(session: Session, table: Table, count: int) -> list[int]:
     inserted with executemany and no RETURNING round trips.
 
     SQLite: the caller holds the write lock (writers BEGIN IMMEDIATE), so max(id)+1.. is free.
-    PostgreSQL: drawn from the column's sequence, safe with concurrent writers.
+    PostgreSQL: drawn from the column's sequence, safe with concurrent writers. The sequence
+    is looked up once (a materialized CTE: inlined, ``pg_get_serial_sequence`` ran once per id,
+    12 us each, 1.2 s per table of a 100,000-file first scan; ``nextval`` alone is ~1 us).
     """
     if count <= 0:
         return []
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         rows = session.execute(
-            text("SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"),
+            text(
+                "WITH s AS MATERIALIZED (SELECT pg_get_serial_sequence(:t, 'id')::regclass "
+                "AS seq) SELECT nextval(s.seq) FROM s, generate_series(1, :n)"
+            ),
             {"t": table.name, "n": count},
         ).scalars()
         return sorted(int(r) for r in rows)
@@ -218,10 +231,14 @@ def execute_in(
 ) -> Iterator[CursorResult[Any]]:
     """Run ``sql`` once per chunk of ``values``: ``{in}`` in the SQL is the membership test of
     the chunk (``file_path {in}``), ``{p}`` a placeholder for ``params``, which all come
-    before it. Plain driver SQL: for hot paths with long path or id lists."""
+    before it. Plain driver SQL: for hot paths with long path or id lists.
+
+    PostgreSQL takes the list as one array parameter (no bound-parameter limit), in chunks of
+    :data:`PG_CHUNK`: each statement may scan the table once (a 100,000-path burst's UPDATE and
+    SELECT in 10,000-path chunks scanned it 20 times, a fifth of the burst's time)."""
     p = placeholder(session)
     conn = session.connection()
-    for chunk in chunked(values):
+    for chunk in chunked(values, PG_CHUNK if is_postgresql(session) else CHUNK):
         fragment, chunk_params = _in_list(session, chunk)
         yield conn.exec_driver_sql(sql.format(p=p, **{"in": fragment}), (*params, *chunk_params))
 

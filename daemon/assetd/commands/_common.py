@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from typing import TextIO
-
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING, TextIO
 
 from assetd.config import Config
 from assetd.config_parse import parse_duration
 from assetd.errors import ConfigError, UsageError
+
+if TYPE_CHECKING:
+    from assetd.catalog.sqlutil import Reader
 
 
 def require_roots(config: Config) -> None:
@@ -36,7 +37,7 @@ def confirm(question: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def in_root_ids(session: Session, host: str, name: str) -> list[int]:
+def in_root_ids(session: Reader, host: str, name: str) -> list[int]:
     """The ids of the roots ``--in-root NAME`` means; a usage error when there is none."""
     from assetd.catalog.roots import root_ids_by_name  # only with --in-root: `ls` stays light
 

@@ -20,7 +20,7 @@ from assetd.fsutil import encode_path
 
 
 def cmd_ls(config: Config, args: argparse.Namespace) -> int:
-    with catalog(config, write=False) as cat, translate_db_errors(cat.url), cat.session() as s:
+    with catalog(config, write=False) as cat, translate_db_errors(cat.url), cat.connect() as s:
         root_ids = None
         if args.in_root:
             root_ids = in_root_ids(s, cat.host, args.in_root)
@@ -51,7 +51,7 @@ def cmd_missing(config: Config, args: argparse.Namespace) -> int:
     """Missing paths grouped by root and directory, with how long they have been missing."""
     now = utcnow()
     since = now - dt.timedelta(seconds=duration_arg(args.since, "--since")) if args.since else None
-    with catalog(config, write=False) as cat, translate_db_errors(cat.url), cat.session() as s:
+    with catalog(config, write=False) as cat, translate_db_errors(cat.url), cat.connect() as s:
         all_roots = root_rows(s)
         ids = in_root_ids(s, cat.host, args.in_root) if args.in_root else None
         rows = missing_rows(s, roots=ids, since=since)

@@ -229,7 +229,7 @@ def config_attention(config: Config, roots: Iterable[RootRow]) -> list[Attention
 
 def cmd_status(config: Config, args: argparse.Namespace) -> int:
     now = utcnow()
-    with catalog(config, write=False) as cat, translate_db_errors(cat.url), cat.session() as s:
+    with catalog(config, write=False) as cat, translate_db_errors(cat.url), cat.connect() as s:
         host = cat.host
         scoped = host and not args.all_hosts
         roots = root_rows(s, host=host if scoped else None)

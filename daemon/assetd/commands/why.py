@@ -73,7 +73,7 @@ def cmd_why(config: Config, args: argparse.Namespace) -> int:
     os_path = os.path.abspath(args.path)
     path = encode_path(os_path)[0]
     now = utcnow()
-    with catalog(config, write=False) as cat, translate_db_errors(cat.url), cat.session() as s:
+    with catalog(config, write=False) as cat, translate_db_errors(cat.url), cat.connect() as s:
         rows = path_facts(s, path)
         under = count_under(s, path) if not rows else (0, 0)
         host_roots = root_rows(s, host=cat.host) if cat.host else root_rows(s)

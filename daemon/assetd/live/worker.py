@@ -34,6 +34,7 @@ from assetd.catalog.states import (
     Reason,
     bulk_update_is_missing,
     mark_missing_under,
+    mark_paths_missing,
     refresh_cache_states,
     utcnow,
 )
@@ -49,7 +50,6 @@ from assetd.walk import ScandirFn
 _log = log.get_logger(__name__)
 
 _EXISTING_SQL = "SELECT file_path FROM asset_cache_states WHERE root_id = {p} AND file_path {in}"
-_LIVE_SQL = _EXISTING_SQL + " AND NOT is_missing"
 
 
 class RootIndex:
@@ -393,8 +393,8 @@ class Worker:
 
     def _apply_gone(self, session: Session, plan: _Plan, result: BatchResult) -> None:
         for root_id, paths in plan.gone.items():
-            with_row = {r[0] for r in select_in(session, _LIVE_SQL, paths, (root_id,))}
-            n = bulk_update_is_missing(session, paths, True, roots=[root_id])
+            with_row = set(mark_paths_missing(session, paths, roots=[root_id]))
+            n = len(with_row)
             # a gone path with no live row of its own may have been a directory (also one
             # that stands where a file, already missing, once was)
             dirs = [p for p in paths if p not in with_row]
