@@ -10,6 +10,8 @@ right after the handle lookup.
 - The queue is unlimited: no ``FAN_Q_OVERFLOW``; one that comes anyway is an overflow of every
   root of the group, as with inotify. A directory that is gone and that no event read places
   resolves to a reconcile of the roots of its filesystem (``overflow``), never to a guess.
+- A directory's own FAN_ATTRIB (chmod; its record names the directory with the name ".") is a
+  ``DirAttribEvent``, a look-again below it, as on the inotify backends.
 - A move read before a directory rename still in the same read, through a directory looked up
   in this read (so its path is the one after the rename), becomes a deletion and a creation:
   both paths are stat'ed by the worker.
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from watchdog.events import (
+    DirAttribEvent,
     DirCreatedEvent,
     DirDeletedEvent,
     DirMovedEvent,
@@ -253,7 +256,7 @@ class FanotifyGroup:
                 gone = DirDeletedEvent(root) if mask & fsys.FAN_DELETE_SELF else None
                 self._send(gone or DirMovedEvent(root, ""), root)
             return True
-        if event.entry.name == b".":
+        if event.entry.name == b"." and not mask & fsys.FAN_ATTRIB:
             return True
         resolved = self._tree.resolve(event.entry.dir_handle, pending)
         if resolved is None:
@@ -261,6 +264,10 @@ class FanotifyGroup:
                 self._overflow_all("fanotify-unresolved")
             return last_try
         node, parent = resolved
+        if event.entry.name == b".":  # an event on a directory itself: its handle, name "."
+            if mask & fsys.FAN_ATTRIB and parent is not None:  # chmod: a look-again below it
+                self._send(DirAttribEvent(parent), parent)
+            return True
         if mask & fsys.FAN_RENAME:
             return self._rename(
                 event, node, parent, root, pending, careful=careful, last_try=last_try
