@@ -302,3 +302,25 @@ def test_a_directory_chmod_is_a_look_again(fan: Callable[..., Live]) -> None:
     os.chmod(w.root / "d" / "e", 0o755)
     w.changes.wait_for(Change(C, w.path("d/e"), True))
     assert w.overflows == []
+
+
+def test_a_directory_outside_the_roots_is_looked_up_once(
+    fan: Callable[..., Live], tmp_path: Path
+) -> None:
+    """Other processes' changes on the root's filesystem: the directory they are in is looked
+    up once, and its later events are dropped while the buffer is parsed."""
+    w = fan()
+    group = _group(w)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "first").touch()
+    w.barrier("b0")
+    lookups = group._tree.lookups  # type: ignore[attr-defined]
+    for round_ in range(3):
+        for i in range(20):
+            (other / f"f{round_}-{i}").touch()
+            (other / f"f{round_}-{i}").unlink()
+        w.barrier(f"b{round_ + 1}")
+    assert group._tree.lookups == lookups  # type: ignore[attr-defined]
+    assert group._filter.dropped >= 3 * 20  # type: ignore[attr-defined]
+    assert not [c for c in w.changes.seen if "other" in c.path]

@@ -23,7 +23,7 @@ import contextlib
 import os
 import select
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from watchdog.events import (
@@ -49,9 +49,9 @@ log = get_logger(__name__)
 
 
 class Receiver(Protocol):
-    """What a group feeds: one root's emitter."""
+    """What a group feeds: one root's emitter, once per read, the events in order."""
 
-    def deliver(self, event: FileSystemEvent) -> None: ...
+    def deliver(self, events: list[FileSystemEvent]) -> None: ...
 
     def overflow(self, reason: str) -> None: ...
 
@@ -81,6 +81,7 @@ class _Member:
     real: str  # its real path (what /proc/self/fd shows)
     mount_fd: int
     key: bytes
+    out: list[FileSystemEvent] = field(default_factory=list)  # this read's events for it
 
 
 class FanotifyGroup:
@@ -95,6 +96,7 @@ class FanotifyGroup:
         self._members: list[_Member] = []
         self._lock = threading.Lock()
         self._tree = HandleTree(self._lookup)
+        self._filter = fsys.OutsideFilter(self._tree.outside_keys, self._tree.root_keys)
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._stopping = False
         self._thread = threading.Thread(
@@ -169,6 +171,8 @@ class FanotifyGroup:
                     events = self._drain()
                     if events:
                         self._apply(events)
+                    self._flush()
+                    self._filter.rearm()
         except Exception as err:  # the emitters see the group dead and stop: restarted
             self.error = err
             log.error("watch.fanotify_failed", fsid=self.fsid.hex(), error=repr(err))
@@ -181,7 +185,7 @@ class FanotifyGroup:
             chunk = fsys.read_events(self._fd, READ_SIZE)
             if not chunk:
                 break
-            events += fsys.parse_events(chunk)
+            events += fsys.parse_events(chunk, self._filter)
             size += len(chunk)
         return events
 
@@ -220,7 +224,7 @@ class FanotifyGroup:
         def index(start: int) -> None:
             for at in range(start, len(events)):
                 event = events[at]
-                if event.is_dir and event.target is not None and event.entry is not None:
+                if event.mask & fsys.FAN_ONDIR and event.target is not None and event.entry:
                     if event.mask & (fsys.FAN_DELETE | fsys.FAN_RENAME):
                         pending.setdefault(event.target, event.entry)
                     if event.mask & fsys.FAN_RENAME:
@@ -337,10 +341,22 @@ class FanotifyGroup:
         return True
 
     def _send(self, event: FileSystemEvent, *paths: str) -> None:
-        for member in self._members:
+        members = self._members
+        if len(members) == 1:  # the tree gives paths inside the roots only
+            members[0].out.append(event)
+            return
+        for member in members:
             if any(is_under(p, member.path) for p in paths if p):
-                member.emitter.deliver(event)
+                member.out.append(event)
+
+    def _flush(self) -> None:
+        """Hand each member its events of this read, in one go."""
+        for member in self._members:
+            if member.out:
+                out, member.out = member.out, []
+                member.emitter.deliver(out)
 
     def _overflow_all(self, reason: str) -> None:
+        self._flush()  # what came before the loss first
         for member in self._members:
             member.emitter.overflow(reason)
