@@ -4,8 +4,10 @@ A :class:`FanotifyGroup` holds one ``FAN_MARK_FILESYSTEM`` mark for the filesyst
 roots, an inode mark on each root directory (its own deletion or move), and a reader thread. The
 reader drains the group, resolves each event's directory handle with a
 :class:`~assetd.live.fanotify_tree.HandleTree` (in event order) and hands watchdog events to the
-:class:`Receiver` (an emitter) whose root holds a path. Events outside every root are dropped
-right after the handle lookup.
+:class:`Receiver` (an emitter) whose root holds a path, one batch per root per read. A
+directory outside every root is looked up once: its later events are dropped while the buffer is
+parsed (:class:`~assetd.live.fanotify_sys.OutsideFilter`, which shares the tree's set of such
+directories), before any object is made for them.
 
 - The queue is unlimited: no ``FAN_Q_OVERFLOW``; one that comes anyway is an overflow of every
   root of the group, as with inotify. A directory that is gone and that no event read places
