@@ -21,6 +21,8 @@ fanotify is for. The daemons' state directories stay on /var/tmp, off the watche
    file unlinked, and the time from the last unlink until the catalog marks all of them missing
    measured, with the count found missing (zero lost: all of them); Watchman: the last unlink
    until its subscription has pushed every deletion.
+2b. ``--watcher N``: N deletions seen by the watch layer alone (a ``RootWatcher`` in this
+   process, no daemon, no catalog): the last unlink until the last deletion is in the queue.
 3. Single changes: ``live_bench.py``'s part 1 (unlink, new file, rename; p50 and max) for each
    backend, Watchman beside the first, roots on the same filesystem.
 4. ``--million``: the 1,000,000-file tree of part 1 catalogued by the fanotify daemon, then every
@@ -30,7 +32,7 @@ Prints Markdown tables. Needs root (fanotify's CAP_SYS_ADMIN, the mount) and, fo
 start-up and Watchman, ``fs.inotify.max_user_watches`` above ``--dirs``.
 
     python bench/fanotify_bench.py [--files 1000000] [--dirs 100000] [--deletions 100000]
-        [--fs ext4|tmpfs|none] [--million] [--skip-latency]
+        [--fs ext4|tmpfs|none] [--million] [--skip-latency] [--watcher N] [--no-watchman]
 """
 
 from __future__ import annotations
@@ -361,6 +363,61 @@ def deletions(args: argparse.Namespace, base: Path, mnt: Path) -> list[str]:
     return out
 
 
+def watcher_alone(args: argparse.Namespace, mnt: Path) -> list[str]:
+    """The same burst seen by the watch layer alone (a RootWatcher in this process, into the
+    queue the daemon's debouncer reads): where the backend ends and the catalog begins."""
+    import queue
+
+    from assetd.config import RootConfig
+    from assetd.fsutil import IgnoreRules
+    from assetd.live.changes import Change, Kind
+    from assetd.live.observers import RootWatcher
+    from assetd.live.watch import QueueSink
+
+    n = args.watcher
+    out = [
+        "",
+        f"The watch layer alone: {n:,} files in 1,000 directories unlinked while a `RootWatcher` "
+        "in the benchmark process (no daemon, no catalog) feeds the queue the daemon's debouncer "
+        "reads; the time from the last unlink until the last deletion is in the queue.",
+        "",
+        "| backend | unlink all | last unlink to last deletion queued | deletions queued |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for backend in ("inotify", "fanotify"):
+        root = mnt / f"watcher-{backend}"
+        make_tree(root, n, 1000)
+        changes: queue.Queue[Change | None] = queue.Queue()
+        overflows: list[str] = []
+        watcher = RootWatcher(
+            RootConfig(name="w", path=str(root)),
+            QueueSink(changes, overflows.append, root_name="w"),
+            IgnoreRules(()),
+            on_overflow=overflows.append,
+            on_root_event=lambda *_: None,
+            backend=backend,
+        )
+        watcher.start()
+        try:
+            t0, done = unlink_all(root)
+            deleted, last = 0, done
+            while deleted < n:
+                try:
+                    change = changes.get(timeout=60)
+                except queue.Empty:
+                    break
+                if change is not None and change.kind is Kind.DELETED:
+                    deleted += 1
+                    last = time.monotonic()
+        finally:
+            watcher.stop()
+        lost = f" ({len(overflows)} overflows)" if overflows else ""
+        out.append(
+            f"| {backend} | {done - t0:.1f} s | {last - done:.2f} s | {deleted:,} / {n:,}{lost} |"
+        )
+    return out
+
+
 def latency(args: argparse.Namespace, base: Path, mnt: Path) -> list[str]:
     out: list[str] = []
     for n, backend in enumerate(("inotify", "fanotify")):
@@ -411,6 +468,9 @@ def main() -> None:
     parser.add_argument("--fs", choices=("ext4", "tmpfs", "none"), default="ext4")
     parser.add_argument("--million", action="store_true", help="4. delete the start-up tree")
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument(
+        "--watcher", type=int, default=0, help="2b. this many deletions seen by the watch layer"
+    )
     parser.add_argument("--no-watchman", action="store_true")
     args = parser.parse_args()
     print(
@@ -418,7 +478,7 @@ def main() -> None:
         f"load average {live_bench.load()} at the start."
     )
     base = Path(tempfile.mkdtemp(prefix="assetd-fanotify-", dir="/var/tmp"))
-    inodes = args.files + args.dirs + 4 * args.deletions + 200_000
+    inodes = args.files + args.dirs + 4 * args.deletions + 2 * args.watcher + 200_000
     lines: list[str] = []
     try:
         with dedicated_fs(args.fs, base, inodes) as mnt:
@@ -436,6 +496,8 @@ def main() -> None:
             if args.deletions:
                 lines += deletions(args, base, mnt)
                 lines.append(f"Load average after the deletions: {live_bench.load()}.")
+            if args.watcher:
+                lines += watcher_alone(args, mnt)
             if not args.skip_latency:
                 lines += latency(args, base, mnt)
             if args.million and args.files:

@@ -13,6 +13,7 @@ import pytest
 
 import test_watch
 from assetd.fsutil import IgnoreRules
+from assetd.live import fanotify_sys as fsys
 from assetd.live.backend import fanotify_unavailable
 from assetd.live.changes import Change, Kind
 from assetd.live.fanotify_emitter import group_count
@@ -315,12 +316,25 @@ def test_a_directory_outside_the_roots_is_looked_up_once(
     other.mkdir()
     (other / "first").touch()
     w.barrier("b0")
-    lookups = group._tree.lookups  # type: ignore[attr-defined]
+    key = fsys.handle_key(str(other))
+    assert key in group._tree.outside_keys  # type: ignore[attr-defined]
+    tree = group._tree  # type: ignore[attr-defined]
+    looked_up: list[bytes] = []
+    lookup = tree._lookup
+
+    def counted(handle: bytes) -> str | None:
+        looked_up.append(handle)
+        return lookup(handle)  # type: ignore[no-any-return]
+
+    tree._lookup = counted  # (other processes' directories on this filesystem count elsewhere)
+    dropped = group._filter.dropped  # type: ignore[attr-defined]
     for round_ in range(3):
         for i in range(20):
             (other / f"f{round_}-{i}").touch()
             (other / f"f{round_}-{i}").unlink()
         w.barrier(f"b{round_ + 1}")
-    assert group._tree.lookups == lookups  # type: ignore[attr-defined]
-    assert group._filter.dropped >= 3 * 20  # type: ignore[attr-defined]
+    assert key not in looked_up
+    # at least one per file (the kernel may merge a file's events into one); a read that holds
+    # another process's directory rename keeps everything after it: not all 60 are asserted
+    assert group._filter.dropped - dropped >= 20  # type: ignore[attr-defined]
     assert not [c for c in w.changes.seen if "other" in c.path]
