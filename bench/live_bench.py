@@ -236,6 +236,8 @@ class Daemon:
             watch.append(f"max_delay_ms = {args.max_delay_ms}")
         if args.min_quiet_ms is not None:
             watch.append(f"min_quiet_ms = {args.min_quiet_ms}")
+        if args.backend is not None:
+            watch.append(f'backend = "{args.backend}"')
         text = f'[daemon]\nstate_dir = "{self.state}"\n\n'
         if watch:
             text += "[watch]\n" + "\n".join(watch) + "\n\n"
@@ -698,8 +700,13 @@ def hashing_round(
     return after - before, took
 
 
-def part_latency(args: argparse.Namespace, work: str, rss: RssPoints) -> Part:
+def part_latency(
+    args: argparse.Namespace, work: str, rss: RssPoints, trees: str | None = None
+) -> Part:
+    """Part 1; the roots are made under ``trees`` (default ``work``), the daemon's state in
+    ``work``."""
     part = Part("1. Delete latency (one file at a time)")
+    trees = trees or work
     n, dirs = args.latency_files, max(1, args.latency_files // 100)
     deletes = min(args.deletes, n)
     step = n / deletes
@@ -709,13 +716,13 @@ def part_latency(args: argparse.Namespace, work: str, rss: RssPoints) -> Part:
 
     # baseline first: the daemon is not running yet
     note(f"part 1: baseline, {deletes} unlinks seen by a plain watchdog InotifyObserver")
-    base_tree = os.path.join(work, "p1-watchdog")
+    base_tree = os.path.join(trees, "p1-watchdog")
     base_victims = victims_of(make_files(base_tree, n, dirs))
     load_base = load()
     base, lost = watchdog_delete_latency(base_tree, base_victims)
 
     note(f"part 1: {n:,} files, assetd start")
-    root = os.path.join(work, "p1-root")
+    root = os.path.join(trees, "p1-root")
     victims = victims_of(make_files(root, n, dirs))
     d = Daemon(os.path.join(work, "p1-daemon"), root, args)
     lat: list[float] = []
@@ -728,6 +735,7 @@ def part_latency(args: argparse.Namespace, work: str, rss: RssPoints) -> Part:
     wm_lost: list[str] = []
     hashed_during = (0, 0.0)
     timeouts: list[str] = []
+    wm: Watchman | None = None
     try:
         d.start(args.timeout)
         wait_for(lambda: d.count_under(root, live=True) == n, args.timeout, "all rows live")
@@ -1640,6 +1648,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     s.add_argument("--quiet-ms", type=int, help="daemon [watch] quiet_ms (default: its own)")
     s.add_argument("--max-delay-ms", type=int, help="daemon [watch] max_delay_ms")
     s.add_argument("--min-quiet-ms", type=int, help="daemon [watch] min_quiet_ms")
+    s.add_argument("--backend", help="daemon [watch] backend (default: its own)")
     s.add_argument(
         "--hashing-off",
         action="store_true",

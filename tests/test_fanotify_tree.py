@@ -120,7 +120,7 @@ def test_parse_events_reads_rename_records() -> None:
     )
     meta = struct.pack("=IBBHQii", 24 + len(records), 3, 0, 24, fsys.FAN_RENAME, -1, 1)
     [event] = fsys.parse_events(meta + records + meta + records)[:1]
-    kind = struct.pack("=i", 1)
+    kind = struct.pack("=Ii", 4, 1)
     assert event.mask == fsys.FAN_RENAME and not event.is_dir
     assert event.entry == Entry(b"FSIDFSID" + kind + b"dir1", b"a.bin")
     assert event.new_entry == Entry(b"FSIDFSID" + kind + b"dir2", b"b.bin")
@@ -136,3 +136,55 @@ def test_directories_created_outside_are_known_outside(tree: HandleTree, disk: D
     tree.renamed(None, root[0], "in", b"M", from_outside=True)  # something moved in
     disk.now[b"T"] = f"{ROOT}/in/t"
     assert path(tree, b"T") == f"{ROOT}/in/t"  # looked up again, now inside
+
+
+def _event(mask: int, *records: bytes) -> bytes:
+    body = b"".join(records)
+    return struct.pack("=IBBHQii", 24 + len(body), 3, 0, 24, mask, -1, 1) + body
+
+
+def _key(handle: bytes) -> bytes:
+    return b"FSIDFSID" + struct.pack("=Ii", len(handle), 1) + handle
+
+
+def test_events_in_directories_known_outside_are_dropped_on_the_raw_record() -> None:
+    """Another process's changes on the filesystem cost no object and no lookup: an event in a
+    directory known outside is skipped while parsing, a directory made there is known outside
+    at once, one deleted there is forgotten; a root's own event in its (outside) parent, and
+    events with a name, pass; so does everything after a directory rename (it may bring
+    outside directories in)."""
+    out, root, made = _key(b"out"), _key(b"root"), _key(b"made")
+    keys = {out}
+    dfid = fsys.INFO_DFID_NAME
+    buf = (
+        _event(fsys.FAN_CREATE, _info(dfid, b"out", b"tmp.1"), _info(fsys.INFO_FID, b"f1"))
+        + _event(fsys.FAN_ATTRIB, _info(fsys.INFO_FID, b"f1"))  # no name: an unlinked file's
+        + _event(
+            fsys.FAN_CREATE | fsys.FAN_ONDIR,
+            _info(dfid, b"out", b"sub"),
+            _info(fsys.INFO_FID, b"made"),
+        )
+        + _event(
+            fsys.FAN_DELETE | fsys.FAN_ONDIR,
+            _info(dfid, b"out", b"lib"),
+            _info(fsys.INFO_FID, b"root"),
+        )
+        + _event(fsys.FAN_CREATE, _info(dfid, b"in", b"a.bin"), _info(fsys.INFO_FID, b"f2"))
+    )
+    filtered = fsys.OutsideFilter(keys, {root: ROOT})
+    events = fsys.parse_events(buf, filtered)
+    assert [e.entry.name for e in events if e.entry] == [b"lib", b"a.bin"]
+    assert filtered.dropped == 2 and keys == {out, made}
+    assert len(fsys.parse_events(buf)) == 4  # without the filter: only the nameless one goes
+
+    rename = _event(
+        fsys.FAN_RENAME | fsys.FAN_ONDIR,
+        _info(fsys.INFO_OLD_DFID_NAME, b"out", b"sub"),
+        _info(fsys.INFO_NEW_DFID_NAME, b"in", b"sub"),
+        _info(fsys.INFO_FID, b"made"),
+    )
+    later = _event(fsys.FAN_CREATE, _info(dfid, b"made", b"x.bin"), _info(fsys.INFO_FID, b"f3"))
+    events = fsys.parse_events(rename + later, filtered)
+    assert len(events) == 2 and not filtered.active  # "made" came in: its events are kept
+    filtered.rearm()
+    assert filtered.active

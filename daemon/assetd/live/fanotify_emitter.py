@@ -30,6 +30,7 @@ from watchdog.observers.api import (
 from assetd.fsutil import IgnoreRules, encode_path
 from assetd.live import fanotify_sys as fsys
 from assetd.live.fanotify_group import FanotifyGroup
+from assetd.live.inotify_bulk import EventBatch
 from assetd.paths import relative_to
 
 ReasonCallback = Callable[[str], None]
@@ -91,6 +92,9 @@ class FanotifyEmitter(EventEmitter):
         self._on_overflow = on_overflow
         self._group: FanotifyGroup | None = None
         self._root = watch.path
+        self._wanted: tuple[type[FileSystemEvent], ...] | None = (
+            None if event_filter is None else tuple(event_filter)
+        )
 
     def on_thread_start(self) -> None:
         self._group = join_group(self, self._root)
@@ -108,11 +112,16 @@ class FanotifyEmitter(EventEmitter):
             return
         self.stopped_event.wait(timeout)
 
-    def deliver(self, event: FileSystemEvent) -> None:
-        """From the group's reader: queue ``event`` unless every path of it is ignored."""
-        if self._ignore is not None and self._ignored(event):
-            return
-        self.queue_event(event)
+    def deliver(self, events: list[FileSystemEvent]) -> None:
+        """From the group's reader, one read's events for this root: queued as one batch (one
+        queue put, one dispatch, as the bulk inotify emitter does), less the ignored ones."""
+        wanted = self._wanted
+        if wanted is not None:
+            events = [e for e in events if isinstance(e, wanted)]
+        if self._ignore is not None:
+            events = [e for e in events if not self._ignored(e)]
+        if events:  # the filter is applied: past queue_event's, which a batch would not pass
+            self._event_queue.put((EventBatch(self._root, tuple(events)), self.watch))
 
     def overflow(self, reason: str) -> None:
         if self._on_overflow is not None:

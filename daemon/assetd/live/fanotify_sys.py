@@ -9,7 +9,10 @@ The group reports in the mode ``FAN_REPORT_DFID_NAME_TARGET`` (Linux 5.17+): eac
 event (create, delete, rename) carries the directory's file handle and the entry's name, and the
 entry's own handle; ``FAN_RENAME`` reports a move as one event with the old and the new directory
 and name. :func:`parse_events` turns a read buffer into :class:`RawEvent` values; a handle is the
-bytes ``fsid + handle_type + f_handle`` (:func:`handle_key` builds the same key for a path).
+bytes ``fsid + struct file_handle`` (``handle_bytes``, ``handle_type``, ``f_handle``: one slice of
+the record, and what ``open_by_handle_at`` takes after the fsid); :func:`handle_key` builds the
+same key for a path. An :class:`OutsideFilter` drops events in directories known to be outside
+every root while the buffer is parsed, before any object is made for them.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import ctypes.util
 import errno
 import os
 import struct
+from collections.abc import Container
 from dataclasses import dataclass
 
 # fanotify_init flags
@@ -93,9 +97,13 @@ _META = struct.Struct("=IBBHQii")  # event_len, vers, reserved, metadata_len, ma
 _INFO = struct.Struct("=BBH")  # info_type, pad, len
 _FSID = 8
 _HANDLE_HEAD = struct.Struct("=Ii")  # handle_bytes, handle_type
+_U32 = struct.Struct("=I")
+_KEPT_WITHOUT_ENTRY = FAN_Q_OVERFLOW | FAN_DELETE_SELF | FAN_MOVE_SELF
+"""The events that mean something without a directory and name: the others are dropped."""
+_KEY_HEAD = _FSID + _HANDLE_HEAD.size  # a key's bytes before f_handle
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per event, and frozen fields cost a setattr each
 class Entry:
     """A directory handle and a name in it (``name`` is ``b"."`` for the directory itself)."""
 
@@ -103,7 +111,7 @@ class Entry:
     name: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RawEvent:
     """One parsed fanotify event: its mask and the records the reporting mode gives."""
 
@@ -120,6 +128,28 @@ class RawEvent:
     @property
     def is_dir(self) -> bool:
         return bool(self.mask & FAN_ONDIR)
+
+
+class OutsideFilter:
+    """What :func:`parse_events` may drop on the raw record: an event whose directory handle is
+    in ``keys`` (directories known outside every root; the reader's tree shares the set) unless
+    the event's own object is a root (``roots``: a root's deletion or move is reported in its
+    parent). A directory created in such a directory joins ``keys``, one deleted there leaves it.
+
+    A directory renamed with an end inside may bring known-outside directories into a root: from
+    it on, nothing more is dropped until :meth:`rearm` (the reader calls it once the events read
+    so far are applied, and the tree has forgotten what is no longer outside)."""
+
+    __slots__ = ("active", "dropped", "keys", "roots")
+
+    def __init__(self, keys: set[bytes], roots: Container[bytes]) -> None:
+        self.keys = keys
+        self.roots = roots
+        self.active = True
+        self.dropped = 0
+
+    def rearm(self) -> None:
+        self.active = True
 
 
 class FanotifyUnsupported(OSError):
@@ -199,24 +229,23 @@ def handle_key(path: str, *, follow: bool = True) -> bytes:
 
 
 def path_handle(path: str, *, follow: bool = True) -> bytes:
-    """``name_to_handle_at``: handle_type (4 bytes) + f_handle, as fanotify reports it."""
+    """``name_to_handle_at``: ``struct file_handle`` (handle_bytes, handle_type, f_handle), as
+    fanotify reports it."""
     buf = ctypes.create_string_buffer(_HANDLE_HEAD.size + MAX_HANDLE_SZ)
     _HANDLE_HEAD.pack_into(buf, 0, MAX_HANDLE_SZ, 0)
     mount_id = ctypes.c_int()
     flags = AT_SYMLINK_FOLLOW if follow else 0
     if _lib().name_to_handle_at(AT_FDCWD, os.fsencode(path), buf, ctypes.byref(mount_id), flags):
         _raise("name_to_handle_at", path)
-    size, kind = _HANDLE_HEAD.unpack_from(buf, 0)
-    return struct.pack("=i", kind) + buf.raw[_HANDLE_HEAD.size : _HANDLE_HEAD.size + size]
+    size = _U32.unpack_from(buf, 0)[0]
+    return buf.raw[: _HANDLE_HEAD.size + size]
 
 
 def open_handle(mount_fd: int, key: bytes) -> int:
     """``open_by_handle_at(mount_fd, handle, O_PATH)`` for a key from :func:`parse_events`
     (its fsid is not used: ``mount_fd`` names the filesystem). OSError ESTALE: the object is
     gone. Needs CAP_DAC_READ_SEARCH."""
-    kind, f_handle = key[_FSID : _FSID + 4], key[_FSID + 4 :]
-    raw = struct.pack("=I", len(f_handle)) + kind + f_handle
-    fd = _lib().open_by_handle_at(mount_fd, raw, os.O_PATH | os.O_CLOEXEC)
+    fd = _lib().open_by_handle_at(mount_fd, key[_FSID:], os.O_PATH | os.O_CLOEXEC)
     if fd < 0:
         _raise("open_by_handle_at")
     return int(fd)
@@ -245,48 +274,67 @@ def read_events(fd: int, size: int = 1 << 16) -> bytes:
         return b""
 
 
-def _handle_at(buf: bytes, at: int, end: int) -> tuple[bytes, int]:
-    """The key (fsid + type + handle) of a fid record body starting at ``at``; offset past it."""
-    fsid = buf[at : at + _FSID]
-    size, kind = _HANDLE_HEAD.unpack_from(buf, at + _FSID)
-    start = at + _FSID + _HANDLE_HEAD.size
-    stop = min(start + size, end)
-    return fsid + struct.pack("=i", kind) + buf[start:stop], stop
-
-
-def parse_events(buf: bytes) -> list[RawEvent]:
-    """The events in one read buffer, in order. Records of unknown types are skipped."""
+def parse_events(buf: bytes, outside: OutsideFilter | None = None) -> list[RawEvent]:
+    """The events in one read buffer, in order, less those ``outside`` drops and those with no
+    directory and name that are not a root's own (:data:`_KEPT_WITHOUT_ENTRY`). Records of
+    unknown types are skipped. (One pass, one slice per handle: this runs for every event of
+    the filesystem, the roots' and every other process's.)"""
     events: list[RawEvent] = []
+    append = events.append
+    meta_at, info_at, u32_at = _META.unpack_from, _INFO.unpack_from, _U32.unpack_from
+    size = len(buf)
     at = 0
-    while at + _META.size <= len(buf):
-        event_len, vers, _, meta_len, mask, fd, _pid = _META.unpack_from(buf, at)
-        if event_len < _META.size or vers != METADATA_VERSION:
+    while at + 24 <= size:
+        event_len, vers, _, meta_len, mask, fd, _pid = meta_at(buf, at)
+        if event_len < 24 or vers != METADATA_VERSION:
             raise OSError(errno.EPROTO, f"fanotify: unexpected metadata version {vers}")
         if fd >= 0:  # not in FID mode, but never leak one
             os.close(fd)
         end = at + event_len
         info = at + meta_len
+        at = end
         entry = new_entry = None
         target = dir_handle = None
-        while info + _INFO.size <= end:
-            kind, _, length = _INFO.unpack_from(buf, info)
-            if length < _INFO.size:
+        while info + 4 <= end:
+            kind, _, length = info_at(buf, info)
+            if length < 4:
                 break
-            body, record_end = info + _INFO.size, min(info + length, end)
-            if kind in (INFO_DFID_NAME, INFO_OLD_DFID_NAME, INFO_NEW_DFID_NAME):
-                handle, name_at = _handle_at(buf, body, record_end)
-                name = buf[name_at:record_end].split(b"\0", 1)[0]
+            body, record_end = info + 4, min(info + length, end)
+            info += length
+            stop = min(body + _KEY_HEAD + u32_at(buf, body + _FSID)[0], record_end)
+            handle = buf[body:stop]
+            if kind == INFO_FID:
+                target = handle
+            elif kind == INFO_DFID:
+                dir_handle = handle
+            elif kind in (INFO_DFID_NAME, INFO_OLD_DFID_NAME, INFO_NEW_DFID_NAME):
+                nul = buf.find(b"\0", stop, record_end)
+                name = buf[stop : nul if nul >= 0 else record_end]
                 if kind == INFO_NEW_DFID_NAME:
                     new_entry = Entry(handle, name)
                 else:
                     entry = Entry(handle, name)
-            elif kind == INFO_FID:
-                target, _ = _handle_at(buf, body, record_end)
-            elif kind == INFO_DFID:
-                dir_handle, _ = _handle_at(buf, body, record_end)
-            info += length
-        events.append(RawEvent(mask, entry, new_entry, target, dir_handle))
-        at = end
+        if entry is None and not mask & _KEPT_WITHOUT_ENTRY:
+            continue  # e.g. the FAN_ATTRIB of an unlinked file (its link count): no name
+        if outside is not None and outside.active and entry is not None:
+            keys = outside.keys
+            if entry.dir_handle in keys and target not in outside.roots:
+                if not mask & FAN_RENAME:
+                    if mask & FAN_ONDIR and target is not None:
+                        if mask & FAN_CREATE:
+                            keys.add(target)
+                        elif mask & FAN_DELETE:
+                            keys.discard(target)
+                    outside.dropped += 1
+                    continue
+                if new_entry is not None and new_entry.dir_handle in keys:
+                    if mask & FAN_ONDIR and target is not None:
+                        keys.add(target)
+                    outside.dropped += 1  # moved from outside to outside
+                    continue
+            if mask & FAN_RENAME and mask & FAN_ONDIR:
+                outside.active = False  # see OutsideFilter
+        append(RawEvent(mask, entry, new_entry, target, dir_handle))
     return events
 
 

@@ -63,6 +63,7 @@ class HandleTree:
         self._root_keys: dict[bytes, str] = {}
         self._anchors: set[Node] = set()  # nodes hanging off a root with a relative path
         self._outside_keys: set[bytes] = set()  # handles of directories found outside every root
+        self._memo: dict[bytes, tuple[Node, str | None]] = {}  # resolve's answers until a change
         self.lookups = 0
         self.fresh: set[Node] = set()
         """Anchors inside a root looked up since the caller last cleared it: their path is the
@@ -83,6 +84,17 @@ class HandleTree:
             del self._root_keys[key]
             self._nodes.pop(key, None)
         self._forget_anchors()
+
+    @property
+    def outside_keys(self) -> set[bytes]:
+        """The handles of directories known outside every root (the set itself, kept current:
+        :class:`~assetd.live.fanotify_sys.OutsideFilter` shares it)."""
+        return self._outside_keys
+
+    @property
+    def root_keys(self) -> dict[bytes, str]:
+        """Each root directory's handle -> its path (the dict itself, kept current)."""
+        return self._root_keys
 
     def root_of_key(self, key: bytes | None) -> str | None:
         """The root whose own directory has handle ``key``."""
@@ -130,10 +142,16 @@ class HandleTree:
     ) -> tuple[Node, str | None] | None:
         """Directory ``key``'s node and path (None: outside every root), known, looked up, or
         placed by ``pending``; None when it is gone and nothing read places it."""
+        known = self._memo.get(key)
+        if known is not None:
+            return known
         node = self._nodes.get(key)
         if node is not None:
             path = self.path_of(node)
             if path is not None or self._outside(node):
+                if len(self._memo) > MAX_NODES:
+                    self._memo.clear()
+                self._memo[key] = node, path
                 return node, path
         if len(self._nodes) > MAX_NODES:
             self._forget_anchors()
@@ -170,6 +188,7 @@ class HandleTree:
         return node
 
     def _child(self, key: bytes, parent: Node, name: str) -> Node:
+        self._memo.clear()
         node = self._nodes.get(key)
         if node is None or node.path is not None:
             node = Node(parent, name)
@@ -204,6 +223,7 @@ class HandleTree:
         """A directory was removed: forget it (its entries went before it)."""
         if target is None or target in self._root_keys:
             return
+        self._memo.clear()
         node = self._nodes.pop(target, None)
         if node is not None:
             node.alive = False
@@ -221,6 +241,7 @@ class HandleTree:
         """A directory moved from ``old_path`` (None: unknown, or outside every root when
         ``from_outside``) to ``name`` in ``new_parent``. A directory coming in from outside may
         hold directories known as outside: those are forgotten (looked up again)."""
+        self._memo.clear()
         if from_outside and self.path_of(new_parent) is not None:
             for key in self._outside_keys:
                 node = self._nodes.pop(key, None)
@@ -250,6 +271,7 @@ class HandleTree:
         return path is not None and is_under(path, top)
 
     def _forget_anchors(self) -> None:
+        self._memo.clear()
         self._outside_keys.clear()
         for key in [k for k, n in self._nodes.items() if n.path is None]:
             self._nodes.pop(key).alive = False
