@@ -222,7 +222,8 @@ COUNT_NOW = (
 
 def count_baseline(db: Path, filters: int = 10) -> list[str]:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    before, now = [], []
+    before: list[float] = []
+    now: list[float] = []
     try:
         for n in range(50, 50 + filters):  # other filters than the requests above used
             for sql, into in ((COUNT_BEFORE, before), (COUNT_NOW, now)):

@@ -192,7 +192,7 @@ def bench_small(fig: Figures, work: str, files: int, size: int, repeat: int) -> 
                     "JOIN assets a ON a.id = c.asset_id"
                 )
             ).all()
-        got = dict(rows)
+        got: dict[str, str | None] = {str(p): h for p, h in rows}
         if got != expected:
             bad = [p for p in expected if got.get(p) != expected[p]][:3]
             raise SystemExit(f"catalog hashes differ from raw ones, e.g. {bad}")

@@ -50,6 +50,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from unittest import mock
 
 HOST = "bench-host"
 ROOT_NAME = "bench"
@@ -875,10 +876,8 @@ def _seed_once(db: str, tree: str, with_birth: bool) -> float:
     """A first scan into a fresh catalog; ``with_birth=False`` stubs the statx out."""
     import assetd.reconcile_apply as apply
 
-    real = apply.birth_ns
-    if not with_birth:
-        apply.birth_ns = lambda path, follow=True: None  # type: ignore[assignment]
-    try:
+    stub = mock.patch.object(apply, "birth_ns", lambda path, follow=True: None)
+    with stub if not with_birth else contextlib.nullcontext():
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(db + suffix)
@@ -888,8 +887,6 @@ def _seed_once(db: str, tree: str, with_birth: bool) -> float:
             seconds, result = scan(cat)
         finally:
             cat.close()
-    finally:
-        apply.birth_ns = real
     if result.new != cat_files(tree):
         raise SystemExit(f"first scan: unexpected {result.as_dict()}")
     return seconds
