@@ -7,7 +7,8 @@ reads it; :meth:`DaemonMachine.problems` is the invariant).
 The model is small: the disk is walked, not modelled. What is modelled is what the disk cannot
 say: where each manual tag must be (it follows moves the daemon saw, stays on the path of a file
 edited, replaced or deleted; a move the daemon may not have seen as one, e.g. just before a
-SIGKILL, makes it *floating*: it must then only never be lost), which ignored paths may have a
+SIGKILL, makes it *floating*: it must then only never be lost; a deleted file's tag may follow
+a guessed move the hasher confirmed, :func:`guessed`), which ignored paths may have a
 row (those that existed while not ignored: a reload never touches rows of newly ignored paths),
 and which paths a row may stand at at all.
 
@@ -90,6 +91,27 @@ def under(path: str, top: str) -> bool:
 
 def moved(path: str, src: str, dst: str) -> str:
     return dst + path[len(src) :] if under(path, src) else path
+
+
+GUESSES = ("hash", "birth-time")  # asset_moves.how of a pairing the daemon made a move
+
+
+def guessed(where: str, reach: set[str], moves: list[tuple[str, str, str]]) -> bool:
+    """Whether the file at ``where`` went, by a guessed move the daemon confirmed and any
+    moves after it, to a path in ``reach``. content-rules.md rule 8: a path that vanished and
+    a new one on its inode with the same size and mtime (ext4 reuses a freed inode at once)
+    pair as a candidate, and when the hasher finds the same content, the metadata follows and
+    the old row goes. The model does not know contents: the catalog's move history says which
+    guesses were confirmed, and the hash check says the new file's content is the asset's."""
+    seen = {to for src, to, how in moves if src == where and how in GUESSES}
+    todo = list(seen)
+    while todo:
+        at = todo.pop()
+        for src, to, _how in moves:
+            if src == at and to not in seen:
+                seen.add(to)
+                todo.append(to)
+    return bool(seen & reach)
 
 
 class DaemonMachine(RuleBasedStateMachine):
@@ -532,6 +554,7 @@ class DaemonMachine(RuleBasedStateMachine):
         try:
             rows = self.w.rows(conn)
             tags = self.w.manual_tags(conn) if hashes else {}
+            moves = self.w.file_moves(conn) if hashes else []
             integrity = conn.execute("PRAGMA integrity_check").fetchall() if hashes else []
             fks = conn.execute("PRAGMA foreign_key_check").fetchall() if hashes else []
             pathless = conn.execute(
@@ -575,7 +598,7 @@ class DaemonMachine(RuleBasedStateMachine):
                 out.append(f"manual tag lost: {tag} (was on {where})")
             elif not reach:
                 out.append(f"manual tag {tag} on an asset no row points at")
-            elif where is not None and where not in reach:
+            elif where is not None and where not in reach and not guessed(where, reach, moves):
                 out.append(f"manual tag {tag} not on {where} but on {sorted(reach)}")
         if integrity != [("ok",)]:
             out.append(f"integrity_check: {integrity}")

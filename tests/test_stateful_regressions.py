@@ -106,3 +106,56 @@ def test_a_file_renamed_to_another_root_keeps_its_row_and_tags(tmp_path: Path) -
         assert daemon.stop() == 0
     finally:
         daemon.close()
+
+
+def _hashed(daemon: Daemon, path: Path) -> bool:
+    rows = daemon.query(
+        "SELECT a.hash, c.needs_verify FROM asset_cache_states c "
+        "JOIN assets a ON a.id = c.asset_id WHERE c.file_path = ? AND c.is_missing = 0",
+        str(path),
+    )
+    return bool(rows) and rows[0][0] is not None and rows[0][1] == 0
+
+
+@pytest.mark.parametrize("same_content", [False, True], ids=["other-content", "same-content"])
+def test_a_renamed_then_deleted_file_and_a_new_one_on_its_inode_in_one_batch(
+    tmp_path: Path, same_content: bool
+) -> None:
+    """Example 440 of a 500-example stateful run: ``mv f3 f8.bin; rm f8.bin; create f3`` in
+    one live batch, the new f3 on f8.bin's reused inode with the same size and mtime_ns. The
+    vanished f8.bin and the new f3 pair as a guessed move (content-rules.md rule 8): the
+    hasher decides. Other content: nothing moves, the tag stays on f8.bin's missing row. Same
+    content: the move is confirmed, the tag is on f3 and f8.bin's row goes."""
+    lib = tmp_path / "lib"
+    (lib / "d").mkdir(parents=True)
+    f3 = lib / "d" / "f3"
+    f3.write_bytes(b"same")
+    daemon = Daemon(tmp_path, {"lib": lib}, "[api]\nlisten = []\n", min_quiet_ms=200)
+    try:
+        daemon.start()
+        wait_until(lambda: _hashed(daemon, f3), 30, what="f3 hashed")
+        daemon.add_manual_tag(f3, "T")
+        before = f3.stat()
+        f8 = lib / "f8.bin"
+        os.rename(f3, f8)
+        f8.unlink()
+        f3.write_bytes(b"same" if same_content else b"diff")
+        os.utime(f3, ns=(before.st_atime_ns, before.st_mtime_ns))
+        if f3.stat().st_ino != before.st_ino:
+            pytest.skip("this filesystem did not give the freed inode to the new file (ext4 does)")
+        daemon.barrier(lib)
+        wait_until(lambda: _hashed(daemon, f3), 30, what="the new f3 hashed")
+        batches = [e for e in daemon.log_events() if e.get("event") == "batch.applied"]
+        # the rename, the delete and the create in one batch, the two ends paired as a guess
+        assert any(b["moved"] == 1 and b["candidates"] == 1 for b in batches), batches
+        if same_content:  # confirmed: f8.bin's row goes, its metadata is on f3
+            assert "T" in daemon.tags(f3)
+            assert daemon.row(f8) is None
+            how = daemon.query("SELECT how FROM asset_moves WHERE from_path = ?", str(f8))
+            assert how == [("hash",)]
+        else:  # refuted: nothing moves
+            assert "T" not in daemon.tags(f3)
+            assert daemon.is_missing(f8) and "T" in daemon.tags(f8)
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
