@@ -164,15 +164,6 @@ class DaemonMachine(RuleBasedStateMachine):
         """Whether the daemon cannot stat ``path`` (a directory above it is at mode 0)."""
         return any(under(str(path), d) and str(path) != d for d in self.unreadable)
 
-    def same_root(self, a: Path, b: Path) -> bool:
-        """A rename across roots reaches the daemon as a delete and a create (one inotify
-        instance per root: the two halves cannot be paired), so what follows the file is only
-        a guess the hasher confirms (reported; see tests/test_stateful_regressions.py)."""
-        tops = [str(p) for p in self.w.roots.values()]
-        return next(t for t in tops if under(str(a), t)) == next(
-            t for t in tops if under(str(b), t)
-        )
-
     def fresh(self, parent: Path, ext: str = "", prefix: str = "f") -> Path:
         return parent / f"{prefix}{next(self.names)}{ext}"
 
@@ -297,9 +288,8 @@ class DaemonMachine(RuleBasedStateMachine):
         dst = self.fresh(data.draw(st.sampled_from(self.dirs()), label="to"), ext)
         os.rename(src, dst)
         self.appear(dst)
-        sure = self.same_root(src, dst) and not any(
-            self.ignored(p) or self.blocked(p) for p in (src, dst)
-        )
+        # across roots too: the two roots' halves are paired into one move (live/crossroot.py)
+        sure = not any(self.ignored(p) or self.blocked(p) for p in (src, dst))
         self.move_model(str(src), str(dst), sure=sure)
 
     @precondition(lambda self: len(self.files()) >= 2)
@@ -311,7 +301,7 @@ class DaemonMachine(RuleBasedStateMachine):
         x = data.draw(st.sampled_from(files), label="x")
         y = data.draw(st.sampled_from([f for f in files if f != x]), label="y")
         os.rename(y, x)
-        sure = self.same_root(x, y) and not any(self.ignored(p) or self.blocked(p) for p in (x, y))
+        sure = not any(self.ignored(p) or self.blocked(p) for p in (x, y))
         if not sure:
             self.float_tags(self.tags_under(str(x)))
         self.move_model(str(y), str(x), sure=sure)
@@ -350,8 +340,7 @@ class DaemonMachine(RuleBasedStateMachine):
         dst = self.fresh(data.draw(st.sampled_from(targets), label="to"), prefix="d")
         os.rename(src, dst)
         sure = not (
-            not self.same_root(src, dst)
-            or self.blocked(src)
+            self.blocked(src)
             or self.blocked(dst)
             or any(under(u, str(src)) for u in self.unreadable)
         )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from assetd.live.backend import fanotify_unavailable
 from daemon_harness import Daemon, NotifySocket
 from helpers import wait_until
 from unprivileged import give_to_nobody, nobody
@@ -72,24 +73,39 @@ def test_a_file_changed_while_its_directory_was_unreadable_is_caught_up(
     assert daemon.stop() == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a rename across roots reaches the daemon as a delete and a create (one inotify "
-    "instance per root cannot pair the halves): the row does not move, metadata follows only "
-    "if the hasher confirms the guess; reported for the inotify emitter (issue 15)",
-)
-def test_a_file_renamed_to_another_root_keeps_its_row_and_tags(tmp_path: Path) -> None:
-    """Found by the stateful test (shrunk): a tagged file renamed into another root, then
-    saved by an editor before it was hashed again, lost its manual tag to the old path's
-    missing row. DESIGN §2/§4: a rename the kernel reports is a move, across roots too."""
+def _two_roots(tmp_path: Path, backend: str) -> tuple[Daemon, Path, Path]:
     r0, r1 = tmp_path / "r0", tmp_path / "r1"
     r0.mkdir()
     r1.mkdir()
+    if backend == "fanotify" and (why := fanotify_unavailable(str(r0))) is not None:
+        pytest.skip(f"fanotify unavailable here: {why}")
+    daemon = Daemon(tmp_path, {"r0": r0, "r1": r1}, "[api]\nlisten = []\n", backend=backend)
+    return daemon, r0, r1
+
+
+def _started(daemon: Daemon) -> None:
+    """Started, its start-up reconcile done (a row it seeds may be seeded twice meanwhile)."""
+    daemon.start()
+    wait_until(
+        lambda: any(e.get("event") == "reconcile.finished" for e in daemon.log_events()),
+        30,
+        what="start-up reconcile finished",
+    )
+
+
+@pytest.mark.parametrize("backend", ["inotify", "fanotify"])
+def test_a_file_renamed_to_another_root_keeps_its_row_and_tags(
+    tmp_path: Path, backend: str
+) -> None:
+    """Found by the stateful test (shrunk): a tagged file renamed into another root, then
+    saved by an editor before it was hashed again, lost its manual tag to the old path's
+    missing row: each root's watch saw one half (a delete, a create). DESIGN §2/§4: a rename
+    the kernel reports is a move, across roots too (live/crossroot.py pairs the halves)."""
+    daemon, r0, r1 = _two_roots(tmp_path, backend)
     a = r0 / "a.bin"
     a.write_bytes(b"first")
-    daemon = Daemon(tmp_path, {"r0": r0, "r1": r1}, "[api]\nlisten = []\n")
     try:
-        daemon.start()
+        _started(daemon)
         wait_until(lambda: daemon.is_live(a), 15, what="a catalogued")
         (row_id,) = daemon.query("SELECT id FROM asset_cache_states WHERE file_path = ?", str(a))[0]
         daemon.add_manual_tag(a, "T")
@@ -102,7 +118,40 @@ def test_a_file_renamed_to_another_root_keeps_its_row_and_tags(tmp_path: Path) -
         daemon.barrier(r1)
         wait_until(lambda: daemon.is_live(b), 5, what="b catalogued")
         assert daemon.row(b)[2] == row_id  # type: ignore[index]
-        assert "T" in daemon.tags(b)
+        assert daemon.row(a) is None
+        assert {"T", "r1"} <= daemon.tags(b) and "r0" not in daemon.tags(b)
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
+
+
+@pytest.mark.parametrize("backend", ["inotify", "fanotify"])
+def test_a_directory_moved_to_another_root_takes_its_rows_and_tags(
+    tmp_path: Path, backend: str
+) -> None:
+    """A directory moved across roots: every row under it moves (the same rows, their tags
+    along, the root's automatic tag swapped), nothing is left missing in the old root."""
+    daemon, r0, r1 = _two_roots(tmp_path, backend)
+    d = r0 / "d"
+    (d / "sub").mkdir(parents=True)
+    x, y = d / "x.bin", d / "sub" / "y.bin"
+    x.write_bytes(b"x")
+    y.write_bytes(b"y")
+    try:
+        _started(daemon)
+        wait_until(lambda: daemon.is_live(x) and daemon.is_live(y), 15, what="catalogued")
+        ids = {daemon.row(p)[2] for p in (x, y)}  # type: ignore[index]
+        daemon.add_manual_tag(y, "T")
+        e = r1 / "e"
+        os.rename(d, e)
+        (e / "sub" / "y.bin").write_bytes(b"edited")  # before any hash could confirm a guess
+        daemon.barrier(r0)
+        daemon.barrier(r1)
+        x2, y2 = e / "x.bin", e / "sub" / "y.bin"
+        wait_until(lambda: daemon.is_live(x2) and daemon.is_live(y2), 5, what="moved rows")
+        assert {daemon.row(p)[2] for p in (x2, y2)} == ids  # type: ignore[index]
+        assert daemon.row(x) is None and daemon.row(y) is None
+        assert {"T", "r1"} <= daemon.tags(y2) and "r0" not in daemon.tags(y2)
         assert daemon.stop() == 0
     finally:
         daemon.close()
