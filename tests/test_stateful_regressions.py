@@ -208,3 +208,29 @@ def test_a_renamed_then_deleted_file_and_a_new_one_on_its_inode_in_one_batch(
         assert daemon.stop() == 0
     finally:
         daemon.close()
+
+
+def test_a_directory_unreadable_when_watched_is_watched_once_readable(
+    unprivileged_daemon: Daemon,
+) -> None:
+    """A directory at mode 0 when the daemon walks the root cannot be watched (inotify needs
+    read access). Once it is readable again its chmod makes the daemon look at it; changes made
+    in it afterwards must be seen live too, not only by the next reconcile."""
+    daemon = unprivileged_daemon
+    lib = daemon.roots["lib"]
+    sub = lib / "d"
+    sub.mkdir()
+    old = sub / "old.bin"
+    old.write_bytes(b"o")
+    os.chmod(sub, 0)
+    daemon.start()
+    daemon.barrier(lib)
+    os.chmod(sub, 0o755)
+    wait_until(lambda: daemon.is_live(old), 15, what="old.bin catalogued once readable")
+    new = sub / "new.bin"
+    new.write_bytes(b"n")
+    old.rename(sub / "old.tmp")  # renamed to an ignored name: a delete for the daemon
+    daemon.barrier(lib)
+    wait_until(lambda: daemon.is_live(new), 5, what="new.bin seen live")
+    wait_until(lambda: daemon.is_missing(old), 5, what="old.bin seen gone")
+    assert daemon.stop() == 0

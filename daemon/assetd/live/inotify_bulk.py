@@ -385,6 +385,8 @@ class BulkInotifyEmitter(EventEmitter):
                 if is_dir:  # a chmod: look again at what it may have hidden (live/watch.py)
                     if mask & C.IN_ATTRIB:
                         out.append(DirAttribEvent(os.fsdecode(path)))
+                        if path not in self._wds and self.watch.is_recursive:
+                            self._add_tree(path)  # unreadable when walked: watchable now?
                     continue
                 if path == modified:  # a write's IN_MODIFY run, then IN_CLOSE_WRITE
                     continue
