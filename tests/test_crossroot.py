@@ -64,3 +64,18 @@ def test_an_ignored_half_releases_its_partner_at_once_and_flush_releases_all() -
     assert pairer.offer(("cookie", 2), False, held, sink) == []
     pairer.flush()
     assert sink.got == [held]
+
+
+def test_a_key_held_twice_pairs_in_order_and_loses_neither() -> None:
+    """fanotify's key is (src, dest, is_dir): ``mv a b; mv b a; mv a b`` across two roots
+    within the window may hold the same key twice before the other root's handler runs."""
+    pairer = CrossRootPairer(window=30.0)
+    sink = ListSink()
+    key = ("rename", "/r0/a", "/r1/b", False)
+    first, second = Change(Kind.DELETED, "/r0/a"), Change(Kind.DELETED, "/r0/a")
+    assert pairer.offer(key, True, first, sink) == []
+    assert pairer.offer(key, True, second, sink) == []
+    got = pairer.offer(key, False, Change(Kind.CREATED, "/r1/b"), sink)
+    assert got[0] == Change(Kind.MOVED, "/r0/a", False, "/r1/b")
+    pairer.flush()
+    assert sink.got == [second]

@@ -61,6 +61,9 @@ class _Sink(Protocol):
     def put(self, change: Change) -> bool: ...
 
 
+_Held = tuple[float, Change | None, _Sink]  # (deadline, the change alone, where it goes)
+
+
 class FileMovedOut(FileDeletedEvent):
     """A file moved out of the root, with the kernel's rename ``cookie``."""
 
@@ -109,7 +112,9 @@ class CrossRootPairer:
         self.paired = 0
         """Moves made of two halves (for tests and status)."""
         self._clock = clock
-        self._held: dict[tuple[Hashable, bool], tuple[float, Change | None, _Sink]] = {}
+        # (key, is the move-from end) -> the halves held, oldest first (a key may come twice:
+        # fanotify's is (src, dest), and a file may go back and forth within the window)
+        self._held: dict[tuple[Hashable, bool], list[_Held]] = {}
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
 
@@ -118,9 +123,13 @@ class CrossRootPairer:
         path is ignored here). Returns the changes to put now; a held half is put into
         ``sink`` later, by this pairer's thread, if no partner comes."""
         with self._cond:
-            other = self._held.pop((key, not out), None)
+            waiting = self._held.get((key, not out))
+            other = waiting.pop(0) if waiting else None
+            if waiting == []:
+                del self._held[(key, not out)]
             if other is None:
-                self._held[(key, out)] = (self._clock() + self.window, change, sink)
+                held = (self._clock() + self.window, change, sink)
+                self._held.setdefault((key, out), []).append(held)
                 if self._thread is None:
                     self._thread = threading.Thread(
                         target=self._release_loop, name="assetd-crossroot", daemon=True
@@ -143,7 +152,7 @@ class CrossRootPairer:
             held, self._held = self._held, {}
             thread = self._thread
             self._cond.notify()
-        _release(held.values())
+        _release(h for halves in held.values() for h in halves)
         if thread is not None and thread is not threading.current_thread():
             thread.join(1.0)  # it ends, nothing being held
 
@@ -154,16 +163,20 @@ class CrossRootPairer:
                     self._thread = None
                     return
                 now = self._clock()
-                due = [k for k, (deadline, _, _) in self._held.items() if deadline <= now]
-                if not due:
-                    first = min(deadline for deadline, _, _ in self._held.values())
-                    self._cond.wait(first - now)
+                released: list[_Held] = []
+                for k in [k for k, halves in self._held.items() if halves[0][0] <= now]:
+                    halves = self._held[k]
+                    while halves and halves[0][0] <= now:
+                        released.append(halves.pop(0))
+                    if not halves:
+                        del self._held[k]
+                if not released:
+                    self._cond.wait(min(halves[0][0] for halves in self._held.values()) - now)
                     continue
-                released = [self._held.pop(k) for k in due]
             _release(released)
 
 
-def _release(held: Iterable[tuple[float, Change | None, _Sink]]) -> None:
+def _release(held: Iterable[_Held]) -> None:
     for _deadline, change, sink in held:
         if change is not None:
             sink.put(change)
