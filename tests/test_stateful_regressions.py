@@ -249,3 +249,34 @@ def test_a_directory_unreadable_when_watched_is_watched_once_readable(
     wait_until(lambda: daemon.is_live(new), 5, what="new.bin seen live")
     wait_until(lambda: daemon.is_missing(old), 5, what="old.bin seen gone")
     assert daemon.stop() == 0
+
+
+@pytest.mark.parametrize("across", [False, True], ids=["one-root", "across-roots"])
+def test_mv_onto_then_rename_in_one_batch_keeps_the_tags_of_both(
+    tmp_path: Path, across: bool
+) -> None:
+    """Found by the 500-example stateful run (example 38): ``mv y x; mv x z`` in one live
+    batch. ``mv y x`` is an edit of x (content-rules.md rule 7: x keeps its row and tags and
+    gains y's), and ``mv x z`` takes that row to z: both files' tags must be on z."""
+    r0, r1 = tmp_path / "r0", tmp_path / "r1"
+    r0.mkdir()
+    r1.mkdir()
+    x, y, z = r0 / "x", (r1 if across else r0) / "y.bin", r0 / "z"
+    x.write_bytes(b"xx")
+    y.write_bytes(b"yyy")
+    daemon = Daemon(tmp_path, {"r0": r0, "r1": r1}, "[api]\nlisten = []\n", min_quiet_ms=200)
+    try:
+        _started(daemon)
+        wait_until(lambda: daemon.is_live(x) and daemon.is_live(y), 15, what="catalogued")
+        daemon.add_manual_tag(x, "X")
+        daemon.add_manual_tag(y, "Y")
+        os.rename(y, x)
+        os.rename(x, z)
+        daemon.barrier(r0)
+        daemon.barrier(r1)
+        wait_until(lambda: daemon.is_live(z), 5, what="z catalogued")
+        assert {"X", "Y"} <= daemon.tags(z)
+        assert daemon.row(x) is None and daemon.row(y) is None
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()

@@ -41,6 +41,7 @@ from assetd.live.crossroot import (
     DirMovedOut,
     FileMovedIn,
     FileMovedOut,
+    Half,
 )
 from assetd.live.inotify_bulk import EventBatch
 from assetd.log import get_logger
@@ -235,7 +236,7 @@ class RootHandler(FileSystemEventHandler):
         try:
             self.events += 1
             self.last_event_monotonic = self._clock()
-            for change in self._changes(event):
+            for change in self._ordered(self._items(event)):
                 if not self._sink.put(change):
                     self.dropped += 1
         except Exception as err:
@@ -243,17 +244,18 @@ class RootHandler(FileSystemEventHandler):
 
     def _dispatch_batch(self, events: tuple[FileSystemEvent, ...]) -> None:
         """A bulk round: converted one by one, put in one go (one queue lock, one wake-up)."""
-        changes: list[Change] = []
+        items: list[Change | Half] = []
         self.events += len(events)
         self.last_event_monotonic = self._clock()
         for event in events:
             try:
-                changes += self._changes(event)
+                items += self._items(event)
             except Exception as err:
                 self._failed(err, event)
-        if not changes:
+        if not items:
             return
         try:
+            changes = self._ordered(items)
             put_many = getattr(self._sink, "put_many", None)
             if put_many is not None:
                 self.dropped += put_many(changes)
@@ -262,15 +264,20 @@ class RootHandler(FileSystemEventHandler):
         except Exception as err:
             self._failed(err, events[0])
 
-    def _changes(self, event: FileSystemEvent) -> list[Change]:
-        """``event``'s change, or, for a half of a move watched apart, what the pairer makes
-        of it (:mod:`assetd.live.crossroot`: nothing yet, the move, or the half alone)."""
+    def _items(self, event: FileSystemEvent) -> list[Change | Half]:
+        """``event``'s change, or, for one end of a move watched apart, a :class:`Half`."""
         change = self.convert(event)
         half = self._half(event) if self._pairer is not None else None
-        if half is None:
-            return [] if change is None else [change]
-        assert self._pairer is not None
-        return self._pairer.offer(half[0], half[1], change, self._sink)
+        if half is not None:
+            return [Half(half[0], half[1], change)]
+        return [] if change is None else [change]
+
+    def _ordered(self, items: list[Change | Half]) -> list[Change]:
+        """What to put now: all of ``items``, unless the pairer holds this root's changes
+        (:mod:`assetd.live.crossroot`: it then puts them itself, in order)."""
+        if self._pairer is None:
+            return items  # type: ignore[return-value]  # no Half without a pairer
+        return self._pairer.submit(self._sink, items)
 
     def _half(self, event: FileSystemEvent) -> tuple[object, bool] | None:
         """(key, is the move-from end) when ``event`` is one end of a move watched apart: the
