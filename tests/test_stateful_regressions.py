@@ -4,6 +4,7 @@ each the shrunk sequence of a failing example, on the real daemon run as ``nobod
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -166,16 +167,37 @@ def _hashed(daemon: Daemon, path: Path) -> bool:
     return bool(rows) and rows[0][0] is not None and rows[0][1] == 0
 
 
+@pytest.fixture
+def private_ext4(tmp_path: Path) -> Iterator[Path]:
+    """A small ext4 filesystem of its own (a loop mount): no other process takes the inode a
+    test frees before the test's next file gets it. Falls back to ``tmp_path`` (a shared
+    filesystem: the test may then need more tries) when it cannot be made."""
+    image, target = tmp_path / "ext4.img", tmp_path / "ext4"
+    target.mkdir()
+    with open(image, "wb") as f:
+        f.truncate(16 << 20)
+    made = subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], capture_output=True, check=False)
+    mounted = (
+        not made.returncode
+        and not subprocess.run(
+            ["mount", "-o", "loop", str(image), str(target)], capture_output=True, check=False
+        ).returncode
+    )
+    yield target if mounted else tmp_path
+    if mounted:
+        subprocess.run(["umount", "-l", str(target)], check=False)
+
+
 @pytest.mark.parametrize("same_content", [False, True], ids=["other-content", "same-content"])
 def test_a_renamed_then_deleted_file_and_a_new_one_on_its_inode_in_one_batch(
-    tmp_path: Path, same_content: bool
+    tmp_path: Path, private_ext4: Path, same_content: bool
 ) -> None:
     """Example 440 of a 500-example stateful run: ``mv f3 f8.bin; rm f8.bin; create f3`` in
     one live batch, the new f3 on f8.bin's reused inode with the same size and mtime_ns. The
     vanished f8.bin and the new f3 pair as a guessed move (content-rules.md rule 8): the
     hasher decides. Other content: nothing moves, the tag stays on f8.bin's missing row. Same
     content: the move is confirmed, the tag is on f3 and f8.bin's row goes."""
-    lib = tmp_path / "lib"
+    lib = private_ext4 / "lib"
     lib.mkdir()
     daemon = Daemon(tmp_path, {"lib": lib}, "[api]\nlisten = []\n", min_quiet_ms=200)
     try:
