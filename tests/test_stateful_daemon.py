@@ -126,6 +126,7 @@ class DaemonMachine(RuleBasedStateMachine):
         self.names = itertools.count()
         self.skip_ignored = True
         self.away: dict[str, str] = {}  # root name -> "moved" | "deleted"
+        self.rewatch: set[str] = set()  # roots put back, not yet seen watched again (a barrier)
         self.unreadable: set[str] = set()  # directories at mode 0
         self.tags: dict[str, str | None] = {}  # tag -> the path of its row (None: floating)
         self.unsynced: set[str] = set()  # tags moved since the last barrier
@@ -161,8 +162,12 @@ class DaemonMachine(RuleBasedStateMachine):
         return name.endswith(".tmp") or (self.skip_ignored and name.endswith(".skip"))
 
     def blocked(self, path: str | Path) -> bool:
-        """Whether the daemon cannot stat ``path`` (a directory above it is at mode 0)."""
-        return any(under(str(path), d) and str(path) != d for d in self.unreadable)
+        """Whether the daemon cannot stat ``path`` (a directory above it is at mode 0), or
+        may not watch it yet (its root was put back, and the daemon re-watches a root once it
+        notices: a move there meanwhile is found by the reconcile, as a guess)."""
+        return any(under(str(path), d) and str(path) != d for d in self.unreadable) or any(
+            under(str(path), str(self.w.roots[n])) for n in self.rewatch
+        )
 
     def fresh(self, parent: Path, ext: str = "", prefix: str = "f") -> Path:
         return parent / f"{prefix}{next(self.names)}{ext}"
@@ -201,6 +206,7 @@ class DaemonMachine(RuleBasedStateMachine):
         model says."""
         roots = [n for n in self.present() if str(self.w.roots[n]) not in self.unreadable]
         self.w.barrier(roots)
+        self.rewatch -= set(roots)
         self.known |= {str(p) for p, _ in self.sentinel_files(roots)}
         if len(roots) == len(self.w.roots):
             self.unsynced.clear()
@@ -377,6 +383,7 @@ class DaemonMachine(RuleBasedStateMachine):
 
     def restore(self, name: str) -> None:
         root = self.w.roots[name]
+        self.rewatch.add(name)
         if self.away.pop(name) == "deleted":
             backup = self.w.base / f"backup-{name}"
             shutil.copytree(backup, root, symlinks=True)  # same names, sizes and mtimes
