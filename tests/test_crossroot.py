@@ -81,6 +81,7 @@ def test_a_pair_waits_for_what_the_other_root_saw_before_it() -> None:
         Change(Kind.CREATED, "/r0/a"),
         moved("/r0/d", "/r1/d", True),
         Change(Kind.CREATED, "/r0/d", True),
+        Change(Kind.CREATED, "/r1/d", True),  # listed: watched in r1 only from the move on
     ]
     pairer.flush()
 

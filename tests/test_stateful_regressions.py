@@ -302,3 +302,35 @@ def test_mv_onto_then_rename_in_one_batch_keeps_the_tags_of_both(
         assert daemon.stop() == 0
     finally:
         daemon.close()
+
+
+def test_a_file_changed_at_once_in_a_directory_moved_to_another_root_is_seen(
+    tmp_path: Path,
+) -> None:
+    """Found by the 500-example run (example 81): a directory moved to another root is watched
+    there only once that root's emitter reads the move; a file written in it before that has
+    no event. The move must be followed by a look at the directory (as a directory moved in
+    from outside is listed), or the row keeps its old figures."""
+    daemon, r0, r1 = _two_roots(tmp_path, "inotify")
+    d = r0 / "d"
+    d.mkdir()
+    x = d / "x.bin"
+    x.write_bytes(b"x")
+    try:
+        _started(daemon)
+        wait_until(lambda: daemon.is_live(x), 15, what="x catalogued")
+        e = r1 / "e"
+        os.rename(d, e)
+        (e / "x.bin").write_bytes(b"longer")  # before r1's watch on e can exist
+        daemon.barrier(r0)
+        daemon.barrier(r1)
+        st = (e / "x.bin").stat()
+        wait_until(
+            lambda: _figures(daemon, e / "x.bin") == (st.st_size, st.st_mtime_ns, 0),
+            5,
+            what="x.bin's new figures",
+        )
+        assert daemon.row(x) is None
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()

@@ -21,8 +21,10 @@ its halves waits; from a half on, they queue behind it. A half waits up to :data
 seconds for its partner; when both halves of a pair are at the head of their roots' queues
 (everything either root saw before the rename has gone out), they go out as one ``MOVED`` change
 (the worker moves the row, or every row under a directory, from one root to the other),
-followed by a look at the source (the disk decides what stands there now). So ``mv r1/y r0/x;
-mv r0/x r0/z`` is applied in that order: ``x`` gains ``y``'s tags (rule 7), then goes to ``z``.
+followed by a look at the source (the disk decides what stands there now) and, for a directory,
+a listing of it at its destination (its new root watches it only from when it read the move).
+So ``mv r1/y r0/x; mv r0/x r0/z`` is applied in that order: ``x`` gains ``y``'s tags (rule 7),
+then goes to ``z``.
 A half with no partner in time goes out as what it was (a deletion or a creation); one whose
 handler ignores its path is a half with no change, and its pair goes out as the other half alone.
 A pair whose other half stays stuck behind something else for another window goes out as two
@@ -228,7 +230,10 @@ class CrossRootPairer:
             return [c for c in (src, dest) if c is not None]
         self.paired += 1
         moved = Change(Kind.MOVED, src.path, src.is_dir, dest.path, seen=src.seen)
-        return [moved, Change(Kind.CREATED, src.path, src.is_dir)]  # the disk decides at src
+        looks = [Change(Kind.CREATED, src.path, src.is_dir)]  # the disk decides at src
+        if dest.is_dir:  # watched in its new root only once that root read the move: what
+            looks.append(Change(Kind.CREATED, dest.path, True))  # was done in it before, listed
+        return [moved, *looks]
 
     def flush(self) -> None:
         """Put out everything held now, halves alone (the watchers stop: the queue is drained
