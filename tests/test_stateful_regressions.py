@@ -334,3 +334,35 @@ def test_a_file_changed_at_once_in_a_directory_moved_to_another_root_is_seen(
         assert daemon.stop() == 0
     finally:
         daemon.close()
+
+
+def test_a_directory_moved_into_one_just_moved_to_another_root_lands_where_it_is(
+    tmp_path: Path,
+) -> None:
+    """Found by the 500-example run (run 6, example 36): ``mv r0/d r1/e`` then at once
+    ``mv r1/x r1/e/x``. Until r0's emitter drops its watches on d, the kernel reports the
+    second move's arrival to r0 too, under d's old path, with the same cookie: that stale
+    half must not win the pair (the rows would go to ``r0/d/x``, a path no file ever had)."""
+    daemon, r0, r1 = _two_roots(tmp_path, "inotify")
+    d, x = r0 / "d", r1 / "x"
+    (d / "sub").mkdir(parents=True)
+    (x / "in").mkdir(parents=True)
+    f = x / "in" / "f.bin"
+    f.write_bytes(b"f")
+    try:
+        _started(daemon)
+        wait_until(lambda: daemon.is_live(f), 15, what="f catalogued")
+        e = r1 / "e"
+        os.rename(d, e)
+        os.rename(x, e / "sub" / "x")  # r0 still watches d: it reads this arrival too
+        daemon.barrier(r0)
+        daemon.barrier(r1)
+        moved = e / "sub" / "x" / "in" / "f.bin"
+        wait_until(lambda: daemon.is_live(moved), 5, what="f.bin catalogued where it is")
+        stray = daemon.query(
+            "SELECT file_path FROM asset_cache_states WHERE file_path LIKE ?", f"{r0}/%"
+        )
+        assert [p for (p,) in stray if "zz" not in str(p) and ".barrier" not in str(p)] == []
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()

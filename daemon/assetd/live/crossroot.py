@@ -38,7 +38,7 @@ import time
 from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from watchdog.events import (
     DirCreatedEvent,
@@ -48,6 +48,7 @@ from watchdog.events import (
 )
 
 from assetd.live.changes import Change, Kind
+from assetd.paths import is_under
 from assetd.timing import Clock
 
 __all__ = [
@@ -124,6 +125,19 @@ class Half:
 
 
 Item = Change | Half
+
+
+def unpair_under(events: list[Any], start: int, top: str) -> None:
+    """A directory ``top`` left the root at ``events[start]``: the root's watches under it
+    reported what followed there under ``top``'s old path, until they are removed. A move-in
+    half among those is stale (its true half is the new root's): a plain creation (stat'ed by
+    the worker, never paired)."""
+    for i in range(start + 1, len(events)):
+        event = events[i]
+        if isinstance(event, (FileMovedIn, DirMovedIn)) and is_under(str(event.src_path), top):
+            events[i] = (DirCreatedEvent if event.is_directory else FileCreatedEvent)(
+                event.src_path
+            )
 
 
 class CrossRootPairer:

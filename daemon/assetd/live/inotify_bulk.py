@@ -54,7 +54,7 @@ from watchdog.observers.api import (
 from watchdog.observers.inotify import InotifyEmitter
 from watchdog.observers.inotify_c import InotifyConstants as C
 
-from assetd.live.crossroot import moved_in, moved_out
+from assetd.live.crossroot import moved_in, moved_out, unpair_under
 
 __all__ = [
     "GATHER",
@@ -422,6 +422,7 @@ class BulkInotifyEmitter(EventEmitter):
         for cookie, (at, src, is_dir) in moves.items():  # moved out of the root (to another?)
             if is_dir:
                 self._forget_tree(src, remove=True)
+                unpair_under(out, at, os.fsdecode(src))  # its watches spoke of it meanwhile
             out[at] = moved_out(os.fsdecode(src), is_dir, cookie)
         return [e for e in out if e is not None]
 
