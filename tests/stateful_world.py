@@ -202,6 +202,12 @@ class World:
                 out[tag].add(path)
         return out
 
+    def file_moves(self, conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+        """The catalog's move history of files, oldest first, as (from, to, how)."""
+        return conn.execute(
+            "SELECT from_path, to_path, how FROM asset_moves WHERE is_dir = 0 ORDER BY id"
+        ).fetchall()
+
 
 def walk_files(top: Path) -> Iterator[tuple[Path, os.stat_result]]:
     """Every regular file under ``top`` (the test runs as root: modes do not stop it)."""

@@ -31,13 +31,11 @@ Coalescing choices, one per rule (the tests in ``tests/test_changes.py`` show ea
   so created-then-moved ``a -> b`` gives the move and ``b`` in ``touched``; modified-then-moved
   gives ``b`` in ``touched``. Changes after the move name new paths already: ``b`` deleted keeps
   the move and puts ``b`` in ``gone``; ``a`` recreated puts ``a`` in ``touched``.
-- A file chain ``a -> b``, ``b -> c`` becomes ``a -> c`` at the first move's place, and ``b`` goes
-  to ``gone``: a row that stood at ``b`` before the batch was overwritten by the first hop and is
-  now marked missing instead of removed. ``a -> b -> a`` is dropped (with ``b`` in ``gone``). A
-  chain is folded only when no other move from the first hop on names ``b`` or an ancestor of it,
-  and none between the hops names ``c`` or an ancestor of it; otherwise both moves stay, in order.
-  Directory chains are never folded (the second hop also carries stale rows that stood under
-  ``b``; two statements for the worker instead of one).
+- Move chains are not folded: ``a -> b``, ``b -> c`` stays two moves, applied in order. A row
+  that stood at ``b`` is not overwritten by the first hop: ``mv a b`` is an edit of ``b``
+  (content-rules.md rule 7: ``b`` keeps its row and gains ``a``'s metadata), and the second hop
+  takes that row to ``c``. Folding to ``a -> c`` left ``b``'s row and metadata behind, missing
+  (found by the stateful test: ``mv y x; mv x z`` in one batch).
 - watchdog follows every directory move with one synthetic move per entry under it
   (``generate_sub_moved_events``). Such a move, ``s -> rebase(s, S, D)`` after a directory move
   ``S -> D`` in the same batch, with nothing naming ``s`` or its ancestors up to ``S`` since, is
@@ -62,12 +60,11 @@ from __future__ import annotations
 
 import enum
 import time
-from bisect import bisect_right
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from assetd.paths import is_under, rebase
+from assetd.paths import rebase
 
 __all__ = ["Batch", "Change", "Kind", "coalesce"]
 
@@ -338,60 +335,8 @@ class _Folder:
             child = parent
         return False
 
-    def _fold_chains(self) -> list[_Move]:
-        """Fold each file chain ``x -> b``, ``b -> c`` into ``x -> c`` where that changes nothing.
-
-        The folded move takes the first hop's place, so no other move from the first hop on may
-        name ``b`` or an ancestor of it (it would carry what the fold leaves at ``b``), and none
-        between the two hops may name ``c`` or an ancestor of it. Each folded ``b`` gets a
-        ``gone`` record: a row that stood there was overwritten by the first hop. Directory chains
-        are not folded: the second hop also carries rows that stood under ``b`` before the first
-        (stale missing rows, restored if their file came back in between).
-        """
-        raw = self.moves
-        named: dict[str, list[int]] = {}
-        for at, move in enumerate(raw):
-            named.setdefault(move.src, []).append(at)
-            named.setdefault(move.dest, []).append(at)
-        slots: dict[int, _Move] = {}  # position of a chain's first hop -> the chain as one move
-        parts: dict[int, set[int]] = {}  # position of a chain's first hop -> positions folded in
-        by_dest: dict[str, int] = {}  # path -> slot of the latest file move onto it
-        end = len(raw)
-
-        def named_between(path: str, lo: int, hi: int, skip: set[int]) -> bool:
-            spots = named.get(path, ())
-            return any(lo < at < hi and at not in skip for at in spots[bisect_right(spots, lo) :])
-
-        def may_fold(slot: int, at: int, move: _Move) -> bool:
-            first, b, c = slots[slot], move.src, move.dest
-            if first.src != c and (is_under(c, first.src) or is_under(first.src, c)):
-                return False
-            skip = parts[slot] | {at}
-            if any(named_between(p, slot, end, skip) for p in _self_and_ancestors(b)):
-                return False
-            return not any(named_between(p, slot, at, skip) for p in _self_and_ancestors(c))
-
-        for at, move in enumerate(raw):
-            slot = by_dest.pop(move.src, None)
-            if move.is_dir or slot is None or not may_fold(slot, at, move):
-                slots[at] = _Move(move.src, move.dest, move.is_dir)
-                parts[at] = {at}
-                if not move.is_dir:
-                    by_dest[move.dest] = at
-                continue
-            if move.src not in self.records:
-                self.records[move.src] = _Record(gone=True)
-            parts[slot].add(at)
-            first = slots[slot]
-            if first.src == move.dest:
-                del slots[slot]
-            else:
-                first.dest = move.dest
-                by_dest[move.dest] = slot
-        return list(slots.values())
-
     def result(self, *, dir_threshold: int, root_threshold: int, roots: Sequence[str]) -> Batch:
-        moves = self._fold_chains()
+        moves = self.moves  # never folded: ``a -> b, b -> c`` is not ``a -> c`` (module docstring)
         entries = self.records.by_path
         final = {p: r.gone for p, r in entries.items()}
         gone_dirs = {p for p, r in entries.items() if r.covers}

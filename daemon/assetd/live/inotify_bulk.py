@@ -54,6 +54,8 @@ from watchdog.observers.api import (
 from watchdog.observers.inotify import InotifyEmitter
 from watchdog.observers.inotify_c import InotifyConstants as C
 
+from assetd.live.crossroot import moved_in, moved_out, unpair_under
+
 __all__ = [
     "GATHER",
     "PAIR_WAIT",
@@ -383,6 +385,8 @@ class BulkInotifyEmitter(EventEmitter):
                 if is_dir:  # a chmod: look again at what it may have hidden (live/watch.py)
                     if mask & C.IN_ATTRIB:
                         out.append(DirAttribEvent(os.fsdecode(path)))
+                        if path not in self._wds and self.watch.is_recursive:
+                            self._add_tree(path)  # unreadable when walked: watchable now?
                     continue
                 if path == modified:  # a write's IN_MODIFY run, then IN_CLOSE_WRITE
                     continue
@@ -411,15 +415,15 @@ class BulkInotifyEmitter(EventEmitter):
                         self._move_tree(src, path)
                     moved = DirMovedEvent if is_dir else FileMovedEvent
                     out.append(moved(os.fsdecode(src), os.fsdecode(path)))
-                else:
-                    cls = DirCreatedEvent if is_dir else FileCreatedEvent
-                    out.append(cls(os.fsdecode(path)))
+                else:  # its half may be another root's (assetd.live.crossroot)
+                    out.append(moved_in(os.fsdecode(path), is_dir, cookie))
                     if is_dir and self.watch.is_recursive:
                         self._add_tree(path)  # moved in whole: the worker lists it
-        for at, src, is_dir in moves.values():  # moved out of the root: a deletion
+        for cookie, (at, src, is_dir) in moves.items():  # moved out of the root (to another?)
             if is_dir:
                 self._forget_tree(src, remove=True)
-            out[at] = (DirDeletedEvent if is_dir else FileDeletedEvent)(os.fsdecode(src))
+                unpair_under(out, at, os.fsdecode(src))  # its watches spoke of it meanwhile
+            out[at] = moved_out(os.fsdecode(src), is_dir, cookie)
         return [e for e in out if e is not None]
 
 

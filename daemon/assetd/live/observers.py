@@ -35,6 +35,7 @@ from assetd.errors import WatchError
 from assetd.fsutil import IgnoreRules, filesystem_type, is_network_filesystem
 from assetd.live.backend import choose_backend
 from assetd.live.changes import Kind
+from assetd.live.crossroot import CrossRootPairer
 from assetd.live.fanotify_emitter import FanotifyObserver
 from assetd.live.inotify_bulk import BulkInotifyObserver
 from assetd.live.limits import watch_error, watch_limit_reached
@@ -163,6 +164,7 @@ class RootWatcher:
         observer_factory: ObserverFactory = bulk_observer,
         clock: Clock = time.monotonic,
         backend: str = "inotify",
+        pairer: CrossRootPairer | None = None,
     ) -> None:
         self.root = root
         self.backend = backend
@@ -170,7 +172,7 @@ class RootWatcher:
         self.name = root.name
         self.path = root.path
         self.handler = RootHandler(
-            root.name, root.path, sink, ignore, self._root_event, clock=clock
+            root.name, root.path, sink, ignore, self._root_event, clock=clock, pairer=pairer
         )
         self.overflows = 0
         self.root_gone = False
@@ -316,6 +318,8 @@ class Watchers:
         self._on_root_event = on_root_event
         self._stop_timeout = stop_timeout
         self._watchers: dict[str, RootWatcher] = {}
+        self.pairer = CrossRootPairer()
+        """Pairs a move's halves seen by two roots into one move (:mod:`assetd.live.crossroot`)."""
 
     @property
     def names(self) -> list[str]:
@@ -358,6 +362,7 @@ class Watchers:
             on_root_event=self._on_root_event,
             stop_timeout=self._stop_timeout,
             backend=backend,
+            pairer=self.pairer,
         )
         self._watchers[root.name] = watcher
         watcher.start()
@@ -392,6 +397,7 @@ class Watchers:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not watcher.stop(left):
                 late.append(name)
+        self.pairer.flush()  # a half held back is put now, for the final drain
         return late
 
     def check(self) -> list[str]:

@@ -35,6 +35,14 @@ from watchdog.observers.api import BaseObserver
 
 from assetd.fsutil import IgnoreRules, encode_path
 from assetd.live.changes import Change, Kind
+from assetd.live.crossroot import (
+    CrossRootPairer,
+    DirMovedIn,
+    DirMovedOut,
+    FileMovedIn,
+    FileMovedOut,
+    Half,
+)
 from assetd.live.inotify_bulk import EventBatch
 from assetd.log import get_logger
 from assetd.paths import relative_to
@@ -83,6 +91,11 @@ _SIMPLE: dict[type[FileSystemEvent], tuple[Kind, bool]] = {
     # chmod of a directory: what changed below it while the daemon could not read it (its
     # live batches skipped what they could not stat) is looked at again, as a new directory is
     DirAttribEvent: (Kind.CREATED, True),
+    # the halves of a move watched apart (assetd.live.crossroot): alone, what they were
+    FileMovedOut: (Kind.DELETED, False),
+    DirMovedOut: (Kind.DELETED, True),
+    FileMovedIn: (Kind.CREATED, False),
+    DirMovedIn: (Kind.CREATED, True),
 }
 _MOVES = (FileMovedEvent, DirMovedEvent)
 _PARENTS_KEPT = 50_000  # directory verdicts a handler keeps before it starts over
@@ -196,6 +209,7 @@ class RootHandler(FileSystemEventHandler):
         on_root_event: RootEventCallback,
         *,
         clock: Clock = time.monotonic,
+        pairer: CrossRootPairer | None = None,
     ) -> None:
         super().__init__()
         self.root_name = root_name
@@ -209,6 +223,7 @@ class RootHandler(FileSystemEventHandler):
         self._ignore = ignore
         self._on_root_event = on_root_event
         self._clock = clock
+        self._pairer = pairer
         self._failed_types: set[type[BaseException]] = set()
         self._parents: dict[str, bool] = {}  # directory below the root -> ignored
 
@@ -221,28 +236,26 @@ class RootHandler(FileSystemEventHandler):
         try:
             self.events += 1
             self.last_event_monotonic = self._clock()
-            change = self.convert(event)
-            if change is not None and not self._sink.put(change):
-                self.dropped += 1
+            for change in self._ordered(self._items(event)):
+                if not self._sink.put(change):
+                    self.dropped += 1
         except Exception as err:
             self._failed(err, event)
 
     def _dispatch_batch(self, events: tuple[FileSystemEvent, ...]) -> None:
         """A bulk round: converted one by one, put in one go (one queue lock, one wake-up)."""
-        changes: list[Change] = []
+        items: list[Change | Half] = []
         self.events += len(events)
         self.last_event_monotonic = self._clock()
         for event in events:
             try:
-                change = self.convert(event)
+                items += self._items(event)
             except Exception as err:
                 self._failed(err, event)
-                continue
-            if change is not None:
-                changes.append(change)
-        if not changes:
+        if not items:
             return
         try:
+            changes = self._ordered(items)
             put_many = getattr(self._sink, "put_many", None)
             if put_many is not None:
                 self.dropped += put_many(changes)
@@ -250,6 +263,36 @@ class RootHandler(FileSystemEventHandler):
                 self.dropped += sum(1 for c in changes if not self._sink.put(c))
         except Exception as err:
             self._failed(err, events[0])
+
+    def _items(self, event: FileSystemEvent) -> list[Change | Half]:
+        """``event``'s change, or, for one end of a move watched apart, a :class:`Half`."""
+        change = self.convert(event)
+        half = self._half(event) if self._pairer is not None else None
+        if half is not None:
+            return [Half(half[0], half[1], change)]
+        return [] if change is None else [change]
+
+    def _ordered(self, items: list[Change | Half]) -> list[Change]:
+        """What to put now: all of ``items``, unless the pairer holds this root's changes
+        (:mod:`assetd.live.crossroot`: it then puts them itself, in order)."""
+        if self._pairer is None:
+            return items  # type: ignore[return-value]  # no Half without a pairer
+        return self._pairer.submit(self._sink, items)
+
+    def _half(self, event: FileSystemEvent) -> tuple[object, bool] | None:
+        """(key, is the move-from end) when ``event`` is one end of a move watched apart: the
+        bulk emitter's unpaired halves (the kernel's cookie), or a move with one end outside
+        this root (fanotify gives each root's emitter the same event)."""
+        key = getattr(event, "pair_key", None)
+        if key is not None:
+            return key, isinstance(event, (FileMovedOut, DirMovedOut))
+        if not isinstance(event, _MOVES) or not event.src_path or not event.dest_path:
+            return None
+        src, dest = os.fsdecode(event.src_path), os.fsdecode(event.dest_path)
+        src_here, dest_here = self._relative(src), self._relative(dest)
+        if src_here == "" or (src_here is None) == (dest_here is None):
+            return None  # the root itself, or both ends here (or neither)
+        return ("rename", src, dest, event.is_directory), src_here is not None
 
     def convert(self, event: FileSystemEvent) -> Change | None:
         """The Change for ``event``, or None when it is dropped (may call ``on_root_event``)."""
