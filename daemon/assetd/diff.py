@@ -122,6 +122,20 @@ class _Rows:
         return len(self.buf) > self.i
 
 
+def _gone_before(rows: _Rows, path: str | None, need: int, counts: DiffCounts) -> Iterator[Step]:
+    """Merge the catalog's rows before ``path`` (all that are left if None): none is on the
+    disk. ``need`` rows are kept buffered for the caller's look ahead."""
+    while rows.ensure(need):
+        row = rows.buf[rows.i]
+        if path is not None and row[0] >= path:
+            return
+        rows.i += 1
+        if row[3]:
+            counts.already_missing += 1
+        else:
+            yield Action.MISSING, None, _row(row)
+
+
 def diff_runs(
     runs: Iterable[list[DiskRow]], pages: Iterable[list[RowTuple]], counts: DiffCounts
 ) -> Iterator[Step]:
@@ -134,16 +148,7 @@ def diff_runs(
         n = len(run)
         if not n:
             continue
-        first = run[0][0]
-        while rows.ensure(n):  # rows before the run: gone from the disk
-            row = rows.buf[rows.i]
-            if row[0] >= first:
-                break
-            rows.i += 1
-            if row[3]:
-                counts.already_missing += 1
-            else:
-                yield Action.MISSING, None, _row(row)
+        yield from _gone_before(rows, run[0][0], n, counts)
         i = rows.i
         if rows.buf[i : i + n] == run:
             counts.unchanged += n
@@ -151,21 +156,11 @@ def diff_runs(
             continue
         for d in run:
             path = d[0]
-            while rows.ensure(1):
-                row = rows.buf[rows.i]
-                if row[0] >= path:
-                    break
-                rows.i += 1
-                if row[3]:
-                    counts.already_missing += 1
-                else:
-                    yield Action.MISSING, None, _row(row)
-            else:
+            yield from _gone_before(rows, path, 1, counts)
+            if not rows.ensure(1) or rows.buf[rows.i][0] != path:
                 yield Action.NEW, _disk(d), None
                 continue
-            if row[0] != path:
-                yield Action.NEW, _disk(d), None
-                continue
+            row = rows.buf[rows.i]
             rows.i += 1
             cat = _row(row)
             f = _disk(d)
@@ -174,10 +169,4 @@ def diff_runs(
                 counts.unchanged += 1
             else:
                 yield action, f, cat
-    while rows.ensure(1):
-        row = rows.buf[rows.i]
-        rows.i += 1
-        if row[3]:
-            counts.already_missing += 1
-        else:
-            yield Action.MISSING, None, _row(row)
+    yield from _gone_before(rows, None, 1, counts)
