@@ -30,11 +30,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from live_bench import NotifySocket, wait_for
+from pg_bench import scratch_db
 
 SCRATCH = f"assetd_hostsbench_{os.getpid()}"
 
@@ -132,27 +131,6 @@ def counts(url: str) -> dict[str, tuple[int, int]]:
             "JOIN roots r ON r.id = c.root_id GROUP BY r.host"
         ).fetchall()
     return {str(h): (int(live), int(missing)) for h, live, missing in rows}
-
-
-@contextmanager
-def scratch_db(url: str, name: str) -> Iterator[str]:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-
-    try:
-        drop()
-        with admin.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE {name}"))
-        yield make_url(url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        drop()
-        admin.dispose()
 
 
 def delete_all(groups: list[list[str]]) -> float:
