@@ -231,7 +231,10 @@ def test_ignored_directories_are_dropped_before_the_queue(fan: Callable[..., Liv
     (w.root / "@eaDir" / "x" / "thumb.jpg").touch()
     w.barrier()
     assert not [c for c in w.changes.seen if "@eaDir" in c.path]
-    assert w.watcher.handler.events == 2  # only the barrier (created, closed) reached it
+    # only the barrier reached the handler: its create, and its close-write unless that comes
+    # in a later read than the create the barrier waits for; the ignored entries' events (two
+    # mkdirs, a create, a close) come before the barrier's in kernel order and would make it 5+
+    assert 1 <= w.watcher.handler.events <= 2
 
 
 def test_a_file_move_in_a_known_directory_stays_a_move_beside_a_directory_rename(
