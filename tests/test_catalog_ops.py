@@ -18,11 +18,13 @@ from assetd.catalog import (
     mark_assets_missing_outside_prefixes,
     mark_missing_outside_prefixes_safely,
     restore_cache_states_by_paths,
+    states,
 )
-from assetd.catalog.engine import SessionFactory
+from assetd.catalog.engine import SessionFactory, make_engine, session_factory
 from assetd.catalog.models import asset_infos, assets
 from assetd.catalog.models import cache_states as cs
 from assetd.catalog.seed import COPY_MIN_ROWS, SeedSpec
+from assetd.catalog.sqlutil import CHUNK
 from assetd.catalog.states import Figures
 from assetd.fsutil import stat_file
 from catalog_world import World, make_world
@@ -205,6 +207,73 @@ def test_chunking_past_the_parameter_limit(world: World) -> None:
     assert (res.inserted, res.restored, res.already_present) == (0, n, 0)
     with world.sessions() as s:
         assert s.execute(select(func.count()).select_from(assets)).scalar() == n
+
+
+@pytest.mark.parametrize("returning", [True, False], ids=["returning", "select-then-update"])
+def test_mark_paths_missing_returns_the_rows_it_marked(
+    world: World, returning: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The live worker's delete: the paths with a live row come back (the others may have
+    been directories), rows already missing keep their ``missing_since``; past one chunk.
+    Without RETURNING (SQLite < 3.35) a SELECT, then the UPDATE: the same answer."""
+    with world.sessions() as s:
+        if not returning and s.get_bind().dialect.name == "postgresql":
+            pytest.skip("PostgreSQL always has RETURNING")
+    monkeypatch.setattr(states, "SQLITE_RETURNING", returning)
+    n = CHUNK + 7
+    specs = [SeedSpec(world.root.id, f"{world.dir}/d{i % 50}/f{i:06d}", i, i) for i in range(n)]
+    with world.sessions() as s, s.begin():
+        batch_insert_seed_assets(s, specs, roots=[world.root.id])
+    early = dt.datetime(2020, 1, 2, tzinfo=dt.UTC)
+    with world.sessions() as s, s.begin():
+        bulk_update_is_missing(s, [specs[0].path], True, roots=[world.root.id], now=early)
+    asked = [sp.path for sp in specs] + [f"{world.dir}/d1", f"{world.dir}/nothing"]
+    with world.sessions() as s, s.begin():
+        marked = states.mark_paths_missing(s, reversed(asked), roots=[world.root.id])
+        assert states.mark_paths_missing(s, asked, roots=[world.root.id + 1]) == []
+    assert sorted(marked) == sorted(sp.path for sp in specs[1:])
+    first = world.state(specs[0].path)
+    assert first is not None and first["missing_since"] == early
+    with world.sessions() as s:
+        live = s.execute(select(func.count()).select_from(cs).where(cs.c.is_missing.is_(False)))
+        assert live.scalar() == 0
+
+
+@pytest.mark.parametrize("returning", [True, False], ids=["returning", "select-then-update"])
+def test_marking_a_few_paths_missing_does_not_visit_every_row_of_the_root(
+    sqlite_url: str, tmp_path: Path, returning: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The live delete looks its paths up through the index on (root, is_missing, path): its
+    cost follows the paths asked, not the rows of the root. ``NOT is_missing`` in the WHERE
+    made SQLite's planner use that index on the root alone and visit every row of the root
+    for each chunk of paths (a 1,000,000-file root: 8.4 s for a batch of 13,756 deletions).
+    Counted in SQLite virtual-machine steps (SQLite only), so it does not depend on the
+    machine's speed."""
+    engine = make_engine(sqlite_url)
+    world = make_world(session_factory(engine), tmp_path / "lib")
+    monkeypatch.setattr(states, "SQLITE_RETURNING", returning)
+    n = 20_000
+    specs = [SeedSpec(world.root.id, f"{world.dir}/d{i % 50}/f{i:06d}", i, i) for i in range(n)]
+    with world.sessions() as s, s.begin():
+        batch_insert_seed_assets(s, specs, roots=[world.root.id])
+    counted = [0]
+
+    def tick() -> int:
+        counted[0] += 1
+        return 0  # go on
+
+    few = [sp.path for sp in specs[::2_000]]  # 10 paths in a root of 20,000 rows
+    with world.sessions() as s, s.begin():
+        raw = s.connection().connection.driver_connection
+        assert raw is not None
+        raw.set_progress_handler(tick, 100)  # called every 100 virtual-machine steps
+        try:
+            assert len(states.mark_paths_missing(s, few, roots=[world.root.id])) == 10
+        finally:
+            raw.set_progress_handler(None, 0)
+    engine.dispose()
+    # visiting the root's 20,000 rows takes several steps per row (200,000 before the fix)
+    assert counted[0] * 100 < 10_000, counted[0] * 100
 
 
 def test_seed_is_on_conflict_do_nothing_and_refuses_foreign_roots(world: World) -> None:
