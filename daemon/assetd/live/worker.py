@@ -38,11 +38,12 @@ from assetd.catalog.states import (
     refresh_cache_states,
     utcnow,
 )
-from assetd.fsutil import IgnoreRules, StatFn, encode_path
+from assetd.fsutil import StatFn, encode_path
 from assetd.links import DIR, FILE, GONE, LINKDIR, Entry, LinkRules
 from assetd.live.changes import Batch, Change
+from assetd.live.rootindex import RootIndex
 from assetd.log import sample_paths
-from assetd.paths import is_strictly_under, is_under, relative_to
+from assetd.paths import is_under
 from assetd.reconcile import reconcile_subtree
 from assetd.statx import birth_ns
 from assetd.walk import ScandirFn
@@ -50,28 +51,6 @@ from assetd.walk import ScandirFn
 _log = log.get_logger(__name__)
 
 _EXISTING_SQL = "SELECT file_path FROM asset_cache_states WHERE root_id = {p} AND file_path {in}"
-
-
-class RootIndex:
-    """Which configured root a path lies in, and whether the root's ignore rules drop it."""
-
-    def __init__(self, roots: Iterable[RootSpec]) -> None:
-        self.roots = sorted(roots, key=lambda r: len(r.path), reverse=True)
-        self._ignore = {r.id: IgnoreRules(r.ignore) for r in self.roots}
-
-    def root_of(self, path: str) -> RootSpec | None:
-        """The root ``path`` lies strictly below and is not ignored in; else None."""
-        for root in self.roots:
-            if is_strictly_under(path, root.path):
-                rel = relative_to(path, root.path) or ""
-                if self._ignore[root.id].is_ignored(rel):
-                    return None
-                return root
-        return None
-
-    @property
-    def ids(self) -> list[int]:
-        return [r.id for r in self.roots]
 
 
 @dataclass(slots=True)
