@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import platform
 import signal
@@ -126,6 +127,29 @@ class Daemon:
 
     def logged(self, event: str) -> bool:
         return f'"event": "{event}"' in self.log_path.read_text(errors="replace")
+
+    def log_size(self) -> int:
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
+
+    def batches(self, since: int) -> str:
+        """The ``batch.applied`` lines logged after byte ``since``: how many, the rows they
+        marked missing, the worker's seconds in all and the longest batch."""
+        with open(self.log_path, "rb") as f:
+            f.seek(since)
+            lines = f.read().decode(errors="replace").splitlines()
+        rows = [json.loads(x) for x in lines if '"event": "batch.applied"' in x]
+        if not rows:
+            return "-"
+        total = sum(float(r.get("duration_s", 0.0)) for r in rows)
+        longest = max(float(r.get("duration_s", 0.0)) for r in rows)
+        missing = sum(int(r.get("missing", 0)) for r in rows)
+        return f"{len(rows)} ({missing:,} rows, {total:.2f} s, longest {longest:.2f} s)"
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of the daemon so far (all its threads)."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -315,8 +339,9 @@ def deletions(args: argparse.Namespace, base: Path, mnt: Path) -> list[str]:
         "then unlinked while the daemon runs (Watchman: while it watches, subscribed).",
         "",
         "| watcher | unlink all | last unlink to all missing (Watchman: all pushed) | "
-        "missing / deleted |",
-        "| --- | ---: | ---: | ---: |",
+        "missing / deleted | daemon CPU-s, first unlink to all missing | batch.applied (rows "
+        "missing, worker seconds) |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for backend in ("inotify", "fanotify"):
         root = mnt / f"del-{backend}"
@@ -329,15 +354,17 @@ def deletions(args: argparse.Namespace, base: Path, mnt: Path) -> list[str]:
             d.start()
             wait_for(lambda: d.logged("reconcile.finished"), 600, "start-up reconcile", 0.1)  # noqa: B023
             live_bench.note(f"deletions: {backend}, unlinking")
+            offset, cpu0 = d.log_size(), d.cpu_seconds()
             t0, done = unlink_all(root)
             wait_for(lambda: d.missing() >= args.deletions, 900, "all missing", 0.05)  # noqa: B023
             seen = time.monotonic()
+            cpu = d.cpu_seconds() - cpu0
             found = d.missing()
         finally:
             d.stop()
         out.append(
             f"| assetd, {backend} | {done - t0:.1f} s | {seen - done:.2f} s | "
-            f"{found:,} / {args.deletions:,} |"
+            f"{found:,} / {args.deletions:,} | {cpu:.2f} | {d.batches(offset)} |"
         )
     if not args.no_watchman:
         root = mnt / "del-watchman"
@@ -358,7 +385,7 @@ def deletions(args: argparse.Namespace, base: Path, mnt: Path) -> list[str]:
         out.append(
             f"| Watchman 4.9 | {done - t0:.1f} s | "
             f"{'-' if after is None else f'{after:.2f} s'} | "
-            f"{pushed['deleted']:,} / {args.deletions:,} pushed |"
+            f"{pushed['deleted']:,} / {args.deletions:,} pushed | - | - |"
         )
     return out
 
