@@ -344,6 +344,18 @@ COLLAPSE = [
         id="at-root-threshold-kept",
     ),
     pytest.param(
+        [rm("/r/in"), c("/r/in/a"), c("/r/in/b"), c("/r/x"), c("/r/y")],
+        {"root_threshold": 2, "roots": ["/r", "/r/in"]},
+        out(touched={"/r/x", "/r/y"}, rescan={"/r/in"}),
+        id="nested-root-counts-its-own-path",
+    ),
+    pytest.param(
+        [c("/r/in/a"), c("/r/in/b"), c("/r/in/c"), c("/r/x"), c("/r/y")],
+        {"root_threshold": 2, "roots": ["/r", "/r/in"]},
+        out(touched={"/r/x", "/r/y"}, rescan={"/r/in"}),
+        id="nested-root-paths-not-counted-in-the-outer-one",
+    ),
+    pytest.param(
         [c("/r/a/1"), c("/r/b/2"), c("/r/c/3")],
         {"root_threshold": 0},
         out(touched={"/r/a/1", "/r/b/2", "/r/c/3"}),

@@ -191,14 +191,18 @@ class _Record:
 
 
 class _Records:
-    """path -> _Record, indexed by directory so a subtree is found without a full scan."""
+    """path -> _Record, indexed by directory so a subtree is found without a full scan.
+
+    The index is built on the first subtree look-up (a move), not per record: a batch without
+    moves (a burst of deletions) never needs it."""
 
     __slots__ = ("by_path", "kids")
 
     def __init__(self) -> None:
         self.by_path: dict[str, _Record] = {}
-        # directory -> entries right under it that hold a record or lead to one
-        self.kids: dict[str, set[str]] = {}
+        # directory -> entries right under it that hold a record or lead to one (None: not
+        # built yet)
+        self.kids: dict[str, set[str]] | None = None
 
     def get(self, path: str) -> _Record | None:
         return self.by_path.get(path)
@@ -207,47 +211,53 @@ class _Records:
         return path in self.by_path
 
     def __setitem__(self, path: str, record: _Record) -> None:
-        if path not in self.by_path:
-            self._link(path)
+        if self.kids is not None and path not in self.by_path:
+            self._link(self.kids, path)
         self.by_path[path] = record
 
     def pop(self, path: str) -> _Record | None:
         record = self.by_path.pop(path, None)
-        if record is not None:
-            self._unlink(path)
+        if record is not None and self.kids is not None:
+            self._unlink(self.kids, path)
         return record
 
     def under(self, top: str) -> list[str]:
         """Paths with a record at or under ``top``."""
+        kids = self.kids
+        if kids is None:
+            kids = self.kids = {}
+            for path in self.by_path:
+                self._link(kids, path)
         found = [top] if top in self.by_path else []
-        stack = list(self.kids.get(top, ()))
+        stack = list(kids.get(top, ()))
         while stack:
             path = stack.pop()
             if path in self.by_path:
                 found.append(path)
-            stack.extend(self.kids.get(path, ()))
+            stack.extend(kids.get(path, ()))
         return found
 
-    def _link(self, path: str) -> None:
+    @staticmethod
+    def _link(kids: dict[str, set[str]], path: str) -> None:
         while True:
             parent = _parent(path)
             if parent == path or not parent:
                 return
-            kids = self.kids.get(parent)
-            if kids is not None:  # the parent is linked already
-                kids.add(path)
+            siblings = kids.get(parent)
+            if siblings is not None:  # the parent is linked already
+                siblings.add(path)
                 return
-            self.kids[parent] = {path}
+            kids[parent] = {path}
             path = parent
 
-    def _unlink(self, path: str) -> None:
-        while path not in self.by_path and not self.kids.get(path):
-            self.kids.pop(path, None)
+    def _unlink(self, kids: dict[str, set[str]], path: str) -> None:
+        while path not in self.by_path and not kids.get(path):
+            kids.pop(path, None)
             parent = _parent(path)
-            kids = self.kids.get(parent)
-            if parent == path or kids is None:
+            siblings = kids.get(parent)
+            if parent == path or siblings is None:
                 return
-            kids.discard(path)
+            siblings.discard(path)
             path = parent
 
 
@@ -270,7 +280,8 @@ class _Folder:
         self.moves: list[_Move] = []
         # (src, dest) of each directory move fed -> its seq (to recognise synthetic sub-moves)
         self.dir_moves: dict[tuple[str, str], int] = {}
-        # path -> seq of the latest change that named it
+        # path -> seq of the latest change that named it, once a directory move was fed (what
+        # came before every directory move never makes a sub-move look newer than it)
         self.seen: dict[str, int] = {}
 
     def feed(self, change: Change) -> None:
@@ -284,7 +295,8 @@ class _Folder:
             assert change.dest is not None  # Change.__post_init__ guarantees it
             self._move(path, change.dest, change.is_dir)
             return
-        self.seen[path] = self.seq
+        if self.dir_moves:
+            self.seen[path] = self.seq
         record = self.records.get(path)
         if kind is Kind.DELETED:
             if record is None:
@@ -344,35 +356,46 @@ class _Folder:
             covered = _MemoUnder(gone_dirs)
             final = {p: g for p, g in final.items() if not covered.strictly(p)}
 
+        per_dir = Counter(map(_parent, final))  # each path counted in its directory
         rescan: set[str] = set()
         root_set = {r if r == "/" else r.rstrip("/") for r in roots}
         if root_set:
-            per_root: Counter[str] = Counter()
-            root_of: dict[str, str | None] = {}
-            for p in final:
-                if p in root_set:
-                    per_root[p] += 1
-                    continue
-                parent = _parent(p)
-                if parent not in root_of:
-                    root_of[parent] = next(
-                        (a for a in _self_and_ancestors(parent) if a in root_set), None
-                    )
-                root = root_of[parent]
-                if root is not None:
-                    per_root[root] += 1
-            rescan.update(r for r, n in per_root.items() if n > root_threshold)
-        collapsed = _MemoUnder(rescan)
-        per_dir = Counter(_parent(p) for p in final if not collapsed(p))
+            rescan.update(_crowded_roots(final, per_dir, root_set, root_threshold))
+        if rescan:  # a collapsed root's paths do not count toward its directories
+            collapsed = _MemoUnder(rescan)
+            per_dir = Counter(_parent(p) for p in final if not collapsed(p))
         rescan.update(d for d, n in per_dir.items() if n > dir_threshold)
         rescan = {d for d in rescan if not _has_ancestor_in(d, rescan, strict=True)}
 
-        collapsed = _MemoUnder(rescan)
-        kept = {p: g for p, g in final.items() if not collapsed(p)}
+        if rescan:
+            collapsed = _MemoUnder(rescan)
+            final = {p: g for p, g in final.items() if not collapsed(p)}
         return Batch(
             moves=tuple(Change(Kind.MOVED, m.src, is_dir=m.is_dir, dest=m.dest) for m in moves),
-            gone=frozenset(p for p, g in kept.items() if g),
-            touched=frozenset(p for p, g in kept.items() if not g),
+            gone=frozenset(p for p, g in final.items() if g),
+            touched=frozenset(p for p, g in final.items() if not g),
             rescan=frozenset(rescan),
             size=self.size,
         )
+
+
+def _crowded_roots(
+    final: Collection[str], per_dir: Counter[str], root_set: Collection[str], threshold: int
+) -> list[str]:
+    """The roots with more than ``threshold`` of the paths in ``final`` (a root's own path
+    counts toward itself; any other path toward the innermost root at or above its
+    directory)."""
+    per_root: Counter[str] = Counter()
+    for parent, n in per_dir.items():
+        root = next((a for a in _self_and_ancestors(parent) if a in root_set), None)
+        if root is not None:
+            per_root[root] += n
+    for root in root_set:
+        if root in final:  # counted above in its parent's root, if any: it counts toward itself
+            outer = _parent(root)
+            if outer != root and outer:
+                above = next((a for a in _self_and_ancestors(outer) if a in root_set), None)
+                if above is not None:
+                    per_root[above] -= 1
+            per_root[root] += 1
+    return [r for r, n in per_root.items() if n > threshold]
