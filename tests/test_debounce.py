@@ -386,3 +386,22 @@ def test_min_quiet_ms_is_a_reloadable_duration(tmp_path: Path) -> None:
     assert (old.watch.min_quiet_ms, new.watch.min_quiet_ms) == (5, 2)
     plan = plan_reload(old, new)
     assert plan.applied == ["watch.min_quiet_ms"] and plan.restart_needed == []
+
+
+# --- a burst: MAX_BATCH pending -----------------------------------------------------------------
+
+
+def test_a_full_batch_is_due_at_once_whatever_the_windows_say() -> None:
+    """A burst's first batch goes to the worker once ``max_batch`` changes are pending, not
+    after the quiet window or the cap (the worker then starts early in the burst)."""
+    clock = FakeClock()
+    d = Debouncer(quiet_ms=50, max_delay_ms=1000, clock=clock, min_quiet_ms=5, max_batch=100)
+    for n in range(99):
+        d.add(change(n))
+        clock.advance(1)  # arrivals keep the window open
+    assert not d.due()
+    d.add_many([change(99), change(100)])
+    assert d.due() and d.seconds_until_due() == 0.0
+    assert len(d.take()) == 101
+    d.add(change(7))  # the next batch is timed by the windows again
+    assert not d.due() and d.seconds_until_due() == pytest.approx(0.005)

@@ -2,7 +2,10 @@
 
 A batch is due when nothing new arrived for the current quiet window *or* the oldest pending change
 is ``max_delay_ms`` old, whichever comes first, so a writer that never pauses still gets its changes
-flushed once a second (watchdog's own debouncer resets on every event with no cap; not that).
+flushed once a second (watchdog's own debouncer resets on every event with no cap; not that). A
+batch is also due once :data:`MAX_BATCH` changes are pending: a burst is large batches anyway, and
+the worker starts on the first of them a fraction of a second into the burst instead of a second
+(it applied 100,000 deletions behind the burst otherwise; ``docs/benchmarks.md``).
 
 The quiet window adapts: the first change of a batch opens it at ``min_quiet_ms`` (a lone change is
 flushed a few milliseconds after it arrived), and every further arrival while the batch is pending
@@ -26,12 +29,16 @@ from collections.abc import Iterable
 from assetd.live.changes import Change
 from assetd.timing import Clock
 
-__all__ = ["DRAIN_CHUNK", "Clock", "Debouncer", "drain"]
+__all__ = ["DRAIN_CHUNK", "MAX_BATCH", "Clock", "Debouncer", "drain"]
 
 """Monotonic seconds (``time.monotonic`` or a test's fake)."""
 
 DRAIN_CHUNK = 50_000
 """Changes taken off the queue in one go before the flush check runs again."""
+
+MAX_BATCH = 10_000
+"""Pending changes that make a batch due whatever the windows say (a batch holds what the
+queue had at that check, so it may be larger)."""
 
 _US = 1_000_000  # the debouncer counts in whole microseconds, so fake clocks compare exactly
 _MIN_STEP = 1000  # the window widens by at least 1 ms per arrival
@@ -57,6 +64,7 @@ class Debouncer:
         "_first",
         "_last",
         "_limits",
+        "_max_batch",
         "_pending",
         "_window",
     )
@@ -68,8 +76,10 @@ class Debouncer:
         clock: Clock = time.monotonic,
         *,
         min_quiet_ms: int | None = None,
+        max_batch: int = MAX_BATCH,
     ) -> None:
         self._limits = _limits(quiet_ms, max_delay_ms, min_quiet_ms)  # (quiet, cap, min) in us
+        self._max_batch = max(1, max_batch)
         self._clock = clock
         self._pending: list[Change] = []
         self._first = 0  # arrival of the oldest pending change, in microseconds
@@ -114,12 +124,16 @@ class Debouncer:
 
     def due(self) -> bool:
         """Whether pending changes should be flushed now."""
+        if len(self._pending) >= self._max_batch:
+            return True
         return bool(self._pending) and self._remaining(self._now()) <= 0
 
     def seconds_until_due(self) -> float | None:
         """None when nothing is pending, 0.0 when due, else the seconds left to the nearer limit."""
         if not self._pending:
             return None
+        if len(self._pending) >= self._max_batch:
+            return 0.0
         return max(0, self._remaining(self._now())) / _US
 
     def take(self) -> list[Change]:
