@@ -30,7 +30,6 @@ from assetd.catalog.roots import RootSpec, automatic_tags, touch_roots
 from assetd.catalog.seed import SeedSpec, batch_insert_seed_assets
 from assetd.catalog.sqlutil import select_in, under_prefix
 from assetd.catalog.states import (
-    Figures,
     Reason,
     bulk_update_is_missing,
     mark_missing_under,
@@ -39,13 +38,13 @@ from assetd.catalog.states import (
     utcnow,
 )
 from assetd.fsutil import StatFn, encode_path
-from assetd.links import DIR, FILE, GONE, LINKDIR, Entry, LinkRules
+from assetd.links import DIR, FILE, LinkRules
 from assetd.live.changes import Batch, Change
+from assetd.live.plan import Plan, plan_paths
 from assetd.live.rootindex import RootIndex
 from assetd.log import sample_paths
 from assetd.paths import is_under
 from assetd.reconcile import reconcile_subtree
-from assetd.statx import birth_ns
 from assetd.walk import ScandirFn
 
 _log = log.get_logger(__name__)
@@ -83,29 +82,6 @@ class BatchResult:
             "candidates": self.candidates,
             "duration_s": round(self.duration_s, 4),
         }
-
-
-@dataclass(slots=True)
-class _Plan:
-    """What the stat phase found, grouped for bulk statements (catalog paths)."""
-
-    present: dict[int, list[Figures]] = field(default_factory=dict)
-    raw: dict[str, bytes] = field(default_factory=dict)
-    gone: dict[int, list[str]] = field(default_factory=dict)
-    directories: list[tuple[RootSpec, str]] = field(default_factory=list)
-    arrived: set[str] = field(default_factory=set)  # paths added by moves into a root
-    moved_assets: set[int] = field(default_factory=set)  # whose automatic tags may change
-
-    def add(self, root_id: int, path: str, raw: bytes | None, entry: Entry, os_path: str) -> None:
-        """A file to seed, restore or refresh, with its birth time (:mod:`assetd.statx`)."""
-        st = entry.st
-        assert st is not None
-        birth = birth_ns(os_path, follow=not entry.is_link)
-        self.present.setdefault(root_id, []).append(
-            Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, entry.is_link, birth)
-        )
-        if raw is not None:
-            self.raw[path] = raw
 
 
 def _has_rows_under(session: Session, root_id: int, directory: str) -> bool:
@@ -191,7 +167,7 @@ class Worker:
         self._log(batch, result)
         return result
 
-    def _transaction(self, batch: Batch, since: dt.datetime) -> tuple[BatchResult, _Plan]:
+    def _transaction(self, batch: Batch, since: dt.datetime) -> tuple[BatchResult, Plan]:
         result = BatchResult()
         self.rules.clear()
         plan = self._plan(sorted(batch.touched | batch.gone), result)
@@ -208,7 +184,7 @@ class Worker:
                 )
         return result, plan
 
-    def _pair(self, session: Session, plan: _Plan, since: dt.datetime, result: BatchResult) -> None:
+    def _pair(self, session: Session, plan: Plan, since: dt.datetime, result: BatchResult) -> None:
         """A delete and a create of the same (device, inode, size, mtime_ns) in one batch (a
         move from an unwatched directory, or copy-then-delete keeping the inode) may be a move:
         a guess, confirmed or refuted by the hasher (:mod:`assetd.catalog.pairing`)."""
@@ -227,7 +203,7 @@ class Worker:
         plan.moved_assets.update(p[2] for p in found.moved)
         result.candidates += len(found.candidates)
 
-    def _roots_of(self, batch: Batch, plan: _Plan) -> set[int]:
+    def _roots_of(self, batch: Batch, plan: Plan) -> set[int]:
         """The roots this batch changed something in (the plan has the touched and gone
         paths' roots already; moves and rescans are few)."""
         ids = {*plan.present, *plan.gone, *(r.id for r, _ in plan.directories)}
@@ -243,33 +219,16 @@ class Worker:
                 out.append((root, d))
         return out
 
-    def _plan(self, paths: Sequence[str], result: BatchResult) -> _Plan:
-        plan = _Plan()
-        for os_path in paths:
-            root = self.index.root_of(os_path)
-            if root is None:
-                continue
-            path, raw = encode_path(os_path)
-            try:
-                entry = self.rules.entry(os_path, follow=root.follow_symlinks, root=root.path)
-            except (FileNotFoundError, NotADirectoryError):
-                plan.gone.setdefault(root.id, []).append(path)
-                continue
-            except OSError:
-                result.skipped += 1  # unreadable: leave the row as it is
-                continue
-            if entry.kind == FILE and entry.st is not None:
-                plan.add(root.id, path, raw, entry, os_path)
-            elif entry.kind == DIR:
-                plan.directories.append((root, os_path))
-            elif entry.kind in (GONE, LINKDIR):  # a directory link is never walked (§5)
-                plan.gone.setdefault(root.id, []).append(path)
-            else:
-                result.skipped += 1  # FIFO, socket, device: never catalogued
+    def _plan(self, paths: Sequence[str], result: BatchResult) -> Plan:
+        # one listing of a crowded directory stands for its paths' lstat calls (live/plan.py);
+        # with a test's stat seam every path is looked at through the seam
+        listdir = os.listdir if self.stat is os.lstat else None
+        plan = plan_paths(paths, self.index, self.rules, listdir=listdir, lstat=self.stat)
+        result.skipped += plan.skipped
         return plan
 
     def _apply_moves(
-        self, session: Session, moves: Sequence[Change], plan: _Plan, result: BatchResult
+        self, session: Session, moves: Sequence[Change], plan: Plan, result: BatchResult
     ) -> None:
         # Which move ends have rows, in one query per root: watchdog follows a directory move
         # with one synthetic move per entry below it, and when those land in a later batch
@@ -356,7 +315,7 @@ class Worker:
                 known.add((root_id, path))
         return known
 
-    def _arrive(self, os_path: str, root: RootSpec, plan: _Plan) -> None:
+    def _arrive(self, os_path: str, root: RootSpec, plan: Plan) -> None:
         """A path that came into a root with no row to carry: seed it (a file) or list it."""
         path, raw = encode_path(os_path)
         try:
@@ -370,7 +329,7 @@ class Worker:
             plan.arrived.add(path)
             plan.add(root.id, path, raw, entry, os_path)
 
-    def _apply_gone(self, session: Session, plan: _Plan, result: BatchResult) -> None:
+    def _apply_gone(self, session: Session, plan: Plan, result: BatchResult) -> None:
         for root_id, paths in plan.gone.items():
             with_row = set(mark_paths_missing(session, paths, roots=[root_id]))
             n = len(with_row)
@@ -381,7 +340,7 @@ class Worker:
             result.missing += n
             result.missing_paths.extend(sample_paths(paths, 20 - len(result.missing_paths)))
 
-    def _apply_present(self, session: Session, plan: _Plan, result: BatchResult) -> None:
+    def _apply_present(self, session: Session, plan: Plan, result: BatchResult) -> None:
         for root_id, figures in plan.present.items():
             restored, changed = refresh_cache_states(
                 session, figures, roots=[root_id], restored_paths=result.restored_paths
