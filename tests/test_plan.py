@@ -45,7 +45,12 @@ def crowded(tmp_path: Path) -> tuple[RootSpec, list[str]]:
     return spec, sorted(asked)
 
 
-def shape(plan: Plan) -> tuple[object, ...]:
+Shape = tuple[
+    dict[int, list[tuple[str, int, int | None, bool | None]]], dict[int, list[str]], list[str], int
+]
+
+
+def shape(plan: Plan) -> Shape:
     present = {
         r: sorted((f.path, f.size, f.inode, f.is_symlink) for f in fs)
         for r, fs in plan.present.items()
