@@ -470,9 +470,11 @@ def million(base: Path, tree: Path, files: int) -> list[str]:
         live_bench.note(f"million: waiting for the start-up reconcile of {files:,} files")
         wait_for(lambda: d.logged("reconcile.finished"), 3600, "start-up reconcile", 0.5)
         live_bench.note("million: unlinking")
+        offset, cpu0 = d.log_size(), d.cpu_seconds()
         t0, done = unlink_all(tree)
         wait_for(lambda: d.missing() >= files, 3600, "all missing", 0.1)
         seen = time.monotonic()
+        cpu = d.cpu_seconds() - cpu0
         found = d.missing()
     finally:
         d.stop()
@@ -481,9 +483,11 @@ def million(base: Path, tree: Path, files: int) -> list[str]:
         f"{files:,} deletions (the start-up tree, catalogued by the fanotify daemon's start-up "
         "reconcile):",
         "",
-        "| backend | unlink all | last unlink to all missing | missing / deleted |",
-        "| --- | ---: | ---: | ---: |",
-        f"| fanotify | {done - t0:.1f} s | {seen - done:.2f} s | {found:,} / {files:,} |",
+        "| backend | unlink all | last unlink to all missing | missing / deleted | daemon CPU-s, "
+        "first unlink to all missing | batch.applied (rows missing, worker seconds) |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+        f"| fanotify | {done - t0:.1f} s | {seen - done:.2f} s | {found:,} / {files:,} | "
+        f"{cpu:.2f} | {d.batches(offset)} |",
     ]
 
 
