@@ -25,15 +25,16 @@ from assetd.links import DIR, FILE, GONE, LINKDIR, Entry, LinkRules
 from assetd.live.rootindex import RootIndex
 from assetd.statx import birth_ns
 
-LIST_MIN = 32
-"""Paths of one directory in a batch from which the directory is listed once."""
+LIST_MIN = 8
+"""Paths of one directory in a batch from which the directory is listed once (one ``lstat`` of
+the directory and a ``getdents`` or two against a path lookup per path)."""
 
 LIST_BYTES_PER_PATH = 64
-LIST_BYTES_FLOOR = 8192
+LIST_BYTES_FLOOR = 4096
 """A directory is listed only while its size (``st_size``: its entries' space on ext4, XFS,
 btrfs and tmpfs; an ext4 directory is at least one 4 KiB block) is at most
-``LIST_BYTES_PER_PATH`` per path asked, or ``LIST_BYTES_FLOOR`` (a few hundred names): a large
-directory with a few dozen changed paths is cheaper to ``lstat`` path by path."""
+``LIST_BYTES_PER_PATH`` per path asked, or ``LIST_BYTES_FLOOR`` (one block: a hundred or two
+names): a large directory with a few changed paths is cheaper to ``lstat`` path by path."""
 
 Listdir = Callable[[str], Iterable[str]]
 
