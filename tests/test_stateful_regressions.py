@@ -158,7 +158,7 @@ def test_a_directory_moved_to_another_root_takes_its_rows_and_tags(
         daemon.close()
 
 
-@pytest.mark.parametrize("backend", ["inotify"])
+@pytest.mark.parametrize("backend", ["inotify", "fanotify"])
 def test_a_directory_moved_back_from_one_that_left_the_root_lands_where_it_is(
     tmp_path: Path, backend: str
 ) -> None:
