@@ -3,6 +3,7 @@ command imports (start-up time: --help and the read-only commands load no Alembi
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -162,13 +163,13 @@ def small_catalog(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[
 
 @pytest.mark.parametrize(
     "command",
-    [["status"], ["status", "--json"], ["ls"], ["missing"], ["why", "d/c.bin"], ["why", "x"]],
+    [["ls"], ["missing"], ["why", "d/c.bin"], ["why", "x"]],
     ids=" ".join,
 )
 def test_read_only_commands_stay_light_and_use_sqlalchemy_core_only(
     small_catalog: tuple[Path, dict[str, str]], command: list[str]
 ) -> None:
-    """status, ls, missing and why (of a missing row, of a path never catalogued) query the
+    """ls, missing and why (of a missing row, of a path never catalogued) query the
     catalog with SQLAlchemy Core: ``sqlalchemy.orm`` (about as much again to import as
     ``sqlalchemy``) stays unloaded, with Alembic, watchdog and the rest of NOT_FOR_READERS."""
     lib, env = small_catalog
@@ -183,3 +184,33 @@ def test_read_only_commands_stay_light_and_use_sqlalchemy_core_only(
         or m.startswith("sqlalchemy.orm.")
     )
     assert heavy == []
+
+
+@pytest.mark.parametrize("command", [["status"], ["status", "--json"]], ids=" ".join)
+def test_status_on_a_sqlite_catalog_imports_no_sqlalchemy(
+    small_catalog: tuple[Path, dict[str, str]], command: list[str]
+) -> None:
+    """status reads a SQLite catalog with the standard library's sqlite3 (issue 14: SQLAlchemy's
+    import was most of its 0.7 s): no ``sqlalchemy`` module at all, and the report is the
+    catalog's (the small catalog's root: 2 live files, 1 missing)."""
+    lib, env = small_catalog
+    done = subprocess.run(
+        [sys.executable, "-c", MODULES_PROBE, *command, "--root", str(lib)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = done.stderr.splitlines()
+    assert "CODE=0" in lines, done.stderr
+    listed = next(line for line in lines if line.startswith("MODULES="))
+    modules = set(listed.removeprefix("MODULES=").split(","))
+    assert {"assetd.catalog.lite", "sqlite3"} <= modules  # (the probe saw the catalog read)
+    assert sorted(m for m in modules if m.split(".")[0] == "sqlalchemy") == []
+    assert sorted(m for m in modules if {m, m.rpartition(".")[0]} & NOT_FOR_READERS) == []
+    if command == ["status"]:
+        [row] = [line for line in done.stdout.splitlines() if line.endswith(f"  {lib}")]
+        assert row.split()[-4:-2] == ["2", "1"], done.stdout  # LIVE, MISSING
+    else:
+        [root] = json.loads(done.stdout)["roots"]
+        assert (root["live"], root["missing"], root["path"]) == (2, 1, str(lib))

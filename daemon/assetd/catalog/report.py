@@ -1,5 +1,6 @@
-"""Read queries behind ``assetd status``, ``why`` and ``missing``: roots with their counts, the
-daemons table, and everything the catalog holds about one path. Nothing here writes."""
+"""Read queries behind ``assetd why`` and ``missing``: everything the catalog holds about one
+path, the counts below a directory, the missing rows (the roots with their counts and the
+daemons table, behind ``status``, are :mod:`assetd.catalog.overview`). Nothing here writes."""
 
 from __future__ import annotations
 
@@ -8,160 +9,12 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import case, false, func, or_, select, true
+from sqlalchemy import func, select, true
 
+from assetd.catalog.overview import RootRow, iso, root_rows
 from assetd.catalog.sqlutil import Reader, under_prefix
-from assetd.catalog.tables import asset_info_tags, asset_infos, assets, daemons
+from assetd.catalog.tables import asset_info_tags, asset_infos, assets
 from assetd.catalog.tables import cache_states as cs
-from assetd.catalog.tables import roots as roots_table
-
-HEARTBEAT_STALE_S = 60.0
-"""A running daemon writes its heartbeat every 15 s (``service.HEARTBEAT_EVERY``); four missed
-beats and it is taken for stuck or gone."""
-ACTIVE_STATUSES = frozenset({"starting", "running", "degraded"})
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-@dataclass(frozen=True, slots=True)
-class RootRow:
-    """A ``roots`` row with the counts of its cache states."""
-
-    id: int
-    host: str
-    name: str
-    path: str
-    state: str
-    state_reason: str | None
-    epoch: int
-    last_event_at: dt.datetime | None
-    last_reconcile_at: dt.datetime | None
-    last_reconcile_ms: int | None
-    live: int = 0
-    missing: int = 0
-    unhashed: int = 0
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "id": self.id,
-            "host": self.host,
-            "name": self.name,
-            "path": self.path,
-            "state": self.state,
-            "state_reason": self.state_reason,
-            "epoch": self.epoch,
-            "last_event_at": _iso(self.last_event_at),
-            "last_reconcile_at": _iso(self.last_reconcile_at),
-            "last_reconcile_ms": self.last_reconcile_ms,
-            "live": self.live,
-            "missing": self.missing,
-            "unhashed": self.unhashed,
-        }
-
-
-def root_rows(
-    session: Reader, *, host: str | None = None, ids: Collection[int] | None = None
-) -> list[RootRow]:
-    """Roots (of ``host``, or these ``ids``, or all) ordered by host and name, with live,
-    missing and unhashed (live, asset unhashed or ``needs_verify``) counts."""
-    query = select(roots_table).order_by(roots_table.c.host, roots_table.c.name)
-    if host is not None:
-        query = query.where(roots_table.c.host == host)
-    if ids is not None:
-        query = query.where(roots_table.c.id.in_(list(ids)))
-    rows = session.execute(query).mappings().all()
-    if not rows:
-        return []
-    missing = cs.c.is_missing == true()
-    unhashed = (cs.c.is_missing == false()) & or_(
-        assets.c.hash.is_(None), cs.c.needs_verify == true()
-    )
-    counts: dict[int, tuple[int, int, int]] = {}
-    for root_id, n_missing, n_unhashed, n_all in session.execute(
-        select(
-            cs.c.root_id,
-            func.sum(case((missing, 1), else_=0)),
-            func.sum(case((unhashed, 1), else_=0)),
-            func.count(),
-        )
-        .select_from(cs.join(assets, assets.c.id == cs.c.asset_id))
-        .where(cs.c.root_id.in_([r["id"] for r in rows]))
-        .group_by(cs.c.root_id)
-    ):
-        counts[int(root_id)] = (int(n_all) - int(n_missing), int(n_missing), int(n_unhashed))
-    out = []
-    for r in rows:
-        live, n_missing, n_unhashed = counts.get(int(r["id"]), (0, 0, 0))
-        out.append(
-            RootRow(
-                id=int(r["id"]),
-                host=r["host"],
-                name=r["name"],
-                path=r["path"],
-                state=r["state"],
-                state_reason=r["state_reason"],
-                epoch=int(r["epoch"]),
-                last_event_at=r["last_event_at"],
-                last_reconcile_at=r["last_reconcile_at"],
-                last_reconcile_ms=r["last_reconcile_ms"],
-                live=live,
-                missing=n_missing,
-                unhashed=n_unhashed,
-            )
-        )
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class DaemonRow:
-    host: str
-    pid: int | None
-    version: str | None
-    started_at: dt.datetime
-    heartbeat_at: dt.datetime
-    status: str
-    error: str | None = None  # why it is degraded or failed
-
-    def heartbeat_age(self, now: dt.datetime) -> float:
-        return (now - self.heartbeat_at).total_seconds()
-
-    def is_running(self, now: dt.datetime) -> bool:
-        """Its last word was that it runs, and it said so recently."""
-        return self.status in ACTIVE_STATUSES and self.heartbeat_age(now) < HEARTBEAT_STALE_S
-
-    def as_dict(self, now: dt.datetime) -> dict[str, object]:
-        return {
-            "host": self.host,
-            "pid": self.pid,
-            "version": self.version,
-            "status": self.status,
-            "error": self.error,
-            "running": self.is_running(now),
-            "started_at": _iso(self.started_at),
-            "heartbeat_at": _iso(self.heartbeat_at),
-            "heartbeat_age_s": round(self.heartbeat_age(now), 1),
-        }
-
-
-def daemon_rows(session: Reader, *, host: str | None = None) -> list[DaemonRow]:
-    query = select(daemons).order_by(daemons.c.host)
-    if host is not None:
-        query = query.where(daemons.c.host == host)
-    return [
-        DaemonRow(
-            host=r["host"],
-            pid=r["pid"],
-            version=r["version"],
-            started_at=r["started_at"],
-            heartbeat_at=r["heartbeat_at"],
-            status=r["status"],
-            error=r["error"],
-        )
-        for r in session.execute(query).mappings()
-    ]
-
 
 # --- one path ------------------------------------------------------------------------------
 
@@ -216,8 +69,8 @@ class PathFacts:
             "size": self.size,
             "mtime_ns": self.mtime_ns,
             "is_missing": self.is_missing,
-            "missing_since": _iso(self.missing_since),
-            "state_changed_at": _iso(self.state_changed_at),
+            "missing_since": iso(self.missing_since),
+            "state_changed_at": iso(self.state_changed_at),
             "state_reason": self.state_reason,
             "needs_verify": self.needs_verify,
             "asset": {

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Boolean, bindparam, false, update
 
+from assetd.catalog.sqltext import utcnow as utcnow  # re-exported: its users import it here
 from assetd.catalog.sqlutil import db_value, is_postgresql, select_in, under_prefix, update_in
 from assetd.catalog.tables import cache_states as cs
 
@@ -58,10 +59,6 @@ class Figures:
     inode: int | None = None
     is_symlink: bool | None = None  # None: unknown (keep the row's)
     birth_ns: int | None = None  # statx birth time; None: unknown (keep the row's, same inode)
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def lock_cache_states(session: Session, root_id: int, paths: Iterable[str]) -> None:

@@ -10,7 +10,8 @@ import os
 
 from assetd.catalog.engine import translate_db_errors
 from assetd.catalog.listing import list_cache_states
-from assetd.catalog.report import MissingRow, RootRow, missing_rows, root_rows
+from assetd.catalog.overview import RootRow, root_rows
+from assetd.catalog.report import MissingRow, missing_rows
 from assetd.catalog.states import utcnow
 from assetd.catalog_access import catalog
 from assetd.commands._common import duration_arg, in_root_ids

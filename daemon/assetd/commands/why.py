@@ -10,12 +10,8 @@ import os
 
 from assetd.catalog.engine import translate_db_errors
 from assetd.catalog.movelog import Hop, How, trace_moves
-from assetd.catalog.report import (
-    PathFacts,
-    count_under,
-    path_facts,
-    root_rows,
-)
+from assetd.catalog.overview import root_rows
+from assetd.catalog.report import PathFacts, count_under, path_facts
 from assetd.catalog.states import Reason, utcnow
 from assetd.catalog_access import catalog
 from assetd.commands._format import format_time, say
