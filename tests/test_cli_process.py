@@ -163,13 +163,13 @@ def small_catalog(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[
 
 @pytest.mark.parametrize(
     "command",
-    [["ls"], ["missing"], ["why", "d/c.bin"], ["why", "x"]],
+    [["why", "d/c.bin"], ["why", "x"]],
     ids=" ".join,
 )
 def test_read_only_commands_stay_light_and_use_sqlalchemy_core_only(
     small_catalog: tuple[Path, dict[str, str]], command: list[str]
 ) -> None:
-    """ls, missing and why (of a missing row, of a path never catalogued) query the
+    """why (of a missing row, of a path never catalogued) query the
     catalog with SQLAlchemy Core: ``sqlalchemy.orm`` (about as much again to import as
     ``sqlalchemy``) stays unloaded, with Alembic, watchdog and the rest of NOT_FOR_READERS."""
     lib, env = small_catalog
@@ -186,13 +186,17 @@ def test_read_only_commands_stay_light_and_use_sqlalchemy_core_only(
     assert heavy == []
 
 
-@pytest.mark.parametrize("command", [["status"], ["status", "--json"]], ids=" ".join)
-def test_status_on_a_sqlite_catalog_imports_no_sqlalchemy(
+@pytest.mark.parametrize(
+    "command",
+    [["status"], ["status", "--json"], ["ls"], ["ls", "--in-root", "lib"], ["missing"]],
+    ids=" ".join,
+)
+def test_status_ls_and_missing_on_a_sqlite_catalog_import_no_sqlalchemy(
     small_catalog: tuple[Path, dict[str, str]], command: list[str]
 ) -> None:
-    """status reads a SQLite catalog with the standard library's sqlite3 (issue 14: SQLAlchemy's
-    import was most of its 0.7 s): no ``sqlalchemy`` module at all, and the report is the
-    catalog's (the small catalog's root: 2 live files, 1 missing)."""
+    """status, ls and missing read a SQLite catalog with the standard library's sqlite3 (issue
+    14: SQLAlchemy's import was most of their 0.7 s): no ``sqlalchemy`` module at all, and what
+    they print is the catalog's (the small catalog: 2 live files, 1 missing)."""
     lib, env = small_catalog
     done = subprocess.run(
         [sys.executable, "-c", MODULES_PROBE, *command, "--root", str(lib)],
@@ -208,9 +212,14 @@ def test_status_on_a_sqlite_catalog_imports_no_sqlalchemy(
     assert {"assetd.catalog.lite", "sqlite3"} <= modules  # (the probe saw the catalog read)
     assert sorted(m for m in modules if m.split(".")[0] == "sqlalchemy") == []
     assert sorted(m for m in modules if {m, m.rpartition(".")[0]} & NOT_FOR_READERS) == []
+    out = done.stdout.splitlines()
     if command == ["status"]:
-        [row] = [line for line in done.stdout.splitlines() if line.endswith(f"  {lib}")]
+        [row] = [line for line in out if line.endswith(f"  {lib}")]
         assert row.split()[-4:-2] == ["2", "1"], done.stdout  # LIVE, MISSING
-    else:
+    elif command == ["status", "--json"]:
         [root] = json.loads(done.stdout)["roots"]
         assert (root["live"], root["missing"], root["path"]) == (2, 1, str(lib))
+    elif command[0] == "ls":
+        assert out == [str(lib / "a.bin"), str(lib / "d" / "b.bin")]
+    else:
+        assert out[-1] == "1 missing path(s) in 1 root(s)" and "c.bin" in done.stdout

@@ -6,7 +6,7 @@ so ``status`` runs the same queries on a SQLite catalog read without SQLAlchemy
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from assetd.catalog.sqltext import TextReader, query, rows_as, utc
@@ -180,3 +180,13 @@ def daemon_rows(session: TextReader, *, host: str | None = None) -> list[DaemonR
             )
         )
     return out
+
+
+def root_ids_by_name(session: TextReader, host: str, names: Iterable[str]) -> list[int]:
+    """The ids of the roots called one of ``names`` (this host's; every host's when ``host``
+    is empty)."""
+    sql = "SELECT id FROM roots WHERE name IN :names" + (" AND host = :host" if host else "")
+    params: dict[str, object] = {"names": sorted(set(names))}
+    if host:
+        params["host"] = host
+    return [int(row[0]) for row in query(session, sql, **params)]

@@ -1,15 +1,15 @@
-"""Read queries behind ``assetd why`` and ``missing``: everything the catalog holds about one
-path, the counts below a directory, the missing rows (the roots with their counts and the
-daemons table, behind ``status``, are :mod:`assetd.catalog.overview`). Nothing here writes."""
+"""Read queries behind ``assetd why``: everything the catalog holds about one path, and the
+counts below a directory (the roots with their counts and the daemons table, behind ``status``,
+are :mod:`assetd.catalog.overview`; the missing rows :mod:`assetd.catalog.listing`). Nothing
+here writes."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, true
+from sqlalchemy import func, select
 
 from assetd.catalog.overview import RootRow, iso, root_rows
 from assetd.catalog.sqlutil import Reader, under_prefix
@@ -177,41 +177,3 @@ def count_under(session: Reader, directory: str) -> tuple[int, int]:
         else:
             live += int(n)
     return live, missing
-
-
-@dataclass(frozen=True, slots=True)
-class MissingRow:
-    root_id: int
-    path: str
-    size: int
-    missing_since: dt.datetime | None
-    state_reason: str
-    hash: str | None
-
-
-def missing_rows(
-    session: Reader, *, roots: Collection[int] | None = None, since: dt.datetime | None = None
-) -> list[MissingRow]:
-    """Missing cache states ordered by root and path; with ``since``, only those that went
-    missing at or after it."""
-    query = (
-        select(
-            cs.c.root_id,
-            cs.c.file_path,
-            cs.c.size_bytes,
-            cs.c.missing_since,
-            cs.c.state_reason,
-            assets.c.hash,
-        )
-        .join(assets, assets.c.id == cs.c.asset_id)
-        .where(cs.c.is_missing == true())
-        .order_by(cs.c.root_id, cs.c.file_path)
-    )
-    if roots is not None:
-        query = query.where(cs.c.root_id.in_(list(roots)))
-    if since is not None:
-        query = query.where(cs.c.missing_since >= since)
-    return [
-        MissingRow(int(r[0]), str(r[1]), int(r[2]), r[3], str(r[4]), r[5])
-        for r in session.execute(query)
-    ]

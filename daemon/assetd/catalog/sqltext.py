@@ -70,6 +70,20 @@ def utc(value: Any) -> dt.datetime | None:
     return value.astimezone(dt.UTC)  # type: ignore[no-any-return]
 
 
+def normalize_prefix(prefix: str) -> str:
+    """A directory prefix without a trailing slash ("/" stays "/")."""
+    stripped = prefix.rstrip("/")
+    return stripped or "/"
+
+
+def prefix_range(prefix: str) -> tuple[str, str]:
+    """``(lo, hi)``: the paths strictly below directory ``prefix`` are ``lo <= path < hi``, an
+    index-friendly key range. Paths compare byte-wise on both engines, and "/" + 1 == "0", so
+    every path below ``d`` lies in ``['d/', 'd0')``; below "/", every path (all start with "/")."""
+    p = normalize_prefix(prefix)
+    return ("/", "0") if p == "/" else (p + "/", p + "0")
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
