@@ -1,22 +1,21 @@
-"""Read queries behind ``assetd why``: everything the catalog holds about one path, and the
-counts below a directory (the roots with their counts and the daemons table, behind ``status``,
-are :mod:`assetd.catalog.overview`; the missing rows :mod:`assetd.catalog.listing`). Nothing
-here writes."""
+"""Read queries behind ``assetd why``: everything the catalog holds about one path, the counts
+below a directory, and where a file renamed away went (the move history, written by
+:mod:`assetd.catalog.movelog`). The roots with their counts and the daemons table, behind
+``status``, are :mod:`assetd.catalog.overview`; the missing rows :mod:`assetd.catalog.listing`.
+Plain SQL text (:mod:`assetd.catalog.sqltext`): ``why`` reads a SQLite catalog without
+importing SQLAlchemy. Nothing here writes."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import posixpath
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
-
 from assetd.catalog.overview import RootRow, iso, root_rows
-from assetd.catalog.sqlutil import Reader, under_prefix
-from assetd.catalog.tables import asset_info_tags, asset_infos, assets
-from assetd.catalog.tables import cache_states as cs
-
-# --- one path ------------------------------------------------------------------------------
+from assetd.catalog.sqltext import TextReader, is_sqlite, prefix_range, query, utc
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,33 +88,61 @@ class PathFacts:
 
 OTHER_PATHS_SAMPLE = 10
 
+_FACTS = (
+    "id",
+    "root_id",
+    "file_path",
+    "file_path_raw",
+    "size_bytes",
+    "mtime_ns",
+    "is_missing",
+    "missing_since",
+    "state_changed_at",
+    "state_reason",
+    "needs_verify",
+    "asset_id",
+    "move_candidate_id",
+)
 
-def path_facts(session: Reader, file_path: str) -> list[PathFacts]:
+
+def path_facts(session: TextReader, file_path: str) -> list[PathFacts]:
     """Every cache state at ``file_path`` (catalog form; one per root that holds it, usually
     one), with its asset, infos, tags and a sample of the asset's other paths."""
-    rows = session.execute(
-        select(cs, assets.c.hash, assets.c.size_bytes.label("asset_size"), assets.c.mime_type)
-        .join(assets, assets.c.id == cs.c.asset_id)
-        .where(cs.c.file_path == file_path)
-        .order_by(cs.c.root_id)
-    ).mappings()
+    rows = query(
+        session,
+        f"SELECT {', '.join('c.' + c for c in _FACTS)}, a.hash, a.size_bytes, a.mime_type "
+        "FROM asset_cache_states c JOIN assets a ON a.id = c.asset_id "
+        "WHERE c.file_path = :path ORDER BY c.root_id",
+        path=file_path,
+    )
     found = []
-    for r in rows.all():
+    for row in rows:
+        r = dict(zip(_FACTS, row, strict=False))
+        asset_hash, asset_size, mime_type = row[len(_FACTS) :]
         [root] = root_rows(session, ids=[int(r["root_id"])])
-        others = session.execute(
-            select(cs.c.file_path, cs.c.is_missing)
-            .where(cs.c.asset_id == r["asset_id"], cs.c.id != r["id"])
-            .order_by(cs.c.is_missing, cs.c.file_path)
-            .limit(OTHER_PATHS_SAMPLE)
-        ).all()
-        other_count = session.execute(
-            select(func.count()).where(cs.c.asset_id == r["asset_id"], cs.c.id != r["id"])
-        ).scalar_one()
+        others = query(
+            session,
+            "SELECT file_path, is_missing FROM asset_cache_states "
+            "WHERE asset_id = :asset AND id <> :id ORDER BY is_missing, file_path LIMIT :n",
+            asset=r["asset_id"],
+            id=r["id"],
+            n=OTHER_PATHS_SAMPLE,
+        )
+        [(other_count,)] = query(
+            session,
+            "SELECT count(*) FROM asset_cache_states WHERE asset_id = :asset AND id <> :id",
+            asset=r["asset_id"],
+            id=r["id"],
+        )
         candidate = None
         if r["move_candidate_id"] is not None:
-            candidate = session.execute(
-                select(cs.c.file_path).where(cs.c.id == r["move_candidate_id"])
-            ).scalar_one_or_none()
+            named = query(
+                session,
+                "SELECT file_path FROM asset_cache_states WHERE id = :id",
+                id=r["move_candidate_id"],
+            )
+            candidate = named[0][0] if named else None
+        raw = r["file_path_raw"]
         found.append(
             PathFacts(
                 root=root,
@@ -124,56 +151,130 @@ def path_facts(session: Reader, file_path: str) -> list[PathFacts]:
                 size=int(r["size_bytes"]),
                 mtime_ns=int(r["mtime_ns"]),
                 is_missing=bool(r["is_missing"]),
-                missing_since=r["missing_since"],
-                state_changed_at=r["state_changed_at"],
+                missing_since=utc(r["missing_since"]),
+                state_changed_at=utc(r["state_changed_at"]),
                 state_reason=r["state_reason"],
                 needs_verify=bool(r["needs_verify"]),
                 asset_id=int(r["asset_id"]),
-                hash=r["hash"],
-                asset_size=int(r["asset_size"]),
-                mime_type=r["mime_type"],
+                hash=asset_hash,
+                asset_size=int(asset_size),
+                mime_type=mime_type,
                 infos=_infos(session, int(r["asset_id"])),
                 other_paths=tuple((str(p), bool(m)) for p, m in others),
                 other_count=int(other_count),
                 move_candidate=candidate,
-                path_raw=r["file_path_raw"],
+                path_raw=None if raw is None else bytes(raw),
             )
         )
     return found
 
 
-def _infos(session: Reader, asset_id: int) -> tuple[InfoFacts, ...]:
-    infos = session.execute(
-        select(asset_infos.c.id, asset_infos.c.name, asset_infos.c.user_metadata)
-        .where(asset_infos.c.asset_id == asset_id)
-        .order_by(asset_infos.c.name)
-    ).all()
-    tag_rows = session.execute(
-        select(
-            asset_info_tags.c.asset_info_id, asset_info_tags.c.tag_name, asset_info_tags.c.origin
-        )
-        .where(asset_info_tags.c.asset_info_id.in_([i[0] for i in infos]))
-        .order_by(asset_info_tags.c.origin, asset_info_tags.c.tag_name)
-    ).all()
+def _json(session: TextReader, value: Any) -> Any:
+    """A JSON column's value: SQLite returns its text, PostgreSQL's driver the parsed value."""
+    return json.loads(value) if is_sqlite(session) and isinstance(value, str) else value
+
+
+def _infos(session: TextReader, asset_id: int) -> tuple[InfoFacts, ...]:
+    infos = query(
+        session,
+        "SELECT id, name, user_metadata FROM asset_infos WHERE asset_id = :asset ORDER BY name",
+        asset=asset_id,
+    )
+    tag_rows = query(
+        session,
+        "SELECT asset_info_id, tag_name, origin FROM asset_info_tags "
+        "WHERE asset_info_id IN :infos ORDER BY origin, tag_name",
+        infos=[i[0] for i in infos],
+    )
     by_info: dict[int, list[tuple[str, str]]] = {}
     for info_id, tag, origin in tag_rows:
         by_info.setdefault(int(info_id), []).append((str(tag), str(origin)))
     return tuple(
-        InfoFacts(int(i), str(name), meta, tuple(by_info.get(int(i), ())))
+        InfoFacts(int(i), str(name), _json(session, meta), tuple(by_info.get(int(i), ())))
         for i, name, meta in infos
     )
 
 
-def count_under(session: Reader, directory: str) -> tuple[int, int]:
+def count_under(session: TextReader, directory: str) -> tuple[int, int]:
     """``(live, missing)`` cache states below ``directory`` (catalog form), every root."""
+    lo, hi = prefix_range(directory)
     live = missing = 0
-    for is_missing, n in session.execute(
-        select(cs.c.is_missing, func.count())
-        .where(under_prefix(cs.c.file_path, directory))
-        .group_by(cs.c.is_missing)
+    for is_missing, n in query(
+        session,
+        "SELECT is_missing, count(*) FROM asset_cache_states "
+        "WHERE file_path >= :lo AND file_path < :hi GROUP BY is_missing",
+        lo=lo,
+        hi=hi,
     ):
         if is_missing:
             missing += int(n)
         else:
             live += int(n)
     return live, missing
+
+
+# --- the move history ----------------------------------------------------------------------
+
+TRACE_HOPS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """One move on the way from an old path to the current one."""
+
+    from_path: str  # the path the file had (below a moved directory: the file's own path)
+    to_path: str
+    moved_at: dt.datetime
+    how: str
+    directory: str | None = None  # the directory that moved, for a ``directory`` hop
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "from": self.from_path,
+            "to": self.to_path,
+            "moved_at": self.moved_at.isoformat(),
+            "how": self.how,
+            "directory": self.directory,
+        }
+
+
+def _ancestors(path: str) -> list[str]:
+    out = [path]
+    while (parent := posixpath.dirname(out[-1])) != out[-1]:
+        out.append(parent)
+    return out
+
+
+def trace_moves(
+    session: TextReader, path: str, *, roots: Collection[int] | None = None
+) -> list[Hop]:
+    """The moves from ``path`` to where its file is now: the last move out of ``path`` (or out
+    of a directory above it), then each later move of where that led; at most
+    :data:`TRACE_HOPS`. Empty when the history knows no move of ``path``."""
+    hops: list[Hop] = []
+    current, after = path, None
+    while len(hops) < TRACE_HOPS:
+        sql = (
+            "SELECT id, from_path, to_path, is_dir, moved_at, how FROM asset_moves "
+            "WHERE from_path IN :ancestors AND (is_dir = true OR from_path = :current)"
+        )
+        params: dict[str, Any] = {"ancestors": _ancestors(current), "current": current}
+        if roots is not None:
+            sql += " AND root_id IN :roots"
+            params["roots"] = list(roots)
+        if after is None:  # the last move out of the asked path
+            sql += " ORDER BY id DESC"
+        else:  # then the first move of where it led, after that one
+            sql += " AND id > :after ORDER BY id"
+            params["after"] = after
+        rows = query(session, sql + " LIMIT 1", **params)
+        if not rows:
+            break
+        row_id, from_path, to_path, is_dir, moved_at, how = rows[0]
+        to = to_path + current[len(from_path) :] if is_dir else to_path
+        directory = from_path if is_dir else None
+        moved = utc(moved_at)
+        assert moved is not None  # a NOT NULL column
+        hops.append(Hop(current, to, moved, how, directory))
+        current, after = to, int(row_id)
+    return hops

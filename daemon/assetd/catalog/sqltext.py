@@ -31,6 +31,14 @@ TextReader: TypeAlias = "sqlite3.Connection | Connection | Session"
 _PARAM = re.compile(r"(?<![:\w]):(\w+)")
 
 
+def is_sqlite(reader: TextReader) -> bool:
+    """Whether ``reader`` reads a SQLite catalog (through ``sqlite3`` or SQLAlchemy)."""
+    if isinstance(reader, sqlite3.Connection):
+        return True
+    dialect = getattr(reader, "dialect", None) or reader.get_bind().dialect  # type: ignore[union-attr]
+    return bool(dialect.name == "sqlite")
+
+
 def _expand(sql: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """Each list or tuple parameter ``:ids`` becomes ``(:ids_0, :ids_1, ...)`` (``(NULL)`` for
     an empty one: nothing is in it, on both engines)."""

@@ -16,22 +16,10 @@ from sqlalchemy import Boolean, bindparam, false, update
 from assetd.catalog.sqltext import utcnow as utcnow  # re-exported: its users import it here
 from assetd.catalog.sqlutil import db_value, is_postgresql, select_in, under_prefix, update_in
 from assetd.catalog.tables import cache_states as cs
+from assetd.catalog.vocab import Reason as Reason  # re-exported: its users import it here
 
 if TYPE_CHECKING:  # `status`, `ls` and `why` import this module (utcnow, Reason): no ORM
     from sqlalchemy.orm import Session
-
-
-class Reason:
-    """Values of ``asset_cache_states.state_reason`` (a contract: `assetd why` shows them)."""
-
-    SEED = "seed"
-    LIVE = "live"
-    RECONCILE = "reconcile"
-    PRUNE = "prune"
-    ROOT_UNAVAILABLE = "root-unavailable"
-    ROOT_COVERED = "root-covered"
-    MOVED = "moved"
-    REPLACED = "replaced"  # another file was moved onto this path (mv y x, an atomic save)
 
 
 UNPLUGGED = (Reason.ROOT_UNAVAILABLE, Reason.ROOT_COVERED)
