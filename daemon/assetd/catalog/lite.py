@@ -33,11 +33,19 @@ BUSY_TIMEOUT_MS = 5000
 :mod:`assetd.catalog.engine`."""
 
 
-def _connect(path: str, flags: str) -> sqlite3.Connection:
+def _connect(path: str, flags: str, *, probe: bool = False) -> sqlite3.Connection:
+    """A connection to the file with these URI ``flags``; ``probe``: read from it once, so a
+    file that cannot be read this way fails here."""
     conn = sqlite3.connect(
         f"file:{path}?{flags}", uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
     )
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if probe:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
@@ -48,21 +56,18 @@ def open_sqlite_reader(url: str) -> sqlite3.Connection | None:
     path = plain_sqlite_path(url)
     if path is None or path == ":memory:" or not os.path.isfile(path):
         return None
-    conn = _connect(path, "mode=ro")
     try:
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        conn = _connect(path, "mode=ro", probe=True)
     except sqlite3.OperationalError:  # the WAL index cannot be shared: read the file as it is
-        conn.close()
         conn = _connect(path, "immutable=1")
     try:
-        current = _revision(conn)
+        if _revision(conn) != schema.head_revision():
+            conn.close()
+            return None
+        conn.execute("BEGIN")  # one snapshot for every query, as a Core connection's
     except BaseException:
         conn.close()
         raise
-    if current != schema.head_revision():
-        conn.close()
-        return None
-    conn.execute("BEGIN")  # one snapshot for every query, as a Core connection's transaction
     return conn
 
 
