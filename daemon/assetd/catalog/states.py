@@ -18,7 +18,7 @@ from assetd.catalog.sqlutil import db_value, is_postgresql, select_in, under_pre
 from assetd.catalog.tables import cache_states as cs
 from assetd.catalog.vocab import Reason as Reason  # re-exported: its users import it here
 
-if TYPE_CHECKING:  # `status`, `ls` and `why` import this module (utcnow, Reason): no ORM
+if TYPE_CHECKING:  # the ORM only for typing: a Core caller does not load it
     from sqlalchemy.orm import Session
 
 
