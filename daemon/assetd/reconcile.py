@@ -303,6 +303,7 @@ def _pair_moves(
             "cache_state.move_candidates",
             count=len(found.candidates),
             paths=[c[1] for c in found.candidates[:SAMPLE]],
+            sources=[c[0] for c in found.candidates[:SAMPLE]],
         )
 
 

@@ -23,6 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 
+from assetd.catalog.sqltext import normalize_prefix as normalize_prefix  # re-exported
+from assetd.catalog.sqltext import prefix_range
 from assetd.catalog.tables import UTCDateTime
 
 if TYPE_CHECKING:
@@ -46,22 +48,13 @@ def chunked(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
-def normalize_prefix(prefix: str) -> str:
-    """A directory prefix without a trailing slash ("/" stays "/")."""
-    stripped = prefix.rstrip("/")
-    return stripped or "/"
-
-
 def under_prefix(column: Any, prefix: str) -> ColumnElement[bool]:
-    """``column`` is a path strictly below directory ``prefix``: a key range, index-friendly.
-
-    Paths compare byte-wise on both engines, and "/" + 1 == "0", so every path below ``d`` lies
-    in ``['d/', 'd0')``.
-    """
-    p = normalize_prefix(prefix)
-    if p == "/":
+    """``column`` is a path strictly below directory ``prefix``: a key range, index-friendly
+    (:func:`~assetd.catalog.sqltext.prefix_range`)."""
+    if normalize_prefix(prefix) == "/":
         return column.startswith("/")  # type: ignore[no-any-return]
-    return and_(column >= p + "/", column < p + "0")
+    lo, hi = prefix_range(prefix)
+    return and_(column >= lo, column < hi)
 
 
 def under_any_prefix(column: Any, prefixes: Iterable[str]) -> ColumnElement[bool]:
