@@ -1,11 +1,17 @@
 """Applying reconcile's diff steps: each row re-checked against the disk from inside the
 transaction that writes it; a flush a data error refuses is retried step by step, so one bad row
 costs itself only (``reconcile.row_failed``). A root gone meanwhile stops the walk
-(:class:`RootVanished`): its rows are not "missing", the root is unavailable."""
+(:class:`RootVanished`): its rows are not "missing", the root is unavailable.
+
+On PostgreSQL a full flush is written behind the walk: on a second session, in one writer
+thread, while the walk and the diff go on to the next flush (the server inserts and checks the
+rows on its own core instead of the walk waiting for it). One flush at a time, in order; the
+next waits for the one before, whose error surfaces there, as it would have at its own flush."""
 
 from __future__ import annotations
 
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypeAlias
 
 from sqlalchemy.orm import Session
@@ -15,6 +21,7 @@ from assetd.catalog.engine import classify_db_error, one_line
 from assetd.catalog.retry import is_lock_conflict, run_retrying
 from assetd.catalog.roots import RootSpec, automatic_tags, root_present
 from assetd.catalog.seed import SeedSpec, batch_insert_seed_assets
+from assetd.catalog.sqlutil import is_postgresql
 from assetd.catalog.states import (
     Figures,
     Reason,
@@ -48,7 +55,9 @@ class RootVanished(Exception):
 
 
 class Applier:
-    """Buffers diff steps and applies them, re-checked against the disk, in one transaction."""
+    """Buffers diff steps and applies them, re-checked against the disk, in one transaction
+    per flush; on PostgreSQL a full flush is written behind the walk (the module's doc). Call
+    :meth:`settle` when the walk ends, however it ends."""
 
     def __init__(
         self, session: Session, root: RootSpec, result: ReconcileResult, rules: LinkRules
@@ -58,11 +67,48 @@ class Applier:
         self.steps: list[Step] = []
         self.unreadable: list[str] = []  # directories the walk could not list
         self.vanished: list[str] = []  # directories gone (or turned into files) mid-walk
+        self._behind = is_postgresql(session)
+        self._writer: ThreadPoolExecutor | None = None
+        self._writer_session: Session | None = None
+        self._pending: Future[None] | None = None
 
     def add(self, step: Step) -> None:
         self.steps.append(step)
         if len(self.steps) >= FLUSH:
-            self.flush()
+            if self._behind:
+                self._hand_off()
+            else:
+                self.flush()
+
+    def _hand_off(self) -> None:
+        """The buffered steps go to the writer thread, once the flush before has ended."""
+        steps, self.steps = self.steps, []
+        self._wait()
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="assetd-reconcile-write")
+            self._writer_session = Session(bind=self.session.get_bind(), expire_on_commit=False)
+        writer = self._writer_session
+        assert writer is not None
+        self._pending = self._writer.submit(self._flush, writer, steps)
+
+    def _wait(self) -> None:
+        """Wait for the flush being written behind the walk, if any; raise its error."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def settle(self) -> None:
+        """The walk ended (also by an error): wait for the flush behind it, raise its error
+        (it came first), end the writer thread and its session."""
+        try:
+            self._wait()
+        finally:
+            if self._writer is not None:
+                self._writer.shutdown()
+                self._writer = None
+            if self._writer_session is not None:
+                self._writer_session.close()
+                self._writer_session = None
 
     def _restat(self, path: str, raw: bytes | None) -> _Fresh | bool | None:
         """Fresh figures of a file to catalogue, by the symlink rules (DESIGN §5), whether it
@@ -95,20 +141,26 @@ class Applier:
         PostgreSQL deadlock with a live batch (each holds rows the other wants) is retried. A
         data error (a constraint, a trigger) is retried step by step, so it costs its row only.
         """
+        self._wait()
         if not self.steps:
             return
         steps, self.steps = self.steps, []
+        self._flush(self.session, steps)
+
+    def _flush(self, session: Session, steps: list[Step]) -> None:
         self.rules.clear()
         try:
-            self._count(self._retrying(steps))
+            self._count(self._retrying(session, steps))
         except Exception as err:
             if len(steps) <= 1 or not _data_error(err):
                 raise
-            self._one_by_one(steps)
+            self._one_by_one(session, steps)
 
-    def _retrying(self, steps: list[Step]) -> tuple[int, int, int, int]:
+    def _retrying(self, session: Session, steps: list[Step]) -> tuple[int, int, int, int]:
         return run_retrying(  # bounded, jittered: another host's batch may be the other side
-            lambda: self._apply(steps), attempts=DEADLOCK_RETRIES + 1, conflict=is_lock_conflict
+            lambda: self._apply(session, steps),
+            attempts=DEADLOCK_RETRIES + 1,
+            conflict=is_lock_conflict,
         )
 
     def _count(self, counts: tuple[int, int, int, int]) -> None:
@@ -117,12 +169,12 @@ class Applier:
         self.result.changed += counts[2]
         self.result.new += counts[3]
 
-    def _one_by_one(self, steps: list[Step]) -> None:
+    def _one_by_one(self, session: Session, steps: list[Step]) -> None:
         failed: list[str] = []
         error = ""
         for step in steps:
             try:
-                self._count(self._retrying([step]))
+                self._count(self._retrying(session, [step]))
             except Exception as err:
                 if not _data_error(err):
                     raise
@@ -166,28 +218,28 @@ class Applier:
             ins = batch_insert_seed_assets(self.session, seeds, roots=roots)
         self._count((0, restored + ins.restored, changed, ins.inserted))
 
-    def _apply(self, steps: list[Step]) -> tuple[int, int, int, int]:
+    def _apply(self, session: Session, steps: list[Step]) -> tuple[int, int, int, int]:
         """One transaction: hold the rows, re-stat, write. Returns (missing, restored,
         changed, new)."""
         roots = [self.root.id]
         missing = restored = changed = new = 0
-        with self.session.begin():
+        with session.begin():
             lock_cache_states(
-                self.session, self.root.id, [row.path for _, _, row in steps if row is not None]
+                session, self.root.id, [row.path for _, _, row in steps if row is not None]
             )
             gone, refresh, seeds = self._decide(steps)
             if gone and not root_present(self.root):
                 raise RootVanished  # not "missing": the whole root is unavailable
             if gone:
                 missing = bulk_update_is_missing(
-                    self.session, gone, True, roots=roots, reason=Reason.RECONCILE
+                    session, gone, True, roots=roots, reason=Reason.RECONCILE
                 )
             if refresh:
                 restored, changed = refresh_cache_states(
-                    self.session, refresh, roots=roots, reason=Reason.RECONCILE
+                    session, refresh, roots=roots, reason=Reason.RECONCILE
                 )
             if seeds:
-                ins = batch_insert_seed_assets(self.session, seeds, roots=roots, known_new=True)
+                ins = batch_insert_seed_assets(session, seeds, roots=roots, known_new=True)
                 new = ins.inserted
                 restored += ins.restored
         return missing, restored, changed, new

@@ -1,0 +1,157 @@
+"""Reconcile's flushes written behind the walk (PostgreSQL: a second session in a writer thread,
+:mod:`assetd.reconcile_apply`): the walk goes on while a flush is written, and the scan's result
+(rows, counts, log lines, a refused row, cancelling) is what flushing in place gives. ``FLUSH``
+is made small so that a small tree takes many flushes. Both engines, unless marked."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select, text
+
+import assetd.reconcile_apply as reconcile_apply
+from assetd.catalog.engine import SessionFactory, make_engine, session_factory
+from assetd.catalog.models import asset_info_tags, asset_infos, assets
+from assetd.catalog.models import cache_states as cs
+from assetd.log import configure_logging
+from assetd.reconcile import sync_cache_states_with_filesystem
+from catalog_world import World, make_world
+
+WRITER = "assetd-reconcile-write"
+
+
+@pytest.fixture
+def world(sessions: SessionFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
+    monkeypatch.setattr(reconcile_apply, "FLUSH", 7)
+    return make_world(sessions, tmp_path / "lib")
+
+
+def _count(world: World, table: object, *where: object) -> int:
+    with world.sessions() as s:
+        return int(s.execute(select(func.count()).select_from(table).where(*where)).scalar_one())  # type: ignore[arg-type]
+
+
+def test_many_flushes_catalogue_each_file_once(world: World) -> None:
+    for d in range(6):
+        for f in range(10):
+            world.write(f"d{d}/f{f:02d}.bin", b"x" * (f + 1))
+    first = world.scan()
+    assert (first.new, first.missing, first.changed, first.unchanged) == (60, 0, 0, 0)
+    for f in range(10):
+        (world.dir / f"d1/f{f:02d}.bin").unlink()  # 10 gone
+        world.write(f"d3/f{f:02d}.bin", b"y" * 50)  # 10 changed (size)
+        world.write(f"d9/n{f:02d}.bin")  # 10 new, after every other directory
+    again = world.scan()
+    assert (again.new, again.missing, again.changed, again.unchanged) == (10, 10, 10, 40)
+    assert _count(world, cs) == 70
+    assert _count(world, cs, cs.c.is_missing.is_(True)) == 10
+    assert _count(world, cs, cs.c.size_bytes == 50) == 10
+    assert _count(world, assets) == 70
+    assert _count(world, asset_infos) == 70
+    assert _count(world, asset_info_tags) == 70  # the root's tag, once per file
+    assert (world.state("d1/f00.bin") or {}).get("is_missing") is True
+    assert (world.state("d9/n09.bin") or {}).get("is_missing") is False
+
+
+@pytest.fixture
+def pg_engine(pg_url: str) -> Iterator[Engine]:
+    eng = make_engine(pg_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.mark.pg
+def test_the_walk_goes_on_while_a_flush_is_written(
+    pg_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first flush's re-stat (in the write's transaction) is held until the walk has
+    listed the last directory: written in place, the walk could not get there (the walk's
+    read-ahead lists at most a few directories ahead), and the scan would see it never
+    happened."""
+    monkeypatch.setattr(reconcile_apply, "FLUSH", 7)
+    world = make_world(session_factory(pg_engine), tmp_path / "lib")
+    for f in range(7):
+        world.write(f"a/f{f}.bin")
+    for d in range(1, 13):
+        (world.dir / f"z{d:02d}").mkdir()  # empty: no step, so no second flush to wait for
+    last = world.dir / "z12"
+    listed = threading.Event()
+    seen_in_time: list[bool] = []
+    held = str(world.dir / "a/f0.bin")
+
+    def scandir(path: str) -> AbstractContextManager[Iterator[os.DirEntry[str]]]:
+        if path == str(last):
+            listed.set()
+        return os.scandir(path)
+
+    def lstat(path: str) -> os.stat_result:
+        if path == held and not seen_in_time:  # the re-stat, in the flush's transaction
+            seen_in_time.append(listed.wait(20))
+        return os.lstat(path)
+
+    with world.sessions() as s:
+        result = sync_cache_states_with_filesystem(s, [world.root], stat=lstat, scandir=scandir)
+    assert seen_in_time == [True], "the flush was not written behind the walk"
+    assert result.new == 7
+    assert _count(world, cs) == 7
+
+
+REFUSE = {
+    "sqlite": [
+        "CREATE TRIGGER refuse BEFORE INSERT ON asset_cache_states "
+        "WHEN NEW.file_path LIKE '%/bad.bin' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF NEW.file_path LIKE '%/bad.bin' THEN RAISE EXCEPTION 'refused'; END IF; "
+        "RETURN NEW; END $$",
+        "CREATE TRIGGER refuse BEFORE INSERT ON asset_cache_states "
+        "FOR EACH ROW EXECUTE FUNCTION refuse()",
+    ],
+}
+
+
+def test_a_refused_row_in_a_flush_costs_itself_only(world: World, engine: Engine) -> None:
+    """A flush a data error refuses (here a trigger, also under COPY) is retried step by step:
+    the bad row is counted failed and logged once, its flush's other rows and the later
+    flushes are written."""
+    with engine.begin() as conn:
+        for sql in REFUSE[engine.dialect.name]:
+            conn.execute(text(sql))
+    for d in range(4):
+        for f in range(6):
+            world.write(f"d{d}/f{f}.bin")
+    world.write("d1/bad.bin")
+    stream = io.StringIO()
+    configure_logging("json", "info", stream)
+    result = world.scan()
+    assert (result.new, result.failed) == (24, 1)
+    assert _count(world, cs) == 24
+    assert world.state("d1/bad.bin") is None
+    failed = [
+        line
+        for line in map(json.loads, stream.getvalue().splitlines())
+        if line["event"] == "reconcile.row_failed"
+    ]
+    assert [(f["count"], f["paths"]) for f in failed] == [(1, [str(world.dir / "d1/bad.bin")])]
+
+
+def test_cancelled_while_a_flush_is_written_ends_cleanly(world: World, engine: Engine) -> None:
+    """Cancelled mid-walk: what was handed to the writer is written, the writer thread and
+    its connection are gone when the scan returns (the autouse fixture checks the thread)."""
+    for d in range(12):
+        for f in range(100):
+            world.write(f"d{d:02d}/f{f:03d}.bin")
+    with world.sessions() as s:
+        result = sync_cache_states_with_filesystem(s, [world.root], cancel=lambda: True)
+    assert 0 < result.new < 1200
+    assert _count(world, cs) == result.new
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert not [t for t in threading.enumerate() if t.name.startswith(WRITER)]
