@@ -103,6 +103,36 @@ def test_the_walk_goes_on_while_a_flush_is_written(
     assert _count(world, cs) == 7
 
 
+@pytest.mark.pg
+def test_two_flushes_are_written_at_once(
+    pg_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first flush's re-stat is held until the second flush's re-stat has begun (in its
+    own transaction, on the other lane): one flush at a time, that could never happen."""
+    monkeypatch.setattr(reconcile_apply, "FLUSH", 7)
+    world = make_world(session_factory(pg_engine), tmp_path / "lib")
+    for d in "ab":
+        for f in range(7):
+            world.write(f"{d}/f{f}.bin")
+    first, second = str(world.dir / "a/f0.bin"), str(world.dir / "b/f0.bin")
+    begun = threading.Event()
+    seen_in_time: list[bool] = []
+
+    def lstat(path: str) -> os.stat_result:
+        if path == second:
+            begun.set()
+        elif path == first and not seen_in_time:
+            seen_in_time.append(begun.wait(20))
+        return os.lstat(path)
+
+    with world.sessions() as s:
+        result = sync_cache_states_with_filesystem(s, [world.root], stat=lstat)
+    assert seen_in_time == [True], "the second flush did not begin while the first was held"
+    assert result.new == 14
+    assert _count(world, cs) == 14
+    assert _count(world, asset_info_tags) == 14
+
+
 REFUSE = {
     "sqlite": [
         "CREATE TRIGGER refuse BEFORE INSERT ON asset_cache_states "
