@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select, text
+from sqlalchemy.exc import OperationalError
 
 import assetd.reconcile_apply as reconcile_apply
 from assetd.catalog.engine import SessionFactory, make_engine, session_factory
@@ -133,6 +134,33 @@ def test_two_flushes_are_written_at_once(
     assert _count(world, asset_info_tags) == 14
 
 
+@pytest.mark.pg
+def test_a_flush_behind_the_walk_that_loses_its_connection_fails_the_scan(
+    pg_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a data error (the server ended the flush's connection): raised from the scan, as
+    when the flush ran in place, not lost in the writer's thread."""
+    monkeypatch.setattr(reconcile_apply, "FLUSH", 7)
+    world = make_world(session_factory(pg_engine), tmp_path / "lib")
+    for f in range(20):
+        world.write(f"a/f{f:02d}.bin")
+    held = str(world.dir / "a/f00.bin")
+
+    def lstat(path: str) -> os.stat_result:
+        if path == held:  # the first flush's re-stat, in its transaction: its connection goes
+            with pg_engine.connect() as conn:
+                conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+                        "current_database() AND pid <> pg_backend_pid()"
+                    )
+                )
+        return os.lstat(path)
+
+    with world.sessions() as s, pytest.raises(OperationalError):
+        sync_cache_states_with_filesystem(s, [world.root], stat=lstat)
+
+
 REFUSE = {
     "sqlite": [
         "CREATE TRIGGER refuse BEFORE INSERT ON asset_cache_states "
@@ -185,3 +213,30 @@ def test_cancelled_while_a_flush_is_written_ends_cleanly(world: World, engine: E
     assert _count(world, cs) == result.new
     assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     assert not [t for t in threading.enumerate() if t.name.startswith(WRITER)]
+
+
+def test_a_root_gone_during_a_flush_behind_the_walk_is_unavailable(world: World) -> None:
+    """The root goes away between a flush's re-stat and its write (seen by the flush's own
+    check): its rows are not marked missing, the root is marked unavailable, as when the flush
+    ran in place."""
+    for f in range(10):
+        world.write(f"d/f{f}.bin")
+    world.scan()
+    for f in range(7):  # one full flush of gone files, handed off on PostgreSQL
+        (world.dir / f"d/f{f}.bin").unlink()
+    away = world.dir.with_name("lib-away")
+    last = str(world.dir / "d/f6.bin")
+
+    def lstat(path: str) -> os.stat_result:
+        if path == last:
+            world.dir.rename(away)  # after the flush's last re-stat, before its write
+            path = str(away / "d/f6.bin")
+        return os.lstat(path)
+
+    with world.sessions() as s:
+        result = sync_cache_states_with_filesystem(s, [world.root], stat=lstat)
+    assert result.unavailable == ["lib"]
+    assert result.missing == 0
+    assert (
+        _count(world, cs, cs.c.is_missing.is_(True), cs.c.state_reason != "root-unavailable") == 0
+    )

@@ -2,10 +2,11 @@
 writer threads, while the walk and the diff go on to the next flush.
 
 The server inserts and checks a flush's rows (its foreign keys, row by row) on its own core
-while this process walks; with two lanes, one flush is re-stated and decided (inside its own
-transaction, as ever) while the other's rows are being written. Flushes hold disjoint paths,
-each in its own transaction, and take their locks in path order, so they never wait on each
-other's rows; a conflict with another writer is retried as before (``run_retrying``).
+while this process walks; with two lanes, one flush's files are re-checked against the disk
+(inside its own transaction, as ever) while the other's rows are being written. Flushes hold
+disjoint paths, each in its own transaction, and take their locks in path order, so they never
+wait on each other's rows; a conflict with another writer is retried as before
+(``run_retrying``).
 
 At most ``LANES`` flushes are in flight: handing off one more waits for the oldest, whose error
 is raised there, after the others in flight have ended, as it would have been at its own flush.
@@ -25,7 +26,7 @@ from sqlalchemy.orm import Session
 from assetd.diff import Step
 from assetd.links import LinkRules
 
-LANES = 2  # flushes written at once: one re-stated while the other's rows go to the server
+LANES = 2  # flushes written at once: one re-checks its files while the other's rows are written
 THREAD_NAME = "assetd-reconcile-write"
 
 
