@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
+import structlog
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import OperationalError
 
@@ -178,8 +179,8 @@ REFUSE = {
 
 def test_a_refused_row_in_a_flush_costs_itself_only(world: World, engine: Engine) -> None:
     """A flush a data error refuses (here a trigger, also under COPY) is retried step by step:
-    the bad row is counted failed and logged once, its flush's other rows and the later
-    flushes are written."""
+    the bad row is counted failed and logged once (with what the caller's lines carry, also
+    from a writer thread), its flush's other rows and the later flushes are written."""
     with engine.begin() as conn:
         for sql in REFUSE[engine.dialect.name]:
             conn.execute(text(sql))
@@ -189,7 +190,11 @@ def test_a_refused_row_in_a_flush_costs_itself_only(world: World, engine: Engine
     world.write("d1/bad.bin")
     stream = io.StringIO()
     configure_logging("json", "info", stream)
-    result = world.scan()
+    structlog.contextvars.bind_contextvars(pass_id="p1")  # what the caller's lines carry
+    try:
+        result = world.scan()
+    finally:
+        structlog.contextvars.clear_contextvars()
     assert (result.new, result.failed) == (24, 1)
     assert _count(world, cs) == 24
     assert world.state("d1/bad.bin") is None
@@ -198,7 +203,9 @@ def test_a_refused_row_in_a_flush_costs_itself_only(world: World, engine: Engine
         for line in map(json.loads, stream.getvalue().splitlines())
         if line["event"] == "reconcile.row_failed"
     ]
-    assert [(f["count"], f["paths"]) for f in failed] == [(1, [str(world.dir / "d1/bad.bin")])]
+    assert [(f["count"], f["paths"], f.get("pass_id")) for f in failed] == [
+        (1, [str(world.dir / "d1/bad.bin")], "p1")
+    ]
 
 
 def test_cancelled_while_a_flush_is_written_ends_cleanly(world: World, engine: Engine) -> None:

@@ -15,6 +15,7 @@ is raised there, after the others in flight have ended, as it would have been at
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -61,7 +62,8 @@ class Behind:
                 lane = Lane(Session(bind=self._bind, expire_on_commit=False), self._rules.fresh())
                 self._lanes.append(lane)
                 self._free.put(lane)
-        self._pending.append(self._pool.submit(self._run, steps))
+        context = contextvars.copy_context()  # what the walk's log lines carry, its lines carry
+        self._pending.append(self._pool.submit(context.run, self._run, steps))
 
     def _run(self, steps: list[Step]) -> None:
         lane = self._free.get()
