@@ -211,6 +211,7 @@ def _reconcile_tree(
             applier.add(step)
     finally:
         disk.close()  # the walk's read-ahead threads end with it, also on Cancelled
+        applier.settle()  # the flush written behind the walk, if any: ended, its error raised
     applier.flush()
     applier.add_found()
     result.unchanged += counts.unchanged
