@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 
 from assetd.live.changes import Change, Kind
-from assetd.live.crossroot import CrossRootPairer, Half
+from assetd.live.crossroot import CrossRootPairer, Half, Under
 from helpers import wait_until
 
 
@@ -159,3 +159,39 @@ def test_flush_puts_out_everything_held_in_order() -> None:
     assert pairer.submit(RootSink(q), [Half(("cookie", 2), False, held), after]) == []
     pairer.flush()
     assert q.got == [held, after]
+
+
+def test_a_move_out_of_a_directory_that_left_for_another_root_takes_its_source_from_the_pair() -> (
+    None
+):
+    """``mv r0/a/b r1/b; mv r1/b/c r0/c2`` (example 455 of the 500-example run): r0 read the
+    second move through its watch of ``b``, at no path it could trust; the emitter sends it as
+    an :class:`Under` of the first move's cookie, and the pair tells where ``b`` went."""
+    pairer = CrossRootPairer(window=30.0)
+    q = Queue()
+    r0, r1 = RootSink(q), RootSink(q)
+    out = Half(("cookie", 4), True, Change(Kind.DELETED, "/r0/a/b", True))
+    back = Half(Under(("cookie", 4), "/c"), False, Change(Kind.CREATED, "/r0/c2", True))
+    assert pairer.submit(r0, [out, back]) == []
+    assert q.got == []  # held behind the first half
+    assert (
+        pairer.submit(r1, [Half(("cookie", 4), False, Change(Kind.CREATED, "/r1/b", True))]) == []
+    )
+    assert [c for c in q.got if c.kind is Kind.MOVED] == [
+        moved("/r0/a/b", "/r1/b", True),
+        moved("/r1/b/c", "/r0/c2", True),
+    ]
+    assert Change(Kind.CREATED, "/r0/c2", True) in q.got  # listed at its destination
+    pairer.flush()
+
+
+def test_a_move_out_of_a_directory_that_left_every_root_is_a_creation() -> None:
+    pairer = CrossRootPairer(window=0.05)
+    q = Queue()
+    r0 = RootSink(q)
+    out = Half(("cookie", 7), True, Change(Kind.DELETED, "/r0/a/b", True))
+    back = Half(Under(("cookie", 7), "/c"), False, Change(Kind.CREATED, "/r0/c2"))
+    assert pairer.submit(r0, [out, back]) == []
+    wait_until(lambda: len(q.snapshot()) == 2, 10, what="both released")
+    assert q.snapshot() == [Change(Kind.DELETED, "/r0/a/b", True), Change(Kind.CREATED, "/r0/c2")]
+    pairer.flush()

@@ -23,7 +23,7 @@ from sqlalchemy import exc, text
 from structlog.testing import capture_logs
 
 from assetd.catalog.engine import SessionFactory, make_engine, session_factory
-from assetd.catalog.report import DaemonRow
+from assetd.catalog.overview import DaemonRow
 from assetd.commands.status import daemon_attention, describe_daemon
 from assetd.live.changes import Change, Kind
 from assetd.live.pipeline import Pipeline

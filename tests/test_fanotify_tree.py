@@ -188,3 +188,16 @@ def test_events_in_directories_known_outside_are_dropped_on_the_raw_record() -> 
     assert len(events) == 2 and not filtered.active  # "made" came in: its events are kept
     filtered.rearm()
     assert filtered.active
+
+
+def test_a_careful_move_s_paths_are_taken_back_through_the_later_renames() -> None:
+    """``mv r0/a/b r1/b; mv r0/a r0/z`` read at once: ``a`` looked up after both reads as
+    ``r0/z``, so the first move's source reads ``r0/z/b``; it was ``r0/a/b``."""
+    from assetd.live.fanotify_group import _Rename, before_renames
+
+    later = [_Rename("/r0/a", "/r0/z", True, False), _Rename("/r1/b/c", "/r0/z/c2", True, False)]
+    assert before_renames("/r0/z/b", later) == "/r0/a/b"
+    assert before_renames("/r1/b", later) == "/r1/b"
+    assert before_renames("/r0/z/c2/f", later) == "/r1/b/c/f"  # through both, the last first
+    assert before_renames("/r0/zz", later) == "/r0/zz"  # a sibling with the same prefix
+    assert before_renames("/r0/z/f", [_Rename("/r0/a", "/r0/z", False, False)]) == "/r0/z/f"

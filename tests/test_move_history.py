@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 
-from assetd.catalog import movelog
+from assetd.catalog import movelog, report
 from assetd.catalog.engine import SessionFactory, make_engine, session_factory
 from assetd.catalog.models import asset_moves
 from assetd.catalog.schema import Upgrade, ensure_schema
@@ -37,7 +37,7 @@ def _mv(world: World, src: str, dest: str, *, is_dir: bool = False) -> Change:
 
 def _trace(world: World, rel: str) -> list[tuple[str, str, str]]:
     with world.sessions() as s:
-        hops = movelog.trace_moves(s, str(world.dir / rel))
+        hops = report.trace_moves(s, str(world.dir / rel))
     base = len(str(world.dir)) + 1
     return [(h.from_path[base:], h.to_path[base:], h.how) for h in hops]
 

@@ -158,6 +158,41 @@ def test_a_directory_moved_to_another_root_takes_its_rows_and_tags(
         daemon.close()
 
 
+@pytest.mark.parametrize("backend", ["inotify", "fanotify"])
+def test_a_directory_moved_back_from_one_that_left_the_root_lands_where_it_is(
+    tmp_path: Path, backend: str
+) -> None:
+    """Example 455 of a 500-example stateful run (shrunk): ``mv r0/a/b r1/b; mv r0/a r0/z;
+    mv r1/b/c r0/z/c2`` at once. r0's watches on ``b`` outlive its move out until the read
+    ends, and r0's rename of ``a`` rewrote their paths to ``r0/z/b``: r0 read the third move
+    as ``r0/z/b/c -> r0/z/c2``, both ends its own, and r1's half had no partner. The row of
+    ``f.bin`` (moved to ``r1/b/c`` by the first move) was left missing there and a new row
+    made at ``r0/z/c2``: its metadata on a row of a path the file had left."""
+    daemon, r0, r1 = _two_roots(tmp_path, backend)
+    (r0 / "a" / "b" / "c").mkdir(parents=True)
+    f = r0 / "a" / "b" / "c" / "f.bin"
+    f.write_bytes(b"f")
+    try:
+        _started(daemon)
+        wait_until(lambda: daemon.is_live(f), 15, what="f catalogued")
+        (row_id,) = daemon.query("SELECT id FROM asset_cache_states WHERE file_path = ?", str(f))[0]
+        daemon.add_manual_tag(f, "T")
+        os.rename(r0 / "a" / "b", r1 / "b")
+        os.rename(r0 / "a", r0 / "z")
+        os.rename(r1 / "b" / "c", r0 / "z" / "c2")
+        daemon.barrier(r0)
+        daemon.barrier(r1)
+        there = r0 / "z" / "c2" / "f.bin"
+        wait_until(lambda: daemon.is_live(there), 5, what="f at r0/z/c2")
+        rows = daemon.query("SELECT file_path, is_missing FROM asset_cache_states ORDER BY 1")
+        assert [r for r in rows if ".barrier" not in str(r[0])] == [(str(there), 0)]
+        assert daemon.row(there)[2] == row_id  # type: ignore[index]
+        assert "T" in daemon.tags(there)
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
+
+
 def _hashed(daemon: Daemon, path: Path) -> bool:
     rows = daemon.query(
         "SELECT a.hash, c.needs_verify FROM asset_cache_states c "

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from cli_world import Cli, isolate, tree, write_config
+from cli_world import Cli, isolate, subprocess_env, tree, write_config
 from daemon_harness import Daemon
 from helpers import wait_until
 
@@ -77,3 +79,61 @@ def test_a_rename_is_logged_with_both_ends_and_why_old_points_at_the_logs(
         f"  moved?     the move history knows no move of it; if it was renamed or moved, "
         f"`assetd logs --path {lib / 'never.bin'} --event cache_state.moved` shows where to"
     ) in never.lines, never.out
+
+
+def _assetd(env: dict[str, str], *args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "assetd", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_move_confirmed_by_the_hash_is_logged_with_both_ends(tmp_path: Path) -> None:
+    """A hashed file moved while the daemon is down: the start-up reconcile guesses the move (same
+    inode, size, mtime), the hasher confirms it by the content. ``logs --path OLD`` (a real CLI
+    process) prints that move with its new path, and ``why OLD`` says where the file went."""
+    lib = tree(tmp_path / "lib", {"a.bin": b"a" * 70, "sub/keep.bin": b"k"})
+    (tmp_path / "d").mkdir()
+    daemon = Daemon(tmp_path / "d", {"lib": lib})
+    old, new = lib / "a.bin", lib / "sub" / "went.bin"
+
+    def hashed(path: Path) -> bool:
+        rows = daemon.query(
+            "SELECT a.hash FROM asset_cache_states c JOIN assets a ON a.id = c.asset_id "
+            "WHERE c.file_path = ? AND c.is_missing = 0 AND c.needs_verify = 0",
+            str(path),
+        )
+        return bool(rows) and rows[0][0] is not None
+
+    try:
+        daemon.start()
+        wait_until(lambda: hashed(old), 30, what="a.bin hashed")
+        assert daemon.stop() == 0
+        os.rename(old, new)  # while nobody watches: no rename reaches the daemon
+        daemon.start()
+        wait_until(  # the guess confirmed: the old row gone, the new path hashed on its asset
+            lambda: daemon.row(old) is None and hashed(new), 40, what="the move confirmed"
+        )
+    finally:
+        assert daemon.stop() == 0
+        daemon.close()
+    env = subprocess_env(tmp_path)
+    found = _assetd(env, "logs", daemon.log_path, "--path", old, "--event", "cache_state.moved")
+    assert found.returncode == 0, found.stderr
+    moved = [line for line in found.stdout.splitlines() if "cache_state.moved" in line]
+    assert moved and str(new) in moved[-1], found.stdout + daemon.log_text()
+    as_json = _assetd(env, "logs", daemon.log_path, "--path", old, "--json")
+    events = [json.loads(line) for line in as_json.stdout.splitlines()]
+    [move] = [e for e in events if e["event"] == "cache_state.moved"]
+    assert move["paths"] == [str(new)] and move["sources"] == [str(old)], move
+    [guess] = [e for e in events if e["event"] == "cache_state.move_candidates"]
+    assert guess["paths"] == [str(new)] and guess["sources"] == [str(old)], guess
+    why = _assetd(env, "why", old, "--config", daemon.config)
+    assert why.returncode == 0, why.stderr
+    lines = why.stdout.splitlines()
+    said = [line for line in lines if line.startswith("  moved:")]
+    assert said and said[0].startswith(f"  moved:     to {new} at "), why.stdout
+    assert f"  now at:    {new}, live, with its metadata (`assetd why {new}`)" in lines, why.stdout

@@ -53,6 +53,10 @@ class LinkRules:
         self._lstat = lstat
         self._dirs: dict[str, str] = {}  # directory -> its realpath, until clear()
 
+    def fresh(self) -> LinkRules:
+        """The same rules with a directory cache of their own (for another thread)."""
+        return LinkRules(self._real, lstat=self._lstat)
+
     def clear(self) -> None:
         """Forget the directories resolved so far (call once per batch or flush: within one,
         the disk is taken as it was when first looked at)."""

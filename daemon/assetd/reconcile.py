@@ -211,6 +211,7 @@ def _reconcile_tree(
             applier.add(step)
     finally:
         disk.close()  # the walk's read-ahead threads end with it, also on Cancelled
+        applier.settle()  # the flush written behind the walk, if any: ended, its error raised
     applier.flush()
     applier.add_found()
     result.unchanged += counts.unchanged
@@ -303,6 +304,7 @@ def _pair_moves(
             "cache_state.move_candidates",
             count=len(found.candidates),
             paths=[c[1] for c in found.candidates[:SAMPLE]],
+            sources=[c[0] for c in found.candidates[:SAMPLE]],
         )
 
 

@@ -1,11 +1,16 @@
 """Applying reconcile's diff steps: each row re-checked against the disk from inside the
 transaction that writes it; a flush a data error refuses is retried step by step, so one bad row
 costs itself only (``reconcile.row_failed``). A root gone meanwhile stops the walk
-(:class:`RootVanished`): its rows are not "missing", the root is unavailable."""
+(:class:`RootVanished`): its rows are not "missing", the root is unavailable.
+
+On PostgreSQL a full flush is written behind the walk (:mod:`assetd.reconcile_behind`): on
+sessions of their own, in writer threads, while the walk and the diff go on; the re-stat stays
+inside the transaction that writes."""
 
 from __future__ import annotations
 
 import os
+import threading
 from typing import TYPE_CHECKING, TypeAlias
 
 from sqlalchemy.orm import Session
@@ -15,6 +20,7 @@ from assetd.catalog.engine import classify_db_error, one_line
 from assetd.catalog.retry import is_lock_conflict, run_retrying
 from assetd.catalog.roots import RootSpec, automatic_tags, root_present
 from assetd.catalog.seed import SeedSpec, batch_insert_seed_assets
+from assetd.catalog.sqlutil import is_postgresql
 from assetd.catalog.states import (
     Figures,
     Reason,
@@ -25,6 +31,7 @@ from assetd.catalog.states import (
 from assetd.diff import Action, Step
 from assetd.fsutil import IgnoreRules, os_path_of
 from assetd.links import FILE, LinkRules
+from assetd.reconcile_behind import Behind
 from assetd.statx import birth_ns
 
 if TYPE_CHECKING:  # reconcile imports this module
@@ -48,7 +55,9 @@ class RootVanished(Exception):
 
 
 class Applier:
-    """Buffers diff steps and applies them, re-checked against the disk, in one transaction."""
+    """Buffers diff steps and applies them, re-checked against the disk, in one transaction
+    per flush; on PostgreSQL a full flush is written behind the walk (the module's doc). Call
+    :meth:`settle` when the walk ends, however it ends."""
 
     def __init__(
         self, session: Session, root: RootSpec, result: ReconcileResult, rules: LinkRules
@@ -58,20 +67,32 @@ class Applier:
         self.steps: list[Step] = []
         self.unreadable: list[str] = []  # directories the walk could not list
         self.vanished: list[str] = []  # directories gone (or turned into files) mid-walk
+        self._behind = Behind(session, rules, self._flush) if is_postgresql(session) else None
+        self._counting = threading.Lock()  # flushes behind the walk count from their threads
 
     def add(self, step: Step) -> None:
         self.steps.append(step)
         if len(self.steps) >= FLUSH:
-            self.flush()
+            if self._behind is not None:
+                steps, self.steps = self.steps, []
+                self._behind.hand_off(steps)
+            else:
+                self.flush()
 
-    def _restat(self, path: str, raw: bytes | None) -> _Fresh | bool | None:
+    def settle(self) -> None:
+        """The walk ended (also by an error): wait for the flushes behind it, raise the first
+        one's error (it came first), end their threads and sessions."""
+        if self._behind is not None:
+            self._behind.settle()
+
+    def _restat(self, path: str, raw: bytes | None, rules: LinkRules) -> _Fresh | bool | None:
         """Fresh figures of a file to catalogue, by the symlink rules (DESIGN §5), whether it
         is a link catalogued as one, and its birth time (read here, for the rows written only:
         :mod:`assetd.statx`); None if nothing is there to catalogue (gone, a directory, a
         directory symlink not followed); False if it can't be told."""
         os_path = os_path_of(path, raw)
         try:
-            entry = self.rules.entry(os_path, follow=self.root.follow_symlinks, root=self.root.path)
+            entry = rules.entry(os_path, follow=self.root.follow_symlinks, root=self.root.path)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError:
@@ -95,34 +116,44 @@ class Applier:
         PostgreSQL deadlock with a live batch (each holds rows the other wants) is retried. A
         data error (a constraint, a trigger) is retried step by step, so it costs its row only.
         """
+        self.settle()
         if not self.steps:
             return
         steps, self.steps = self.steps, []
-        self.rules.clear()
+        self._flush(self.session, self.rules, steps)
+
+    def _flush(self, session: Session, rules: LinkRules, steps: list[Step]) -> None:
+        rules.clear()
         try:
-            self._count(self._retrying(steps))
+            self._count(self._retrying(session, rules, steps))
         except Exception as err:
             if len(steps) <= 1 or not _data_error(err):
                 raise
-            self._one_by_one(steps)
+            self._one_by_one(session, rules, steps)
 
-    def _retrying(self, steps: list[Step]) -> tuple[int, int, int, int]:
+    def _retrying(
+        self, session: Session, rules: LinkRules, steps: list[Step]
+    ) -> tuple[int, int, int, int]:
         return run_retrying(  # bounded, jittered: another host's batch may be the other side
-            lambda: self._apply(steps), attempts=DEADLOCK_RETRIES + 1, conflict=is_lock_conflict
+            lambda: self._apply(session, rules, steps),
+            attempts=DEADLOCK_RETRIES + 1,
+            conflict=is_lock_conflict,
         )
 
-    def _count(self, counts: tuple[int, int, int, int]) -> None:
-        self.result.missing += counts[0]
-        self.result.restored += counts[1]
-        self.result.changed += counts[2]
-        self.result.new += counts[3]
+    def _count(self, counts: tuple[int, int, int, int], failed: int = 0) -> None:
+        with self._counting:
+            self.result.missing += counts[0]
+            self.result.restored += counts[1]
+            self.result.changed += counts[2]
+            self.result.new += counts[3]
+            self.result.failed += failed
 
-    def _one_by_one(self, steps: list[Step]) -> None:
+    def _one_by_one(self, session: Session, rules: LinkRules, steps: list[Step]) -> None:
         failed: list[str] = []
         error = ""
         for step in steps:
             try:
-                self._count(self._retrying([step]))
+                self._count(self._retrying(session, rules, [step]))
             except Exception as err:
                 if not _data_error(err):
                     raise
@@ -130,7 +161,7 @@ class Applier:
                 failed.append(disk.path if disk is not None else row.path)  # type: ignore[union-attr]
                 error = error or one_line(err)
         if failed:
-            self.result.failed += len(failed)
+            self._count((0, 0, 0, 0), len(failed))
             _log.error(
                 "reconcile.row_failed",
                 root=self.root.name,
@@ -148,7 +179,7 @@ class Applier:
         for path in self.vanished:
             if self.ignore.is_ignored(os.path.relpath(path, self.root.path)):
                 continue
-            fresh = self._restat(path, None)
+            fresh = self._restat(path, None, self.rules)
             if not isinstance(fresh, tuple):
                 continue
             st, is_link, birth = fresh
@@ -166,28 +197,30 @@ class Applier:
             ins = batch_insert_seed_assets(self.session, seeds, roots=roots)
         self._count((0, restored + ins.restored, changed, ins.inserted))
 
-    def _apply(self, steps: list[Step]) -> tuple[int, int, int, int]:
+    def _apply(
+        self, session: Session, rules: LinkRules, steps: list[Step]
+    ) -> tuple[int, int, int, int]:
         """One transaction: hold the rows, re-stat, write. Returns (missing, restored,
         changed, new)."""
         roots = [self.root.id]
         missing = restored = changed = new = 0
-        with self.session.begin():
+        with session.begin():
             lock_cache_states(
-                self.session, self.root.id, [row.path for _, _, row in steps if row is not None]
+                session, self.root.id, [row.path for _, _, row in steps if row is not None]
             )
-            gone, refresh, seeds = self._decide(steps)
+            gone, refresh, seeds = self._decide(steps, rules)
             if gone and not root_present(self.root):
                 raise RootVanished  # not "missing": the whole root is unavailable
             if gone:
                 missing = bulk_update_is_missing(
-                    self.session, gone, True, roots=roots, reason=Reason.RECONCILE
+                    session, gone, True, roots=roots, reason=Reason.RECONCILE
                 )
             if refresh:
                 restored, changed = refresh_cache_states(
-                    self.session, refresh, roots=roots, reason=Reason.RECONCILE
+                    session, refresh, roots=roots, reason=Reason.RECONCILE
                 )
             if seeds:
-                ins = batch_insert_seed_assets(self.session, seeds, roots=roots, known_new=True)
+                ins = batch_insert_seed_assets(session, seeds, roots=roots, known_new=True)
                 new = ins.inserted
                 restored += ins.restored
         return missing, restored, changed, new
@@ -207,7 +240,9 @@ class Applier:
             birth_ns=birth,
         )
 
-    def _decide(self, steps: list[Step]) -> tuple[list[str], list[Figures], list[SeedSpec]]:
+    def _decide(
+        self, steps: list[Step], rules: LinkRules
+    ) -> tuple[list[str], list[Figures], list[SeedSpec]]:
         """Re-stat each step's path: what to mark missing, refresh, and seed."""
         gone: list[str] = []
         seeds: list[SeedSpec] = []
@@ -217,7 +252,7 @@ class Applier:
             raw = disk.raw if disk is not None else row.raw  # type: ignore[union-attr]
             if action is Action.MISSING and self._untouchable(path):
                 continue
-            fresh = self._restat(path, raw)
+            fresh = self._restat(path, raw, rules)
             if fresh is False:
                 continue
             if fresh is None:

@@ -2,7 +2,8 @@
 
 Apart from :mod:`assetd.catalog.content` (which uses :func:`needs_hash` to pick its work) so
 that ``assetd status`` can show the backlog without importing the content rules and their
-metadata operations.
+metadata operations; plain SQL text (:mod:`assetd.catalog.sqltext`), so it can without
+SQLAlchemy too.
 """
 
 from __future__ import annotations
@@ -10,33 +11,37 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import and_, false, func, or_, select, true
+from assetd.catalog.sqltext import TextReader, query
 
-from assetd.catalog.sqlutil import Reader
-from assetd.catalog.tables import assets
-from assetd.catalog.tables import cache_states as cs
+__all__ = ["NEEDS_HASH", "hashing_backlog", "needs_hash"]
 
-__all__ = ["hashing_backlog", "needs_hash"]
+NEEDS_HASH = (
+    "asset_cache_states.is_missing = false AND asset_cache_states.is_symlink = false "
+    "AND (assets.hash IS NULL OR asset_cache_states.needs_verify = true)"
+)
+"""Live, not a link (a link to outside every root is never read: DESIGN §5), and unhashed or
+flagged ``needs_verify``: a condition on ``asset_cache_states`` joined with ``assets`` (the
+tables by their own names)."""
 
 
 def needs_hash() -> Any:
-    """Live, not a link (a link to outside every root is never read: DESIGN §5), and unhashed
-    or flagged ``needs_verify``."""
-    return and_(
-        cs.c.is_missing == false(),
-        cs.c.is_symlink == false(),
-        or_(assets.c.hash.is_(None), cs.c.needs_verify == true()),
-    )
+    """:data:`NEEDS_HASH` as a condition of a Core query on the two tables."""
+    from sqlalchemy import text  # (loaded already: the caller builds a Core query)
+
+    return text(NEEDS_HASH)
 
 
-def hashing_backlog(session: Reader, *, roots: Collection[int]) -> tuple[int, int]:
+_BACKLOG = (
+    "SELECT count(*), coalesce(sum(asset_cache_states.size_bytes), 0) FROM asset_cache_states "
+    "JOIN assets ON assets.id = asset_cache_states.asset_id "
+    f"WHERE asset_cache_states.root_id IN :roots AND {NEEDS_HASH}"
+)
+
+
+def hashing_backlog(session: TextReader, *, roots: Collection[int]) -> tuple[int, int]:
     """``(files, bytes)`` of live cache states in these roots that need a hash: their asset is
     unhashed, or they are flagged ``needs_verify``."""
     if not roots:
         return 0, 0
-    row = session.execute(
-        select(func.count(), func.coalesce(func.sum(cs.c.size_bytes), 0))
-        .select_from(cs.join(assets, assets.c.id == cs.c.asset_id))
-        .where(cs.c.root_id.in_(list(roots)), needs_hash())
-    ).one()
-    return int(row[0]), int(row[1])
+    [(files, size)] = query(session, _BACKLOG, roots=list(roots))
+    return int(files), int(size)

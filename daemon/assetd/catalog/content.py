@@ -263,6 +263,7 @@ def apply_hash(
     *,
     auto_tags: AutoTags,
     batch: HashBatch | None = None,
+    moved: list[tuple[str, str]] | None = None,
 ) -> str:
     """Record that the file of this cache state, with these figures, has content ``digest``,
     applying the content rules (module docstring). Returns an :class:`Outcome` value.
@@ -274,7 +275,9 @@ def apply_hash(
     :mod:`assetd.catalog.pairing`) is confirmed here when ``digest`` is the vanished row's
     content: the usual merge makes them one asset (the fresh asset's untouched info dropped),
     and the vanished row goes (``"moved"``). Any other digest refutes the guess: the pointer is
-    cleared, and nothing of the vanished row's metadata ever reached this path.
+    cleared, and nothing of the vanished row's metadata ever reached this path. A confirmed
+    move is recorded in the move history, and its two ends (old path, new path) are appended
+    to ``moved``, for the caller to log once the transaction commits.
 
     The common cases (a new content, a verified one) cost two or three short statements: this
     runs once per file. With ``batch`` (the transaction's :class:`HashBatch`), the commonest
@@ -294,11 +297,18 @@ def apply_hash(
         missing, row_size, row_mtime, candidate = row[3], row[1], row[2], row[10]
         if missing or row_size != size or row_mtime != mtime_ns:
             return Outcome.STALE
-        continues = None
+        continues, old_path = None, ""
         if candidate is not None:
-            continues = _confirm_candidate(session, raw, cache_state_id, row, candidate, digest)
+            found = _confirm_candidate(session, raw, cache_state_id, row, candidate, digest)
+            if found is not None:
+                continues, old_path = found
         outcome = _apply_rules(session, raw, cache_state_id, row, digest, size, auto_tags)
         if continues is not None:
+            if moved is not None:
+                (new_path,) = raw.run(
+                    "SELECT file_path FROM asset_cache_states WHERE id = {p}", (cache_state_id,)
+                ).fetchone()
+                moved.append((old_path, str(new_path)))
             # a fresh seed is the file moved here; a path that had its own content before
             # was replaced by it (mv y x while the daemon was down)
             reason = Reason.MOVED if row[5] is None and not row[7] else Reason.REPLACED
@@ -317,11 +327,11 @@ def apply_hash(
 
 def _confirm_candidate(
     session: Session, raw: _Raw, cache_state_id: int, row: Any, candidate: int, digest: str
-) -> int | None:
-    """The vanished row this one continues if ``digest`` is its content (it is then the asset
-    the rules merge into), else None (the guess is refuted and forgotten)."""
+) -> tuple[int, str] | None:
+    """The vanished row this one continues and its path, if ``digest`` is its content (it is
+    then the asset the rules merge into), else None (the guess is refuted and forgotten)."""
     found = raw.run(  # held: a live batch restoring it meanwhile waits, then finds it gone
-        "SELECT c.is_missing, c.needs_verify, a.hash FROM asset_cache_states c "
+        "SELECT c.is_missing, c.needs_verify, a.hash, c.file_path FROM asset_cache_states c "
         "JOIN assets a ON a.id = c.asset_id WHERE c.id = {p}"
         + (" FOR UPDATE OF c" if raw.pg else ""),
         (candidate,),
@@ -335,7 +345,7 @@ def _confirm_candidate(
     a_id, a_hash, others = row[0], row[5], row[7]
     if a_hash is None and not others:  # the fresh asset seeded for the new path
         drop_pristine_infos(session, a_id)
-    return int(candidate)
+    return int(candidate), str(found[3])
 
 
 def _apply_rules(

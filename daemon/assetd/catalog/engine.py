@@ -17,6 +17,11 @@ from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
+from assetd.catalog import dberrors
+from assetd.catalog.dberrors import classify, is_corrupt_driver_error, translated
+from assetd.catalog.dberrors import describe_url as describe_url  # re-exported
+from assetd.catalog.dberrors import one_line as one_line  # re-exported
+from assetd.catalog.lite import BUSY_TIMEOUT_MS as BUSY_TIMEOUT_MS  # shared with lite
 from assetd.errors import (
     CatalogCorrupt,
     CatalogMissing,
@@ -41,7 +46,6 @@ else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-BUSY_TIMEOUT_MS = 5000
 DB_FILE_MODE = 0o640
 DB_DIR_MODE = 0o750
 
@@ -158,62 +162,26 @@ def session_factory(engine: Engine) -> SessionFactory:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def describe_url(url: str | URL) -> str:
-    """The URL with any password hidden, for messages and logs."""
-    return make_url(url).render_as_string(hide_password=True)
-
-
 def classify_db_error(
     err: BaseException,
 ) -> type[DatabaseLocked] | type[DatabaseUnavailable] | None:
     """Map a driver error onto the exit-code classes of DESIGN §6, or None if it is not one."""
     if not isinstance(err, exc.DBAPIError):
         return None
-    text = str(err.orig).lower() if err.orig is not None else str(err).lower()
-    if "locked" in text or "busy" in text:
-        return DatabaseLocked
-    if isinstance(err, exc.OperationalError) or err.connection_invalidated:
-        return DatabaseUnavailable
-    if "readonly" in text or "read-only" in text or "read only" in text:
-        return DatabaseUnavailable
-    return None
-
-
-_CORRUPT_TEXT = ("file is not a database", "disk image is malformed", "database corruption")
-_CORRUPT_SQLSTATE = ("XX001", "XX002")  # PostgreSQL: data_corrupted, index_corrupted
+    unavailable = isinstance(err, exc.OperationalError) or err.connection_invalidated
+    return classify(err.orig if err.orig is not None else err, unavailable=unavailable)
 
 
 def is_corrupt(err: BaseException) -> bool:
     """The database's file (or a PostgreSQL relation) is damaged: SQLite's NOTADB and CORRUPT."""
     if not isinstance(err, exc.DatabaseError):
         return False
-    orig = err.orig
-    if getattr(orig, "sqlstate", None) in _CORRUPT_SQLSTATE:
-        return True
-    text = str(orig if orig is not None else err).lower()
-    return any(marker in text for marker in _CORRUPT_TEXT)
+    return is_corrupt_driver_error(err.orig if err.orig is not None else err)
 
 
 def corrupt_message(url: str | URL, err: BaseException) -> str:
     """One line: the catalog is corrupt, how to check it, and to restore a backup."""
-    path = sqlite_path(url)
-    if path is None:
-        return (
-            f"the catalog database {describe_url(url)} reports corruption ({one_line(err)}): "
-            "check the server's logs and restore a backup (docs/operations.md, "
-            '"A corrupt catalog")'
-        )
-    return (
-        f"the catalog {path} is corrupt ({one_line(err)}): check it with "
-        f"`sqlite3 {path} 'PRAGMA integrity_check'`, then restore a backup "
-        '(docs/operations.md, "A corrupt catalog")'
-    )
-
-
-def one_line(err: BaseException) -> str:
-    orig = getattr(err, "orig", None)
-    text = str(orig if orig is not None else err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+    return dberrors.corrupt_message(url, sqlite_path(url), err)
 
 
 @contextlib.contextmanager
@@ -225,15 +193,10 @@ def translate_db_errors(url: str | URL) -> Iterator[None]:
     except exc.DBAPIError as err:
         if is_corrupt(err):
             raise CatalogCorrupt(corrupt_message(url, err)) from err
-        kind = classify_db_error(err)
-        if kind is None:
+        line = translated(url, err, classify_db_error(err))
+        if line is None:
             raise
-        where = describe_url(url)
-        if kind is DatabaseLocked:
-            raise DatabaseLocked(
-                f"catalog is locked by another writer ({where}): {one_line(err)}"
-            ) from err
-        raise DatabaseUnavailable(f"database unavailable ({where}): {one_line(err)}") from err
+        raise line from err
 
 
 PING_TIMEOUT_S = 3

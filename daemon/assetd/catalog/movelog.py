@@ -5,7 +5,8 @@ reported (``rename``), a directory renamed or moved (``directory``: one row for 
 not one per file, so renaming 100,000 files costs one insert), and a pairing made a move (by
 ``birth-time``, or confirmed by the ``hash``). ``roots move`` relocates a root, not its files,
 and writes none. ``assetd why OLD`` follows the rows from ``OLD`` to where the file is now
-(:func:`trace_moves`, at most :data:`TRACE_HOPS` hops).
+(:func:`assetd.catalog.report.trace_moves`, at most
+:data:`~assetd.catalog.report.TRACE_HOPS` hops).
 
 Bounded: the periodic reconcile pass (:func:`prune_moves`) drops rows older than
 :data:`KEEP_DAYS` days and all but the last :data:`KEEP_PER_ASSET` rows of each asset.
@@ -14,34 +15,21 @@ Bounded: the periodic reconcile pass (:func:`prune_moves`) drops rows older than
 from __future__ import annotations
 
 import datetime as dt
-import posixpath
-from collections.abc import Collection
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, insert, literal, or_, select, text
+from sqlalchemy import delete, insert, literal, select, text
 
-from assetd.catalog.sqlutil import Reader
 from assetd.catalog.states import utcnow
 from assetd.catalog.tables import UTCDateTime
 from assetd.catalog.tables import asset_moves as am
 from assetd.catalog.tables import cache_states as cs
+from assetd.catalog.vocab import How as How  # re-exported: the writers import it here
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 KEEP_DAYS = 90
 KEEP_PER_ASSET = 10
-TRACE_HOPS = 16
-
-
-class How:
-    """Values of ``asset_moves.how`` (a contract: ``why`` shows them)."""
-
-    RENAME = "rename"  # a rename the kernel reported (inotify's paired MOVED_FROM/MOVED_TO)
-    DIRECTORY = "directory"  # a directory renamed or moved: every file below it moved along
-    BIRTH = "birth-time"  # a vanished path and a new one with the same inode and birth time
-    HASH = "hash"  # a guessed move the hasher confirmed (the same content)
 
 
 def record_move(
@@ -125,58 +113,3 @@ def prune_moves(session: Session, *, now: dt.datetime | None = None) -> int:
         {"keep": KEEP_PER_ASSET},
     )
     return int(old.rowcount) + int(extra.rowcount)  # type: ignore[attr-defined]
-
-
-@dataclass(frozen=True, slots=True)
-class Hop:
-    """One move on the way from an old path to the current one."""
-
-    from_path: str  # the path the file had (below a moved directory: the file's own path)
-    to_path: str
-    moved_at: dt.datetime
-    how: str
-    directory: str | None = None  # the directory that moved, for a ``directory`` hop
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "from": self.from_path,
-            "to": self.to_path,
-            "moved_at": self.moved_at.isoformat(),
-            "how": self.how,
-            "directory": self.directory,
-        }
-
-
-def _ancestors(path: str) -> list[str]:
-    out = [path]
-    while (parent := posixpath.dirname(out[-1])) != out[-1]:
-        out.append(parent)
-    return out
-
-
-def trace_moves(session: Reader, path: str, *, roots: Collection[int] | None = None) -> list[Hop]:
-    """The moves from ``path`` to where its file is now: the last move out of ``path`` (or out
-    of a directory above it), then each later move of where that led; at most
-    :data:`TRACE_HOPS`. Empty when the history knows no move of ``path``."""
-    hops: list[Hop] = []
-    current, after = path, None
-    while len(hops) < TRACE_HOPS:
-        query = select(am.c.id, am.c.from_path, am.c.to_path, am.c.is_dir, am.c.moved_at, am.c.how)
-        query = query.where(
-            am.c.from_path.in_(_ancestors(current)),
-            or_(am.c.is_dir, am.c.from_path == current),
-        )
-        if roots is not None:
-            query = query.where(am.c.root_id.in_(list(roots)))
-        if after is None:  # the last move out of the asked path
-            query = query.order_by(am.c.id.desc())
-        else:  # then the first move of where it led, after that one
-            query = query.where(am.c.id > after).order_by(am.c.id)
-        row = session.execute(query.limit(1)).first()
-        if row is None:
-            break
-        to = row.to_path + current[len(row.from_path) :] if row.is_dir else row.to_path
-        directory = row.from_path if row.is_dir else None
-        hops.append(Hop(current, to, row.moved_at, row.how, directory))
-        current, after = to, row.id
-    return hops

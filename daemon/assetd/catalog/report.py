@@ -1,169 +1,21 @@
-"""Read queries behind ``assetd status``, ``why`` and ``missing``: roots with their counts, the
-daemons table, and everything the catalog holds about one path. Nothing here writes."""
+"""Read queries behind ``assetd why``: everything the catalog holds about one path, the counts
+below a directory, and where a file renamed away went (the move history, written by
+:mod:`assetd.catalog.movelog`). The roots with their counts and the daemons table, behind
+``status``, are :mod:`assetd.catalog.overview`; the missing rows :mod:`assetd.catalog.listing`.
+Plain SQL text (:mod:`assetd.catalog.sqltext`): ``why`` reads a SQLite catalog without
+importing SQLAlchemy. Nothing here writes."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import posixpath
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import case, false, func, or_, select, true
-
-from assetd.catalog.sqlutil import Reader, under_prefix
-from assetd.catalog.tables import asset_info_tags, asset_infos, assets, daemons
-from assetd.catalog.tables import cache_states as cs
-from assetd.catalog.tables import roots as roots_table
-
-HEARTBEAT_STALE_S = 60.0
-"""A running daemon writes its heartbeat every 15 s (``service.HEARTBEAT_EVERY``); four missed
-beats and it is taken for stuck or gone."""
-ACTIVE_STATUSES = frozenset({"starting", "running", "degraded"})
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-@dataclass(frozen=True, slots=True)
-class RootRow:
-    """A ``roots`` row with the counts of its cache states."""
-
-    id: int
-    host: str
-    name: str
-    path: str
-    state: str
-    state_reason: str | None
-    epoch: int
-    last_event_at: dt.datetime | None
-    last_reconcile_at: dt.datetime | None
-    last_reconcile_ms: int | None
-    live: int = 0
-    missing: int = 0
-    unhashed: int = 0
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "id": self.id,
-            "host": self.host,
-            "name": self.name,
-            "path": self.path,
-            "state": self.state,
-            "state_reason": self.state_reason,
-            "epoch": self.epoch,
-            "last_event_at": _iso(self.last_event_at),
-            "last_reconcile_at": _iso(self.last_reconcile_at),
-            "last_reconcile_ms": self.last_reconcile_ms,
-            "live": self.live,
-            "missing": self.missing,
-            "unhashed": self.unhashed,
-        }
-
-
-def root_rows(
-    session: Reader, *, host: str | None = None, ids: Collection[int] | None = None
-) -> list[RootRow]:
-    """Roots (of ``host``, or these ``ids``, or all) ordered by host and name, with live,
-    missing and unhashed (live, asset unhashed or ``needs_verify``) counts."""
-    query = select(roots_table).order_by(roots_table.c.host, roots_table.c.name)
-    if host is not None:
-        query = query.where(roots_table.c.host == host)
-    if ids is not None:
-        query = query.where(roots_table.c.id.in_(list(ids)))
-    rows = session.execute(query).mappings().all()
-    if not rows:
-        return []
-    missing = cs.c.is_missing == true()
-    unhashed = (cs.c.is_missing == false()) & or_(
-        assets.c.hash.is_(None), cs.c.needs_verify == true()
-    )
-    counts: dict[int, tuple[int, int, int]] = {}
-    for root_id, n_missing, n_unhashed, n_all in session.execute(
-        select(
-            cs.c.root_id,
-            func.sum(case((missing, 1), else_=0)),
-            func.sum(case((unhashed, 1), else_=0)),
-            func.count(),
-        )
-        .select_from(cs.join(assets, assets.c.id == cs.c.asset_id))
-        .where(cs.c.root_id.in_([r["id"] for r in rows]))
-        .group_by(cs.c.root_id)
-    ):
-        counts[int(root_id)] = (int(n_all) - int(n_missing), int(n_missing), int(n_unhashed))
-    out = []
-    for r in rows:
-        live, n_missing, n_unhashed = counts.get(int(r["id"]), (0, 0, 0))
-        out.append(
-            RootRow(
-                id=int(r["id"]),
-                host=r["host"],
-                name=r["name"],
-                path=r["path"],
-                state=r["state"],
-                state_reason=r["state_reason"],
-                epoch=int(r["epoch"]),
-                last_event_at=r["last_event_at"],
-                last_reconcile_at=r["last_reconcile_at"],
-                last_reconcile_ms=r["last_reconcile_ms"],
-                live=live,
-                missing=n_missing,
-                unhashed=n_unhashed,
-            )
-        )
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class DaemonRow:
-    host: str
-    pid: int | None
-    version: str | None
-    started_at: dt.datetime
-    heartbeat_at: dt.datetime
-    status: str
-    error: str | None = None  # why it is degraded or failed
-
-    def heartbeat_age(self, now: dt.datetime) -> float:
-        return (now - self.heartbeat_at).total_seconds()
-
-    def is_running(self, now: dt.datetime) -> bool:
-        """Its last word was that it runs, and it said so recently."""
-        return self.status in ACTIVE_STATUSES and self.heartbeat_age(now) < HEARTBEAT_STALE_S
-
-    def as_dict(self, now: dt.datetime) -> dict[str, object]:
-        return {
-            "host": self.host,
-            "pid": self.pid,
-            "version": self.version,
-            "status": self.status,
-            "error": self.error,
-            "running": self.is_running(now),
-            "started_at": _iso(self.started_at),
-            "heartbeat_at": _iso(self.heartbeat_at),
-            "heartbeat_age_s": round(self.heartbeat_age(now), 1),
-        }
-
-
-def daemon_rows(session: Reader, *, host: str | None = None) -> list[DaemonRow]:
-    query = select(daemons).order_by(daemons.c.host)
-    if host is not None:
-        query = query.where(daemons.c.host == host)
-    return [
-        DaemonRow(
-            host=r["host"],
-            pid=r["pid"],
-            version=r["version"],
-            started_at=r["started_at"],
-            heartbeat_at=r["heartbeat_at"],
-            status=r["status"],
-            error=r["error"],
-        )
-        for r in session.execute(query).mappings()
-    ]
-
-
-# --- one path ------------------------------------------------------------------------------
+from assetd.catalog.overview import RootRow, iso, root_rows
+from assetd.catalog.sqltext import TextReader, is_sqlite, prefix_range, query, utc
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,8 +68,8 @@ class PathFacts:
             "size": self.size,
             "mtime_ns": self.mtime_ns,
             "is_missing": self.is_missing,
-            "missing_since": _iso(self.missing_since),
-            "state_changed_at": _iso(self.state_changed_at),
+            "missing_since": iso(self.missing_since),
+            "state_changed_at": iso(self.state_changed_at),
             "state_reason": self.state_reason,
             "needs_verify": self.needs_verify,
             "asset": {
@@ -236,33 +88,61 @@ class PathFacts:
 
 OTHER_PATHS_SAMPLE = 10
 
+_FACTS = (
+    "id",
+    "root_id",
+    "file_path",
+    "file_path_raw",
+    "size_bytes",
+    "mtime_ns",
+    "is_missing",
+    "missing_since",
+    "state_changed_at",
+    "state_reason",
+    "needs_verify",
+    "asset_id",
+    "move_candidate_id",
+)
 
-def path_facts(session: Reader, file_path: str) -> list[PathFacts]:
+
+def path_facts(session: TextReader, file_path: str) -> list[PathFacts]:
     """Every cache state at ``file_path`` (catalog form; one per root that holds it, usually
     one), with its asset, infos, tags and a sample of the asset's other paths."""
-    rows = session.execute(
-        select(cs, assets.c.hash, assets.c.size_bytes.label("asset_size"), assets.c.mime_type)
-        .join(assets, assets.c.id == cs.c.asset_id)
-        .where(cs.c.file_path == file_path)
-        .order_by(cs.c.root_id)
-    ).mappings()
+    rows = query(
+        session,
+        f"SELECT {', '.join('c.' + c for c in _FACTS)}, a.hash, a.size_bytes, a.mime_type "
+        "FROM asset_cache_states c JOIN assets a ON a.id = c.asset_id "
+        "WHERE c.file_path = :path ORDER BY c.root_id",
+        path=file_path,
+    )
     found = []
-    for r in rows.all():
+    for row in rows:
+        r = dict(zip(_FACTS, row, strict=False))
+        asset_hash, asset_size, mime_type = row[len(_FACTS) :]
         [root] = root_rows(session, ids=[int(r["root_id"])])
-        others = session.execute(
-            select(cs.c.file_path, cs.c.is_missing)
-            .where(cs.c.asset_id == r["asset_id"], cs.c.id != r["id"])
-            .order_by(cs.c.is_missing, cs.c.file_path)
-            .limit(OTHER_PATHS_SAMPLE)
-        ).all()
-        other_count = session.execute(
-            select(func.count()).where(cs.c.asset_id == r["asset_id"], cs.c.id != r["id"])
-        ).scalar_one()
+        others = query(
+            session,
+            "SELECT file_path, is_missing FROM asset_cache_states "
+            "WHERE asset_id = :asset AND id <> :id ORDER BY is_missing, file_path LIMIT :n",
+            asset=r["asset_id"],
+            id=r["id"],
+            n=OTHER_PATHS_SAMPLE,
+        )
+        [(other_count,)] = query(
+            session,
+            "SELECT count(*) FROM asset_cache_states WHERE asset_id = :asset AND id <> :id",
+            asset=r["asset_id"],
+            id=r["id"],
+        )
         candidate = None
         if r["move_candidate_id"] is not None:
-            candidate = session.execute(
-                select(cs.c.file_path).where(cs.c.id == r["move_candidate_id"])
-            ).scalar_one_or_none()
+            named = query(
+                session,
+                "SELECT file_path FROM asset_cache_states WHERE id = :id",
+                id=r["move_candidate_id"],
+            )
+            candidate = named[0][0] if named else None
+        raw = r["file_path_raw"]
         found.append(
             PathFacts(
                 root=root,
@@ -271,53 +151,60 @@ def path_facts(session: Reader, file_path: str) -> list[PathFacts]:
                 size=int(r["size_bytes"]),
                 mtime_ns=int(r["mtime_ns"]),
                 is_missing=bool(r["is_missing"]),
-                missing_since=r["missing_since"],
-                state_changed_at=r["state_changed_at"],
+                missing_since=utc(r["missing_since"]),
+                state_changed_at=utc(r["state_changed_at"]),
                 state_reason=r["state_reason"],
                 needs_verify=bool(r["needs_verify"]),
                 asset_id=int(r["asset_id"]),
-                hash=r["hash"],
-                asset_size=int(r["asset_size"]),
-                mime_type=r["mime_type"],
+                hash=asset_hash,
+                asset_size=int(asset_size),
+                mime_type=mime_type,
                 infos=_infos(session, int(r["asset_id"])),
                 other_paths=tuple((str(p), bool(m)) for p, m in others),
                 other_count=int(other_count),
                 move_candidate=candidate,
-                path_raw=r["file_path_raw"],
+                path_raw=None if raw is None else bytes(raw),
             )
         )
     return found
 
 
-def _infos(session: Reader, asset_id: int) -> tuple[InfoFacts, ...]:
-    infos = session.execute(
-        select(asset_infos.c.id, asset_infos.c.name, asset_infos.c.user_metadata)
-        .where(asset_infos.c.asset_id == asset_id)
-        .order_by(asset_infos.c.name)
-    ).all()
-    tag_rows = session.execute(
-        select(
-            asset_info_tags.c.asset_info_id, asset_info_tags.c.tag_name, asset_info_tags.c.origin
-        )
-        .where(asset_info_tags.c.asset_info_id.in_([i[0] for i in infos]))
-        .order_by(asset_info_tags.c.origin, asset_info_tags.c.tag_name)
-    ).all()
+def _json(session: TextReader, value: Any) -> Any:
+    """A JSON column's value: SQLite returns its text, PostgreSQL's driver the parsed value."""
+    return json.loads(value) if is_sqlite(session) and isinstance(value, str) else value
+
+
+def _infos(session: TextReader, asset_id: int) -> tuple[InfoFacts, ...]:
+    infos = query(
+        session,
+        "SELECT id, name, user_metadata FROM asset_infos WHERE asset_id = :asset ORDER BY name",
+        asset=asset_id,
+    )
+    tag_rows = query(
+        session,
+        "SELECT asset_info_id, tag_name, origin FROM asset_info_tags "
+        "WHERE asset_info_id IN :infos ORDER BY origin, tag_name",
+        infos=[i[0] for i in infos],
+    )
     by_info: dict[int, list[tuple[str, str]]] = {}
     for info_id, tag, origin in tag_rows:
         by_info.setdefault(int(info_id), []).append((str(tag), str(origin)))
     return tuple(
-        InfoFacts(int(i), str(name), meta, tuple(by_info.get(int(i), ())))
+        InfoFacts(int(i), str(name), _json(session, meta), tuple(by_info.get(int(i), ())))
         for i, name, meta in infos
     )
 
 
-def count_under(session: Reader, directory: str) -> tuple[int, int]:
+def count_under(session: TextReader, directory: str) -> tuple[int, int]:
     """``(live, missing)`` cache states below ``directory`` (catalog form), every root."""
+    lo, hi = prefix_range(directory)
     live = missing = 0
-    for is_missing, n in session.execute(
-        select(cs.c.is_missing, func.count())
-        .where(under_prefix(cs.c.file_path, directory))
-        .group_by(cs.c.is_missing)
+    for is_missing, n in query(
+        session,
+        "SELECT is_missing, count(*) FROM asset_cache_states "
+        "WHERE file_path >= :lo AND file_path < :hi GROUP BY is_missing",
+        lo=lo,
+        hi=hi,
     ):
         if is_missing:
             missing += int(n)
@@ -326,39 +213,68 @@ def count_under(session: Reader, directory: str) -> tuple[int, int]:
     return live, missing
 
 
+# --- the move history ----------------------------------------------------------------------
+
+TRACE_HOPS = 16
+
+
 @dataclass(frozen=True, slots=True)
-class MissingRow:
-    root_id: int
-    path: str
-    size: int
-    missing_since: dt.datetime | None
-    state_reason: str
-    hash: str | None
+class Hop:
+    """One move on the way from an old path to the current one."""
+
+    from_path: str  # the path the file had (below a moved directory: the file's own path)
+    to_path: str
+    moved_at: dt.datetime
+    how: str
+    directory: str | None = None  # the directory that moved, for a ``directory`` hop
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "from": self.from_path,
+            "to": self.to_path,
+            "moved_at": self.moved_at.isoformat(),
+            "how": self.how,
+            "directory": self.directory,
+        }
 
 
-def missing_rows(
-    session: Reader, *, roots: Collection[int] | None = None, since: dt.datetime | None = None
-) -> list[MissingRow]:
-    """Missing cache states ordered by root and path; with ``since``, only those that went
-    missing at or after it."""
-    query = (
-        select(
-            cs.c.root_id,
-            cs.c.file_path,
-            cs.c.size_bytes,
-            cs.c.missing_since,
-            cs.c.state_reason,
-            assets.c.hash,
+def _ancestors(path: str) -> list[str]:
+    out = [path]
+    while (parent := posixpath.dirname(out[-1])) != out[-1]:
+        out.append(parent)
+    return out
+
+
+def trace_moves(
+    session: TextReader, path: str, *, roots: Collection[int] | None = None
+) -> list[Hop]:
+    """The moves from ``path`` to where its file is now: the last move out of ``path`` (or out
+    of a directory above it), then each later move of where that led; at most
+    :data:`TRACE_HOPS`. Empty when the history knows no move of ``path``."""
+    hops: list[Hop] = []
+    current, after = path, None
+    while len(hops) < TRACE_HOPS:
+        sql = (
+            "SELECT id, from_path, to_path, is_dir, moved_at, how FROM asset_moves "
+            "WHERE from_path IN :ancestors AND (is_dir = true OR from_path = :current)"
         )
-        .join(assets, assets.c.id == cs.c.asset_id)
-        .where(cs.c.is_missing == true())
-        .order_by(cs.c.root_id, cs.c.file_path)
-    )
-    if roots is not None:
-        query = query.where(cs.c.root_id.in_(list(roots)))
-    if since is not None:
-        query = query.where(cs.c.missing_since >= since)
-    return [
-        MissingRow(int(r[0]), str(r[1]), int(r[2]), r[3], str(r[4]), r[5])
-        for r in session.execute(query)
-    ]
+        params: dict[str, Any] = {"ancestors": _ancestors(current), "current": current}
+        if roots is not None:
+            sql += " AND root_id IN :roots"
+            params["roots"] = list(roots)
+        if after is None:  # the last move out of the asked path
+            sql += " ORDER BY id DESC"
+        else:  # then the first move of where it led, after that one
+            sql += " AND id > :after ORDER BY id"
+            params["after"] = after
+        rows = query(session, sql + " LIMIT 1", **params)
+        if not rows:
+            break
+        row_id, from_path, to_path, is_dir, moved_at, how = rows[0]
+        to = to_path + current[len(from_path) :] if is_dir else to_path
+        directory = from_path if is_dir else None
+        moved = utc(moved_at)
+        assert moved is not None  # a NOT NULL column
+        hops.append(Hop(current, to, moved, how, directory))
+        current, after = to, int(row_id)
+    return hops

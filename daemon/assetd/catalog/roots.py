@@ -16,7 +16,6 @@ from assetd.catalog.cleanup import note_pathless
 from assetd.catalog.models import Root
 from assetd.catalog.models import cache_states as cs
 from assetd.catalog.models import roots as roots_table
-from assetd.catalog.sqlutil import Reader
 from assetd.catalog.states import Reason, utcnow
 from assetd.rootfacts import (
     PROBE_TIMEOUT,
@@ -179,15 +178,6 @@ def record_root_facts(session: Session, root_id: int, device: int | None, is_mou
 def host_root_ids(session: Session, host: str) -> list[int]:
     """Every root id this host owns: configured now or in the past."""
     return list(session.execute(select(Root.id).where(Root.host == host)).scalars())
-
-
-def root_ids_by_name(session: Reader, host: str, names: Iterable[str]) -> list[int]:
-    """The ids of the roots called one of ``names`` (this host's; every host's when ``host``
-    is empty)."""
-    query = select(Root.id).where(Root.name.in_(sorted(set(names))))
-    if host:
-        query = query.where(Root.host == host)
-    return list(session.execute(query).scalars())
 
 
 def host_roots(session: Session, host: str) -> list[Root]:

@@ -11,20 +11,20 @@ import enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, inspect, text
-
 from assetd import log
 from assetd.errors import CatalogMissing, SchemaMismatch
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
     from alembic.script import ScriptDirectory
+    from sqlalchemy import Connection, Engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 HEAD = "0005"
 """The newest revision under ``migrations/versions`` (tests/test_schema.py keeps it equal to
 Alembic's head). Knowing it without Alembic lets a command whose catalog is current skip
-importing Alembic (~0.4 s): only creating or upgrading a schema loads it."""
+importing Alembic (~0.4 s): only creating or upgrading a schema loads it. This module imports
+SQLAlchemy only in the functions that use it, so :mod:`assetd.catalog.lite` can check it too."""
 _log = log.get_logger(__name__)
 
 
@@ -65,6 +65,8 @@ def script_head() -> str:
 
 def current_revision(connection: Connection) -> str | None:
     """The catalog's schema revision (``alembic_version``), or None when it has none."""
+    from sqlalchemy import inspect, text  # (loaded already: the caller has a connection)
+
     if not inspect(connection).has_table("alembic_version"):
         return None
     return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
@@ -109,6 +111,8 @@ def _serialize(conn: Connection) -> None:
     ``IMMEDIATE`` (:mod:`assetd.catalog.engine`), so it holds the write lock already (and
     waits up to the busy timeout for it); PostgreSQL: the advisory lock, waited for."""
     if conn.dialect.name == "postgresql":
+        from sqlalchemy import text
+
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCHEMA_LOCK_KEY})
 
 
@@ -119,6 +123,8 @@ def ensure_schema(engine: Engine, upgrade: Upgrade) -> str:
     (two daemons starting on a fresh catalog, two ``db upgrade``) are serialized by
     :func:`_serialize`: the first does the work in one transaction, the others wait, find the
     schema current, and proceed."""
+    from sqlalchemy import inspect
+
     head = head_revision()
     with engine.connect() as conn:
         current = current_revision(conn)

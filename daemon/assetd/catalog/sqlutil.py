@@ -23,6 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 
+from assetd.catalog.sqltext import normalize_prefix as normalize_prefix  # re-exported
+from assetd.catalog.sqltext import prefix_range
 from assetd.catalog.tables import UTCDateTime
 
 if TYPE_CHECKING:
@@ -46,22 +48,13 @@ def chunked(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
-def normalize_prefix(prefix: str) -> str:
-    """A directory prefix without a trailing slash ("/" stays "/")."""
-    stripped = prefix.rstrip("/")
-    return stripped or "/"
-
-
 def under_prefix(column: Any, prefix: str) -> ColumnElement[bool]:
-    """``column`` is a path strictly below directory ``prefix``: a key range, index-friendly.
-
-    Paths compare byte-wise on both engines, and "/" + 1 == "0", so every path below ``d`` lies
-    in ``['d/', 'd0')``.
-    """
-    p = normalize_prefix(prefix)
-    if p == "/":
+    """``column`` is a path strictly below directory ``prefix``: a key range, index-friendly
+    (:func:`~assetd.catalog.sqltext.prefix_range`)."""
+    if normalize_prefix(prefix) == "/":
         return column.startswith("/")  # type: ignore[no-any-return]
-    return and_(column >= p + "/", column < p + "0")
+    lo, hi = prefix_range(prefix)
+    return and_(column >= lo, column < hi)
 
 
 def under_any_prefix(column: Any, prefixes: Iterable[str]) -> ColumnElement[bool]:
@@ -77,19 +70,21 @@ def allocate_ids(session: Session, table: Table, count: int) -> list[int]:
     PostgreSQL: drawn from the column's sequence, safe with concurrent writers. The sequence
     is looked up once (a materialized CTE: inlined, ``pg_get_serial_sequence`` ran once per id,
     12 us each, 1.2 s per table of a 100,000-file first scan; ``nextval`` alone is ~1 us).
+    The ids come back as one array (one row): 20,000 ids took 45 ms as rows, 19 ms as an
+    array, in psycopg alone, and each row costs SQLAlchemy more on top.
     """
     if count <= 0:
         return []
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        rows = session.execute(
+        ids = session.execute(
             text(
                 "WITH s AS MATERIALIZED (SELECT pg_get_serial_sequence(:t, 'id')::regclass "
-                "AS seq) SELECT nextval(s.seq) FROM s, generate_series(1, :n)"
+                "AS seq) SELECT array_agg(nextval(s.seq)) FROM s, generate_series(1, :n)"
             ),
             {"t": table.name, "n": count},
-        ).scalars()
-        return sorted(int(r) for r in rows)
+        ).scalar_one()
+        return sorted(ids)
     start = session.execute(select(table.c.id).order_by(table.c.id.desc()).limit(1)).scalar()
     first = (start or 0) + 1
     return list(range(first, first + count))

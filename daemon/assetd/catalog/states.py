@@ -14,27 +14,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Boolean, bindparam, false, update
 
+from assetd.catalog.sqltext import utcnow as utcnow  # re-exported: its users import it here
 from assetd.catalog.sqlutil import db_value, is_postgresql, select_in, under_prefix, update_in
 from assetd.catalog.tables import cache_states as cs
+from assetd.catalog.vocab import Reason as Reason  # re-exported: its users import it here
 
 SQLITE_RETURNING = sqlite3.sqlite_version_info >= (3, 35)
 """Whether the SQLite library has ``UPDATE ... RETURNING`` (3.35, March 2021)."""
 
-if TYPE_CHECKING:  # `status`, `ls` and `why` import this module (utcnow, Reason): no ORM
+if TYPE_CHECKING:  # the ORM only for typing: a Core caller does not load it
     from sqlalchemy.orm import Session
-
-
-class Reason:
-    """Values of ``asset_cache_states.state_reason`` (a contract: `assetd why` shows them)."""
-
-    SEED = "seed"
-    LIVE = "live"
-    RECONCILE = "reconcile"
-    PRUNE = "prune"
-    ROOT_UNAVAILABLE = "root-unavailable"
-    ROOT_COVERED = "root-covered"
-    MOVED = "moved"
-    REPLACED = "replaced"  # another file was moved onto this path (mv y x, an atomic save)
 
 
 UNPLUGGED = (Reason.ROOT_UNAVAILABLE, Reason.ROOT_COVERED)
@@ -62,10 +51,6 @@ class Figures:
     inode: int | None = None
     is_symlink: bool | None = None  # None: unknown (keep the row's)
     birth_ns: int | None = None  # statx birth time; None: unknown (keep the row's, same inode)
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def lock_cache_states(session: Session, root_id: int, paths: Iterable[str]) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, TextIO
 
+from assetd.catalog.overview import root_ids_by_name
 from assetd.config import Config
 from assetd.config_parse import parse_duration
 from assetd.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
-    from assetd.catalog.sqlutil import Reader
+    from assetd.catalog.sqltext import TextReader
 
 
 def require_roots(config: Config) -> None:
@@ -37,10 +38,8 @@ def confirm(question: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def in_root_ids(session: Reader, host: str, name: str) -> list[int]:
+def in_root_ids(session: TextReader, host: str, name: str) -> list[int]:
     """The ids of the roots ``--in-root NAME`` means; a usage error when there is none."""
-    from assetd.catalog.roots import root_ids_by_name  # only with --in-root: `ls` stays light
-
     ids = root_ids_by_name(session, host, [name])
     if not ids:
         raise UsageError(f"no root named {name!r} in the catalog")

@@ -9,7 +9,7 @@ import time
 
 from assetd import log
 from assetd.catalog.engine import translate_db_errors
-from assetd.catalog.roots import root_ids_by_name
+from assetd.catalog.overview import root_ids_by_name
 from assetd.catalog_access import catalog
 from assetd.commands._common import Progress, require_roots
 from assetd.commands._format import human_size

@@ -8,11 +8,10 @@ import datetime as dt
 import json
 import os
 
-from assetd.catalog.engine import translate_db_errors
-from assetd.catalog.listing import list_cache_states
-from assetd.catalog.report import MissingRow, RootRow, missing_rows, root_rows
-from assetd.catalog.states import utcnow
-from assetd.catalog_access import catalog
+from assetd.catalog.listing import MissingRow, list_cache_states, missing_rows
+from assetd.catalog.overview import RootRow, root_rows
+from assetd.catalog.sqltext import utcnow
+from assetd.catalog_reader import read_catalog
 from assetd.commands._common import duration_arg, in_root_ids
 from assetd.commands._format import format_age, human_size, printable, say
 from assetd.config import Config
@@ -20,12 +19,12 @@ from assetd.fsutil import encode_path
 
 
 def cmd_ls(config: Config, args: argparse.Namespace) -> int:
-    with catalog(config, write=False) as cat, translate_db_errors(cat.url), cat.connect() as s:
+    with read_catalog(config) as cat:  # a SQLite catalog without importing SQLAlchemy
         root_ids = None
         if args.in_root:
-            root_ids = in_root_ids(s, cat.host, args.in_root)
+            root_ids = in_root_ids(cat.reader, cat.host, args.in_root)
         rows = list_cache_states(
-            s,
+            cat.reader,
             roots=root_ids,
             include_missing=args.all,
             only_missing=args.missing,
@@ -51,10 +50,10 @@ def cmd_missing(config: Config, args: argparse.Namespace) -> int:
     """Missing paths grouped by root and directory, with how long they have been missing."""
     now = utcnow()
     since = now - dt.timedelta(seconds=duration_arg(args.since, "--since")) if args.since else None
-    with catalog(config, write=False) as cat, translate_db_errors(cat.url), cat.connect() as s:
-        all_roots = root_rows(s)
-        ids = in_root_ids(s, cat.host, args.in_root) if args.in_root else None
-        rows = missing_rows(s, roots=ids, since=since)
+    with read_catalog(config) as cat:
+        all_roots = root_rows(cat.reader)
+        ids = in_root_ids(cat.reader, cat.host, args.in_root) if args.in_root else None
+        rows = missing_rows(cat.reader, roots=ids, since=since)
         host = cat.host
     roots = {r.id: r for r in all_roots}
     groups: dict[int, dict[str, list[MissingRow]]] = {}

@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 from assetd import log
 from assetd.catalog.engine import sqlite_path, translate_db_errors
 from assetd.catalog.hostlock_pg import AdvisoryHostLock
+from assetd.catalog.overview import daemon_rows
 from assetd.catalog.relocate import compare_trees, load_rows, relocate_root, rows_under
-from assetd.catalog.report import daemon_rows
 from assetd.catalog.roots import count_root_paths, delete_root, host_roots
 from assetd.catalog.states import utcnow
 from assetd.catalog_access import catalog, prepare_state_dir

@@ -1,6 +1,7 @@
 """``assetd status``: one screen on the daemon, each root, the hashing backlog and whatever
 needs attention, read from the catalog only (so it works with the daemon stopped, and for a
-user who may only read the catalog). ``--json`` for scripts."""
+user who may only read the catalog). ``--json`` for scripts. A SQLite catalog is read without
+importing SQLAlchemy (:mod:`assetd.catalog_reader`): most of the command's start-up otherwise."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from dataclasses import dataclass
 from assetd import __version__
 from assetd.api.status_file import describe_api, read_api_status
 from assetd.catalog.backlog import hashing_backlog
-from assetd.catalog.engine import describe_url, translate_db_errors
-from assetd.catalog.report import (
+from assetd.catalog.dberrors import describe_url
+from assetd.catalog.overview import (
     ACTIVE_STATUSES,
     HEARTBEAT_STALE_S,
     DaemonRow,
@@ -24,8 +25,8 @@ from assetd.catalog.report import (
     daemon_rows,
     root_rows,
 )
-from assetd.catalog.states import utcnow
-from assetd.catalog_access import catalog
+from assetd.catalog.sqltext import utcnow
+from assetd.catalog_reader import read_catalog
 from assetd.commands._format import format_age, format_time, human_size, say
 from assetd.config import Config
 from assetd.fsutil import filesystem_type, is_network_filesystem
@@ -229,12 +230,12 @@ def config_attention(config: Config, roots: Iterable[RootRow]) -> list[Attention
 
 def cmd_status(config: Config, args: argparse.Namespace) -> int:
     now = utcnow()
-    with catalog(config, write=False) as cat, translate_db_errors(cat.url), cat.connect() as s:
+    with read_catalog(config) as cat:  # a SQLite catalog without importing SQLAlchemy
         host = cat.host
         scoped = host and not args.all_hosts
-        roots = root_rows(s, host=host if scoped else None)
-        daemons = daemon_rows(s, host=host if scoped else None)
-        backlog = hashing_backlog(s, roots=[r.id for r in roots])
+        roots = root_rows(cat.reader, host=host if scoped else None)
+        daemons = daemon_rows(cat.reader, host=host if scoped else None)
+        backlog = hashing_backlog(cat.reader, roots=[r.id for r in roots])
     attention: list[Attention] = []
     for d in daemons:
         attention += daemon_attention(d, now)

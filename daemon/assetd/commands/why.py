@@ -8,16 +8,11 @@ import datetime as dt
 import json
 import os
 
-from assetd.catalog.engine import translate_db_errors
-from assetd.catalog.movelog import Hop, How, trace_moves
-from assetd.catalog.report import (
-    PathFacts,
-    count_under,
-    path_facts,
-    root_rows,
-)
-from assetd.catalog.states import Reason, utcnow
-from assetd.catalog_access import catalog
+from assetd.catalog.overview import root_rows
+from assetd.catalog.report import Hop, PathFacts, count_under, path_facts, trace_moves
+from assetd.catalog.sqltext import utcnow
+from assetd.catalog.vocab import How, Reason
+from assetd.catalog_reader import read_catalog
 from assetd.commands._format import format_time, say
 from assetd.config import Config
 from assetd.fsutil import IgnoreRules, encode_path, os_path_of
@@ -73,7 +68,8 @@ def cmd_why(config: Config, args: argparse.Namespace) -> int:
     os_path = os.path.abspath(args.path)
     path = encode_path(os_path)[0]
     now = utcnow()
-    with catalog(config, write=False) as cat, translate_db_errors(cat.url), cat.connect() as s:
+    with read_catalog(config) as cat:  # a SQLite catalog without importing SQLAlchemy
+        s = cat.reader
         rows = path_facts(s, path)
         under = count_under(s, path) if not rows else (0, 0)
         host_roots = root_rows(s, host=cat.host) if cat.host else root_rows(s)

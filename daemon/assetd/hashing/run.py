@@ -66,6 +66,7 @@ def record_digests(
         """A transaction: the chunk's digests while it lasts under TX_SECONDS (at least one)."""
         started = time.monotonic()
         outcomes: list[str] = []
+        moved: list[tuple[str, str]] = []  # guessed moves the content confirmed: (old, new)
         with sessions() as s, s.begin():
             batch = HashBatch(s, [(job.id, digest) for job, digest in chunk])
             try:
@@ -79,6 +80,7 @@ def record_digests(
                             job.mtime_ns,
                             auto_tags=auto_tags,
                             batch=batch,
+                            moved=moved,
                         )
                     )
                     if time.monotonic() - started >= TX_SECONDS:
@@ -94,7 +96,14 @@ def record_digests(
                     if outcome in Outcome.RECORDED
                 ],
             )
-            return outcomes
+        if moved:  # committed: logged as the live moves are, so `logs --path OLD` finds them
+            _log.info(
+                "cache_state.moved",
+                count=len(moved),
+                paths=[new for _, new in moved[: log.PATH_SAMPLE]],
+                sources=[old for old, _ in moved[: log.PATH_SAMPLE]],
+            )
+        return outcomes
 
     done: list[str] = []
     while len(done) < len(items):

@@ -38,7 +38,7 @@ import time
 from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from watchdog.events import (
     DirCreatedEvent,
@@ -48,19 +48,24 @@ from watchdog.events import (
 )
 
 from assetd.live.changes import Change, Kind
-from assetd.paths import is_under
 from assetd.timing import Clock
 
 __all__ = [
     "PAIR_WINDOW",
     "CrossRootPairer",
     "DirMovedIn",
+    "DirMovedInFrom",
     "DirMovedOut",
     "FileMovedIn",
+    "FileMovedInFrom",
     "FileMovedOut",
     "Half",
+    "Under",
 ]
 
+WENT_KEPT = 1024
+"""Paired directory moves whose destination is remembered (for :class:`Under`, which comes
+within the same read round as its parent's move)."""
 PAIR_WINDOW = 0.25
 """Seconds a half waits for its partner. The two ends are read by two threads (one per root)
 and the move-from of a round waits for its half 10 ms before it is sent (``PAIR_WAIT``); the
@@ -103,6 +108,38 @@ class DirMovedIn(DirCreatedEvent):
         self.pair_key: Hashable = ("cookie", cookie)
 
 
+@dataclass(frozen=True, slots=True)
+class Under:
+    """The key of a move into the root from ``rel`` below a directory that the move ``parent``
+    (a pair key) took elsewhere meanwhile: its source is known once ``parent``'s halves are
+    paired (the bulk emitter read it through a watch of that directory, at its old path)."""
+
+    parent: Hashable
+    rel: str
+
+
+class FileMovedInFrom(FileMovedIn):
+    """A file moved into the root from below a directory on its way elsewhere (:class:`Under`)."""
+
+    def __init__(self, src_path: str, parent_cookie: int, rel: str) -> None:
+        super().__init__(src_path, parent_cookie)
+        self.pair_key = Under(("cookie", parent_cookie), rel)
+
+
+class DirMovedInFrom(DirMovedIn):
+    """A directory moved into the root from below one on its way elsewhere (:class:`Under`)."""
+
+    def __init__(self, src_path: str, parent_cookie: int, rel: str) -> None:
+        super().__init__(src_path, parent_cookie)
+        self.pair_key = Under(("cookie", parent_cookie), rel)
+
+
+def moved_in_from(
+    path: str, is_dir: bool, parent_cookie: int, rel: str
+) -> FileMovedInFrom | DirMovedInFrom:
+    return (DirMovedInFrom if is_dir else FileMovedInFrom)(path, parent_cookie, rel)
+
+
 def moved_out(path: str, is_dir: bool, cookie: int) -> FileMovedOut | DirMovedOut:
     return DirMovedOut(path, cookie) if is_dir else FileMovedOut(path, cookie)
 
@@ -127,19 +164,6 @@ class Half:
 Item = Change | Half
 
 
-def unpair_under(events: list[Any], start: int, top: str) -> None:
-    """A directory ``top`` left the root at ``events[start]``: the root's watches under it
-    reported what followed there under ``top``'s old path, until they are removed. A move-in
-    half among those is stale (its true half is the new root's): a plain creation (stat'ed by
-    the worker, never paired)."""
-    for i in range(start + 1, len(events)):
-        event = events[i]
-        if isinstance(event, (FileMovedIn, DirMovedIn)) and is_under(str(event.src_path), top):
-            events[i] = (DirCreatedEvent if event.is_directory else FileCreatedEvent)(
-                event.src_path
-            )
-
-
 class CrossRootPairer:
     """Pairs the halves of a move watched apart, in each root's order; see the module
     docstring."""
@@ -153,6 +177,7 @@ class CrossRootPairer:
         # (key, is the move-from end) -> halves waiting for a partner, oldest first (a key may
         # come twice: fanotify's is (src, dest), a file may go back and forth in the window)
         self._open: dict[tuple[Hashable, bool], list[Half]] = {}
+        self._went: dict[Hashable, str] = {}  # a paired directory move's key -> its dest (recent)
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
 
@@ -182,6 +207,8 @@ class CrossRootPairer:
 
     def _open_half(self, half: Half, sink: _Sink, now: float) -> None:
         half.sink, half.deadline = sink, now + self.window
+        if isinstance(half.key, Under):  # no partner of its own: see _head_goes
+            return
         waiting = self._open.get((half.key, not half.out))
         if waiting:
             other = waiting.pop(0)
@@ -217,6 +244,11 @@ class CrossRootPairer:
             held.popleft()
             sink.put(head)
             return True
+        if isinstance(head.key, Under):  # its parent's halves, before it in this root's
+            held.popleft()  # order, have gone out: paired (the source is known) or alone
+            for change in self._from_under(head.key, head.change):
+                sink.put(change)
+            return True
         other = head.partner
         if other is not None:
             assert other.sink is not None
@@ -242,9 +274,22 @@ class CrossRootPairer:
         src, dest = (a.change, b.change) if a.out else (b.change, a.change)
         if src is None or dest is None:
             return [c for c in (src, dest) if c is not None]
+        if dest.is_dir:
+            self._went[a.key] = dest.path
+            if len(self._went) > WENT_KEPT:
+                del self._went[next(iter(self._went))]
+        return self._move(src.path, dest, seen=src.seen)
+
+    def _from_under(self, key: Under, dest: Change | None) -> list[Change]:
+        parent = self._went.get(key.parent)
+        if dest is None or parent is None:  # its parent went out alone: a creation
+            return [] if dest is None else [dest]
+        return self._move(parent + key.rel, dest, seen=dest.seen)
+
+    def _move(self, src: str, dest: Change, *, seen: float) -> list[Change]:
         self.paired += 1
-        moved = Change(Kind.MOVED, src.path, src.is_dir, dest.path, seen=src.seen)
-        looks = [Change(Kind.CREATED, src.path, src.is_dir)]  # the disk decides at src
+        moved = Change(Kind.MOVED, src, dest.is_dir, dest.path, seen=seen)
+        looks = [Change(Kind.CREATED, src, dest.is_dir)]  # the disk decides at src
         if dest.is_dir:  # watched in its new root only once that root read the move: what
             looks.append(Change(Kind.CREATED, dest.path, True))  # was done in it before, listed
         return [moved, *looks]

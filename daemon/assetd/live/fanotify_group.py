@@ -15,8 +15,11 @@ directories), before any object is made for them.
 - A directory's own FAN_ATTRIB (chmod; its record names the directory with the name ".") is a
   ``DirAttribEvent``, a look-again below it, as on the inotify backends.
 - A move read before a directory rename still in the same read, through a directory looked up
-  in this read (so its path is the one after the rename), becomes a deletion and a creation:
-  both paths are stat'ed by the worker.
+  in this read (so its path is the one after the rename: a *careful* move), keeps its place in
+  the order; its paths are taken back through the later directory renames of the read once they
+  are all known (:func:`before_renames`), and it is routed then. Before, it became a deletion
+  and a creation at the paths of now, applied before the renames: a directory moved to another
+  root just before its parent was renamed left its rows missing under the renamed parent.
 """
 
 from __future__ import annotations
@@ -77,6 +80,26 @@ def _entry_path(root: str | None, parent: str | None, name: bytes) -> str | None
 
 
 @dataclass(slots=True)
+class _Rename:
+    """A move handed out in this read (``careful``: its paths are the ones after the read's
+    later directory renames, to be taken back; until then it is a placeholder in every
+    member's events)."""
+
+    src: str
+    dest: str
+    is_dir: bool
+    careful: bool
+
+
+def before_renames(path: str, later: list[_Rename]) -> str:
+    """``path`` as it was before the directory renames ``later`` (in their order)."""
+    for move in reversed(later):
+        if move.is_dir and (path == move.dest or is_under(path, move.dest)):
+            path = move.src + path[len(move.dest) :]
+    return path
+
+
+@dataclass(slots=True)
 class _Member:
     emitter: Receiver
     path: str  # the root as configured
@@ -84,6 +107,14 @@ class _Member:
     mount_fd: int
     key: bytes
     out: list[FileSystemEvent] = field(default_factory=list)  # this read's events for it
+
+    def placed(self, event: FileSystemEvent | _Rename) -> FileSystemEvent | None:
+        """``event``, or the move a careful placeholder stands for when it concerns this root."""
+        if not isinstance(event, _Rename):
+            return event
+        if not any(p == self.path or is_under(p, self.path) for p in (event.src, event.dest)):
+            return None
+        return (DirMovedEvent if event.is_dir else FileMovedEvent)(event.src, event.dest)
 
 
 class FanotifyGroup:
@@ -98,6 +129,7 @@ class FanotifyGroup:
         self._members: list[_Member] = []
         self._lock = threading.Lock()
         self._tree = HandleTree(self._lookup)
+        self._renames: list[_Rename] = []  # this read's moves, in order
         self._filter = fsys.OutsideFilter(self._tree.outside_keys, self._tree.root_keys)
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._stopping = False
@@ -336,9 +368,15 @@ class FanotifyGroup:
             careful = self._tree.is_fresh(node) or (
                 dest_node is not None and self._tree.is_fresh(dest_node[0])
             )
-        if src is not None and dest is not None and not careful:
-            moved = DirMovedEvent(src, dest) if is_dir else FileMovedEvent(src, dest)
-            self._send(moved, src, dest)
+        if src is not None and dest is not None:
+            move = _Rename(src, dest, is_dir, careful)
+            self._renames.append(move)
+            if careful:  # its paths are fixed, and it is routed, at the end of the read
+                for member in self._members:
+                    member.out.append(move)  # type: ignore[arg-type]
+            else:
+                moved = DirMovedEvent(src, dest) if is_dir else FileMovedEvent(src, dest)
+                self._send(moved, src, dest)
             return True
         if src is not None:
             self._send(DirDeletedEvent(src) if is_dir else FileDeletedEvent(src), src)
@@ -358,10 +396,18 @@ class FanotifyGroup:
                 member.out.append(event)
 
     def _flush(self) -> None:
-        """Hand each member its events of this read, in one go."""
+        """Hand each member its events of this read, in one go (careful moves fixed)."""
+        renames, self._renames = self._renames, []
+        careful = [i for i, m in enumerate(renames) if m.careful]
+        for i in reversed(careful):  # the last first: the earlier ones go back through it
+            move, later = renames[i], renames[i + 1 :]
+            move.src, move.dest = before_renames(move.src, later), before_renames(move.dest, later)
+            move.careful = False
         for member in self._members:
             if member.out:
                 out, member.out = member.out, []
+                if careful:
+                    out = [e for e in map(member.placed, out) if e is not None]
                 member.emitter.deliver(out)
 
     def _overflow_all(self, reason: str) -> None:

@@ -17,9 +17,13 @@ fills faster than that and overflows. This emitter stays inside watchdog's frame
 - it hands the round's events to the observer as one :class:`EventBatch`, which the handler
   unpacks: one queue operation and one dispatch per round instead of per record.
 
-Watches: one per directory, added by a walk at start and for each directory created or moved in;
-a directory move rewrites the paths of the watches under it; a directory moved out of the root has
-its watches removed. An ``IN_Q_OVERFLOW`` record calls ``on_overflow`` (given to the observer);
+Watches: one per directory, added by a walk at start and for each directory created or moved in
+(:class:`~assetd.live.inotify_watches.WatchTable`). A directory's move-from detaches the watches
+under it until its move-to is read: then they are rewritten under the new path, or, when the
+directory left the root, removed. What they report meanwhile is not read at a stale path: a move
+out of such a directory back into the root goes to the pairer with the parent move's cookie
+(:class:`~assetd.live.crossroot.Under`), anything else gets the directory listed after its move.
+An ``IN_Q_OVERFLOW`` record calls ``on_overflow`` (given to the observer);
 the deletion of the root itself is a ``DirDeletedEvent`` of the root, and the emitter stops.
 """
 
@@ -27,7 +31,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import select
 import struct
 import threading
 import time
@@ -54,7 +57,9 @@ from watchdog.observers.api import (
 from watchdog.observers.inotify import InotifyEmitter
 from watchdog.observers.inotify_c import InotifyConstants as C
 
-from assetd.live.crossroot import moved_in, moved_out, unpair_under
+from assetd.live.crossroot import moved_in, moved_in_from, moved_out
+from assetd.live.inotify_read import GATHER, READ_SIZE, STREAM, STREAM_BYTES, Rate, Reader
+from assetd.live.inotify_watches import WatchTable
 
 __all__ = [
     "GATHER",
@@ -67,41 +72,8 @@ __all__ = [
     "EventBatch",
 ]
 
-READ_SIZE = 1 << 20
-"""Bytes asked for in one read of the inotify fd (about 30,000 records of short names)."""
 PAIR_WAIT = 0.01
 """Seconds a move-from that ends the data read so far waits for its move-to."""
-STREAM = 0.05
-STREAM_BYTES = 2048
-"""A stream (a burst): at least ``STREAM_BYTES`` of records (about 64) read within ``STREAM``
-seconds. Single changes a few milliseconds apart are not one."""
-GATHER = 0.0025
-"""Seconds a round of a stream gathers records before it is parsed, and ``GATHER / 5`` the
-reader rests between reads of a stream: a burst then costs a wake-up of each thread per few
-milliseconds, not per record. A change outside a stream is read and parsed at once. Kept
-below the debouncer's ``min_quiet_ms`` (5 ms): rounds further apart than the window of a
-batch's first arrival would flush a burst in small batches (20 ms gave 390 batches for
-100,000 deletions instead of about 50)."""
-
-
-class _Rate:
-    """Bytes seen in the current ``STREAM``-long window, and whether that makes a stream."""
-
-    __slots__ = ("_bytes", "_start")
-
-    def __init__(self) -> None:
-        self._start = -1.0
-        self._bytes = 0
-
-    def streaming(self, now: float) -> bool:
-        if now - self._start > STREAM:
-            self._start, self._bytes = now, 0
-        return self._bytes >= STREAM_BYTES
-
-    def add(self, n: int) -> None:
-        self._bytes += n
-
-
 _HEADER = struct.Struct("iIII")  # wd, mask, cookie, len (inotify(7))
 _MODIFY_FAMILY = C.IN_MODIFY | C.IN_ATTRIB | C.IN_CLOSE_WRITE
 _DIR_WATCH_MASK = C.IN_DONT_FOLLOW  # added to the filter's mask unless symlinks are followed
@@ -129,68 +101,6 @@ class EventBatch(FileSystemEvent):
     __hash__ = object.__hash__
 
 
-class _Reader(threading.Thread):
-    """Reads the inotify fd into ``chunks`` until told to stop; does nothing else."""
-
-    def __init__(self, fd: int, name: str) -> None:
-        super().__init__(name=name, daemon=True)
-        self.fd = fd
-        self.chunks: list[bytes] = []
-        self.cond = threading.Condition()
-        self.error: OSError | None = None
-        self._kill_r, self._kill_w = os.pipe()
-        self._stopping = False
-
-    def run(self) -> None:
-        poller = select.poll()
-        poller.register(self.fd, select.POLLIN)
-        poller.register(self._kill_r, select.POLLIN)
-        rate = _Rate()
-        try:
-            while not self._stopping:
-                ready = poller.poll()
-                if any(fd == self._kill_r for fd, _ in ready):
-                    return
-                if rate.streaming(time.monotonic()):
-                    time.sleep(GATHER / 5)  # a stream: let more records come per read
-                while True:  # drain everything the kernel holds before polling again
-                    try:
-                        data = os.read(self.fd, READ_SIZE)
-                    except BlockingIOError:
-                        break
-                    except InterruptedError:
-                        continue
-                    rate.add(len(data))
-                    with self.cond:
-                        self.chunks.append(data)
-                        self.cond.notify()
-        except OSError as err:
-            self.error = err
-        finally:
-            with self.cond:
-                self._stopping = True
-                self.cond.notify_all()
-
-    def take(self, timeout: float) -> bytes:
-        """Everything read so far, waiting up to ``timeout`` for something."""
-        with self.cond:
-            if not self.chunks and not self._stopping and timeout > 0:
-                self.cond.wait(timeout)
-            data, self.chunks = b"".join(self.chunks), []
-        return data
-
-    def stop(self) -> None:
-        with self.cond:
-            if self._kill_w < 0:
-                return
-            kill_r, kill_w, self._kill_w = self._kill_r, self._kill_w, -1
-            self._stopping = True
-        os.write(kill_w, b"!")
-        self.join(5.0)
-        os.close(kill_r)
-        os.close(kill_w)
-
-
 class BulkInotifyEmitter(EventEmitter):
     """One recursive (or not) watch, read in bulk; see the module docstring."""
 
@@ -212,11 +122,10 @@ class BulkInotifyEmitter(EventEmitter):
         self._mask |= C.IN_CREATE | C.IN_MOVE | C.IN_DELETE_SELF  # directories to follow
         self._fd = -1
         self._closing = threading.Lock()
-        self._reader: _Reader | None = None
-        self._paths: dict[int, bytes] = {}  # wd -> directory path
-        self._wds: dict[bytes, int] = {}  # directory path -> wd
+        self._reader: Reader | None = None
+        self._table = WatchTable()
         self.overflows = 0
-        self._rate = _Rate()
+        self._rate = Rate()
 
     # --- watches ------------------------------------------------------------------------------
 
@@ -230,11 +139,7 @@ class BulkInotifyEmitter(EventEmitter):
             if path == self._root:
                 raise OSError(code, os.strerror(code), os.fsdecode(path))
             return False
-        old = self._paths.get(wd)
-        if old is not None and old != path:
-            self._wds.pop(old, None)
-        self._paths[wd] = path
-        self._wds[path] = wd
+        self._table.add(wd, path)
         return True
 
     def _add_tree(self, top: bytes, found: list[FileSystemEvent] | None = None) -> None:
@@ -259,23 +164,6 @@ class BulkInotifyEmitter(EventEmitter):
                     cls = DirCreatedEvent if is_dir else FileCreatedEvent
                     found.append(cls(os.fsdecode(sub)))
 
-    def _forget_tree(self, top: bytes, remove: bool) -> None:
-        """Drop the watches of ``top`` and below (``remove``: from the kernel too)."""
-        prefix = top + b"/"
-        for path in [p for p in self._wds if p == top or p.startswith(prefix)]:
-            wd = self._wds.pop(path)
-            self._paths.pop(wd, None)
-            if remove:
-                _libc.inotify_rm_watch(self._fd, wd)
-
-    def _move_tree(self, src: bytes, dest: bytes) -> None:
-        prefix, cut = src + b"/", len(src)
-        for path in [p for p in self._wds if p == src or p.startswith(prefix)]:
-            wd = self._wds.pop(path)
-            moved = dest + path[cut:]
-            self._paths[wd] = moved
-            self._wds[moved] = wd
-
     # --- thread -------------------------------------------------------------------------------
 
     def on_thread_start(self) -> None:
@@ -285,7 +173,7 @@ class BulkInotifyEmitter(EventEmitter):
             raise OSError(code, os.strerror(code))
         self._fd = fd
         self._add_tree(self._root)
-        self._reader = _Reader(fd, f"assetd-inotify-read-{os.path.basename(self.watch.path)}")
+        self._reader = Reader(fd, f"assetd-inotify-read-{os.path.basename(self.watch.path)}")
         self._reader.start()
 
     def on_thread_stop(self) -> None:
@@ -299,7 +187,7 @@ class BulkInotifyEmitter(EventEmitter):
 
     def watched(self) -> list[str]:
         """The directories watched now."""
-        return [os.fsdecode(p) for p in self._wds]
+        return [os.fsdecode(p) for p in self._table.wds]
 
     def kill_reader(self) -> None:
         """End the reader thread alone (a test's stand-in for a failed read)."""
@@ -344,11 +232,16 @@ class BulkInotifyEmitter(EventEmitter):
 
     # --- parsing ------------------------------------------------------------------------------
 
-    def _parse(self, data: bytes, reader: _Reader) -> list[FileSystemEvent]:
+    def _parse(self, data: bytes, reader: Reader) -> list[FileSystemEvent]:
         out: list[FileSystemEvent | None] = []
         moves: dict[int, tuple[int, bytes, bool]] = {}  # cookie -> (index in out, src, is_dir)
+        taken: dict[int, dict[int, bytes]] = {}  # cookie -> the watches its move detached
+        spoke: set[int] = set()  # cookies whose detached watches reported something meanwhile
+        within: dict[int, tuple[int, bytes]] = {}  # cookie -> (parent cookie, path below it)
+        went: dict[int, bytes] = {}  # cookie of a directory move paired here -> its dest
         modified = b""  # the file of the last record when that was a modify-family one
-        paths, root = self._paths, self._root
+        table, root = self._table, self._root
+        paths, detached = table.paths, table.detached
         unpack, size = _HEADER.unpack_from, _HEADER.size
         pos, end = 0, len(data)
         while True:
@@ -367,12 +260,20 @@ class BulkInotifyEmitter(EventEmitter):
                     self._overflowed()
                 continue
             base = paths.get(wd)
-            if base is None:
+            if base is None:  # no watch of ours, or one whose directory is moving (its path
+                parent = detached.get(wd) if name else None  # unknown until its move-to)
+                if parent is not None and mask & C.IN_MOVED_FROM:  # out of it: from where?
+                    rel = taken[parent][wd][len(moves[parent][1]) :] + b"/" + name
+                    within[cookie] = (parent, rel)
+                    moves[cookie] = (len(out), b"", bool(mask & C.IN_ISDIR))
+                    out.append(_PendingFrom(""))
+                elif parent is not None:  # what it saw is looked at after the move
+                    spoke.add(parent)
+                elif mask & C.IN_IGNORED:
+                    table.ignored(wd)
                 continue
             if mask & C.IN_IGNORED:
-                self._paths.pop(wd, None)
-                if self._wds.get(base) == wd:
-                    del self._wds[base]
+                table.ignored(wd)
                 continue
             is_dir = bool(mask & C.IN_ISDIR)
             if not name:  # an event of the watched directory itself
@@ -385,7 +286,7 @@ class BulkInotifyEmitter(EventEmitter):
                 if is_dir:  # a chmod: look again at what it may have hidden (live/watch.py)
                     if mask & C.IN_ATTRIB:
                         out.append(DirAttribEvent(os.fsdecode(path)))
-                        if path not in self._wds and self.watch.is_recursive:
+                        if path not in table.wds and self.watch.is_recursive:
                             self._add_tree(path)  # unreadable when walked: watchable now?
                     continue
                 if path == modified:  # a write's IN_MODIFY run, then IN_CLOSE_WRITE
@@ -405,25 +306,40 @@ class BulkInotifyEmitter(EventEmitter):
                 out.append((DirDeletedEvent if is_dir else FileDeletedEvent)(os.fsdecode(path)))
             elif mask & C.IN_MOVED_FROM:
                 moves[cookie] = (len(out), path, is_dir)
+                if is_dir:
+                    taken[cookie] = table.detach(path, cookie)
                 out.append(_PendingFrom(os.fsdecode(path)))
             elif mask & C.IN_MOVED_TO:
                 half = moves.pop(cookie, None)
                 if half is not None:
                     at, src, _ = half
                     out[at] = None
-                    if is_dir:
-                        self._move_tree(src, path)
+                    if cookie in within:  # from below a directory on its way somewhere
+                        parent, rel = within.pop(cookie)
+                        if parent not in went:  # another root's: the pairer knows where
+                            out.append(
+                                moved_in_from(os.fsdecode(path), is_dir, parent, os.fsdecode(rel))
+                            )
+                            if is_dir and self.watch.is_recursive:
+                                self._add_tree(path)
+                            continue
+                        src = went[parent] + rel
                     moved = DirMovedEvent if is_dir else FileMovedEvent
                     out.append(moved(os.fsdecode(src), os.fsdecode(path)))
+                    if is_dir:
+                        went[cookie] = path
+                        table.attach(taken.pop(cookie, {}), src, path)
+                        if cookie in spoke:  # what happened in it meanwhile: look at it
+                            out.append(DirCreatedEvent(os.fsdecode(path)))
                 else:  # its half may be another root's (assetd.live.crossroot)
                     out.append(moved_in(os.fsdecode(path), is_dir, cookie))
                     if is_dir and self.watch.is_recursive:
                         self._add_tree(path)  # moved in whole: the worker lists it
         for cookie, (at, src, is_dir) in moves.items():  # moved out of the root (to another?)
-            if is_dir:
-                self._forget_tree(src, remove=True)
-                unpair_under(out, at, os.fsdecode(src))  # its watches spoke of it meanwhile
-            out[at] = moved_out(os.fsdecode(src), is_dir, cookie)
+            for wd in table.release(taken.pop(cookie, {})):  # their tree left the root
+                _libc.inotify_rm_watch(self._fd, wd)
+            # one from below a directory that left too: its new root's watch saw it, if any
+            out[at] = None if cookie in within else moved_out(os.fsdecode(src), is_dir, cookie)
         return [e for e in out if e is not None]
 
 

@@ -38,8 +38,10 @@ from assetd.live.changes import Change, Kind
 from assetd.live.crossroot import (
     CrossRootPairer,
     DirMovedIn,
+    DirMovedInFrom,
     DirMovedOut,
     FileMovedIn,
+    FileMovedInFrom,
     FileMovedOut,
     Half,
 )
@@ -96,6 +98,8 @@ _SIMPLE: dict[type[FileSystemEvent], tuple[Kind, bool]] = {
     DirMovedOut: (Kind.DELETED, True),
     FileMovedIn: (Kind.CREATED, False),
     DirMovedIn: (Kind.CREATED, True),
+    FileMovedInFrom: (Kind.CREATED, False),
+    DirMovedInFrom: (Kind.CREATED, True),
 }
 _MOVES = (FileMovedEvent, DirMovedEvent)
 _PARENTS_KEPT = 50_000  # directory verdicts a handler keeps before it starts over
