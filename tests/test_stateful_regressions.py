@@ -4,6 +4,7 @@ each the shrunk sequence of a failing example, on the real daemon run as ``nobod
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -398,6 +399,49 @@ def test_a_directory_moved_into_one_just_moved_to_another_root_lands_where_it_is
             "SELECT file_path FROM asset_cache_states WHERE file_path LIKE ?", f"{r0}/%"
         )
         assert [p for (p,) in stray if "zz" not in str(p) and ".barrier" not in str(p)] == []
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
+
+
+@pytest.mark.parametrize("what", ["directory", "file"])
+def test_a_row_a_reconcile_marked_missing_just_before_its_move_is_live_after_it(
+    tmp_path: Path, what: str
+) -> None:
+    """Example 299 of the second 500-example run (flaky: a race): ``mv r1/d0 r1/d15`` while a
+    SIGUSR1 reconcile ran. The reconcile re-stat'ed ``r1/d0/d1/f0`` after the rename and before
+    the live batch that moves ``d0``'s rows had committed, and marked it missing (true then);
+    the batch then moved the missing row to ``r1/d15/d1/f0``, where the file is, and it stayed
+    missing. The race's outcome is set here by plain SQL, as another program could; a file's
+    own rename meets the same race."""
+    lib = tmp_path / "lib"
+    (lib / "d" / "sub").mkdir(parents=True)
+    f = lib / "d" / "sub" / "f.bin"
+    f.write_bytes(b"f")
+    gone = lib / "d" / "gone.bin"
+    gone.write_bytes(b"g")
+    daemon = Daemon(tmp_path, {"lib": lib}, "[api]\nlisten = []\n")
+    try:
+        _started(daemon)
+        wait_until(lambda: daemon.is_live(f) and daemon.is_live(gone), 15, what="catalogued")
+        gone.unlink()
+        wait_until(lambda: daemon.is_missing(gone), 5, what="gone.bin missing")
+        conn = sqlite3.connect(daemon.db, timeout=10)
+        with conn:
+            conn.execute(
+                "UPDATE asset_cache_states SET is_missing = 1 WHERE file_path = ?", (str(f),)
+            )
+        conn.close()
+        if what == "directory":
+            os.rename(lib / "d", lib / "e")
+            moved = lib / "e" / "sub" / "f.bin"
+        else:
+            moved = lib / "d" / "sub" / "g.bin"
+            os.rename(f, moved)
+        daemon.barrier(lib)
+        wait_until(lambda: daemon.is_live(moved), 5, what="f live at its new path")
+        if what == "directory":  # a missing row whose file is gone moves with it, missing
+            assert daemon.is_missing(lib / "e" / "gone.bin") and daemon.row(gone) is None
         assert daemon.stop() == 0
     finally:
         daemon.close()

@@ -7,7 +7,7 @@ import datetime as dt
 import os
 from collections.abc import Collection
 
-from sqlalchemy import delete, func, literal, select, update
+from sqlalchemy import delete, func, literal, select, true, update
 from sqlalchemy.orm import Session
 
 from assetd.catalog.metadata import (
@@ -216,3 +216,18 @@ def recompute_tags_after_moves(
     ids = sorted(set(asset_ids))
     recompute_automatic_tags_many(session, ids, auto_tags)
     return len(ids)
+
+
+def missing_under(session: Session, root_id: int, directory: str) -> list[str]:
+    """The paths (as the OS names them: exact bytes decoded) of the missing rows of root
+    ``root_id`` below ``directory``: after a directory move, those whose file stands at the new
+    path were marked missing in the race between the rename and its batch (a reconcile that
+    re-stat'ed them then); the caller lets the disk decide."""
+    rows = session.execute(
+        select(cs.c.file_path, cs.c.file_path_raw).where(
+            cs.c.root_id == root_id,
+            cs.c.is_missing == true(),
+            under_prefix(cs.c.file_path, directory),
+        )
+    ).all()
+    return [os.fsdecode(raw) if raw is not None else str(path) for path, raw in rows]

@@ -23,7 +23,12 @@ from assetd import log
 from assetd.catalog.content import auto_tags_for
 from assetd.catalog.engine import SessionFactory, one_line
 from assetd.catalog.models import cache_states as cs
-from assetd.catalog.moves import move_cache_state, move_directory, recompute_tags_after_moves
+from assetd.catalog.moves import (
+    missing_under,
+    move_cache_state,
+    move_directory,
+    recompute_tags_after_moves,
+)
 from assetd.catalog.pairing import pair_moved_files
 from assetd.catalog.retry import is_lock_conflict, run_retrying
 from assetd.catalog.roots import RootSpec, automatic_tags, touch_roots
@@ -49,7 +54,9 @@ from assetd.walk import ScandirFn
 
 _log = log.get_logger(__name__)
 
-_EXISTING_SQL = "SELECT file_path FROM asset_cache_states WHERE root_id = {p} AND file_path {in}"
+_EXISTING_SQL = (
+    "SELECT file_path, is_missing FROM asset_cache_states WHERE root_id = {p} AND file_path {in}"
+)
 
 
 @dataclass(slots=True)
@@ -262,6 +269,8 @@ class Worker:
                     touched_assets=plan.moved_assets,
                 )
                 exact = False
+                for os_path in missing_under(session, dest_root.id, dest) if n else ():
+                    self._arrive(os_path, dest_root, plan)  # missing since the rename? see it
                 if n and (src_root.id != dest_root.id or dest_root.tags_from_dirs):
                     plan.moved_assets.update(_assets_under(session, dest_root.id, dest))
                 if not n and not _has_rows_under(session, dest_root.id, dest):
@@ -283,8 +292,10 @@ class Worker:
                     )
                 )
                 if n:
-                    known.discard((src_root.id, src))
-                    known.add((dest_root.id, dest))
+                    was_missing = known.pop((src_root.id, src), False)
+                    known[dest_root.id, dest] = was_missing
+                    if was_missing:  # marked missing since the rename (a reconcile)? the disk
+                        self._arrive(move.dest, dest_root, plan)  # decides
                     if src_root.id != dest_root.id or dest_root.tags_from_dirs:
                         plan.moved_assets.update(
                             session.execute(
@@ -300,7 +311,8 @@ class Worker:
                 result.moved_paths.append(dest)
                 result.moved_from.append(src)
 
-    def _known_rows(self, session: Session, moves: Sequence[Change]) -> set[tuple[int, str]]:
+    def _known_rows(self, session: Session, moves: Sequence[Change]) -> dict[tuple[int, str], bool]:
+        """The move ends that have a row, and whether it is missing."""
         wanted: dict[int, set[str]] = {}
         for move in moves:
             if move.is_dir:
@@ -309,10 +321,10 @@ class Worker:
                 root = self.index.root_of(os_path) if os_path else None
                 if root is not None and os_path is not None:
                     wanted.setdefault(root.id, set()).add(encode_path(os_path)[0])
-        known: set[tuple[int, str]] = set()
+        known: dict[tuple[int, str], bool] = {}
         for root_id, paths in wanted.items():
-            for (path,) in select_in(session, _EXISTING_SQL, sorted(paths), (root_id,)):
-                known.add((root_id, path))
+            for path, missing in select_in(session, _EXISTING_SQL, sorted(paths), (root_id,)):
+                known[root_id, path] = bool(missing)
         return known
 
     def _arrive(self, os_path: str, root: RootSpec, plan: Plan) -> None:
