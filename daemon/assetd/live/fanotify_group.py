@@ -20,14 +20,19 @@ directories), before any object is made for them.
   are all known (:func:`before_renames`), and it is routed then. Before, it became a deletion
   and a creation at the paths of now, applied before the renames: a directory moved to another
   root just before its parent was renamed left its rows missing under the renamed parent.
+  A lookup answers for now, so what the kernel queued before it (a rename that made that path
+  "now") is read into the current read right after it (``_after_lookup``): a move resolved
+  through it then knows that a rename follows.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import select
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -91,6 +96,11 @@ class _Rename:
     careful: bool
 
 
+def _before(at: int, state: dict[str, int]) -> bool:
+    """Whether a directory rename comes after event ``at`` in the read (as read so far)."""
+    return at < state["last_dir_rename"]
+
+
 def before_renames(path: str, later: list[_Rename]) -> str:
     """``path`` as it was before the directory renames ``later`` (in their order)."""
     for move in reversed(later):
@@ -129,6 +139,7 @@ class FanotifyGroup:
         self._members: list[_Member] = []
         self._lock = threading.Lock()
         self._tree = HandleTree(self._lookup)
+        self._after_lookup: Callable[[], None] | None = None  # set while a read is applied
         self._renames: list[_Rename] = []  # this read's moves, in order
         self._filter = fsys.OutsideFilter(self._tree.outside_keys, self._tree.root_keys)
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
@@ -230,6 +241,13 @@ class FanotifyGroup:
         return events
 
     def _lookup(self, key: bytes) -> str | None:
+        """:meth:`_lookup_now`, then what was queued meanwhile read into the current read."""
+        path = self._lookup_now(key)
+        if self._after_lookup is not None:
+            self._after_lookup()
+        return path
+
+    def _lookup_now(self, key: bytes) -> str | None:
         """The path of directory ``key`` now, as a root names it; None: outside every root.
 
         Each root's mount is asked (roots on two bind mounts of one filesystem see different
@@ -270,23 +288,37 @@ class FanotifyGroup:
                     if event.mask & fsys.FAN_RENAME:
                         state["last_dir_rename"] = at
 
+        def more() -> None:
+            found = self._drain()
+            if found:
+                start = len(events)
+                events.extend(found)
+                index(start)
+
         index(0)
         self._tree.fresh.clear()  # anchors looked up from now on: paths of now
+        # a lookup answers for now: a rename done before it is queued by then, and read into
+        # this read at once, so that a move before it knows it is careful
+        self._after_lookup = more
         at = 0
-        while at < len(events):
-            careful = at < state["last_dir_rename"]
-            if not self._one(events[at], pending, careful=careful, last_try=False):
-                more = self._drain()
-                if more:
-                    start = len(events)
-                    events.extend(more)
-                    index(start)
-                self._one(events[at], pending, careful=careful, last_try=True)
-            self.events += 1
-            at += 1
+        try:
+            while at < len(events):
+                careful = functools.partial(_before, at, state)
+                if not self._one(events[at], pending, careful=careful, last_try=False):
+                    more()
+                    self._one(events[at], pending, careful=careful, last_try=True)
+                self.events += 1
+                at += 1
+        finally:
+            self._after_lookup = None
 
     def _one(
-        self, event: RawEvent, pending: dict[bytes, Entry], *, careful: bool, last_try: bool
+        self,
+        event: RawEvent,
+        pending: dict[bytes, Entry],
+        *,
+        careful: Callable[[], bool],
+        last_try: bool,
     ) -> bool:
         """Hand out one event; False (nothing done) when its directory could not be placed
         and this is not ``last_try``."""
@@ -343,7 +375,7 @@ class FanotifyGroup:
         root: str | None,
         pending: dict[bytes, Entry],
         *,
-        careful: bool,
+        careful: Callable[[], bool],
         last_try: bool,
     ) -> bool:
         assert event.entry is not None
@@ -364,14 +396,15 @@ class FanotifyGroup:
             )
         elif is_dir:
             self._tree.deleted(event.target)
-        if careful:  # a directory rename follows in this read: were these paths of now?
-            careful = self._tree.is_fresh(node) or (
+        fresh = careful()  # a directory rename follows in this read: were these paths of now?
+        if fresh:
+            fresh = self._tree.is_fresh(node) or (
                 dest_node is not None and self._tree.is_fresh(dest_node[0])
             )
         if src is not None and dest is not None:
-            move = _Rename(src, dest, is_dir, careful)
+            move = _Rename(src, dest, is_dir, fresh)
             self._renames.append(move)
-            if careful:  # its paths are fixed, and it is routed, at the end of the read
+            if fresh:  # its paths are fixed, and it is routed, at the end of the read
                 for member in self._members:
                     member.out.append(move)  # type: ignore[arg-type]
             else:
