@@ -114,7 +114,8 @@ NOT_FOR_READERS = {
 }
 
 
-def _modules(args: list[str], env: dict[str, str]) -> set[str]:
+def _probe(args: list[str], env: dict[str, str]) -> tuple[set[str], str]:
+    """The modules ``assetd ARGS`` loaded (it exited 0), and what it printed."""
     done = subprocess.run(
         [sys.executable, "-c", MODULES_PROBE, *args],
         env=env,
@@ -125,7 +126,11 @@ def _modules(args: list[str], env: dict[str, str]) -> set[str]:
     lines = done.stderr.splitlines()
     assert "CODE=0" in lines, done.stderr
     listed = next(line for line in lines if line.startswith("MODULES="))
-    return set(listed.removeprefix("MODULES=").split(","))
+    return set(listed.removeprefix("MODULES=").split(",")), done.stdout
+
+
+def _modules(args: list[str], env: dict[str, str]) -> set[str]:
+    return _probe(args, env)[0]
 
 
 @pytest.mark.parametrize(
@@ -185,31 +190,21 @@ def test_read_only_commands_on_a_sqlite_catalog_import_no_sqlalchemy(
     lib, env = small_catalog
     if command[0] == "why":
         command = ["why", str(lib / command[1])]
-    done = subprocess.run(
-        [sys.executable, "-c", MODULES_PROBE, *command, "--root", str(lib)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    lines = done.stderr.splitlines()
-    assert "CODE=0" in lines, done.stderr
-    listed = next(line for line in lines if line.startswith("MODULES="))
-    modules = set(listed.removeprefix("MODULES=").split(","))
+    modules, stdout = _probe([*command, "--root", str(lib)], env)
     assert {"assetd.catalog.lite", "sqlite3"} <= modules  # (the probe saw the catalog read)
     assert sorted(m for m in modules if m.split(".")[0] == "sqlalchemy") == []
     assert sorted(m for m in modules if {m, m.rpartition(".")[0]} & NOT_FOR_READERS) == []
-    out = done.stdout.splitlines()
+    out = stdout.splitlines()
     if command == ["status"]:
         [row] = [line for line in out if line.endswith(f"  {lib}")]
-        assert row.split()[-4:-2] == ["2", "1"], done.stdout  # LIVE, MISSING
+        assert row.split()[-4:-2] == ["2", "1"], stdout  # LIVE, MISSING
     elif command == ["status", "--json"]:
-        [root] = json.loads(done.stdout)["roots"]
+        [root] = json.loads(stdout)["roots"]
         assert (root["live"], root["missing"], root["path"]) == (2, 1, str(lib))
     elif command[0] == "ls":
         assert out == [str(lib / "a.bin"), str(lib / "d" / "b.bin")]
     elif command[0] == "why":
         said = "  state:     MISSING since" if command[1].endswith("c.bin") else "  not in"
-        assert any(line.startswith(said) for line in out), done.stdout
+        assert any(line.startswith(said) for line in out), stdout
     else:
-        assert out[-1] == "1 missing path(s) in 1 root(s)" and "c.bin" in done.stdout
+        assert out[-1] == "1 missing path(s) in 1 root(s)" and "c.bin" in stdout
