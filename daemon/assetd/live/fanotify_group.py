@@ -297,12 +297,13 @@ class FanotifyGroup:
 
         index(0)
         self._tree.fresh.clear()  # anchors looked up from now on: paths of now
-        # a lookup answers for now: a rename done before it is queued by then, and read into
-        # this read at once, so that a move before it knows it is careful
-        self._after_lookup = more
         at = 0
         try:
             while at < len(events):
+                # a lookup answers for now: a rename done before it is queued by then, read into
+                # this read at once so that a move resolved through it knows it is careful (for
+                # a move only: in a burst, reading on would hold the whole burst in one read)
+                self._after_lookup = more if events[at].mask & fsys.FAN_RENAME else None
                 careful = functools.partial(_before, at, state)
                 if not self._one(events[at], pending, careful=careful, last_try=False):
                     more()
