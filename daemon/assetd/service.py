@@ -134,7 +134,9 @@ class Service:
             daemons.record_start(s, cat.host, os.getpid(), __version__)
         self.changes: queue.Queue[Change | None] = queue.Queue(maxsize=config.watch.queue_size)
         self.sinks: dict[str, QueueSink] = {}
-        self.worker = Worker(cat.sessions, self.roots, fault=worker_fault())
+        self.worker = Worker(
+            cat.sessions, self.roots, fault=worker_fault(), on_root_away=self._roots_away_seen
+        )
         self.scheduler = ReconcileScheduler(
             cat.sessions,
             lambda: [r for r in self.roots if r.id not in self.unavailable],
@@ -390,9 +392,19 @@ class Service:
     def _on_root_event(self, root_name: str, kind: Kind) -> None:  # the root itself went away
         self.rootkeeper.note_watch_lost(root_name)
 
+    def _roots_away_seen(self, names: list[str]) -> None:
+        """A live batch found these roots away at flush time and marked their rows (the worker's
+        thread): the next fresh verdict decides, as when a root's watch sees it go."""
+        for name in names:
+            self.rootkeeper.note_watch_lost(name)
+        self.waker.wake()
+
     def _check_roots(self) -> None:
         assert self.catalog is not None
-        self.roots = self.rootkeeper.tick(self.roots)
+        roots = self.rootkeeper.tick(self.roots)
+        if roots != self.roots:  # a record decided (first seen, remounted): the worker judges
+            self.worker.set_roots(roots)  # a root's presence against it too
+        self.roots = roots
         now = time.monotonic()
         for name in self.watchers.check():
             dead = next((r for r in self.roots if r.name == name), None)
