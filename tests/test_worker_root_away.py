@@ -39,7 +39,7 @@ def _cleanup_would_delete(world: World) -> list[int]:
 
 def _apply(world: World, root: RootSpec, *paths: Path) -> list[str]:
     away: list[str] = []
-    worker = Worker(world.sessions, [root], on_root_away=away.extend)
+    worker = Worker(world.sessions, [root], on_root_away=away.append)
     worker.apply(_batch(world, *paths))
     return away
 

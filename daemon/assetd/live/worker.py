@@ -121,7 +121,7 @@ class Worker:
         stat: StatFn = os.lstat,
         scandir: ScandirFn = os.scandir,
         fault: Callable[[Batch], None] | None = None,
-        on_root_away: Callable[[list[str]], None] | None = None,
+        on_root_away: Callable[[str], object] | None = None,
     ) -> None:
         self.sessions = sessions
         self.on_root_away = on_root_away  # roots found away at flush time (by name)
@@ -197,8 +197,9 @@ class Worker:
                 recompute_tags_after_moves(
                     session, plan.moved_assets, auto_tags_for(self.index.roots)
                 )
-        if away and self.on_root_away is not None:
-            self.on_root_away([root.name for root, _ in away])
+        if self.on_root_away is not None:
+            for root, _ in away:
+                self.on_root_away(root.name)
         return result, plan
 
     def _roots_away(self, plan: Plan) -> list[tuple[RootSpec, Verdict]]:
