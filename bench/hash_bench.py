@@ -10,9 +10,9 @@ Figures (page cache warm; best of ``--repeat`` rounds, the runs of a round inter
    ``blake3(max_threads=AUTO).update_mmap`` call in this process. Target: the daemon's path at
    >= 0.90x b3sum.
 2. Many small files (default 10,000 of 4 KiB, distinct contents) seeded into a fresh SQLite
-   catalog: ``hash_pending`` (``assetd hash``: look-up, stat, read, stat, then the digests
-   applied up to 64 to a transaction) and the daemon's ``Hasher`` threads, against a raw loop
-   of open+read+blake3 over the same files. The catalog's hashes are reset between runs.
+   catalog: ``hash_pending`` (``assetd hash``: look-up, open, fstat, read, fstat, then the
+   digests applied up to 1,024 to a transaction) and the daemon's ``Hasher`` threads, against
+   a raw loop of open+read+blake3 over the same files. The catalog's hashes are reset between runs.
 
 No assertions on timing: the script prints figures and ratios, and checks every digest.
 
@@ -292,7 +292,7 @@ def report(fig: Figures, command: str, how: str) -> str:
     add("| run | seconds | files/s | rate / raw's | every run (s) |")
     add("| --- | ---: | ---: | ---: | --- |")
     titles = {
-        "small_pending": "`hash_pending` (`assetd hash`): stat, read, stat; <= 256 a transaction",
+        "small_pending": "`hash_pending` (`assetd hash`): fstat, read, fstat; <= 1,024 a tx",
         "small_hasher1": "daemon `Hasher`, 1 worker (nice not applied here)",
         "small_hasher2": "daemon `Hasher`, 2 workers",
         "small_raw": "raw loop: open + read + blake3, no catalog",

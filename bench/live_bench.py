@@ -31,6 +31,10 @@ through a read-only ``sqlite3`` connection kept open, as another program would.
 5. RSS: VmRSS and VmHWM (``/proc/PID/status``) of the daemon after the start-up reconcile of the
    100,000-file root of part 2, and after its burst (plus the other parts' daemons, for context).
    Baseline: a child process that only imports the daemon's modules.
+6. Memory (``--memory``, not part of "all"): a root of ``--burst-files`` files catalogued,
+   watched and hashed (the start-up hashing waited for) by a fresh daemon with the HTTP API off
+   (``listen = []``), then another with it on: VmRSS once idle, then utime+stime over
+   ``--idle-seconds`` and VmRSS/VmHWM after. Baseline: the import-only child of part 5.
 
 Default daemon settings (``quiet_ms`` 50, ``max_delay_ms`` 1000) unless ``--quiet-ms`` /
 ``--max-delay-ms`` say otherwise. Parts are chosen with ``--latency --burst --rename --idle --rss``
@@ -120,9 +124,12 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: flo
 # --------------------------------------------------------------------------- trees
 
 
-def make_files(root: str, files: int, dirs: int, *, sub: str = "") -> list[str]:
+def make_files(
+    root: str, files: int, dirs: int, *, sub: str = "", distinct: bool = False
+) -> list[str]:
     """``files`` small files spread evenly over ``dirs`` directories ``root/[sub/]dNNNN``;
-    returns their paths, sorted."""
+    returns their paths, sorted. 97 contents shared among them, or each its own (``distinct``:
+    a hashed tree of one asset per file)."""
     base = os.path.join(root, sub) if sub else root
     names = [os.path.join(base, f"d{j:04d}") for j in range(dirs)]
     for d in names:
@@ -133,7 +140,7 @@ def make_files(root: str, files: int, dirs: int, *, sub: str = "") -> list[str]:
         path = os.path.join(names[i * dirs // files], f"asset-{i:07d}.bin")
         fd = os.open(path, flags, 0o644)
         try:
-            os.write(fd, b"x" * (1 + i % 97))
+            os.write(fd, b"%d\n" % i if distinct else b"x" * (1 + i % 97))
         finally:
             os.close(fd)
         paths.append(path)
@@ -221,7 +228,7 @@ def parse_ts(stamp: str) -> float:
 class Daemon:
     """``assetd run`` on one root, in a work directory of its own (state dir, log, socket)."""
 
-    def __init__(self, work: str, root: str, args: argparse.Namespace) -> None:
+    def __init__(self, work: str, root: str, args: argparse.Namespace, *, api: bool = True) -> None:
         os.makedirs(work)
         self.work = work
         self.root = root
@@ -244,6 +251,8 @@ class Daemon:
         self.hashing = not args.hashing_off
         if not self.hashing:
             text += "[hashing]\nenabled = false\n\n"
+        if not api:
+            text += "[api]\nlisten = []\n\n"
         text += f'[[roots]]\nname = "bench"\npath = "{root}"\ntags = ["bench"]\n'
         with open(self.config, "w", encoding="utf-8") as f:
             f.write(text)
@@ -1541,6 +1550,75 @@ def part_rss(rss: RssPoints, n: int) -> Part:
     return part
 
 
+# --------------------------------------------------------------------------- part 6
+
+
+def all_live(d: Daemon, top: str, n: int) -> Callable[[], bool]:
+    return lambda: d.count_under(top, live=True) == n
+
+
+def part_memory(args: argparse.Namespace, work: str) -> Part:
+    """A root of ``--burst-files`` files catalogued, watched and hashed by a fresh daemon, the
+    HTTP API off, then on: VmRSS/VmHWM once idle, and the CPU used over ``--idle-seconds``."""
+    n, dirs = args.burst_files, args.burst_dirs
+    part = Part(f"6. Memory and idle CPU at {n:,} files, the HTTP API off and on")
+    top = os.path.join(work, "p6-root")
+    note(f"part 6: generating {n:,} files in {dirs:,} directories")
+    make_files(top, n, dirs, distinct=True)  # 97 shared contents: each merge reads its group
+    note("part 6: import-only baseline")
+    base = import_baseline()
+    rows: list[str] = []
+    for api in (False, True):
+        name = "on (default: a unix socket)" if api else "off (`listen = []`)"
+        d = Daemon(
+            os.path.join(work, f"p6-daemon-api-{'on' if api else 'off'}"), top, args, api=api
+        )
+        try:
+            note(f"part 6: assetd start, API {'on' if api else 'off'}")
+            d.start(args.timeout)
+            wait_for(all_live(d, top, n), args.timeout, "all rows live")
+            hashed_at = time.monotonic()
+            wait_hashed(d, args.timeout)
+            hashed_s = time.monotonic() - hashed_at
+            wait_idle(d, quiet=args.settle)
+            time.sleep(args.settle)
+            ready = proc_status(d.pid)
+            load_before = load()
+            note(f"part 6: measuring CPU over {args.idle_seconds:.0f} s")
+            cpu0, w0 = proc_cpu_seconds(d.pid), time.monotonic()
+            time.sleep(args.idle_seconds)
+            used, wall = proc_cpu_seconds(d.pid) - cpu0, time.monotonic() - w0
+            after = proc_status(d.pid)
+            threads = proc_threads(d.pid)
+        finally:
+            d.stop()
+        rows.append(
+            f"| {name} | {d.ready_s:.2f} s / {d.reconciled_s:.2f} s | {hashed_s:.1f} s | "
+            f"**{ready['VmRSS'] / 1024:.1f}** | {after['VmRSS'] / 1024:.1f} | "
+            f"{after['VmHWM'] / 1024:.1f} | {used:.2f} ({100 * used / wall:.2f} %) | {threads} | "
+            f"{load_before} |"
+        )
+    part.add(
+        f"One root of {n:,} files (distinct contents) in {dirs:,} directories, a fresh "
+        "daemon (state directory, catalog) for each row, hashing on: READY, the start-up "
+        "reconcile, every row live, the start-up hashing of every file done (waited for: from "
+        f"all rows live to no live row unhashed), then {args.settle:.0f} s of quiet. VmRSS "
+        f"then; utime+stime over {args.idle_seconds:.0f} s of idleness (`/proc/PID/stat`, all "
+        "threads); VmRSS and VmHWM at its end. Baseline: a child process that only imports "
+        f"{', '.join(f'`{m}`' for m in IMPORTS)}: VmRSS {base['VmRSS'] / 1024:.1f} MiB, VmHWM "
+        f"{base['VmHWM'] / 1024:.1f} MiB. Goal: VmRSS <= 100 MiB with the API off; idle CPU ~0."
+    )
+    part.add("")
+    part.add(
+        "| HTTP API | READY / reconciled | start-up hashing | VmRSS MiB once idle | VmRSS MiB "
+        "after the idle window | VmHWM MiB | CPU s over the idle window (% of a core) | threads "
+        "| load (1/5/15) before the window |"
+    )
+    part.add("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    part.lines += rows
+    return part
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -1615,6 +1693,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     g.add_argument("--rename", action="store_true", help="3. renaming a big directory")
     g.add_argument("--idle", action="store_true", help="4. idle CPU")
     g.add_argument("--rss", action="store_true", help="5. RSS (runs part 2's daemon and burst)")
+    g.add_argument(
+        "--memory",
+        action="store_true",
+        help="6. RSS and idle CPU at --burst-files files, hashed, the API off and on "
+        "(not in 'all')",
+    )
     s = p.add_argument_group("sizes and settings")
     s.add_argument("--latency-files", type=int, default=1000, help="files in part 1's root")
     s.add_argument(
@@ -1677,7 +1761,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--child-observer", metavar="TREE", help=argparse.SUPPRESS)
     p.add_argument("--child-import", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if not any((args.latency, args.burst, args.rename, args.idle, args.rss)):
+    if not any((args.latency, args.burst, args.rename, args.idle, args.rss, args.memory)):
         args.latency = args.burst = args.rename = args.idle = args.rss = True
     for name in ("latency_files", "deletes", "burst_files", "burst_dirs", "rename_files"):
         if getattr(args, name) < 1:
@@ -1715,6 +1799,8 @@ def main(argv: list[str] | None = None) -> int:
                     parts.append(made)
         if args.rss:
             parts.append(part_rss(rss, args.burst_files))
+        if args.memory:
+            parts.append(part_memory(args, work))
     finally:
         if args.keep:
             note(f"kept {work}")

@@ -165,6 +165,26 @@ def test_ring_resumes_while_it_reaches_back_then_resets() -> None:
     assert ring.since("nonsense") is None
 
 
+def test_ring_holds_a_bounded_number_of_paths() -> None:
+    """A ``hash.recorded`` event carries every path and digest of its group (up to 256): kept
+    by count alone, 10,000 of them held 2.5 million paths (the daemon's memory grew with the
+    tree: about 27 MiB for the start-up hashing of 100,000 files). The ring drops its oldest
+    events past ``paths`` paths; resuming from before them is a reset, as for any lost event."""
+    ring = EventRing(size=100, run="r", paths=1_000)
+    for n in range(10):
+        paths = [f"/m/{n}/{i}" for i in range(256)]
+        ring.publish("hash.recorded", {"count": 256, "paths": paths, "hashes": paths})
+    ring.publish("batch.applied", {"new": 0})
+    kept = [e.id for e in ring.events]
+    assert kept == ["r-8", "r-9", "r-10", "r-11"]  # 3 x 256 paths, then one without
+    assert ring.held_paths == 768
+    assert ring.since("r-6") is None  # r-7 was dropped: re-list
+    assert [e.id for e in ring.since("r-7") or []] == kept
+    big = EventRing(size=100, run="b", paths=10)
+    big.publish("hash.recorded", {"paths": [f"/m/{i}" for i in range(256)]})
+    assert [e.id for e in big.events] == ["b-1"]  # the newest is always kept
+
+
 def test_source_is_bounded_and_a_loss_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(events_module, "SOURCE_QUEUE", 3)
     source = EventSource(lambda: [("models", "/m")])

@@ -8,7 +8,8 @@ Two halves, one per side of the thread boundary:
   builds small dicts and puts them on a bounded queue (never blocks, never does I/O); if the
   queue is full the loss is remembered and becomes one ``reset`` event.
 - :class:`EventRing` lives on the API's event loop: it numbers events, keeps the last
-  ``size`` in memory for ``Last-Event-ID`` resume, and fans them out to subscribers, each with a
+  ``size`` in memory for ``Last-Event-ID`` resume (fewer when they carry more than ``paths``
+  paths in all: memory does not grow with the tree), and fans them out to subscribers, each with a
   bounded queue: a subscriber that falls ``queue_size`` events behind is dropped, never
   buffered without bound.
 
@@ -32,6 +33,7 @@ from typing import Any
 from assetd.paths import is_under
 
 RING_SIZE = 10_000  # events kept for Last-Event-ID resume
+RING_PATHS = 20_000  # ... holding at most this many paths (a hash.recorded carries up to 256)
 SOURCE_QUEUE = 10_000  # raw events waiting for the API thread
 CLIENT_QUEUE = 1_000  # events a subscriber may fall behind before it is dropped
 
@@ -147,12 +149,22 @@ class Subscriber:
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # set when an event is queued
 
 
+def _paths_of(event: Event) -> int:
+    paths = event.data.get("paths")
+    return len(paths) if isinstance(paths, list | tuple) else 0
+
+
 class EventRing:
     """The API loop's side: ids, the resume ring, the subscribers. Loop thread only."""
 
-    def __init__(self, size: int = RING_SIZE, run: str | None = None) -> None:
+    def __init__(
+        self, size: int = RING_SIZE, run: str | None = None, paths: int = RING_PATHS
+    ) -> None:
         self.run = run or format(int(time.time() * 1000), "x")
-        self.events: collections.deque[Event] = collections.deque(maxlen=size)
+        self.events: collections.deque[Event] = collections.deque()
+        self.size = size
+        self.max_paths = paths
+        self.held_paths = 0  # paths of the events kept
         self.next_n = 1
         self.subscribers: set[Subscriber] = set()
         self.dropped_clients = 0
@@ -173,6 +185,11 @@ class EventRing:
         self.next_n += 1
         self.published += 1
         self.events.append(event)
+        self.held_paths += _paths_of(event)
+        while len(self.events) > 1 and (
+            len(self.events) > self.size or self.held_paths > self.max_paths
+        ):
+            self.held_paths -= _paths_of(self.events.popleft())
         for sub in list(self.subscribers):
             try:
                 sub.queue.put_nowait(event)

@@ -1,6 +1,6 @@
 """What the hasher still has to read: the cache states that need a hash, and their count.
 
-Apart from :mod:`assetd.catalog.content` (which uses :func:`needs_hash` to pick its work) so
+Apart from :mod:`assetd.catalog.content` (which uses :data:`NEEDS_HASH` to pick its work) so
 that ``assetd status`` can show the backlog without importing the content rules and their
 metadata operations; plain SQL text (:mod:`assetd.catalog.sqltext`), so it can without
 SQLAlchemy too.
@@ -9,11 +9,10 @@ SQLAlchemy too.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
 
 from assetd.catalog.sqltext import TextReader, query
 
-__all__ = ["NEEDS_HASH", "hashing_backlog", "needs_hash"]
+__all__ = ["NEEDS_HASH", "hashing_backlog"]
 
 NEEDS_HASH = (
     "asset_cache_states.is_missing = false AND asset_cache_states.is_symlink = false "
@@ -22,13 +21,6 @@ NEEDS_HASH = (
 """Live, not a link (a link to outside every root is never read: DESIGN §5), and unhashed or
 flagged ``needs_verify``: a condition on ``asset_cache_states`` joined with ``assets`` (the
 tables by their own names)."""
-
-
-def needs_hash() -> Any:
-    """:data:`NEEDS_HASH` as a condition of a Core query on the two tables."""
-    from sqlalchemy import text  # (loaded already: the caller builds a Core query)
-
-    return text(NEEDS_HASH)
 
 
 _BACKLOG = (

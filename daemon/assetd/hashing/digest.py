@@ -12,6 +12,11 @@ Large files (>= :data:`LARGE_FILE`) go through ``update_mmap`` with blake3's own
 (``AUTO``), in a child process so a file truncated under the mapping (SIGBUS) cannot end the
 daemon; smaller files are one ``read`` each. With a rate limit every file is read in
 :data:`CHUNK` pieces instead, single-threaded, so the limit holds within a file.
+
+A small file without a rate limit (most of a catalog) is checked on its open descriptor: opened
+with ``O_NOFOLLOW``, ``fstat`` before and after one ``read`` (:func:`read_digest`); the path is
+looked at again only to say why a file was not recorded. A large or rate-limited file is checked
+by path (``stat`` before and after the read).
 """
 
 from __future__ import annotations
@@ -67,11 +72,23 @@ def fd_path(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
 
 
+class LinkReader:
+    """The :data:`Readable` of some roots' symlink rules (:func:`reader_for`). A regular file
+    reads itself, so :func:`read_digest` opens a small file's own path first and asks this only
+    when the open meets a symlink (``ELOOP``)."""
+
+    def __init__(self, roots: Sequence[RootSpec]) -> None:
+        self._rules = LinkRules([r.path for r in roots])
+        self._follow = {r.id: r.follow_symlinks for r in roots}
+
+    def __call__(self, job: HashJob) -> str | None:
+        follow = self._follow.get(job.root_id, False)
+        return self._rules.readable_path(job.path, follow=follow)
+
+
 def reader_for(roots: Sequence[RootSpec]) -> Readable:
     """The :data:`Readable` of these roots' symlink rules (every root of this host)."""
-    rules = LinkRules([r.path for r in roots])
-    follow = {r.id: r.follow_symlinks for r in roots}
-    return lambda job: rules.readable_path(job.path, follow=follow.get(job.root_id, False))
+    return LinkReader(roots)
 
 
 def _not_a_link(job: HashJob) -> str | None:
@@ -166,6 +183,99 @@ def read_digest(
     Returns ``(digest, "")``, or ``(None, outcome)`` with ``changed``, ``vanished`` or
     ``unreadable``: nothing to record, back off. ``readable`` (see :func:`reader_for`; default:
     never through a symlink) names the file to open."""
+    if throttle is None and job.size < LARGE_FILE:
+        return _read_small(job, hook, readable)
+    return _read_by_path(job, hook, large, throttle, readable)
+
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+"""A small file's open: never through a symlink; a FIFO swapped in does not block the open
+(its ``fstat`` then says it is no regular file)."""
+
+
+def _read_small(
+    job: HashJob, hook: ChunkHook | None, readable: Readable | None
+) -> tuple[str | None, str]:
+    """A small file checked on its descriptor: ``fstat`` before the read (a regular file of the
+    job's size and mtime), one ``read`` of ``job.size`` bytes, ``fstat`` after (the same size
+    and mtime, still linked: an unlink or a rename over the path mid-read is "not recorded").
+    The same checks as by path, with no window between the check and the open."""
+    seam = readable is not None and not isinstance(readable, LinkReader)
+    path = readable(job) if seam and readable is not None else job.path
+    if path is None:  # (a seam's answer) a link to outside every root: never read
+        return None, Outcome.CHANGED
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as err:
+        if err.errno != errno.ELOOP or seam or readable is None:
+            return None, _open_failed(job, err)
+        target = readable(job)  # a symlink: read at its target if the rules say so
+        if target is None:  # a link to outside every root: re-catalogued by the live path
+            return None, Outcome.CHANGED
+        try:
+            fd = os.open(target, _OPEN_FLAGS)
+        except OSError as err2:
+            return None, _open_failed(job, err2)
+    try:
+        if not _same_file(os.fstat(fd), job):
+            return None, _why_not(job.path)
+        try:
+            data = _read_exactly(fd, job.size)
+        except OSError as err:
+            return None, _open_failed(job, err)
+        if data is None:
+            return None, _why_not(job.path)
+        if hook is not None:
+            hook(len(data))
+        digest = DIGEST_PREFIX + str(blake3.blake3(data).hexdigest())
+        after = os.fstat(fd)
+        if after.st_nlink == 0 or not _same_file(after, job):
+            return None, _why_not(job.path)
+        return digest, ""
+    finally:
+        os.close(fd)
+
+
+def _same_file(st: os.stat_result, job: HashJob) -> bool:
+    return (
+        stat_mod.S_ISREG(st.st_mode) and st.st_size == job.size and st.st_mtime_ns == job.mtime_ns
+    )
+
+
+def _read_exactly(fd: int, size: int) -> bytes | None:
+    """``size`` bytes from ``fd`` (one ``read`` for a regular file), or None if it ends
+    sooner. Growth is not looked for here: the ``fstat`` after the read sees it."""
+    data = os.read(fd, size)
+    if len(data) == size:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < size:
+        more = os.read(fd, size - got)
+        if not more:
+            return None
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+def _open_failed(job: HashJob, err: OSError) -> str:
+    if err.errno in (errno.ENOENT, errno.ENOTDIR):
+        return Outcome.VANISHED
+    if err.errno == errno.ELOOP:  # swapped for a symlink: not followed
+        return Outcome.CHANGED
+    _log.debug("hash.unreadable", path=job.file_path, error=str(err))
+    return Outcome.UNREADABLE
+
+
+def _read_by_path(
+    job: HashJob,
+    hook: ChunkHook | None,
+    large: LargeHasher | None,
+    throttle: Throttle | None,
+    readable: Readable | None,
+) -> tuple[str | None, str]:
+    """A large or rate-limited file: checked by path before and after the read."""
     if not verify_file_unchanged(job.path, job.size, job.mtime_ns):
         return None, _why_not(job.path)
     path = (readable or _not_a_link)(job)
@@ -176,12 +286,7 @@ def read_digest(
     except FileChangedError:
         return None, _why_not(job.path)
     except OSError as err:
-        if err.errno in (errno.ENOENT, errno.ENOTDIR):
-            return None, Outcome.VANISHED
-        if err.errno == errno.ELOOP:  # swapped for a symlink since the check: not followed
-            return None, Outcome.CHANGED
-        _log.debug("hash.unreadable", path=job.file_path, error=str(err))
-        return None, Outcome.UNREADABLE
+        return None, _open_failed(job, err)
     if not verify_file_unchanged(job.path, job.size, job.mtime_ns):
         return None, _why_not(job.path)
     return digest, ""

@@ -2,10 +2,12 @@
 :mod:`assetd.hashing.digest`) and the one-shot pass of ``assetd hash`` (:func:`hash_pending`); the
 daemon's background threads are :class:`assetd.hashing.background.Hasher`.
 
-A file is read with no transaction open and checked unchanged (size and mtime_ns, with
-``verify_file_unchanged``) before and after the read; only then is its digest applied by
-:func:`assetd.catalog.content.apply_hash`, in a short transaction shared with the digests read
-just before it (:class:`DigestBatch`: up to 256 files or 0.25 s; a transaction stops taking
+A file is read with no transaction open and checked unchanged (a regular file of the row's size
+and mtime_ns: on its open descriptor for a small file, by path for a large one; see
+:func:`~assetd.hashing.digest.read_digest`) before and after the read; only then is its digest
+applied by :func:`assetd.catalog.content.apply_hash`, in a short transaction shared with the
+digests read just before it (:class:`DigestBatch`: up to 1,024 files or 0.25 s, and one page of
+work: the daemon's pages are 256 files, ``assetd hash``'s 1,024; a transaction stops taking
 them after 50 ms, :data:`TX_SECONDS`, and the rest go in the next: the live worker waits on the
 same write lock). The commonest case of a batch is written with one statement for the whole
 batch (:class:`~assetd.catalog.content.HashBatch`). A file that changed or vanished
@@ -184,7 +186,7 @@ class DigestBatch:
         return items
 
 
-BATCH_FILES = 256
+BATCH_FILES = 1024  # per transaction: 5 ms of SQLite work for small files; TX_SECONDS bounds it
 BATCH_BYTES = 256 * 1024 * 1024
 BATCH_SECONDS = 0.25
 TX_SECONDS = 0.05  # a transaction of digests ends after the first digest applied past this
@@ -227,7 +229,7 @@ def hash_pending(
     progress: Progress | None = None,
     hook: ChunkHook | None = None,
     isolate: bool = True,
-    batch_size: int = 256,
+    batch_size: int = 1024,
 ) -> HashRunResult:
     """Hash every live cache state of these roots that needs it, once each, in id order (the
     one-shot ``assetd hash``). A file that changes while it is read is counted, not retried."""
