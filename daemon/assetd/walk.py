@@ -48,6 +48,7 @@ def list_files_recursively(
     scandir: ScandirFn = os.scandir,
     inside: Inside | None = None,
     runs: Literal[False] = False,
+    figures: bool = True,
 ) -> Iterator[FileStat]: ...
 
 
@@ -62,6 +63,7 @@ def list_files_recursively(
     scandir: ScandirFn = os.scandir,
     inside: Inside | None = None,
     runs: Literal[True],
+    figures: bool = True,
 ) -> Iterator[list[DiskRow]]: ...
 
 
@@ -75,6 +77,7 @@ def list_files_recursively(
     scandir: ScandirFn = os.scandir,
     inside: Inside | None = None,
     runs: bool = False,
+    figures: bool = True,
 ) -> Iterator[FileStat] | Iterator[list[DiskRow]]:
     """Yield a :class:`FileStat` for each regular file below ``top``, in ascending ``path`` order.
 
@@ -95,6 +98,12 @@ def list_files_recursively(
     of consecutive files of one directory (reconcile's fast path). With the default ``scandir``
     the next directories are listed and stat'ed ahead, on threads (:mod:`assetd.walk_ahead`);
     with another (a test's seam, which orders a race) each is read when the walk reaches it.
+
+    ``figures=False`` lists the files without a ``stat`` each (directories and symlinks are
+    still stat'ed): a file's size and mtime are then -1, its device and inode 0
+    (:data:`~assetd.walk_dir.NO_FIGURES`), and a file gone or replaced by another type since
+    the listing is yielded all the same. For a caller that reads the figures of every file it
+    keeps itself (reconcile's first scan of a tree the catalog has no row under).
     """
     top_os = os.path.abspath(top)
     root_os = top_os if root is None else os.path.abspath(root)
@@ -135,6 +144,7 @@ def list_files_recursively(
         scandir,
         inside,
         scandir is os.scandir,
+        figures,
     )
     # Listed now, not at the first next(): a top gone or replaced since the stat raises here.
     first: list[Segment] = []
