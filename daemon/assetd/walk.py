@@ -29,8 +29,13 @@ from assetd.walk_dir import (
     detail_of,
     read_into,
 )
+from assetd.walk_procs import Processes, picklable
 
 __all__ = ["DiskRow", "Inside", "ProblemSink", "ScandirFn", "WalkProblem", "list_files_recursively"]
+
+PROCESSES = 2  # worker processes reading ahead (0: threads); the goals' machine has 2 cores
+PROCESSES_AFTER = 20_000  # entries the walk reads itself first: a worker takes ~40 ms to start
+PROCESS_WINDOW = 8  # directories read ahead at most by the workers
 
 
 def _drop(problem: WalkProblem) -> None:
@@ -96,7 +101,9 @@ def list_files_recursively(
 
     With ``runs``, yield lists of :data:`DiskRow` instead: the files in the same order, in runs
     of consecutive files of one directory (reconcile's fast path). With the default ``scandir``
-    the next directories are listed and stat'ed ahead, on threads (:mod:`assetd.walk_ahead`);
+    the next directories are listed and stat'ed ahead (:mod:`assetd.walk_ahead`): once the walk
+    has read ``PROCESSES_AFTER`` entries, by worker processes (:mod:`assetd.walk_procs`) when
+    the rules can be handed to them (``inside`` and the ignore rules pickle), else on threads;
     with another (a test's seam, which orders a race) each is read when the walk reaches it.
 
     ``figures=False`` lists the files without a ``stat`` each (directories and symlinks are
@@ -152,11 +159,20 @@ def list_files_recursively(
     if not first:
         return iter(())
     start = _Top(prefix, top_raw is not None, (top_st.st_dev, top_st.st_ino))
-    reader: Reader[Sub, list[Segment]] = (
-        ReadAhead(how.read, small=how.read_small, size=_entries)
-        if scandir is os.scandir
-        else ReadNow(how.read)
-    )
+    reader: Reader[Sub, list[Segment]]
+    if scandir is not os.scandir:
+        reader = ReadNow(how.read)
+    elif PROCESSES and picklable(how):
+        reader = ReadAhead(
+            how.read,
+            small=how.read_small,
+            size=_entries,
+            pool=lambda: Processes(how, PROCESSES),
+            window=PROCESS_WINDOW,
+            after=PROCESSES_AFTER,
+        )
+    else:
+        reader = ReadAhead(how.read, small=how.read_small, size=_entries)
     stream = _walk(first, start, how, report, reader)
     return stream if runs else _files(stream)
 
