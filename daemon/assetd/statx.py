@@ -18,6 +18,7 @@ import ctypes.util
 import errno
 import os
 import struct
+import sys
 import threading
 from typing import Any
 
@@ -43,6 +44,7 @@ _DEV_OFFSET = 136
 # stx_dev_major and stx_dev_minor (u32 at 136, 140): the figures a catalog row records.
 _FIGURES = struct.Struct("=28xH2xQQ64xqI12xII").unpack_from
 _local = threading.local()
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 
 
 def _load() -> Any | None:
@@ -117,9 +119,8 @@ def lstat_birth(path: str) -> Figures:
     if _statx is None:
         raise OSError(errno.ENOSYS, "statx is not available in this C library")
     buf = _buffer()
-    if _statx(
-        AT_FDCWD, os.fsencode(path), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | STATX_BTIME, buf
-    ):
+    name = path.encode(_FS_ENCODING, _FS_ERRORS)  # os.fsencode, without its checks (hot path)
+    if _statx(AT_FDCWD, name, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | STATX_BTIME, buf):
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), path)
     mode, ino, size, seconds, nanoseconds, major, minor = _FIGURES(buf, 0)
