@@ -58,6 +58,7 @@ class _Started:
 
         monkeypatch.setattr(walk_mod, "Processes", make)
         monkeypatch.setattr(walk_mod, "PROCESSES_AFTER", 0)
+        monkeypatch.setattr(walk_mod, "idle_cores", lambda: 1)  # whatever else runs now
 
 
 def _walk(top: Path, follow: bool, *, procs: int) -> tuple[list[FileStat], list[WalkProblem]]:
@@ -128,6 +129,21 @@ def test_a_worker_dying_mid_walk_costs_nothing_but_speed(tmp_path: Path, started
     files.extend(it)
     assert (files, problems) == want
     assert started.pools[0].broken
+
+
+def test_with_no_idle_core_the_walk_reads_in_place(
+    tmp_path: Path, started: _Started, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _tree(tmp_path)
+    want = _walk(tmp_path, False, procs=0)
+    monkeypatch.setattr(walk_mod, "idle_cores", lambda: 0)
+    assert _walk(tmp_path, False, procs=2) == want
+    [pool] = started.pools
+    assert pool._workers == [] and not pool.broken
+
+
+def test_idle_cores_counts_the_runnable_tasks_but_this_one() -> None:
+    assert walk_procs.idle_cores() <= (os.cpu_count() or 1) - 1
 
 
 def test_rules_a_worker_cannot_take_keep_the_threads(tmp_path: Path, started: _Started) -> None:

@@ -29,7 +29,7 @@ from assetd.walk_dir import (
     detail_of,
     read_into,
 )
-from assetd.walk_procs import Processes, picklable
+from assetd.walk_procs import Processes, idle_cores, picklable
 
 __all__ = ["DiskRow", "Inside", "ProblemSink", "ScandirFn", "WalkProblem", "list_files_recursively"]
 
@@ -103,7 +103,8 @@ def list_files_recursively(
     of consecutive files of one directory (reconcile's fast path). With the default ``scandir``
     the next directories are listed and stat'ed ahead (:mod:`assetd.walk_ahead`): once the walk
     has read ``PROCESSES_AFTER`` entries, by worker processes (:mod:`assetd.walk_procs`) when
-    the rules can be handed to them (``inside`` and the ignore rules pickle), else on threads;
+    the rules can be handed to them (``inside`` and the ignore rules pickle) and a core is idle
+    then (else the walk reads each directory itself), on threads when the rules cannot;
     with another (a test's seam, which orders a race) each is read when the walk reaches it.
 
     ``figures=False`` lists the files without a ``stat`` each (directories and symlinks are
@@ -167,7 +168,7 @@ def list_files_recursively(
             how.read,
             small=how.read_small,
             size=_entries,
-            pool=lambda: Processes(how, PROCESSES),
+            pool=lambda: Processes(how, PROCESSES if idle_cores() > 0 else 0),
             window=PROCESS_WINDOW,
             after=PROCESSES_AFTER,
         )

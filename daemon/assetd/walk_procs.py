@@ -142,7 +142,8 @@ class Processes:
     :class:`~assetd.walk_ahead.ReadAhead`): :meth:`submit` sends a directory to the worker with
     the fewest waiting; ``result()`` of what it returns reads the answer. If a worker breaks
     (it died, its stream is cut), every directory not yet answered is read in this process
-    with ``how``, and no worker is used again."""
+    with ``how``, and no worker is used again. With no workers, each directory is read here
+    when the walk asks for it."""
 
     def __init__(self, how: How, workers: int) -> None:
         self.how = how
@@ -179,6 +180,19 @@ class Processes:
         workers, self._workers = self._workers, []
         for worker in workers:
             worker.close()
+
+
+def idle_cores() -> int:
+    """Cores no other task wants right now: the CPUs less the tasks runnable this instant
+    (``/proc/loadavg``'s fourth field, this thread included, so less one). Workers pay off only
+    on a core nobody else wants: on a busy machine the walk reads in place (measured in
+    ``docs/benchmarks.md``: worker processes and threads then cost time and CPU)."""
+    try:
+        with open("/proc/loadavg", encoding="ascii") as f:
+            runnable = int(f.read().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return (os.cpu_count() or 1) - max(runnable - 1, 0) - 1
 
 
 def picklable(how: How) -> bool:
