@@ -572,6 +572,71 @@ def raw_copy_pg(url: str, rows: RawRows) -> float:
     return elapsed
 
 
+# --------------------------------------------------------------------------- --readers
+
+READERS = {
+    "workers": "two worker processes (an idle core taken as given)",
+    "in place": "each directory read by the walk itself (no idle core)",
+    "threads": "two read-ahead threads (the walk of rules that do not pickle)",
+}
+
+
+def compare_readers(
+    db: str, tree: str, rounds: int, files: int
+) -> dict[str, list[tuple[float, float]]]:
+    """The warm re-scan with each way of reading the walk's directories, interleaved round by
+    round (the machine's load weighs on each alike), with ``find`` in each round:
+    {mode: [(seconds, CPU-seconds), ...]}."""
+    import assetd.walk as walk_mod
+
+    cat = open_catalog(sqlite_url(db), tree)
+    out: dict[str, list[tuple[float, float]]] = {}
+    saved = walk_mod.PROCESSES, walk_mod.idle_cores
+    try:
+        scan(cat)  # warm
+        for rnd in range(rounds):
+            note(f"readers: round {rnd + 1} of {rounds}")
+            for mode in READERS:
+                walk_mod.PROCESSES = 0 if mode == "threads" else saved[0]
+                walk_mod.idle_cores = (lambda: 1) if mode == "workers" else (lambda: 0)
+                cpu = cpu_now()
+                seconds, result = scan(cat)
+                out.setdefault(mode, []).append((seconds, cpu_now() - cpu))
+                check_scan(result, files, first=False, what=f"re-scan ({mode})")
+            before = os.times()
+            seconds = run_find(tree)
+            after = os.times()
+            find_cpu = after.children_user + after.children_system
+            find_cpu -= before.children_user + before.children_system
+            out.setdefault("find", []).append((seconds, find_cpu))
+    finally:
+        walk_mod.PROCESSES, walk_mod.idle_cores = saved
+        cat.close()
+    return out
+
+
+def readers_table(runs: dict[str, list[tuple[float, float]]]) -> str:
+    import statistics
+
+    find = statistics.median(s for s, _ in runs["find"])
+    lines = [
+        f"### Re-scan by way of reading directories (`--readers {len(runs['find'])}`: "
+        f"interleaved rounds, load average {os.getloadavg()[0]:.2f} at the end)",
+        "",
+        "| reader | median s | best s | median / find's median | median CPU-s | every run (s) |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for mode, title in (*READERS.items(), ("find", "`find -printf` (same rounds)")):
+        walls = [s for s, _ in runs[mode]]
+        med = statistics.median(walls)
+        cpu = statistics.median(c for _, c in runs[mode])
+        every = ", ".join(f"{s:.2f}" for s in walls)
+        lines.append(
+            f"| {title} | {med:.3f} | {min(walls):.3f} | {med / find:.2f} | {cpu:.3f} | {every} |"
+        )
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- cProfile
 
 
@@ -624,6 +689,7 @@ class Figures:
     pg_url: str = ""
     catalogs_match: bool = True
     profiles: list[tuple[str, str]] = field(default_factory=list)
+    readers: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
     watchman: bool = True
@@ -782,6 +848,9 @@ def measure(args: argparse.Namespace, work: str, fig: Figures) -> None:
     if args.pg:
         fig.pg_url = args.pg
         fig.pg = pg_bench(args.pg, tree, files)
+
+    if args.readers:
+        fig.readers = compare_readers(db["assetd"], tree, args.readers, files)
 
     if args.profile:
         fig.profiles = profile_scans(os.path.join(dbdir, "profile.db"), tree, args.profile)
@@ -984,6 +1053,9 @@ def report(fig: Figures, command: str) -> str:
             f"{pg['seed'] / sqlite_seed:.2f}x the SQLite first scan's time of this run "
             f"({sqlite_seed:.2f} s; goal <= 1.5x)."
         )
+    if fig.readers:
+        add("")
+        add(readers_table(fig.readers))
     for title, text in fig.profiles:
         add("")
         add(f"### {title}")
@@ -1110,6 +1182,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--pg", metavar="URL", help="also scan into PostgreSQL (scratch database)")
     p.add_argument("--no-watchman", action="store_true", help="leave Watchman's crawl out")
+    p.add_argument(
+        "--readers",
+        type=int,
+        metavar="K",
+        default=0,
+        help="also K interleaved rounds of the warm re-scan read by worker processes, in "
+        "place, and by threads, with find in each round",
+    )
     p.add_argument("--no-process", action="store_true", help="leave the whole-process scans out")
     p.add_argument(
         "--birth",
