@@ -588,17 +588,19 @@ def compare_readers(
     round (the machine's load weighs on each alike), with ``find`` in each round:
     {mode: [(seconds, CPU-seconds), ...]}."""
     import assetd.walk as walk_mod
+    import assetd.walk_procs
 
     cat = open_catalog(sqlite_url(db), tree)
     out: dict[str, list[tuple[float, float]]] = {}
-    saved = walk_mod.PROCESSES, walk_mod.idle_cores
+    saved = walk_mod.PROCESSES, assetd.walk_procs.idle_cores
     try:
         scan(cat)  # warm
         for rnd in range(rounds):
             note(f"readers: round {rnd + 1} of {rounds}")
             for mode in READERS:
                 walk_mod.PROCESSES = 0 if mode == "threads" else saved[0]
-                walk_mod.idle_cores = (lambda: 1) if mode == "workers" else (lambda: 0)
+                idle = (lambda: 1) if mode == "workers" else (lambda: 0)
+                setattr(walk_mod, "idle_cores", idle)  # noqa: B010  # walk's own name for it
                 cpu = cpu_now()
                 seconds, result = scan(cat)
                 out.setdefault(mode, []).append((seconds, cpu_now() - cpu))
@@ -610,7 +612,8 @@ def compare_readers(
             find_cpu -= before.children_user + before.children_system
             out.setdefault("find", []).append((seconds, find_cpu))
     finally:
-        walk_mod.PROCESSES, walk_mod.idle_cores = saved
+        walk_mod.PROCESSES = saved[0]
+        setattr(walk_mod, "idle_cores", saved[1])  # noqa: B010
         cat.close()
     return out
 
