@@ -40,9 +40,10 @@ _INO = struct.Struct("=Q").unpack_from  # stx_ino, u64 at 32
 _INO_OFFSET = 32
 _DEV = struct.Struct("=II").unpack_from  # stx_dev_major, stx_dev_minor, u32 at 136 and 140
 _DEV_OFFSET = 136
-# stx_mode (u16 at 28), stx_ino and stx_size (u64 at 32, 40), stx_mtime (s64, u32 at 112),
-# stx_dev_major and stx_dev_minor (u32 at 136, 140): the figures a catalog row records.
-_FIGURES = struct.Struct("=28xH2xQQ64xqI12xII").unpack_from
+# stx_mask (u32 at 0), stx_mode (u16 at 28), stx_ino and stx_size (u64 at 32, 40), stx_btime
+# and stx_mtime (s64, u32 at 80 and 112), stx_dev_major and stx_dev_minor (u32 at 136, 140):
+# the figures a catalog row records, in one unpack.
+_FIGURES = struct.Struct("=I24xH2xQQ32xqI20xqI12xII").unpack_from
 _local = threading.local()
 _FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 
@@ -123,9 +124,9 @@ def lstat_birth(path: str) -> Figures:
     if _statx(AT_FDCWD, name, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | STATX_BTIME, buf):
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), path)
-    mode, ino, size, seconds, nanoseconds, major, minor = _FIGURES(buf, 0)
-    mtime_ns = seconds * 1_000_000_000 + nanoseconds
-    return mode, size, mtime_ns, os.makedev(major, minor), ino, _birth(buf)
+    mask, mode, ino, size, b_sec, b_nsec, m_sec, m_nsec, major, minor = _FIGURES(buf, 0)
+    birth = b_sec * 1_000_000_000 + b_nsec if mask & STATX_BTIME else None
+    return mode, size, m_sec * 1_000_000_000 + m_nsec, os.makedev(major, minor), ino, birth
 
 
 def identity(path: str, *, follow: bool = True) -> tuple[int, int, int | None] | None:
