@@ -54,6 +54,10 @@ class LinkRules:
         self._dirs: dict[str, str] = {}  # directory -> its realpath, until clear()
         self._direct: dict[tuple[str, str], bool] = {}  # reached_directly's, until clear()
 
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled without the directory caches (a walk hands its rules to worker processes)."""
+        return {**self.__dict__, "_dirs": {}, "_direct": {}}
+
     @property
     def plain_lstat(self) -> bool:
         """Whether paths are looked at with ``os.lstat`` itself (no test's seam): a caller may
