@@ -183,16 +183,21 @@ class Processes:
 
 
 def idle_cores() -> int:
-    """Cores no other task wants right now: the CPUs less the tasks runnable this instant
-    (``/proc/loadavg``'s fourth field, this thread included, so less one). Workers pay off only
-    on a core nobody else wants: on a busy machine the walk reads in place (measured in
-    ``docs/benchmarks.md``: worker processes and threads then cost time and CPU)."""
+    """Cores no other task wants: the CPUs less the tasks runnable this instant
+    (``/proc/loadavg``'s fourth field, less this thread), and 0 while the one-minute load
+    average says the machine has been busy (more than this walk and half a core). Workers pay
+    off only on a core nobody else wants: on a busy machine they cost the walk time and CPU,
+    and it reads each directory itself (``bench/scan_bench.py --readers``, docs/benchmarks.md)."""
     try:
         with open("/proc/loadavg", encoding="ascii") as f:
-            runnable = int(f.read().split()[3].split("/")[0])
+            fields = f.read().split()
+        load, runnable = float(fields[0]), int(fields[3].split("/")[0])
     except (OSError, ValueError, IndexError):
         return 0
-    return (os.cpu_count() or 1) - max(runnable - 1, 0) - 1
+    cpus = os.cpu_count() or 1
+    if load > cpus - 0.5:
+        return 0
+    return cpus - max(runnable - 1, 0) - 1
 
 
 def picklable(how: How) -> bool:
