@@ -11,6 +11,10 @@ Figures (all in one run, on one generated tree of small files):
 2. Re-scan of the unchanged tree (warm: the second of two), against
    ``find TREE -type f -printf '%s %T@ %p\\n'`` (warm: the second of two), and against the floor
    of a re-scan in Python (scandir+stat walk, one sqlite3 SELECT, a merge).
+   Beside them, Watchman's initial crawl of the same tree (an isolated server per round,
+   ``watch`` + ``clock`` with a sync timeout: until its view is complete; its CPU-seconds too),
+   and whole-process ``python -m assetd scan`` of the tree into a fresh state directory, first
+   and second (start-up included).
 3. Peak RSS of a child process running the first scan, and one running the re-scan, against a
    child that only imports assetd and SQLAlchemy: ``getrusage(RUSAGE_CHILDREN).ru_maxrss``
    (KiB on Linux) read by a small stdlib-only launcher that runs just that child. (Linux carries
@@ -29,6 +33,10 @@ catalogued what it should.
 
     python bench/scan_bench.py                     # 100,000 files
     python bench/scan_bench.py --files 1000000     # the peak-RSS-at-1M figure
+
+``--no-watchman`` leaves Watchman out (it is installed from Debian's packages when missing);
+``--no-process`` the whole-process scans; if the ``scandir_rs`` module can be imported, its
+walk of the tree (a native walker, not a dependency of assetd) is timed too.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import importlib
 import json
 import math
 import os
@@ -51,6 +60,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
+
+from watchman_side import Watchman
 
 HOST = "bench-host"
 ROOT_NAME = "bench"
@@ -75,6 +86,13 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     started = time.perf_counter()
     value = fn()
     return time.perf_counter() - started, value
+
+
+def cpu_now() -> float:
+    """CPU-seconds of this process (every thread) and of its children waited for (the walk's
+    worker processes: a walk ends them before it returns)."""
+    t = os.times()
+    return time.process_time() + t.children_user + t.children_system
 
 
 def rate(count: int, seconds: float) -> float:
@@ -353,6 +371,59 @@ def run_find(tree: str) -> float:
     return float(seconds)
 
 
+def watchman_crawl(work: str, tree: str) -> tuple[float, float]:
+    """Watchman's initial crawl of ``tree`` on a fresh isolated server: (seconds from ``watch``
+    to a synced ``clock``, the server's CPU-seconds by then, start-up included)."""
+    shutil.rmtree(work, ignore_errors=True)
+    wm = Watchman(work)
+    wm.start()
+    try:
+        seconds = wm.watch(tree)
+        return seconds, wm.cpu_seconds()
+    finally:
+        wm.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def process_scans(work: str, tree: str) -> tuple[float, float]:
+    """Whole-process ``python -m assetd scan`` of ``tree`` into a fresh state directory, twice:
+    (first, second) in seconds, start-up included, as a user runs it (bytecode cache on)."""
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    config = os.path.join(work, "assetd.toml")
+    with open(config, "w", encoding="utf-8") as f:
+        f.write(
+            f'[daemon]\nstate_dir = "{os.path.join(work, "state")}"\n\n[hashing]\n'
+            f'enabled = false\n\n[[roots]]\nname = "{ROOT_NAME}"\npath = "{tree}"\n'
+        )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETD_")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    cmd = [sys.executable, "-m", "assetd", "--config", config, "scan"]
+    out: list[float] = []
+    for _ in range(2):
+        os.sync()
+        seconds, _ = timed(lambda: subprocess.run(cmd, env=env, check=True, capture_output=True))
+        out.append(float(seconds))
+    shutil.rmtree(work, ignore_errors=True)
+    return out[0], out[1]
+
+
+def scandir_rs_walk(tree: str) -> tuple[float, float] | None:
+    """``scandir_rs.Scandir`` (extended stat figures) over ``tree``, every entry taken:
+    (seconds, CPU-seconds of this process, its threads included); None without the module."""
+    try:
+        mod: Any = importlib.import_module("scandir_rs")
+    except ImportError:
+        return None
+    cpu = time.process_time()
+    seconds, count = timed(
+        lambda: sum(1 for _ in mod.Scandir(tree, return_type=mod.ReturnType.Ext))
+    )
+    used = time.process_time() - cpu
+    note(f"scandir_rs: {count} entries")
+    return float(seconds), used
+
+
 # --------------------------------------------------------------------------- child processes
 
 
@@ -501,6 +572,74 @@ def raw_copy_pg(url: str, rows: RawRows) -> float:
     return elapsed
 
 
+# --------------------------------------------------------------------------- --readers
+
+READERS = {
+    "workers": "two worker processes (an idle core taken as given)",
+    "in place": "each directory read by the walk itself (no idle core)",
+    "threads": "two read-ahead threads (the walk of rules that do not pickle)",
+}
+
+
+def compare_readers(
+    db: str, tree: str, rounds: int, files: int
+) -> dict[str, list[tuple[float, float]]]:
+    """The warm re-scan with each way of reading the walk's directories, interleaved round by
+    round (the machine's load weighs on each alike), with ``find`` in each round:
+    {mode: [(seconds, CPU-seconds), ...]}."""
+    import assetd.walk as walk_mod
+    import assetd.walk_procs
+
+    cat = open_catalog(sqlite_url(db), tree)
+    out: dict[str, list[tuple[float, float]]] = {}
+    saved = walk_mod.PROCESSES, assetd.walk_procs.idle_cores
+    try:
+        scan(cat)  # warm
+        for rnd in range(rounds):
+            note(f"readers: round {rnd + 1} of {rounds}")
+            for mode in READERS:
+                walk_mod.PROCESSES = 0 if mode == "threads" else saved[0]
+                idle = (lambda: 1) if mode == "workers" else (lambda: 0)
+                setattr(walk_mod, "idle_cores", idle)  # noqa: B010  # walk's own name for it
+                cpu = cpu_now()
+                seconds, result = scan(cat)
+                out.setdefault(mode, []).append((seconds, cpu_now() - cpu))
+                check_scan(result, files, first=False, what=f"re-scan ({mode})")
+            before = os.times()
+            seconds = run_find(tree)
+            after = os.times()
+            find_cpu = after.children_user + after.children_system
+            find_cpu -= before.children_user + before.children_system
+            out.setdefault("find", []).append((seconds, find_cpu))
+    finally:
+        walk_mod.PROCESSES = saved[0]
+        setattr(walk_mod, "idle_cores", saved[1])  # noqa: B010
+        cat.close()
+    return out
+
+
+def readers_table(runs: dict[str, list[tuple[float, float]]]) -> str:
+    import statistics
+
+    find = statistics.median(s for s, _ in runs["find"])
+    lines = [
+        f"### Re-scan by way of reading directories (`--readers {len(runs['find'])}`: "
+        f"interleaved rounds, load average {os.getloadavg()[0]:.2f} at the end)",
+        "",
+        "| reader | median s | best s | median / find's median | median CPU-s | every run (s) |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for mode, title in (*READERS.items(), ("find", "`find -printf` (same rounds)")):
+        walls = [s for s, _ in runs[mode]]
+        med = statistics.median(walls)
+        cpu = statistics.median(c for _, c in runs[mode])
+        every = ", ".join(f"{s:.2f}" for s in walls)
+        lines.append(
+            f"| {title} | {med:.3f} | {min(walls):.3f} | {med / find:.2f} | {cpu:.3f} | {every} |"
+        )
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- cProfile
 
 
@@ -553,8 +692,11 @@ class Figures:
     pg_url: str = ""
     catalogs_match: bool = True
     profiles: list[tuple[str, str]] = field(default_factory=list)
+    readers: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    watchman: bool = True
+    process: bool = True
 
     def record(self, key: str, seconds: float) -> None:
         self.runs.setdefault(key, []).append(seconds)
@@ -613,15 +755,17 @@ def one_round(tree: str, db: dict[str, str], fig: Figures) -> None:
     try:
         note("assetd first scan")
         os.sync()
+        cpu = cpu_now()
         seconds, result = scan(cat)
+        fig.record("seed_cpu", cpu_now() - cpu)
         fig.record("seed", seconds)
         check_scan(result, files, first=True, what="first scan")
         for n in (1, 2):
             note(f"assetd re-scan {n}")
             os.sync()
-            cpu = time.process_time()
+            cpu = cpu_now()
             seconds, result = scan(cat)
-            fig.record(f"rescan{n}_cpu", time.process_time() - cpu)  # every thread's
+            fig.record(f"rescan{n}_cpu", cpu_now() - cpu)  # every thread's, its workers'
             check_scan(result, files, first=False, what=f"re-scan {n}")
             fig.record(f"rescan{n}", seconds)
     finally:
@@ -654,6 +798,22 @@ def one_round(tree: str, db: dict[str, str], fig: Figures) -> None:
         fig.record(f"raw_rescan{n}", seconds)
         if count != files:
             raise SystemExit(f"raw re-scan found {count} unchanged files, expected {files}")
+
+    if fig.watchman:
+        note("Watchman: initial crawl on a fresh server")
+        os.sync()
+        seconds, cpu = watchman_crawl(os.path.join(os.path.dirname(db["raw"]), "watchman"), tree)
+        fig.record("watchman_crawl", seconds)
+        fig.record("watchman_crawl_cpu", cpu)
+    if fig.process:
+        note("python -m assetd scan, first and second, whole process")
+        first, second = process_scans(os.path.join(os.path.dirname(db["raw"]), "proc"), tree)
+        fig.record("proc_scan1", first)
+        fig.record("proc_scan2", second)
+    srs = scandir_rs_walk(tree)
+    if srs is not None:
+        fig.record("scandir_rs", srs[0])
+        fig.record("scandir_rs_cpu", srs[1])
 
 
 def measure(args: argparse.Namespace, work: str, fig: Figures) -> None:
@@ -692,8 +852,31 @@ def measure(args: argparse.Namespace, work: str, fig: Figures) -> None:
         fig.pg_url = args.pg
         fig.pg = pg_bench(args.pg, tree, files)
 
+    if args.readers:
+        fig.readers = compare_readers(db["assetd"], tree, args.readers, files)
+
     if args.profile:
         fig.profiles = profile_scans(os.path.join(dbdir, "profile.db"), tree, args.profile)
+
+
+def crawl_rows(fig: Figures, add: Callable[[str], None]) -> None:
+    """The crawl to "fully known" beside the first scan: Watchman's, and whole-process scans."""
+    if not (fig.watchman or fig.process):
+        return
+    add("| crawl to a complete view, same run | seconds | every run (s) |")
+    add("| --- | ---: | --- |")
+    for key, title in (
+        ("watchman_crawl", "Watchman 4.9: `watch` + synced `clock` (fresh server)"),
+        ("watchman_crawl_cpu", "(Watchman's CPU-seconds by then, start-up included)"),
+        ("seed", "assetd first scan, in-process (as above)"),
+        ("rescan2", "assetd second scan, in-process (the warm re-scan below)"),
+        ("proc_scan1", "`python -m assetd scan`, first (whole process, fresh state)"),
+        ("proc_scan2", "`python -m assetd scan`, second (whole process)"),
+    ):
+        if key in fig.runs:
+            runs = ", ".join(f"{v:.2f}" for v in fig.runs[key])
+            add(f"| {title} | {fig.best(key):.2f} | {runs} |")
+    add("")
 
 
 def _verdict(ok: bool) -> str:
@@ -763,6 +946,14 @@ def report(fig: Figures, command: str) -> str:
     match = "identical" if fig.catalogs_match else "DIFFERENT (see stderr)"
     add(f"The assetd and raw catalogs' row counts and sums: {match}.")
     add("")
+    floor = seed / best("raw_walk_insert")
+    add(
+        f"First scan / raw walk + inserts (same run): **{floor:.2f}x** (target <= 1.3: "
+        f"{_verdict(floor <= 1.3)}). CPU-seconds of the first scan (this process, every "
+        f"thread): {best('seed_cpu'):.2f}."
+    )
+    add("")
+    crawl_rows(fig, add)
     add("### 2. Re-scan of the unchanged tree (warm: the second of two in a round)")
     add("")
     find_warm = best("find2")
@@ -786,13 +977,31 @@ def report(fig: Figures, command: str) -> str:
     find_cpu = best("find2_cpu")
     add(
         f"CPU-seconds of the same warm runs (best; this process's every thread, "
-        f"`time.process_time`, against find's utime+stime): assetd re-scan "
+        f"`time.process_time`, plus its walk's worker processes, against find's "
+        f"utime+stime): assetd re-scan "
         f"{best('rescan2_cpu'):.2f} (**{best('rescan2_cpu') / find_cpu:.2f}x** find's), raw "
         f"Python floor {best('raw_rescan2_cpu'):.2f} "
         f"({best('raw_rescan2_cpu') / find_cpu:.2f}x), find {find_cpu:.2f}. On a loaded "
         f"machine the wall-clock times above wait for the cores; these do not."
     )
     add("")
+    if fig.watchman:
+        crawl = best("watchman_crawl")
+        second = best("rescan2") / crawl
+        add(
+            f"Second scan (the warm re-scan) / Watchman's initial crawl of the same tree (same "
+            f"run): {best('rescan2'):.2f} / {crawl:.2f} s = **{second:.2f}** (target <= 1.0: "
+            f"{_verdict(second <= 1.0)})."
+        )
+        add("")
+    if "scandir_rs" in fig.runs:
+        add(
+            f"`scandir_rs.Scandir` (Rust, extended stat figures, unsorted; not an assetd "
+            f"dependency) over the same tree: {best('scandir_rs'):.2f} s, "
+            f"{best('scandir_rs_cpu'):.2f} CPU-s ({best('scandir_rs') / find_warm:.2f}x find's "
+            f"time); runs: {', '.join(f'{v:.2f}' for v in fig.runs['scandir_rs'])}."
+        )
+        add("")
     add("### 3. Peak RSS of a child process, nothing subtracted")
     add("")
     add(
@@ -847,6 +1056,9 @@ def report(fig: Figures, command: str) -> str:
             f"{pg['seed'] / sqlite_seed:.2f}x the SQLite first scan's time of this run "
             f"({sqlite_seed:.2f} s; goal <= 1.5x)."
         )
+    if fig.readers:
+        add("")
+        add(readers_table(fig.readers))
     for title, text in fig.profiles:
         add("")
         add(f"### {title}")
@@ -972,6 +1184,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="rounds of the in-process timed runs; the best of each is reported (1)",
     )
     p.add_argument("--pg", metavar="URL", help="also scan into PostgreSQL (scratch database)")
+    p.add_argument("--no-watchman", action="store_true", help="leave Watchman's crawl out")
+    p.add_argument(
+        "--readers",
+        type=int,
+        metavar="K",
+        default=0,
+        help="also K interleaved rounds of the warm re-scan read by worker processes, in "
+        "place, and by threads, with find in each round",
+    )
+    p.add_argument("--no-process", action="store_true", help="leave the whole-process scans out")
     p.add_argument(
         "--birth",
         action="store_true",
@@ -1005,6 +1227,7 @@ def main(argv: list[str] | None = None) -> int:
         return launcher_main(args.launch, args.db, args.tree)
     command = shlex.join(["python", *(sys.argv if argv is None else [sys.argv[0], *argv])])
     fig = Figures(files=args.files, dirs=args.dirs or max(1, args.files // 100), repeat=args.repeat)
+    fig.watchman, fig.process = not args.no_watchman, not args.no_process
     fig.load_before = os.getloadavg()  # was never set: every report said 0.00 at the start
     if args.dir:
         work = os.path.abspath(args.dir)

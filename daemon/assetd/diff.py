@@ -149,6 +149,10 @@ def diff_runs(
         if not n:
             continue
         yield from _gone_before(rows, run[0][0], n, counts)
+        if not rows.ensure(1):  # the catalog has no row left: all new (a first scan)
+            for d in run:
+                yield Action.NEW, _disk(d), None
+            continue
         i = rows.i
         if rows.buf[i : i + n] == run:
             counts.unchanged += n

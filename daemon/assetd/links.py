@@ -52,6 +52,17 @@ class LinkRules:
         self._roots = tuple(sorted(set(self._real.values())))
         self._lstat = lstat
         self._dirs: dict[str, str] = {}  # directory -> its realpath, until clear()
+        self._direct: dict[tuple[str, str], bool] = {}  # reached_directly's, until clear()
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled without the directory caches (a walk hands its rules to worker processes)."""
+        return {**self.__dict__, "_dirs": {}, "_direct": {}}
+
+    @property
+    def plain_lstat(self) -> bool:
+        """Whether paths are looked at with ``os.lstat`` itself (no test's seam): a caller may
+        then read the same figures another way (one ``statx``, :mod:`assetd.statx`)."""
+        return self._lstat is os.lstat
 
     def fresh(self) -> LinkRules:
         """The same rules with a directory cache of their own (for another thread)."""
@@ -61,6 +72,7 @@ class LinkRules:
         """Forget the directories resolved so far (call once per batch or flush: within one,
         the disk is taken as it was when first looked at)."""
         self._dirs.clear()
+        self._direct.clear()
 
     def _real_dir(self, directory: str) -> str:
         real = self._dirs.get(directory)
@@ -73,8 +85,16 @@ class LinkRules:
     def reached_directly(self, os_path: str, root_path: str) -> bool:
         """Whether ``os_path`` is reached from ``root_path`` without a directory symlink on
         the way (its directory, resolved, is still in that root)."""
-        real_root = self._real.get(root_path) or os.path.realpath(root_path)
-        return is_under(self._real_dir(os.path.dirname(os_path)), real_root)
+        head, slash, _ = os_path.rpartition("/")  # os.path.dirname of an absolute normal path
+        directory = (head or "/") if slash and os_path[0] == "/" else os.path.dirname(os_path)
+        known = self._direct.get((directory, root_path))
+        if known is None:
+            real_root = self._real.get(root_path) or os.path.realpath(root_path)
+            known = is_under(self._real_dir(directory), real_root)
+            if len(self._direct) > 10_000:
+                self._direct.clear()
+            self._direct[(directory, root_path)] = known
+        return known
 
     def inside(self, os_path: str) -> bool:
         """Whether ``os_path``, all symlinks resolved, lies in a root."""

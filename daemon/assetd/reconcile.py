@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import os
 import time
 from collections import Counter
@@ -187,6 +188,13 @@ def _reconcile_tree(
             result.problems.append(problem)
         _log.debug("walk.skipped", path=problem.path, kind=problem.kind, detail=problem.detail)
 
+    applier.report = on_problem
+    pages = iter_catalog_pages(session, root, encode_path(top)[0])
+    first = next(pages, None)
+    # No row under top: every file found is new, and the applier reads its figures anyway (one
+    # statx each, inside the transaction that writes it), so the walk only lists files. Not
+    # through a test's scandir or stat seam: those time a race against the walk's own stat.
+    listing_only = first is None and scandir is os.scandir and rules.plain_lstat
     try:
         disk = list_files_recursively(
             top,
@@ -197,6 +205,7 @@ def _reconcile_tree(
             scandir=scandir,
             inside=rules.inside,
             runs=True,
+            figures=not listing_only,
         )
     except (FileNotFoundError, NotADirectoryError):
         disk = iter(())  # the directory is gone: every row under it is missing
@@ -205,7 +214,8 @@ def _reconcile_tree(
     if progress is not None or cancel is not None:
         disk = _counting(disk, progress, cancel)
     counts = DiffCounts()
-    pages = iter_catalog_pages(session, root, encode_path(top)[0])
+    if first is not None:
+        pages = itertools.chain((first,), pages)
     try:
         for step in diff_runs(disk, pages, counts):
             applier.add(step)

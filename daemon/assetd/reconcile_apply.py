@@ -9,7 +9,9 @@ inside the transaction that writes."""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat as stat_mod
 import threading
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -32,7 +34,8 @@ from assetd.diff import Action, Step
 from assetd.fsutil import IgnoreRules, os_path_of
 from assetd.links import FILE, LinkRules
 from assetd.reconcile_behind import Behind
-from assetd.statx import birth_ns
+from assetd.statx import birth_ns, lstat_birth
+from assetd.walk import ProblemSink, WalkProblem
 
 if TYPE_CHECKING:  # reconcile imports this module
     from assetd.reconcile import ReconcileResult
@@ -42,7 +45,11 @@ _log = log.get_logger("assetd.reconcile")
 FLUSH = 20_000  # diff steps applied per transaction (about 0.4 s of SQLite write lock)
 DEADLOCK_RETRIES = 4  # runs again after a deadlock or serialization failure (5 runs in all)
 SAMPLE = 20
-_Fresh: TypeAlias = tuple[os.stat_result, bool, int | None]  # figures, is a link, birth time
+# size, mtime_ns, device, inode, is a link, birth time
+_Fresh: TypeAlias = tuple[int, int, int, int, bool, int | None]
+# missing, restored, changed, new; new files gone before their figures were read (a walk
+# without figures, :data:`assetd.walk_dir.NO_FIGURES`: the walk's own stat would have said so)
+_Counts: TypeAlias = tuple[int, int, int, int, list[str]]
 
 
 def _data_error(err: BaseException) -> bool:
@@ -67,6 +74,7 @@ class Applier:
         self.steps: list[Step] = []
         self.unreadable: list[str] = []  # directories the walk could not list
         self.vanished: list[str] = []  # directories gone (or turned into files) mid-walk
+        self.report: ProblemSink | None = None  # the walk's: files listed, gone when read
         self._behind = Behind(session, rules, self._flush) if is_postgresql(session) else None
         self._counting = threading.Lock()  # flushes behind the walk count from their threads
 
@@ -91,15 +99,30 @@ class Applier:
         :mod:`assetd.statx`); None if nothing is there to catalogue (gone, a directory, a
         directory symlink not followed); False if it can't be told."""
         os_path = os_path_of(path, raw)
+        if rules.plain_lstat:  # a regular file (the common case): its lstat and birth in one call
+            try:
+                mode, size, mtime_ns, device, inode, birth = lstat_birth(os_path)
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            except OSError as err:
+                if err.errno != errno.ENOSYS:
+                    return False
+            else:
+                if stat_mod.S_ISREG(mode):
+                    root = self.root
+                    if not root.follow_symlinks and not rules.reached_directly(os_path, root.path):
+                        return None
+                    return size, mtime_ns, device, inode, False, birth
         try:
             entry = rules.entry(os_path, follow=self.root.follow_symlinks, root=self.root.path)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError:
             return False
-        if entry.kind != FILE or entry.st is None:
+        if entry.kind != FILE or (st := entry.st) is None:
             return None
-        return entry.st, entry.is_link, birth_ns(os_path, follow=not entry.is_link)
+        birth = birth_ns(os_path, follow=not entry.is_link)
+        return st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, entry.is_link, birth
 
     def _untouchable(self, path: str) -> bool:
         """Rows under ignored paths or unreadable directories are never marked missing: the
@@ -131,22 +154,23 @@ class Applier:
                 raise
             self._one_by_one(session, rules, steps)
 
-    def _retrying(
-        self, session: Session, rules: LinkRules, steps: list[Step]
-    ) -> tuple[int, int, int, int]:
+    def _retrying(self, session: Session, rules: LinkRules, steps: list[Step]) -> _Counts:
         return run_retrying(  # bounded, jittered: another host's batch may be the other side
             lambda: self._apply(session, rules, steps),
             attempts=DEADLOCK_RETRIES + 1,
             conflict=is_lock_conflict,
         )
 
-    def _count(self, counts: tuple[int, int, int, int], failed: int = 0) -> None:
+    def _count(self, counts: _Counts, failed: int = 0) -> None:
         with self._counting:
             self.result.missing += counts[0]
             self.result.restored += counts[1]
             self.result.changed += counts[2]
             self.result.new += counts[3]
             self.result.failed += failed
+            if self.report is not None:
+                for path in counts[4]:
+                    self.report(WalkProblem(path, "vanished", "gone before it was read"))
 
     def _one_by_one(self, session: Session, rules: LinkRules, steps: list[Step]) -> None:
         failed: list[str] = []
@@ -161,7 +185,7 @@ class Applier:
                 failed.append(disk.path if disk is not None else row.path)  # type: ignore[union-attr]
                 error = error or one_line(err)
         if failed:
-            self._count((0, 0, 0, 0), len(failed))
+            self._count((0, 0, 0, 0, []), len(failed))
             _log.error(
                 "reconcile.row_failed",
                 root=self.root.name,
@@ -182,10 +206,7 @@ class Applier:
             fresh = self._restat(path, None, self.rules)
             if not isinstance(fresh, tuple):
                 continue
-            st, is_link, birth = fresh
-            found.append(
-                Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, is_link, birth)
-            )
+            found.append(Figures(path, *fresh))
             seeds.append(self._seed(path, fresh, None))
         if not seeds:
             return
@@ -195,20 +216,18 @@ class Applier:
                 self.session, found, roots=roots, reason=Reason.RECONCILE
             )
             ins = batch_insert_seed_assets(self.session, seeds, roots=roots)
-        self._count((0, restored + ins.restored, changed, ins.inserted))
+        self._count((0, restored + ins.restored, changed, ins.inserted, []))
 
-    def _apply(
-        self, session: Session, rules: LinkRules, steps: list[Step]
-    ) -> tuple[int, int, int, int]:
+    def _apply(self, session: Session, rules: LinkRules, steps: list[Step]) -> _Counts:
         """One transaction: hold the rows, re-stat, write. Returns (missing, restored,
-        changed, new)."""
+        changed, new, files listed without figures and gone when read)."""
         roots = [self.root.id]
         missing = restored = changed = new = 0
         with session.begin():
             lock_cache_states(
                 session, self.root.id, [row.path for _, _, row in steps if row is not None]
             )
-            gone, refresh, seeds = self._decide(steps, rules)
+            gone, refresh, seeds, lost = self._decide(steps, rules)
             if gone and not root_present(self.root):
                 raise RootVanished  # not "missing": the whole root is unavailable
             if gone:
@@ -223,17 +242,17 @@ class Applier:
                 ins = batch_insert_seed_assets(session, seeds, roots=roots, known_new=True)
                 new = ins.inserted
                 restored += ins.restored
-        return missing, restored, changed, new
+        return missing, restored, changed, new, lost
 
     def _seed(self, path: str, fresh: _Fresh, raw: bytes | None) -> SeedSpec:
-        st, is_link, birth = fresh
+        size, mtime_ns, device, inode, is_link, birth = fresh
         return SeedSpec(
             root_id=self.root.id,
             path=path,
-            size=st.st_size,
-            mtime_ns=st.st_mtime_ns,
-            device=st.st_dev,
-            inode=st.st_ino,
+            size=size,
+            mtime_ns=mtime_ns,
+            device=device,
+            inode=inode,
             raw=raw,
             tags=automatic_tags(self.root, path),
             is_symlink=is_link,
@@ -242,9 +261,11 @@ class Applier:
 
     def _decide(
         self, steps: list[Step], rules: LinkRules
-    ) -> tuple[list[str], list[Figures], list[SeedSpec]]:
-        """Re-stat each step's path: what to mark missing, refresh, and seed."""
+    ) -> tuple[list[str], list[Figures], list[SeedSpec], list[str]]:
+        """Re-stat each step's path: what to mark missing, refresh, and seed; and the new
+        files listed without figures that are gone (or no longer files)."""
         gone: list[str] = []
+        lost: list[str] = []
         seeds: list[SeedSpec] = []
         refresh: list[Figures] = []
         for action, disk, row in steps:
@@ -258,13 +279,12 @@ class Applier:
             if fresh is None:
                 if action is not Action.NEW:
                     gone.append(path)
+                elif disk is not None and disk.size < 0:  # listed without figures
+                    lost.append(path)
                 continue
             assert isinstance(fresh, tuple)
-            st, is_link, birth = fresh
             if action is Action.NEW:
                 seeds.append(self._seed(path, fresh, raw))
             else:  # back, changed, or relinked: the fresh figures decide
-                refresh.append(
-                    Figures(path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino, is_link, birth)
-                )
-        return gone, refresh, seeds
+                refresh.append(Figures(path, *fresh))
+        return gone, refresh, seeds, lost

@@ -18,6 +18,7 @@ import ctypes.util
 import errno
 import os
 import struct
+import sys
 import threading
 from typing import Any
 
@@ -25,6 +26,7 @@ AT_FDCWD = -100
 AT_SYMLINK_NOFOLLOW = 0x100
 AT_STATX_SYNC_AS_STAT = 0x0000
 STATX_BTIME = 0x0800
+STATX_BASIC_STATS = 0x07FF
 
 
 # struct statx of <linux/stat.h> (256 bytes, the kernel's ABI): stx_mask is the u32 at 0,
@@ -38,7 +40,12 @@ _INO = struct.Struct("=Q").unpack_from  # stx_ino, u64 at 32
 _INO_OFFSET = 32
 _DEV = struct.Struct("=II").unpack_from  # stx_dev_major, stx_dev_minor, u32 at 136 and 140
 _DEV_OFFSET = 136
+# stx_mask (u32 at 0), stx_mode (u16 at 28), stx_ino and stx_size (u64 at 32, 40), stx_btime
+# and stx_mtime (s64, u32 at 80 and 112), stx_dev_major and stx_dev_minor (u32 at 136, 140):
+# the figures a catalog row records, in one unpack.
+_FIGURES = struct.Struct("=I24xH2xQQ32xqI20xqI12xII").unpack_from
 _local = threading.local()
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 
 
 def _load() -> Any | None:
@@ -98,6 +105,28 @@ def birth_ns(path: str, *, follow: bool = True) -> int | None:
         return _birth(_call(path, follow))
     except OSError:
         return None
+
+
+Figures = tuple[int, int, int, int, int, int | None]
+"""``(st_mode, st_size, st_mtime_ns, st_dev, st_ino, birth_ns)`` of one path (its own, as
+``lstat`` gives them), from :func:`lstat_birth`."""
+
+
+def lstat_birth(path: str) -> Figures:
+    """The figures ``os.lstat(path)`` gives that a catalog row records, and the birth time
+    (``None`` where the filesystem keeps none), from one ``statx`` call: what a first scan reads
+    of each file it seeds. Raises ``OSError`` as ``os.lstat`` does (``ENOSYS`` where this C
+    library has no ``statx``)."""
+    if _statx is None:
+        raise OSError(errno.ENOSYS, "statx is not available in this C library")
+    buf = _buffer()
+    name = path.encode(_FS_ENCODING, _FS_ERRORS)  # os.fsencode, without its checks (hot path)
+    if _statx(AT_FDCWD, name, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | STATX_BTIME, buf):
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+    mask, mode, ino, size, b_sec, b_nsec, m_sec, m_nsec, major, minor = _FIGURES(buf, 0)
+    birth = b_sec * 1_000_000_000 + b_nsec if mask & STATX_BTIME else None
+    return mode, size, m_sec * 1_000_000_000 + m_nsec, os.makedev(major, minor), ino, birth
 
 
 def identity(path: str, *, follow: bool = True) -> tuple[int, int, int | None] | None:

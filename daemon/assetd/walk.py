@@ -29,8 +29,13 @@ from assetd.walk_dir import (
     detail_of,
     read_into,
 )
+from assetd.walk_procs import Processes, idle_cores, picklable
 
 __all__ = ["DiskRow", "Inside", "ProblemSink", "ScandirFn", "WalkProblem", "list_files_recursively"]
+
+PROCESSES = 2  # worker processes reading ahead (0: threads); the goals' machine has 2 cores
+PROCESSES_AFTER = 20_000  # entries the walk reads itself first: a worker takes ~40 ms to start
+PROCESS_WINDOW = 8  # directories read ahead at most by the workers
 
 
 def _drop(problem: WalkProblem) -> None:
@@ -48,6 +53,7 @@ def list_files_recursively(
     scandir: ScandirFn = os.scandir,
     inside: Inside | None = None,
     runs: Literal[False] = False,
+    figures: bool = True,
 ) -> Iterator[FileStat]: ...
 
 
@@ -62,6 +68,7 @@ def list_files_recursively(
     scandir: ScandirFn = os.scandir,
     inside: Inside | None = None,
     runs: Literal[True],
+    figures: bool = True,
 ) -> Iterator[list[DiskRow]]: ...
 
 
@@ -75,6 +82,7 @@ def list_files_recursively(
     scandir: ScandirFn = os.scandir,
     inside: Inside | None = None,
     runs: bool = False,
+    figures: bool = True,
 ) -> Iterator[FileStat] | Iterator[list[DiskRow]]:
     """Yield a :class:`FileStat` for each regular file below ``top``, in ascending ``path`` order.
 
@@ -93,8 +101,17 @@ def list_files_recursively(
 
     With ``runs``, yield lists of :data:`DiskRow` instead: the files in the same order, in runs
     of consecutive files of one directory (reconcile's fast path). With the default ``scandir``
-    the next directories are listed and stat'ed ahead, on threads (:mod:`assetd.walk_ahead`);
+    the next directories are listed and stat'ed ahead (:mod:`assetd.walk_ahead`): once the walk
+    has read ``PROCESSES_AFTER`` entries, by worker processes (:mod:`assetd.walk_procs`) when
+    the rules can be handed to them (``inside`` and the ignore rules pickle) and a core is idle
+    then (else the walk reads each directory itself), on threads when the rules cannot;
     with another (a test's seam, which orders a race) each is read when the walk reaches it.
+
+    ``figures=False`` lists the files without a ``stat`` each (directories and symlinks are
+    still stat'ed): a file's size and mtime are then -1, its device and inode 0
+    (:data:`~assetd.walk_dir.NO_FIGURES`), and a file gone or replaced by another type since
+    the listing is yielded all the same. For a caller that reads the figures of every file it
+    keeps itself (reconcile's first scan of a tree the catalog has no row under).
     """
     top_os = os.path.abspath(top)
     root_os = top_os if root is None else os.path.abspath(root)
@@ -135,6 +152,7 @@ def list_files_recursively(
         scandir,
         inside,
         scandir is os.scandir,
+        figures,
     )
     # Listed now, not at the first next(): a top gone or replaced since the stat raises here.
     first: list[Segment] = []
@@ -142,11 +160,20 @@ def list_files_recursively(
     if not first:
         return iter(())
     start = _Top(prefix, top_raw is not None, (top_st.st_dev, top_st.st_ino))
-    reader: Reader[Sub, list[Segment]] = (
-        ReadAhead(how.read, small=how.read_small, size=_entries)
-        if scandir is os.scandir
-        else ReadNow(how.read)
-    )
+    reader: Reader[Sub, list[Segment]]
+    if scandir is not os.scandir:
+        reader = ReadNow(how.read)
+    elif PROCESSES and picklable(how):
+        reader = ReadAhead(
+            how.read,
+            small=how.read_small,
+            size=_entries,
+            pool=lambda: Processes(how, PROCESSES if idle_cores() > 0 else 0),
+            window=PROCESS_WINDOW,
+            after=PROCESSES_AFTER,
+        )
+    else:
+        reader = ReadAhead(how.read, small=how.read_small, size=_entries)
     stream = _walk(first, start, how, report, reader)
     return stream if runs else _files(stream)
 

@@ -72,6 +72,11 @@ catalog row reconcile reads, so a run of unchanged files equals its catalog rows
 comparison, without an object per file."""
 
 
+NO_FIGURES = (-1, -1, 0, 0)
+"""``(size, mtime_ns, device, inode)`` of a file listed without its figures (a walk with
+``figures=False``, for a caller that reads each file's figures itself later)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Sub:
     """A directory to descend into, as its parent's listing found it."""
@@ -97,6 +102,7 @@ class How:
     scandir: ScandirFn
     inside: Inside
     by_fd: bool  # list by file descriptor: the default scandir only (a seam takes a path)
+    figures: bool = True  # stat each file; False: listed only (see NO_FIGURES)
 
     def read(self, sub: Sub) -> list[Segment]:
         return read_dir(sub.os_path, sub.prefix, sub.raw, self, by_fd=self.by_fd)
@@ -150,7 +156,7 @@ def read_into(
     base = os_dir if os_dir.endswith("/") else os_dir + "/"
     try:
         items = _list_dir(entries, base, prefix, how, report)
-        _segments(items, base, prefix, raw, segs)
+        _segments(items, base, prefix, raw, how, segs)
     finally:
         if fd is not None:
             os.close(fd)
@@ -159,13 +165,20 @@ def read_into(
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
-def _segments(items: list[_Item], base: str, prefix: str, raw: bool, segs: list[Segment]) -> None:
+def _segments(
+    items: list[_Item], base: str, prefix: str, raw: bool, how: How, segs: list[Segment]
+) -> None:
     """Stat each listed entry (``base``: the directory's os path + "/"); append the
     directory's segments to ``segs``."""
     fsencode = os.fsencode
     run: list[DiskRow] = []
     append = run.append
+    figures = how.figures
     for key, entry, kind, bad in items:
+        if kind in (_FILE, _LINKFILE) and not figures:  # listed only: size, mtime -1
+            raw_name = fsencode(base + entry.name) if bad or raw else None
+            append((prefix + key, -1, -1, False, 0, 0, raw_name, kind == _LINKFILE))
+            continue
         if kind in (_FILE, _LINKFILE):
             try:
                 st = entry.stat(follow_symlinks=kind == _FILE)
