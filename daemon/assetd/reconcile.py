@@ -255,6 +255,37 @@ def reconcile_subtree(
     return result
 
 
+def reconcile_directories(
+    session: Session,
+    root: RootSpec,
+    tops: Sequence[str],
+    *,
+    cancel: Cancel | None = None,
+    link_roots: Sequence[str] = (),
+) -> ReconcileResult:
+    """Reconcile the subtrees ``tops`` (os paths of directories in ``root``, none below
+    another): the rescan after lost events (:mod:`assetd.touched` finds them), then the move
+    guesses among what it found, as a full pass makes them. A root gone meanwhile is left to
+    the daemon's root check (``unavailable``)."""
+    started = time.monotonic()
+    since = utcnow()
+    result = ReconcileResult(roots=1)
+    rules = LinkRules(link_roots or [root.path])
+    try:
+        for top in tops:
+            if cancel is not None and cancel():
+                raise Cancelled
+            _reconcile_tree(session, root, top, result, rules, cancel=cancel)
+        _pair_moves(session, [root], since, result)
+    except (RootVanished, Cancelled):
+        if session.in_transaction():
+            session.rollback()
+        if not root_present(root):
+            result.unavailable.append(root.name)
+    result.duration_s = time.monotonic() - started
+    return result
+
+
 class Cancelled(Exception):
     """The daemon is stopping: a reconcile ends between two batches of files."""
 

@@ -144,6 +144,8 @@ class QueueSink:
     ) -> None:
         self.root_name = root_name
         self.dropped = 0
+        self.count = 0
+        """Changes offered so far (kept or dropped): when it stops moving, the root is quiet."""
         self._queue = changes
         self._on_overflow = on_overflow
         self._flagged = False
@@ -155,6 +157,7 @@ class QueueSink:
         return self._flagged
 
     def put(self, change: Change) -> bool:
+        self.count += 1
         try:
             self._queue.put_nowait(change)
             return True
@@ -177,6 +180,7 @@ class QueueSink:
         """``put`` each of ``changes`` under one hold of the queue's lock, waking the reader
         once; returns how many were dropped (the queue was full)."""
         q = self._queue
+        self.count += len(changes)
         with q.mutex:
             room = len(changes) if q.maxsize <= 0 else max(0, q.maxsize - q._qsize())
             taken = changes[:room]
