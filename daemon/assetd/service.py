@@ -77,6 +77,7 @@ class Service:
         self.signals = SignalFlags()
         self.waker = Waker()
         self.timing = timing(watchdog_interval())
+        self.sinks: dict[str, QueueSink] = {}
         self.lost = LostEvents(  # overflows -> rescans once the burst pauses (live/lost.py)
             wake=self.waker.wake,
             roots=lambda: self.roots,
@@ -86,7 +87,6 @@ class Service:
             scheduler=lambda: self.scheduler,
         )
         self.roots: list[RootSpec] = []
-        self.sinks: dict[str, QueueSink] = {}
         self.unavailable: dict[int, Verdict] = {}  # roots away (unavailable, covered): rootkeeper's
         self.polling: set[int] = set()  # inotify roots that fell back to polling
         self.degraded_reason: dict[int, str] = {}  # why they did (for the roots table)
