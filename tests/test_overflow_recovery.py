@@ -34,6 +34,7 @@ from assetd.live.scheduler import ReconcileScheduler
 from assetd.live.watch import QueueSink
 from assetd.log import configure_logging
 from assetd.reconcile import ReconcileResult
+from assetd.reconcile_dirs import reconcile_directories
 from assetd.touched import SLACK, touched_dirs
 from catalog_world import World, make_world
 from helpers import wait_until
@@ -120,7 +121,7 @@ for f in range(30):
     with open(f"{top}/d03/new/n{f:03d}", "wb") as out:   # a new directory's files
         out.write(b"new")
 """
-CHANGED = ["d01", "d02", "d03", "d04", "d05"]
+CHANGED = ["d01", "d02", "d03", "d03/new", "d04", "d05"]
 
 
 def test_touched_dirs_names_the_changed_directories_only(tmp_path: Path) -> None:
@@ -130,12 +131,12 @@ def test_touched_dirs_names_the_changed_directories_only(tmp_path: Path) -> None
     subprocess.run([sys.executable, "-c", _CHANGES, str(top)], check=True)
     (top / "d00" / "deep" / "g").write_bytes(b"y")  # a file written two levels down
     found = touched_dirs(str(top), since)
-    assert found == [str(top / "d00" / "deep"), *(str(top / d) for d in CHANGED)]
-    assert touched_dirs(str(top), since, ignored=lambda name: name == "deep") == [
-        str(top / d) for d in CHANGED
-    ]
+    named = [str(top / d) for d in ("d00/deep", *CHANGED)]
+    assert found == named  # not d00 above d00/deep, not the root, not d06-d11
+    assert touched_dirs(str(top), since, ignored=lambda name: name == "deep") == named[1:]
     assert touched_dirs(str(top), time.time() + 60) == []  # nothing that new
-    assert touched_dirs(str(top), since - 3600) == [str(top)]  # all of it: the root itself
+    every = [str(top), *(str(p) for p in sorted(top.rglob("*")) if p.is_dir())]
+    assert touched_dirs(str(top), since - 3600) == sorted(every, key=os.fsencode)
 
 
 # --- a real overflow, recovered ----------------------------------------------------------------
@@ -253,7 +254,7 @@ def test_an_overflow_rescans_the_changed_directories_and_catches_every_change(
     # queue of 16 again, and be recovered again, in the same way)
     assert {e["rescan"] for e in _events(buf, "overflow.recovery")} == {"changed"}
     rescan = _events(buf, "reconcile.rescan")[0]
-    assert rescan["directories"] == len(CHANGED)  # d01-d05: not the 7 others, not the root
+    assert rescan["directories"] == len(CHANGED)  # d01-d05, d03/new: not the others, not the root
     assert _events(buf, "reconcile.started") == []  # no whole-root reconcile
     result = results[0]
     # walked: d03's and d05's 40 files each, unchanged; not the untouched directories' 280
@@ -261,4 +262,36 @@ def test_an_overflow_rescans_the_changed_directories_and_catches_every_change(
     assert (result.missing, result.moved, result.changed) == (FILES, FILES, FILES)
     assert result.new == 30
     after = world.scan()  # every change was caught: a full pass finds nothing left to do
+    assert (after.new, after.missing, after.changed, after.restored) == (0, 0, 0, 0)
+
+
+def test_a_rescan_reads_a_changed_directory_alone_not_its_subdirectories(
+    world: World, tmp_path: Path
+) -> None:
+    """The root's entries changed (a file made in it, a directory gone, one moved in from
+    outside with a tree below it): the root's own files are compared, the gone directory's rows
+    marked missing however deep, the moved-in tree walked whole; the untouched subdirectories'
+    files are not read."""
+    top = world.dir
+    _tree(top)
+    (top / "gone" / "deep").mkdir(parents=True)
+    (top / "gone" / "deep" / "a").write_bytes(b"x")
+    (top / "top-file").write_bytes(b"x")
+    outside = tmp_path / "outside" / "tree"
+    (outside / "below").mkdir(parents=True)
+    for f in range(5):
+        (outside / "below" / f"b{f}").write_bytes(b"b")
+    world.scan()
+    since = _after_slack(top, tmp_path / "clock")
+    (top / "new-file").write_bytes(b"n")
+    (top / "gone" / "deep" / "a").unlink()
+    (top / "gone" / "deep").rmdir()
+    (top / "gone").rmdir()
+    os.rename(outside, top / "moved-in")  # its files keep their ctimes
+    tops = touched_dirs(str(top), since)
+    assert tops == [str(top), str(top / "moved-in")]  # "below"'s ctime is as it was
+    with world.sessions() as session:
+        result = reconcile_directories(session, world.root, tops)
+    assert (result.new, result.missing, result.unchanged) == (1 + 5, 1, 1)  # top-file unchanged
+    after = world.scan()
     assert (after.new, after.missing, after.changed, after.restored) == (0, 0, 0, 0)

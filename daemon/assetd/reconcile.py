@@ -171,9 +171,11 @@ def _reconcile_tree(
     progress: Progress | None = None,
     cancel: Cancel | None = None,
     scandir: ScandirFn = os.scandir,
+    pages: Iterator[list[RowTuple]] | None = None,
 ) -> None:
     """Diff the files below ``top`` (an os path: the root or a directory in it) with the
-    catalog; apply. Raises :class:`RootVanished` when the root went away meanwhile."""
+    catalog (``pages``: its rows to compare, default all under ``top``); apply. Raises
+    :class:`RootVanished` when the root went away meanwhile."""
     applier = Applier(session, root, result, rules)
 
     def on_problem(problem: WalkProblem) -> None:
@@ -205,7 +207,8 @@ def _reconcile_tree(
     if progress is not None or cancel is not None:
         disk = _counting(disk, progress, cancel)
     counts = DiffCounts()
-    pages = iter_catalog_pages(session, root, encode_path(top)[0])
+    if pages is None:
+        pages = iter_catalog_pages(session, root, encode_path(top)[0])
     try:
         for step in diff_runs(disk, pages, counts):
             applier.add(step)
@@ -251,37 +254,6 @@ def reconcile_subtree(
         if session.in_transaction():
             session.rollback()
         result.unavailable.append(root.name)
-    result.duration_s = time.monotonic() - started
-    return result
-
-
-def reconcile_directories(
-    session: Session,
-    root: RootSpec,
-    tops: Sequence[str],
-    *,
-    cancel: Cancel | None = None,
-    link_roots: Sequence[str] = (),
-) -> ReconcileResult:
-    """Reconcile the subtrees ``tops`` (os paths of directories in ``root``, none below
-    another): the rescan after lost events (:mod:`assetd.touched` finds them), then the move
-    guesses among what it found, as a full pass makes them. A root gone meanwhile is left to
-    the daemon's root check (``unavailable``)."""
-    started = time.monotonic()
-    since = utcnow()
-    result = ReconcileResult(roots=1)
-    rules = LinkRules(link_roots or [root.path])
-    try:
-        for top in tops:
-            if cancel is not None and cancel():
-                raise Cancelled
-            _reconcile_tree(session, root, top, result, rules, cancel=cancel)
-        _pair_moves(session, [root], since, result)
-    except (RootVanished, Cancelled):
-        if session.in_transaction():
-            session.rollback()
-        if not root_present(root):
-            result.unavailable.append(root.name)
     result.duration_s = time.monotonic() - started
     return result
 

@@ -1,4 +1,4 @@
-"""Which directories of a root changed since a time: what a rescan after lost events must walk.
+"""Which directories of a root changed since a time: what a rescan after lost events must read.
 
 A change to a directory's entries (a file or directory created, deleted, renamed in or out)
 sets that directory's ctime; a change to a file (a write, a truncate, a chmod) sets the file's.
@@ -6,8 +6,9 @@ Neither can be set back by a user. So after an overflow that lost events from wa
 ``since`` on, every lost change is in a directory whose own ctime, or one of whose files'
 ctime, is ``since`` or later: :func:`touched_dirs` finds those directories by a walk of the
 root that stats each directory, and each file only in directories whose own ctime is older
-(the first new file ends that directory's look). It names the highest such directories only
-(a directory below one already named is walked with it), in path order.
+(the first new file ends that directory's look). Each is named alone, in path order: the rescan
+reads a named directory's own files (:mod:`assetd.reconcile_dirs`), and the walk goes on into
+every subdirectory either way (a file changed two levels down names that directory only).
 
 The timestamps come from the kernel's coarse clock and the filesystem's granularity (1 or 2 s
 on some): :data:`SLACK` seconds are taken off ``since``. A wall clock stepped back between
@@ -35,9 +36,9 @@ def touched_dirs(
     ignored: Callable[[str], bool] | None = None,
     slack: float = SLACK,
 ) -> list[str]:
-    """The highest directories at or below ``top`` (an os path) changed at wall time ``since``
-    minus ``slack`` or later, in path order; ``ignored(name)``: a name the root ignores (its
-    directory is not walked, its file not looked at). ``top`` gone: ``[top]``."""
+    """The directories at or below ``top`` (an os path) whose entries or files changed at wall
+    time ``since`` minus ``slack`` or later, in path order; ``ignored(name)``: a name the root
+    ignores (its directory is not walked, its file not looked at). ``top`` gone: ``[top]``."""
     after = int((since - slack) * 1_000_000_000)
     found: list[str] = []
     stack = [top]
@@ -45,32 +46,25 @@ def touched_dirs(
         path = stack.pop()
         try:
             st = os.stat(path) if path == top else os.lstat(path)
-            if st.st_ctime_ns >= after:
-                found.append(path)
-                continue
+            changed = st.st_ctime_ns >= after
             with os.scandir(path) as listing:
                 entries = list(listing)
         except OSError:  # gone since its parent was listed, or unreadable: the rescan decides
             found.append(path)
             continue
-        subdirs: list[str] = []
-        changed = False
         for entry in entries:
-            name = entry.name
-            if ignored is not None and ignored(name):
+            if ignored is not None and ignored(entry.name):
                 continue
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    subdirs.append(entry.path)
-                    continue
-                if entry.is_symlink() or entry.stat(follow_symlinks=False).st_ctime_ns >= after:
+                    stack.append(entry.path)
+                elif not changed and (
+                    entry.is_symlink() or entry.stat(follow_symlinks=False).st_ctime_ns >= after
+                ):
                     changed = True
-                    break
             except OSError:  # gone since the listing: a change after the loss, seen live
                 continue
         if changed:
             found.append(path)
-        else:
-            stack.extend(subdirs)
     found.sort(key=os.fsencode)
     return found

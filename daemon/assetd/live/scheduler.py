@@ -2,9 +2,10 @@
 overflow, watcher failure, a failed batch), and each polling root every ``poll_interval``.
 
 After lost events whose time is known (:mod:`assetd.live.recovery`) a root gets a *rescan*
-instead: the subtrees changed since then (:func:`assetd.touched.touched_dirs`), or the whole
-root when that is the root itself or the clock went back. A pending full pass of the root (or
-of all) makes a rescan needless; a rescan comes after the full passes that are due."""
+instead: the directories changed since then (:func:`assetd.touched.touched_dirs`, read by
+:mod:`assetd.reconcile_dirs`), or the whole root when the clock went back. A pending full
+pass of the root (or of all) makes a rescan needless; a rescan comes after the full passes that
+are due."""
 
 from __future__ import annotations
 
@@ -19,11 +20,8 @@ from assetd import log
 from assetd.catalog.engine import SessionFactory, classify_db_error, one_line
 from assetd.catalog.roots import RootSpec
 from assetd.fsutil import IgnoreRules
-from assetd.reconcile import (
-    ReconcileResult,
-    reconcile_directories,
-    sync_cache_states_with_filesystem,
-)
+from assetd.reconcile import ReconcileResult, sync_cache_states_with_filesystem
+from assetd.reconcile_dirs import reconcile_directories
 from assetd.timing import Clock
 from assetd.touched import touched_dirs
 
@@ -189,7 +187,7 @@ class ReconcileScheduler:
             tops = touched_dirs(
                 root.path, since, ignored=rules.name_ignored if root.ignore else None
             )
-        if tops is None or root.path in tops:
+        if tops is None:
             self._reconcile([root.id], reason)
             return
         probe_s = round(time.monotonic() - started, 3)
