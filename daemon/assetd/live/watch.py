@@ -229,6 +229,7 @@ class RootHandler(FileSystemEventHandler):
         self.errors = 0
         self._sink = sink
         self._ignore = ignore
+        self._patterns = bool(ignore.patterns)
         self._on_root_event = on_root_event
         self._clock = clock
         self._pairer = pairer
@@ -352,6 +353,8 @@ class RootHandler(FileSystemEventHandler):
         # Patterns match the catalog form of a name (a non-UTF-8 byte reads as \xNN). The
         # verdict on the directory part is kept per handler (its rules never change: a reload
         # re-adds the root), so a burst in one directory matches one name per event.
+        if not self._patterns:  # no rules (the handler's only cost here was this call)
+            return False
         catalog = encode_path(relative)[0]
         cut = catalog.rfind("/")
         if cut < 0:
@@ -362,7 +365,7 @@ class RootHandler(FileSystemEventHandler):
             if len(self._parents) >= _PARENTS_KEPT:
                 self._parents.clear()
             verdict = self._parents[parent] = self._ignore.is_ignored(parent)
-        return verdict or self._ignore.is_ignored(name)
+        return verdict or (name not in ("", ".") and self._ignore.name_ignored(name))
 
     def _failed(self, err: Exception, event: object) -> None:
         """Count the failure; log its type the first time only. Never raises."""
