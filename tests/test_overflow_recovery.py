@@ -26,7 +26,7 @@ from assetd.catalog.roots import RootSpec
 from assetd.fsutil import IgnoreRules
 from assetd.live import fanotify_sys as fsys
 from assetd.live.backend import fanotify_unavailable
-from assetd.live.changes import Change
+from assetd.live.changes import Change, Kind
 from assetd.live.lost import LostEvents
 from assetd.live.observers import RootWatcher
 from assetd.live.recovery import Recovery
@@ -295,3 +295,53 @@ def test_a_rescan_reads_a_changed_directory_alone_not_its_subdirectories(
     assert (result.new, result.missing, result.unchanged) == (1 + 5, 1, 1)  # top-file unchanged
     after = world.scan()
     assert (after.new, after.missing, after.changed, after.restored) == (0, 0, 0, 0)
+
+
+class _Requests:
+    """Stands in for the scheduler: what the recovery asked of it."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, int, float | None]] = []
+
+    def request(self, reason: str, root_id: int | None = None, delay: float = 0.0) -> None:
+        assert root_id is not None
+        self.asked.append((reason, root_id, None))
+
+    def request_rescan(self, reason: str, root_id: int, since: float) -> None:
+        self.asked.append((reason, root_id, since))
+
+
+def test_a_change_dropped_from_the_daemons_queue_makes_it_the_whole_root(world: World) -> None:
+    """A change the daemon's own queue had no room for may have waited in the kernel's long
+    before: the time of the loss is not known, so the recovery reconciles the whole root; a
+    kernel overflow of known time alone gets a rescan of what changed since."""
+    root = world.root
+    clock = [0.0]
+    requests = _Requests()
+    lost_since: dict[str, float | None] = {root.name: 1000.0}
+    changes: queue.Queue[Change | None] = queue.Queue(maxsize=1)
+    sinks: dict[str, QueueSink] = {}
+    lost = LostEvents(
+        wake=lambda: None,
+        roots=lambda: [root],
+        sinks=sinks,
+        lost_since=lambda name: lost_since[name],
+        bump=lambda _root, _why: None,
+        scheduler=lambda: requests,  # type: ignore[arg-type,return-value]
+        clock=lambda: clock[0],
+    )
+    sinks[root.name] = sink = QueueSink(changes, lost.report, root_name=root.name)
+    lost.report(root.name)  # a kernel overflow, its time known
+    lost.handle()
+    clock[0] = 0.2
+    lost.handle()
+    assert requests.asked == [("overflow", root.id, 1000.0)]
+    sink.put(Change(Kind.DELETED, str(world.dir / "a")))
+    sink.put(Change(Kind.DELETED, str(world.dir / "b")))  # no room: dropped, reported
+    assert sink.overflowed
+    lost.handle()
+    assert not sink.overflowed  # reset: a later drop is reported again
+    clock[0] = 0.5
+    lost.handle()
+    assert requests.asked[1:] == [("overflow", root.id, None)]  # the whole root
+    assert lost.recovery.episodes == {} and lost.wait() is None
