@@ -1181,7 +1181,11 @@ def part_burst(
         f"**{cpu_done:.2f} s** |"
     )
     part.add(f"| assetd CPU-seconds: start of burst -> daemon idle again | {cpu_idle:.2f} s |")
-    part.add(f"| assetd kernel-queue overflows (`watch.overflow` count) | {overflowed} |")
+    losses = sum(int(e.get("losses", 0)) for e in summary.recoveries)
+    part.add(
+        f"| assetd kernel-queue overflows (`watch.overflow` count; losses its recoveries "
+        f"counted: `watch.overflow` is logged at most once a minute) | {overflowed}; {losses} |"
+    )
     for e in summary.recoveries:
         part.add(
             "| assetd recovery of lost events (`overflow.recovery`): rescan of | "

@@ -219,7 +219,7 @@ def test_an_overflow_rescans_the_changed_directories_and_catches_every_change(
         wake=lambda: None,
         roots=lambda: [root],
         sinks=sinks,
-        lost_since=lambda name: watchers[name].take_lost_since()[1],
+        watcher=watchers.get,
         bump=lambda _root, why: bumps.append(why),
         scheduler=lambda: scheduler,
     )
@@ -297,6 +297,16 @@ def test_a_rescan_reads_a_changed_directory_alone_not_its_subdirectories(
     assert (after.new, after.missing, after.changed, after.restored) == (0, 0, 0, 0)
 
 
+class _Overflowed:
+    """Stands in for a root's watcher that reported a kernel overflow at wall time 1000."""
+
+    def take_lost_since(self) -> tuple[bool, float | None]:
+        return True, 1000.0
+
+    def activity(self) -> int:
+        return 0
+
+
 class _Requests:
     """Stands in for the scheduler: what the recovery asked of it."""
 
@@ -318,14 +328,13 @@ def test_a_change_dropped_from_the_daemons_queue_makes_it_the_whole_root(world: 
     root = world.root
     clock = [0.0]
     requests = _Requests()
-    lost_since: dict[str, float | None] = {root.name: 1000.0}
     changes: queue.Queue[Change | None] = queue.Queue(maxsize=1)
     sinks: dict[str, QueueSink] = {}
     lost = LostEvents(
         wake=lambda: None,
         roots=lambda: [root],
         sinks=sinks,
-        lost_since=lambda name: lost_since[name],
+        watcher=lambda _name: _Overflowed(),
         bump=lambda _root, _why: None,
         scheduler=lambda: requests,  # type: ignore[arg-type,return-value]
         clock=lambda: clock[0],

@@ -82,7 +82,7 @@ class Service:
             wake=self.waker.wake,
             roots=lambda: self.roots,
             sinks=self.sinks,
-            lost_since=lambda name: self.watchers.take_lost_since(name),
+            watcher=lambda name: self.watchers.get(name),
             bump=self._bump,
             scheduler=lambda: self.scheduler,
         )

@@ -202,6 +202,11 @@ class BulkInotifyEmitter(EventEmitter):
         if reader is not None:
             reader.stop()
 
+    def activity(self) -> int:
+        """Bytes the reader has taken from the kernel so far (moves while events come)."""
+        reader = self._reader
+        return reader.read_bytes if reader is not None else 0
+
     def reader_alive(self) -> bool:
         reader = self._reader
         return reader is not None and reader.is_alive()

@@ -51,6 +51,8 @@ class Reader(threading.Thread):
         super().__init__(name=name, daemon=True)
         self.fd = fd
         self.chunks: list[bytes] = []
+        self.read_bytes = 0
+        """Bytes read so far: while it moves, the kernel is still queueing events."""
         self.clear_at = time.time() if since is None else since
         """Wall time of the last read that found the kernel queue empty (``since``, the time
         the fd was made, until one did): whatever is read later was queued after it."""
@@ -84,6 +86,7 @@ class Reader(threading.Thread):
                     except InterruptedError:
                         continue
                     rate.add(len(data))
+                    self.read_bytes += len(data)
                     with self.cond:
                         if not self.chunks:
                             self._chunks_since = self.clear_at

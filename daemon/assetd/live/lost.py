@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 from assetd import log
 from assetd.catalog.roots import RootSpec
@@ -22,7 +23,15 @@ from assetd.live.watch import QueueSink
 
 _log = log.get_logger(__name__)
 
-__all__ = ["LostEvents"]
+__all__ = ["LostEvents", "Watched"]
+
+
+class Watched(Protocol):
+    """What the recovery asks of a root's watcher (:class:`~assetd.live.observers.RootWatcher`)."""
+
+    def take_lost_since(self) -> tuple[bool, float | None]: ...
+
+    def activity(self) -> int: ...
 
 
 class LostEvents:
@@ -35,7 +44,7 @@ class LostEvents:
         wake: Callable[[], None],
         roots: Callable[[], Sequence[RootSpec]],
         sinks: Mapping[str, QueueSink],
-        lost_since: Callable[[str], float | None],
+        watcher: Callable[[str], Watched | None],
         bump: Callable[[RootSpec, str], None],
         scheduler: Callable[[], ReconcileScheduler],
         recovery: Recovery | None = None,
@@ -44,13 +53,21 @@ class LostEvents:
         self._wake = wake
         self._roots = roots
         self._sinks = sinks
-        self._lost_since = lost_since
+        self._watcher = watcher
         self._bump = bump
         self._scheduler = scheduler
         self.recovery = recovery or Recovery()
         self._clock = clock
         self._reported: set[str] = set()
         self._lock = threading.Lock()
+
+    def _count(self, name: str) -> int:
+        """What moves while root ``name`` still gets events: the changes its sink was offered,
+        and the bytes its kernel reader took (the reader drains the kernel queue even while
+        the emitter is busy, e.g. re-walking the watches after an overflow)."""
+        sink = self._sinks.get(name)
+        watcher = self._watcher(name)
+        return (sink.count if sink is not None else 0) + (watcher.activity() if watcher else 0)
 
     def report(self, root_name: str) -> None:
         """Root ``root_name`` lost events (called on a watcher's or a sink's thread)."""
@@ -72,17 +89,18 @@ class LostEvents:
             root = by_name.get(name)
             if root is None:
                 continue
-            since = self._lost_since(name)
+            watcher = self._watcher(name)
+            since = watcher.take_lost_since()[1] if watcher is not None else None
             sink = self._sinks.get(name)
             if sink is not None:
                 if sink.overflowed:  # a change dropped after it was read: its time is not known
                     since = None
                 sink.reset()
             self._bump(root, "overflow")
-            self.recovery.lost(name, since, sink.count if sink is not None else 0, now)
+            self.recovery.lost(name, since, self._count(name), now)
         if not self.recovery.episodes:
             return
-        counts = {name: sink.count for name, sink in self._sinks.items()}
+        counts = {name: self._count(name) for name in self.recovery.episodes}
         for name, episode in self.recovery.due(counts, now):
             root = by_name.get(name)
             if root is None:

@@ -300,6 +300,13 @@ class RootWatcher:
             self._overflows_unlogged = 0
         self._on_overflow(self.name)
 
+    def activity(self) -> int:
+        """A count that moves while the kernel hands this root's watch events (the bulk
+        inotify reader's bytes; 0 for a backend without one)."""
+        observer = self._observer
+        emitters = list(observer.emitters) if observer is not None else []
+        return sum(int(getattr(e, "activity", lambda: 0)()) for e in emitters)
+
     def take_lost_since(self) -> tuple[bool, float | None]:
         """Whether an overflow was reported since the last call, and the wall time from which
         its events may be lost (the earliest of them; None: not known, e.g. an overflow during
@@ -412,11 +419,6 @@ class Watchers:
                 late.append(name)
         self.pairer.flush()  # a half held back is put now, for the final drain
         return late
-
-    def take_lost_since(self, name: str) -> float | None:
-        """:meth:`RootWatcher.take_lost_since` of root ``name`` (None: unknown or none)."""
-        watcher = self._watchers.get(name)
-        return watcher.take_lost_since()[1] if watcher is not None else None
 
     def check(self) -> list[str]:
         """Roots that should be watched and are not (a dead observer, a failed start), except
