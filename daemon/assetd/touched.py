@@ -22,11 +22,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import NamedTuple
 
-__all__ = ["SLACK", "touched_dirs"]
+__all__ = ["SLACK", "Touched", "touched_dirs"]
 
 SLACK = 2.0
 """Seconds taken off ``since``: the coarse clock's lag and a 2 s timestamp granularity."""
+
+
+class Touched(NamedTuple):
+    """What :func:`touched_dirs` found: the changed directories, and how many it walked."""
+
+    dirs: list[str]
+    walked: int
 
 
 def touched_dirs(
@@ -35,15 +43,17 @@ def touched_dirs(
     *,
     ignored: Callable[[str], bool] | None = None,
     slack: float = SLACK,
-) -> list[str]:
+) -> Touched:
     """The directories at or below ``top`` (an os path) whose entries or files changed at wall
     time ``since`` minus ``slack`` or later, in path order; ``ignored(name)``: a name the root
     ignores (its directory is not walked, its file not looked at). ``top`` gone: ``[top]``."""
     after = int((since - slack) * 1_000_000_000)
     found: list[str] = []
     stack = [top]
+    walked = 0
     while stack:
         path = stack.pop()
+        walked += 1
         try:
             st = os.stat(path) if path == top else os.lstat(path)
             changed = st.st_ctime_ns >= after
@@ -67,4 +77,4 @@ def touched_dirs(
         if changed:
             found.append(path)
     found.sort(key=os.fsencode)
-    return found
+    return Touched(found, walked)

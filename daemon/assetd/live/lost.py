@@ -90,12 +90,13 @@ class LostEvents:
             if root is None:
                 continue
             watcher = self._watcher(name)
-            since = watcher.take_lost_since()[1] if watcher is not None else None
+            had, since = watcher.take_lost_since() if watcher is not None else (True, None)
             sink = self._sinks.get(name)
-            if sink is not None:
-                if sink.overflowed:  # a change dropped after it was read: its time is not known
-                    since = None
+            if sink is not None and sink.overflowed:  # a change dropped after it was read: its
+                since, had = None, True  # time is not known
                 sink.reset()
+            if not had:  # a second report of a loss an earlier call already took
+                continue
             self._bump(root, "overflow")
             self.recovery.lost(name, since, self._count(name), now)
         if not self.recovery.episodes:

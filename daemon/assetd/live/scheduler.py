@@ -3,7 +3,8 @@ overflow, watcher failure, a failed batch), and each polling root every ``poll_i
 
 After lost events whose time is known (:mod:`assetd.live.recovery`) a root gets a *rescan*
 instead: the directories changed since then (:func:`assetd.touched.touched_dirs`, read by
-:mod:`assetd.reconcile_dirs`), or the whole root when the clock went back. A pending full
+:mod:`assetd.reconcile_dirs`), or the whole root when the clock went back or more than half of
+its directories changed (one pass then costs less than reading each alone). A pending full
 pass of the root (or of all) makes a rescan needless; a rescan comes after the full passes that
 are due."""
 
@@ -182,13 +183,18 @@ class ReconcileScheduler:
             return
         started = time.monotonic()
         tops: list[str] | None = None
+        why = reason
         if since <= time.time() and not root.follow_symlinks:  # else: unknown, the whole root
             rules = IgnoreRules(root.ignore)
-            tops = touched_dirs(
+            found = touched_dirs(
                 root.path, since, ignored=rules.name_ignored if root.ignore else None
             )
+            if len(found.dirs) * 2 <= found.walked:  # else one pass costs less than each alone
+                tops = found.dirs
+            else:
+                why = f"{reason}: {len(found.dirs)} of {found.walked} directories changed"
         if tops is None:
-            self._reconcile([root.id], reason)
+            self._reconcile([root.id], why)
             return
         probe_s = round(time.monotonic() - started, 3)
         _log.info(
