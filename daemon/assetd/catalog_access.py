@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -65,6 +65,18 @@ class Catalog:
 
         with translate_db_errors(self.url), self.sessions() as s:
             return host_root_ids(s, self.host)
+
+    def prune_removed_roots(self, roots: Sequence[RootSpec]) -> None:
+        """Roots of this host no longer configured (``roots`` are): their files are marked
+        missing, kept (a database error is logged)."""
+        from assetd.catalog.prune import mark_missing_outside_prefixes_safely
+
+        configured = {r.id for r in roots}
+        removed = [i for i in self.host_root_ids() if i not in configured]
+        if removed and roots:
+            mark_missing_outside_prefixes_safely(
+                self.sessions, [r.path for r in roots], roots=removed
+            )
 
     def close(self) -> None:
         self.engine.dispose()

@@ -160,7 +160,8 @@ def _apply_roots(svc: Service, specs: list[RootSpec]) -> tuple[list[str], list[s
     svc.rootkeeper.monitor.set_roots(specs)  # judged from the next look on
     if svc.hasher is not None:
         svc.hasher.set_roots(specs)
-    svc._prune_removed_roots()
+    assert svc.catalog is not None
+    svc.catalog.prune_removed_roots(specs)
     for root in specs:
         if root.name not in old or old[root.name] != root:
             svc._watch(root)

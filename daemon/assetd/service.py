@@ -26,7 +26,6 @@ from assetd.api.runtime import ApiRuntime
 from assetd.catalog import daemons
 from assetd.catalog.engine import make_engine, one_line, session_factory, sqlite_path
 from assetd.catalog.hostlock_pg import AdvisoryHostLock
-from assetd.catalog.prune import mark_missing_outside_prefixes_safely
 from assetd.catalog.roots import (
     RootSpec,
     RootState,
@@ -136,12 +135,14 @@ class Service:
             self._catalog_lock = AdvisoryHostLock(cat.engine, cat.host, self.waker.wake)
             self._catalog_lock.acquire()  # kept: re-taken if the server ends its session
         self.roots = cat.register_roots()
-        self._prune_removed_roots()
+        cat.prune_removed_roots(self.roots)
         with cat.sessions() as s, s.begin():
             daemons.record_start(s, cat.host, os.getpid(), __version__)
         self.changes: queue.Queue[Change | None] = queue.Queue(maxsize=config.watch.queue_size)
         self.sinks.clear()
-        self.worker = Worker(cat.sessions, self.roots, fault=worker_fault())
+        self.worker = Worker(  # a root found away by a batch: judged afresh, as a lost watch
+            cat.sessions, self.roots, fault=worker_fault(), on_root_away=self._root_lost
+        )
         self.scheduler = ReconcileScheduler(
             cat.sessions,
             lambda: [r for r in self.roots if r.id not in self.unavailable],
@@ -385,11 +386,17 @@ class Service:
             _log.debug("epoch.failed", error=one_line(err))
 
     def _on_root_event(self, root_name: str, kind: Kind) -> None:  # the root itself went away
+        self._root_lost(root_name)
+
+    def _root_lost(self, root_name: str) -> None:  # any thread: never blocks
         self.rootkeeper.note_watch_lost(root_name)
 
     def _check_roots(self) -> None:
         assert self.catalog is not None
-        self.roots = self.rootkeeper.tick(self.roots)
+        roots = self.rootkeeper.tick(self.roots)
+        if roots != self.roots:  # a record decided (first seen, remounted): the worker judges
+            self.worker.set_roots(roots)  # a root's presence against it too
+        self.roots = roots
         now = time.monotonic()
         for name in self.watchers.check():
             dead = next((r for r in self.roots if r.name == name), None)
@@ -404,16 +411,6 @@ class Service:
             self._bump(dead, "watcher restarted")
             self._watch(dead)
             self.scheduler.request("watcher restarted", dead.id)
-
-    def _prune_removed_roots(self) -> None:
-        """Roots of this host no longer configured: their files are marked missing (kept)."""
-        assert self.catalog is not None
-        configured = {r.id for r in self.roots}
-        removed = [i for i in self.catalog.host_root_ids() if i not in configured]
-        if removed and self.roots:
-            mark_missing_outside_prefixes_safely(
-                self.catalog.sessions, [r.path for r in self.roots], roots=removed
-            )
 
     def _shutdown(self) -> int:
         """The stop order, every wait from one :class:`StopBudget`; 1 if a part ran out of

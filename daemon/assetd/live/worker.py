@@ -31,7 +31,7 @@ from assetd.catalog.moves import (
 )
 from assetd.catalog.pairing import pair_moved_files
 from assetd.catalog.retry import is_lock_conflict, run_retrying
-from assetd.catalog.roots import RootSpec, automatic_tags, touch_roots
+from assetd.catalog.roots import RootSpec, automatic_tags, mark_root_away, touch_roots
 from assetd.catalog.seed import SeedSpec, batch_insert_seed_assets
 from assetd.catalog.sqlutil import select_in, under_prefix
 from assetd.catalog.states import (
@@ -50,6 +50,7 @@ from assetd.live.rootindex import RootIndex
 from assetd.log import sample_paths
 from assetd.paths import is_under
 from assetd.reconcile import reconcile_subtree
+from assetd.rootfacts import Recorded, Verdict, look
 from assetd.walk import ScandirFn
 
 _log = log.get_logger(__name__)
@@ -68,6 +69,7 @@ class BatchResult:
     new: int = 0
     rescanned: int = 0
     skipped: int = 0
+    root_away: int = 0  # rows of a root found away at flush time, marked root-unavailable
     candidates: int = 0  # guessed moves waiting for the hasher's verdict
     duration_s: float = 0.0
     latency_s: float | None = None  # the oldest change seen -> committed (set by the pipeline)
@@ -86,6 +88,7 @@ class BatchResult:
             "new": self.new,
             "rescanned": self.rescanned,
             "skipped": self.skipped,
+            "root_away": self.root_away,
             "candidates": self.candidates,
             "duration_s": round(self.duration_s, 4),
         }
@@ -118,8 +121,10 @@ class Worker:
         stat: StatFn = os.lstat,
         scandir: ScandirFn = os.scandir,
         fault: Callable[[Batch], None] | None = None,
+        on_root_away: Callable[[str], object] | None = None,
     ) -> None:
         self.sessions = sessions
+        self.on_root_away = on_root_away  # roots found away at flush time (by name)
         self.stat = stat  # an lstat: the symlink rules (DESIGN §5) decide what a link is
         self.scandir = scandir  # the subtree walks' (a seam for tests)
         self._use(RootIndex(roots))
@@ -178,7 +183,10 @@ class Worker:
         result = BatchResult()
         self.rules.clear()
         plan = self._plan(sorted(batch.touched | batch.gone), result)
+        away = self._roots_away(plan)
         with self.sessions() as session, session.begin():
+            for root, verdict in away:
+                result.root_away += mark_root_away(session, root, verdict.presence, verdict.reason)
             self._apply_moves(session, batch.moves, plan, result)
             self._apply_gone(session, plan, result)
             self._apply_present(session, plan, result)
@@ -189,7 +197,27 @@ class Worker:
                 recompute_tags_after_moves(
                     session, plan.moved_assets, auto_tags_for(self.index.roots)
                 )
+        if self.on_root_away is not None:
+            for root, _ in away:
+                self.on_root_away(root.name)
         return result, plan
+
+    def _roots_away(self, plan: Plan) -> list[tuple[RootSpec, Verdict]]:
+        """The roots with gone paths that are not there now (looked at after the paths' own
+        stats): moved away, unmounted, unreadable. What the plan has for them is dropped: their
+        paths are absent because the root is, not deleted (DESIGN §6: ``root-unavailable``,
+        never counted by ``cleanup``); the root keeper judges the root afresh and reconciles it
+        when it is back."""
+        out = []
+        for root in (r for r in self.index.roots if plan.gone.get(r.id)):
+            verdict, _ = look(root.path, Recorded(root.device, root.is_mount))
+            if verdict.present:
+                continue
+            out.append((root, verdict))
+            plan.gone.pop(root.id, None)
+            plan.present.pop(root.id, None)
+            plan.directories = [(r, d) for r, d in plan.directories if r.id != root.id]
+        return out
 
     def _pair(self, session: Session, plan: Plan, since: dt.datetime, result: BatchResult) -> None:
         """A delete and a create of the same (device, inode, size, mtime_ns) in one batch (a
