@@ -433,6 +433,7 @@ class LogSummary:
     batches: list[dict[str, Any]] = field(default_factory=list)
     reconciles: list[dict[str, Any]] = field(default_factory=list)
     overflows: list[dict[str, Any]] = field(default_factory=list)
+    recoveries: list[dict[str, Any]] = field(default_factory=list)
     problems: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
@@ -446,6 +447,8 @@ class LogSummary:
                 s.reconciles.append(e)
             elif name == "watch.overflow":
                 s.overflows.append(e)
+            elif name == "overflow.recovery":
+                s.recoveries.append(e)
             elif e.get("level") in ("warning", "error", "critical"):
                 s.problems.append(e)
         return s
@@ -475,7 +478,8 @@ class LogSummary:
                 )
             )
         timeline = sorted(
-            self.batches + self.reconciles + self.overflows, key=lambda e: e["timestamp"]
+            self.batches + self.reconciles + self.overflows + self.recoveries,
+            key=lambda e: e["timestamp"],
         )
         if not timeline:
             return out
@@ -485,7 +489,7 @@ class LogSummary:
             "rescanned | duration s |"
         )
         out.append("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-        keep = {id(e) for e in self.reconciles + self.overflows}
+        keep = {id(e) for e in self.reconciles + self.overflows + self.recoveries}
         batches_shown = {id(e) for e in (b if len(b) <= SAMPLE_ROWS else b[:8] + b[-2:])}
         hidden = 0
         for e in timeline:
@@ -498,6 +502,10 @@ class LogSummary:
             name = e["event"]
             if "reason" in e:
                 name += f" ({e['reason']})"
+            if "directories" in e:
+                name += f" ({int(e['directories']):,} directories)"
+            if "rescan" in e:
+                name += f" ({e['rescan']}, {float(e.get('waited_s', 0)):.3f} s after the loss)"
             cells = [
                 f"{int(e[k]):,}" if k in e else ""
                 for k in ("changes", "missing", "moved", "new", "rescanned")
@@ -1000,6 +1008,17 @@ def watchdog_burst(work: str, n: int, dirs: int) -> dict[str, Any]:
     }
 
 
+def parallel_find_delete(root: str, n: int) -> None:
+    """Delete every file below ``root`` with ``n`` ``find -type f -delete`` processes at once,
+    each given every ``n``-th directory of ``root``."""
+    dirs = sorted(os.listdir(root))
+    slices = [[os.path.join(root, d) for d in dirs[i::n]] for i in range(n)]
+    procs = [subprocess.Popen(["find", *part, "-type", "f", "-delete"]) for part in slices if part]
+    codes = [p.wait() for p in procs]
+    if any(codes):
+        raise SystemExit(f"find -delete failed: exit codes {codes}")
+
+
 def watchman_burst(
     wm: Watchman, top: str, paths: list[str], t_end: float, timeout: float
 ) -> dict[str, Any]:
@@ -1073,13 +1092,17 @@ def part_burst(
         offset = d.log_size()
         load_before = load()
         how = "`find -delete`" if args.find_delete else "an os.unlink loop"
+        if args.deleters:
+            how = f"{args.deleters} `find -delete` processes at once"
         note(f"part 2: deleting {n:,} files with {how}")
         unlink = os.unlink
         cpu0 = proc_cpu_seconds(d.pid)
         wm_cpu0 = wm.cpu_seconds() if wm is not None else 0.0
         wall0 = time.time()
         t0 = time.perf_counter()
-        if args.find_delete:  # another process, in C: a faster burst
+        if args.deleters:  # several processes, in C: a fast burst
+            parallel_find_delete(root, args.deleters)
+        elif args.find_delete:  # another process, in C: a faster burst
             subprocess.run(["find", root, "-type", "f", "-delete"], check=True)
         else:
             for p in paths:
@@ -1141,6 +1164,8 @@ def part_burst(
     part.add("| figure | value |")
     part.add("| --- | ---: |")
     how = "`find -type f -delete`" if args.find_delete else "unlink loop"
+    if args.deleters:
+        how = f"{args.deleters} `find -type f -delete` processes at once"
     part.add(f"| burst duration ({how}) | {burst:.2f} s ({n / burst:,.0f} unlinks/s) |")
     part.add(
         f"| end of burst -> all {n:,} rows missing (assetd) | "
@@ -1165,7 +1190,30 @@ def part_burst(
         f"**{cpu_done:.2f} s** |"
     )
     part.add(f"| assetd CPU-seconds: start of burst -> daemon idle again | {cpu_idle:.2f} s |")
-    part.add(f"| assetd kernel-queue overflows (`watch.overflow` count) | {overflowed} |")
+    losses = sum(int(e.get("losses", 0)) for e in summary.recoveries)
+    part.add(
+        f"| assetd kernel-queue overflows (`watch.overflow` count; losses its recoveries "
+        f"counted: `watch.overflow` is logged at most once a minute) | {overflowed}; {losses} |"
+    )
+    for e in summary.recoveries:
+        part.add(
+            "| assetd recovery of lost events (`overflow.recovery`): rescan of | "
+            f"{e.get('rescan')} (after {e.get('losses')} loss(es); started "
+            f"{float(e.get('waited_s', 0)):.3f} s after the first) |"
+        )
+    for e in summary.reconciles:
+        if e["event"] == "reconcile.rescan":
+            part.add(
+                "| assetd rescan: directories changed since the loss / the walk that found them | "
+                f"{int(e.get('directories', 0)):,} of {dirs:,} / "
+                f"{float(e.get('probe_s', 0)):.3f} s |"
+            )
+        elif e["event"] == "reconcile.rescanned":
+            part.add(
+                "| assetd rescan: rows it marked missing / files walked unchanged / its duration | "
+                f"{int(e.get('missing', 0)):,} / {int(e.get('unchanged', 0)):,} / "
+                f"{float(e.get('duration_s', 0)):.2f} s |"
+            )
     received = sum(int(e.get("changes", 0)) for e in summary.batches)
     part.add(
         f"| assetd raw changes in its batches (the probe's too) / deletions | {received:,} / "
@@ -1749,6 +1797,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--find-delete",
         action="store_true",
         help="part 2: delete with `find -type f -delete` (another process) instead of os.unlink",
+    )
+    s.add_argument(
+        "--deleters",
+        type=int,
+        default=0,
+        metavar="N",
+        help="part 2: delete with N `find DIRS -type f -delete` processes at once, each given "
+        "every Nth directory (a fast burst, to overflow the kernel queue)",
     )
     s.add_argument("--baseline-runs", type=int, default=3, help="raw SQL baselines: best of K (3)")
     s.add_argument(

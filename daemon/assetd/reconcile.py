@@ -172,9 +172,11 @@ def _reconcile_tree(
     progress: Progress | None = None,
     cancel: Cancel | None = None,
     scandir: ScandirFn = os.scandir,
+    pages: Iterator[list[RowTuple]] | None = None,
 ) -> None:
     """Diff the files below ``top`` (an os path: the root or a directory in it) with the
-    catalog; apply. Raises :class:`RootVanished` when the root went away meanwhile."""
+    catalog (``pages``: its rows to compare, default all under ``top``); apply. Raises
+    :class:`RootVanished` when the root went away meanwhile."""
     applier = Applier(session, root, result, rules)
 
     def on_problem(problem: WalkProblem) -> None:
@@ -189,7 +191,8 @@ def _reconcile_tree(
         _log.debug("walk.skipped", path=problem.path, kind=problem.kind, detail=problem.detail)
 
     applier.report = on_problem
-    pages = iter_catalog_pages(session, root, encode_path(top)[0])
+    if pages is None:
+        pages = iter_catalog_pages(session, root, encode_path(top)[0])
     first = next(pages, None)
     # No row under top: every file found is new, and the applier reads its figures anyway (one
     # statx each, inside the transaction that writes it), so the walk only lists files. Not

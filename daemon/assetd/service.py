@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import queue
-import threading
 import time
 from collections.abc import Callable
 
@@ -46,6 +45,7 @@ from assetd.live.backend import write_backends
 from assetd.live.canary import Canary, timing
 from assetd.live.changes import Change, Kind
 from assetd.live.limits import WatchLimitError
+from assetd.live.lost import LostEvents
 from assetd.live.observers import Watchers, warn_network_roots
 from assetd.live.pipeline import Pipeline
 from assetd.live.rootkeeper import RootKeeper
@@ -62,11 +62,13 @@ from assetd.timing import Backoff
 _log = log.get_logger(__name__)
 
 HEARTBEAT_EVERY = 15.0
-OVERFLOW_SETTLE = 2.0  # an overflow's reconcile waits for the burst to pass
 # the main loop's period and the canary's come from WatchdogSec: assetd.live.canary.timing
 
 
 class Service:
+    watchers: Watchers
+    scheduler: ReconcileScheduler
+
     def __init__(self, config: Config, reload_config: Callable[[], Config]) -> None:
         self.config = config
         self.reload_config = reload_config
@@ -74,8 +76,15 @@ class Service:
         self.signals = SignalFlags()
         self.waker = Waker()
         self.timing = timing(watchdog_interval())
-        self._overflow: set[str] = set()
-        self._overflow_lock = threading.Lock()
+        self.sinks: dict[str, QueueSink] = {}
+        self.lost = LostEvents(  # overflows -> rescans once the burst pauses (live/lost.py)
+            wake=self.waker.wake,
+            roots=lambda: self.roots,
+            sinks=self.sinks,
+            watcher=lambda name: self.watchers.get(name),
+            bump=self._bump,
+            scheduler=lambda: self.scheduler,
+        )
         self.roots: list[RootSpec] = []
         self.unavailable: dict[int, Verdict] = {}  # roots away (unavailable, covered): rootkeeper's
         self.polling: set[int] = set()  # inotify roots that fell back to polling
@@ -89,9 +98,7 @@ class Service:
         self._db_ok = True  # the pipeline's database state at the last heartbeat
 
     def _on_overflow(self, root_name: str) -> None:  # called on watchdog's thread: no I/O
-        with self._overflow_lock:
-            self._overflow.add(root_name)
-        self.waker.wake()
+        self.lost.report(root_name)
 
     # --- run -------------------------------------------------------------------------------
 
@@ -132,7 +139,7 @@ class Service:
         with cat.sessions() as s, s.begin():
             daemons.record_start(s, cat.host, os.getpid(), __version__)
         self.changes: queue.Queue[Change | None] = queue.Queue(maxsize=config.watch.queue_size)
-        self.sinks: dict[str, QueueSink] = {}
+        self.sinks.clear()
         self.worker = Worker(  # a root found away by a batch: judged afresh, as a lost watch
             cat.sessions, self.roots, fault=worker_fault(), on_root_away=self._root_lost
         )
@@ -275,7 +282,10 @@ class Service:
     def _loop(self) -> int:
         last_heartbeat = last_canary = 0.0
         while True:
-            self.waker.wait(self.timing.tick)
+            recovery = self.lost.wait()  # an overflow's rescan starts once its burst pauses
+            self.waker.wait(
+                self.timing.tick if recovery is None else min(recovery, self.timing.tick)
+            )
             if self.signals.stop or (self._catalog_lock and self._catalog_lock.lost):
                 return 0 if self.signals.stop else HostLocked.exit_code  # another took the lock
             for part, name in ((self.pipeline, "pipeline"), (self.scheduler, "reconcile")):
@@ -289,7 +299,7 @@ class Service:
                 apply_reload(self)
             if self.signals.take_reconcile():
                 self.scheduler.request("SIGUSR1")
-            self._handle_overflows()
+            self.lost.handle()
             self._check_roots()
             now = time.monotonic()
             if now - last_canary >= self.timing.touch_every:
@@ -366,19 +376,6 @@ class Service:
                         record_root_mode(s, root.id, state, None)
         except SQLAlchemyError as err:
             _log.debug("root_state.failed", error=one_line(err))
-
-    def _handle_overflows(self) -> None:
-        with self._overflow_lock:
-            names, self._overflow = self._overflow, set()
-        for name in names:
-            root = next((r for r in self.roots if r.name == name), None)
-            if root is None:
-                continue
-            # watch.py logged watch.overflow; the root's events were lost: reconcile it
-            if name in self.sinks:
-                self.sinks[name].reset()
-            self._bump(root, "overflow")
-            self.scheduler.request("overflow", root.id, delay=OVERFLOW_SETTLE)
 
     def _bump(self, root: RootSpec, reason: str | None = None) -> None:
         assert self.catalog is not None

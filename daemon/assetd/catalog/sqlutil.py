@@ -245,6 +245,14 @@ def select_in(
     return [tuple(r) for result in execute_in(session, sql, values, params) for r in result]
 
 
+def column_in(
+    session: Session, sql: str, values: Sequence[Any], params: Sequence[Any] = ()
+) -> list[Any]:
+    """The first column of every row of :func:`execute_in` (no row object per row: the
+    live worker's ``UPDATE ... RETURNING file_path`` of a burst returns 100,000)."""
+    return [v for result in execute_in(session, sql, values, params) for v in result.scalars()]
+
+
 def update_in(session: Session, sql: str, values: Sequence[Any], params: Sequence[Any] = ()) -> int:
     """Rows changed by :func:`execute_in` of an UPDATE."""
     return sum(max(int(r.rowcount), 0) for r in execute_in(session, sql, values, params))

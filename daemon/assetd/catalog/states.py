@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy import Boolean, bindparam, false, update
 
 from assetd.catalog.sqltext import utcnow as utcnow  # re-exported: its users import it here
-from assetd.catalog.sqlutil import db_value, is_postgresql, select_in, under_prefix, update_in
+from assetd.catalog.sqlutil import (
+    column_in,
+    db_value,
+    is_postgresql,
+    select_in,
+    under_prefix,
+    update_in,
+)
 from assetd.catalog.tables import cache_states as cs
 from assetd.catalog.vocab import Reason as Reason  # re-exported: its users import it here
 
@@ -132,7 +139,7 @@ def mark_paths_missing(
         "UPDATE asset_cache_states SET is_missing = true, missing_since = {p}, "
         f"state_changed_at = {{p}}, state_reason = {{p}} {where} RETURNING file_path"
     )
-    return [r[0] for r in select_in(session, sql, paths, (stamp, stamp, reason, False))]
+    return column_in(session, sql, paths, (stamp, stamp, reason, False))
 
 
 def _fig(f: FileFigures, name: str) -> int | None:

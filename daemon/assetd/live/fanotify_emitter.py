@@ -91,6 +91,8 @@ class FanotifyEmitter(EventEmitter):
         self._ignore = ignore
         self._on_overflow = on_overflow
         self._group: FanotifyGroup | None = None
+        self.lost_since: float | None = None
+        """Wall time from which the last overflow may have lost events (None: not known)."""
         self._root = watch.path
         self._wanted: tuple[type[FileSystemEvent], ...] | None = (
             None if event_filter is None else tuple(event_filter)
@@ -124,6 +126,8 @@ class FanotifyEmitter(EventEmitter):
             self._event_queue.put((EventBatch(self._root, tuple(events)), self.watch))
 
     def overflow(self, reason: str) -> None:
+        group = self._group  # what may be lost is newer than the group's last empty read
+        self.lost_since = group.read_since if group is not None else None
         if self._on_overflow is not None:
             self._on_overflow(reason)
 

@@ -4,25 +4,22 @@ A :class:`FanotifyGroup` holds one ``FAN_MARK_FILESYSTEM`` mark for the filesyst
 roots, an inode mark on each root directory (its own deletion or move), and a reader thread. The
 reader drains the group, resolves each event's directory handle with a
 :class:`~assetd.live.fanotify_tree.HandleTree` (in event order) and hands watchdog events to the
-:class:`Receiver` (an emitter) whose root holds a path, one batch per root per read. A
-directory outside every root is looked up once: its later events are dropped while the buffer is
-parsed (:class:`~assetd.live.fanotify_sys.OutsideFilter`, which shares the tree's set of such
-directories), before any object is made for them.
+:class:`Receiver` (an emitter) whose root holds a path, one batch per root per read. A directory
+outside every root is looked up once: its later events are dropped while the buffer is parsed
+(:class:`~assetd.live.fanotify_sys.OutsideFilter`, sharing the tree's set of such directories).
 
 - The queue is unlimited: no ``FAN_Q_OVERFLOW``; one that comes anyway is an overflow of every
-  root of the group, as with inotify. A directory that is gone and that no event read places
-  resolves to a reconcile of the roots of its filesystem (``overflow``), never to a guess.
+  root of the group, as with inotify; so is a directory gone that no event read places (never a
+  guess). ``read_since``: the last empty read before the current read (what was lost is newer).
 - A directory's own FAN_ATTRIB (chmod; its record names the directory with the name ".") is a
   ``DirAttribEvent``, a look-again below it, as on the inotify backends.
 - A move read before a directory rename still in the same read, through a directory looked up
   in this read (so its path is the one after the rename: a *careful* move), keeps its place in
   the order; its paths are taken back through the later directory renames of the read once they
-  are all known (:func:`before_renames`), and it is routed then. Before, it became a deletion
-  and a creation at the paths of now, applied before the renames: a directory moved to another
-  root just before its parent was renamed left its rows missing under the renamed parent.
-  A lookup answers for now, so what the kernel queued before it (a rename that made that path
-  "now") is read into the current read right after it (``_after_lookup``): a move resolved
-  through it then knows that a rename follows.
+  are all known (:func:`before_renames`), and it is routed then (before, a directory moved to
+  another root just before its parent was renamed left its rows missing under the renamed
+  parent). A lookup answers for now, so what the kernel queued before it (a rename that made
+  that path "now") is read into the current read right after it (``_after_lookup``).
 """
 
 from __future__ import annotations
@@ -32,6 +29,7 @@ import functools
 import os
 import select
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -134,6 +132,7 @@ class FanotifyGroup:
         self.fsid = fsid
         self.error: BaseException | None = None
         self.events = 0
+        self.clear_at = self.read_since = time.time()  # see the module docstring
         self._fd = fsys.init_group()
         self._marked = False
         self._members: list[_Member] = []
@@ -213,6 +212,7 @@ class FanotifyGroup:
                 if self._stopping:
                     return
                 with self._lock:  # held by add/remove, and by tests to make one read
+                    self.read_since = self.clear_at
                     events = self._drain()
                     if events:
                         self._apply(events)
@@ -223,15 +223,15 @@ class FanotifyGroup:
             log.error("watch.fanotify_failed", fsid=self.fsid.hex(), error=repr(err))
 
     def _drain(self) -> list[RawEvent]:
-        """Every event queued now (up to MAX_DRAIN bytes): read first, then parsed. The kernel's
-        queue is emptied at the speed of reads, not of parsing: each event queued behind others
-        costs the process that caused it a merge check against them (an unlink took twice as long
-        with a long queue as with a drained one)."""
+        """Every event queued now (up to MAX_DRAIN bytes): read first, then parsed, so the queue
+        empties at the speed of reads (each event queued behind others costs the process that
+        caused it a merge check against them: an unlink took twice as long with a long queue)."""
         chunks: list[bytes] = []
         size = 0
         while size < MAX_DRAIN:
             chunk = fsys.read_events(self._fd, READ_SIZE)
             if not chunk:
+                self.clear_at = time.time()
                 break
             chunks.append(chunk)
             size += len(chunk)

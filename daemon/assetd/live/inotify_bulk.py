@@ -23,7 +23,9 @@ under it until its move-to is read: then they are rewritten under the new path, 
 directory left the root, removed. What they report meanwhile is not read at a stale path: a move
 out of such a directory back into the root goes to the pairer with the parent move's cookie
 (:class:`~assetd.live.crossroot.Under`), anything else gets the directory listed after its move.
-An ``IN_Q_OVERFLOW`` record calls ``on_overflow`` (given to the observer);
+An ``IN_Q_OVERFLOW`` record sets ``lost_since`` (the wall time from which events may have been
+lost: the reader's last empty read before the round's data, :attr:`Reader.taken_since`) and
+calls ``on_overflow`` (given to the observer);
 the deletion of the root itself is a ``DirDeletedEvent`` of the root, and the emitter stops.
 """
 
@@ -125,6 +127,9 @@ class BulkInotifyEmitter(EventEmitter):
         self._reader: Reader | None = None
         self._table = WatchTable()
         self.overflows = 0
+        self.lost_since: float | None = None
+        """Wall time from which the last overflow may have lost events (None: none yet)."""
+        self._round_since = time.time()
         self._rate = Rate()
 
     # --- watches ------------------------------------------------------------------------------
@@ -167,13 +172,15 @@ class BulkInotifyEmitter(EventEmitter):
     # --- thread -------------------------------------------------------------------------------
 
     def on_thread_start(self) -> None:
+        made = time.time()  # an overflow before the first empty read lost events from here on
         fd = int(_libc.inotify_init1(_IN_CLOEXEC | _IN_NONBLOCK))
         if fd < 0:
             code = ctypes.get_errno()
             raise OSError(code, os.strerror(code))
         self._fd = fd
         self._add_tree(self._root)
-        self._reader = Reader(fd, f"assetd-inotify-read-{os.path.basename(self.watch.path)}")
+        name = f"assetd-inotify-read-{os.path.basename(self.watch.path)}"
+        self._reader = Reader(fd, name, since=made)
         self._reader.start()
 
     def on_thread_stop(self) -> None:
@@ -195,6 +202,11 @@ class BulkInotifyEmitter(EventEmitter):
         if reader is not None:
             reader.stop()
 
+    def activity(self) -> int:
+        """Bytes the reader has taken from the kernel so far (moves while events come)."""
+        reader = self._reader
+        return reader.read_bytes if reader is not None else 0
+
     def reader_alive(self) -> bool:
         reader = self._reader
         return reader is not None and reader.is_alive()
@@ -210,6 +222,7 @@ class BulkInotifyEmitter(EventEmitter):
             if not reader.is_alive() and self.should_keep_running():
                 self.stop()  # the reader ended by itself: so does this emitter (seen as dead)
             return
+        self._round_since = reader.taken_since
         if self._rate.streaming(time.monotonic()):
             time.sleep(GATHER)  # a stream: gather more records into this round
             data += reader.take(0.0)
@@ -225,6 +238,7 @@ class BulkInotifyEmitter(EventEmitter):
         """Events were lost: report it, and watch directories made meanwhile (their creation
         may be among the lost events; a watch already held is kept as it is)."""
         self.overflows += 1
+        self.lost_since = self._round_since
         if self._on_overflow is not None:
             self._on_overflow(self.watch.path)
         if self.watch.is_recursive:

@@ -47,10 +47,19 @@ class Rate:
 class Reader(threading.Thread):
     """Reads the inotify fd into ``chunks`` until told to stop; does nothing else."""
 
-    def __init__(self, fd: int, name: str) -> None:
+    def __init__(self, fd: int, name: str, *, since: float | None = None) -> None:
         super().__init__(name=name, daemon=True)
         self.fd = fd
         self.chunks: list[bytes] = []
+        self.read_bytes = 0
+        """Bytes read so far: while it moves, the kernel is still queueing events."""
+        self.clear_at = time.time() if since is None else since
+        """Wall time of the last read that found the kernel queue empty (``since``, the time
+        the fd was made, until one did): whatever is read later was queued after it."""
+        self._chunks_since = self.clear_at
+        self.taken_since = self.clear_at
+        """For the data the last :meth:`take` returned: ``clear_at`` before its first read. An
+        overflow record in that data lost events of that time or later."""
         self.cond = threading.Condition()
         self.error: OSError | None = None
         self._kill_r, self._kill_w = os.pipe()
@@ -72,11 +81,15 @@ class Reader(threading.Thread):
                     try:
                         data = os.read(self.fd, READ_SIZE)
                     except BlockingIOError:
+                        self.clear_at = time.time()
                         break
                     except InterruptedError:
                         continue
                     rate.add(len(data))
+                    self.read_bytes += len(data)
                     with self.cond:
+                        if not self.chunks:
+                            self._chunks_since = self.clear_at
                         self.chunks.append(data)
                         self.cond.notify()
         except OSError as err:
@@ -92,6 +105,8 @@ class Reader(threading.Thread):
             if not self.chunks and not self._stopping and timeout > 0:
                 self.cond.wait(timeout)
             data, self.chunks = b"".join(self.chunks), []
+            if data:
+                self.taken_since = self._chunks_since
         return data
 
     def stop(self) -> None:

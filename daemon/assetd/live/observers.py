@@ -192,6 +192,7 @@ class RootWatcher:
         self._lock = threading.Lock()
         self._overflow_logged_at = -1e18
         self._overflows_unlogged = 0
+        self._lost: list[float | None] = []  # each overflow's lost_since, until taken
 
     def start(self) -> None:
         """Start watching (no-op when already running)."""
@@ -284,6 +285,9 @@ class RootWatcher:
         (a pathological tree overflows every ~250 ms)."""
         self.overflows += 1
         self._overflows_unlogged += 1
+        observer = self._observer
+        emitters = list(observer.emitters) if observer is not None else []
+        self._lost.append(getattr(emitters[0], "lost_since", None) if emitters else None)
         now = self._clock()
         if now - self._overflow_logged_at >= 60.0:
             log.warning(
@@ -295,6 +299,22 @@ class RootWatcher:
             self._overflow_logged_at = now
             self._overflows_unlogged = 0
         self._on_overflow(self.name)
+
+    def activity(self) -> int:
+        """A count that moves while the kernel hands this root's watch events (the bulk
+        inotify reader's bytes; 0 for a backend without one)."""
+        observer = self._observer
+        emitters = list(observer.emitters) if observer is not None else []
+        return sum(int(getattr(e, "activity", lambda: 0)()) for e in emitters)
+
+    def take_lost_since(self) -> tuple[bool, float | None]:
+        """Whether an overflow was reported since the last call, and the wall time from which
+        its events may be lost (the earliest of them; None: not known, e.g. an overflow during
+        the start's walk or a kernel that said nothing of when)."""
+        lost, self._lost = self._lost, []
+        if not lost:
+            return False, None
+        return True, None if None in lost else min(t for t in lost if t is not None)
 
 
 class Watchers:

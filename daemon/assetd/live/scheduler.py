@@ -1,5 +1,12 @@
 """The reconcile thread: at start, every ``interval`` (+/-25% jitter), on demand (SIGUSR1,
-overflow, watcher failure, a failed batch), and each polling root every ``poll_interval``."""
+overflow, watcher failure, a failed batch), and each polling root every ``poll_interval``.
+
+After lost events whose time is known (:mod:`assetd.live.recovery`) a root gets a *rescan*
+instead: the directories changed since then (:func:`assetd.touched.touched_dirs`, read by
+:mod:`assetd.reconcile_dirs`), or the whole root when the clock went back or more than half of
+its directories changed (one pass then costs less than reading each alone). A pending full
+pass of the root (or of all) makes a rescan needless; a rescan comes after the full passes that
+are due."""
 
 from __future__ import annotations
 
@@ -13,8 +20,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from assetd import log
 from assetd.catalog.engine import SessionFactory, classify_db_error, one_line
 from assetd.catalog.roots import RootSpec
+from assetd.fsutil import IgnoreRules
 from assetd.reconcile import ReconcileResult, sync_cache_states_with_filesystem
+from assetd.reconcile_dirs import reconcile_directories
 from assetd.timing import Clock
+from assetd.touched import touched_dirs
 
 _log = log.get_logger(__name__)
 
@@ -49,6 +59,7 @@ class ReconcileScheduler:
         self._wake = threading.Condition()
         # root id (None: all) -> (reason, not before)
         self._requested: dict[int | None, tuple[str, float]] = {}
+        self._rescans: dict[int, tuple[str, float]] = {}  # root id -> (reason, lost since)
         self._stop = False
         self._next_full = clock() + jittered(interval, self.rng)
         self._next_poll: dict[int, float] = {}
@@ -87,6 +98,22 @@ class ReconcileScheduler:
                     self._requested[root_id] = (reason, not_before)
             self._wake.notify_all()
 
+    def request_rescan(self, reason: str, root_id: int, since: float) -> None:
+        """Rescan the directories of one root changed since wall time ``since`` (events of
+        that time or later were lost); several requests keep the earliest time."""
+        with self._wake:
+            old = self._rescans.get(root_id)
+            self._rescans[root_id] = (reason, since if old is None else min(old[1], since))
+            self._wake.notify_all()
+
+    def _rescan_due(self) -> tuple[int, str, float] | None:
+        """A rescan to run now, unless a full pass of its root (or of all) is requested."""
+        while self._rescans:
+            root_id, (reason, since) = self._rescans.popitem()
+            if root_id not in self._requested and None not in self._requested:
+                return root_id, reason, since
+        return None
+
     def _due(self) -> tuple[list[int] | None, str] | None:
         """Roots to reconcile now (None: all) and why, or None."""
         now = self.clock()
@@ -94,10 +121,12 @@ class ReconcileScheduler:
         if None in ready:
             reason = ready[None][0]
             self._requested.clear()
+            self._rescans.clear()
             self._next_full = now + jittered(self.interval, self.rng)
             return None, reason
         if now >= self._next_full:
             self._requested.clear()
+            self._rescans.clear()
             self._next_full = now + jittered(self.interval, self.rng)
             return None, "interval"
         ids: list[int | None] = list(ready)
@@ -111,6 +140,9 @@ class ReconcileScheduler:
                 ids.append(root_id)
                 reasons.append("poll")
         if ids:
+            for rid in ids:
+                if rid is not None:
+                    self._rescans.pop(rid, None)
             return [i for i in ids if i is not None], ", ".join(sorted(set(reasons)))
         return None
 
@@ -127,30 +159,75 @@ class ReconcileScheduler:
         try:
             while True:
                 due: tuple[list[int] | None, str] | None = None
+                rescan: tuple[int, str, float] | None = None
                 with self._wake:
-                    while not self._stop and due is None:
+                    while not self._stop and due is None and rescan is None:
                         due = self._due()
                         if due is None:
+                            rescan = self._rescan_due()
+                        if due is None and rescan is None:
                             self._wake.wait(self._wait_time())
-                    if self._stop or due is None:
+                    if self._stop:
                         return
-                ids, reason = due
-                self._reconcile(ids, reason)
+                if due is not None:
+                    self._reconcile(*due)
+                elif rescan is not None:
+                    self._rescan(*rescan)
         except BaseException as err:
             self.error = err
             _log.critical("reconcile.crashed", error=repr(err), exc_info=True)
 
-    def _reconcile(self, ids: list[int] | None, reason: str) -> None:
+    def _rescan(self, root_id: int, reason: str, since: float) -> None:
+        root = next((r for r in self.roots() if r.id == root_id), None)
+        if root is None:
+            return
+        started = time.monotonic()
+        tops: list[str] | None = None
+        why = reason
+        if since <= time.time() and not root.follow_symlinks:  # else: unknown, the whole root
+            rules = IgnoreRules(root.ignore)
+            found = touched_dirs(
+                root.path, since, ignored=rules.name_ignored if root.ignore else None
+            )
+            if len(found.dirs) * 2 <= found.walked:  # else one pass costs less than each alone
+                tops = found.dirs
+            else:
+                why = f"{reason}: {len(found.dirs)} of {found.walked} directories changed"
+        if tops is None:
+            self._reconcile([root.id], why)
+            return
+        probe_s = round(time.monotonic() - started, 3)
+        _log.info(
+            "reconcile.rescan",
+            reason=reason,
+            root=root.name,
+            directories=len(tops),
+            probe_s=probe_s,
+        )
+        self._reconcile([root.id], reason, tops)
+
+    def _reconcile(self, ids: list[int] | None, reason: str, tops: list[str] | None = None) -> None:
         roots = [r for r in self.roots() if ids is None or r.id in ids]
         if not roots:
             return
-        _log.info("reconcile.started", reason=reason, roots=[r.name for r in roots])
+        if tops is None:
+            _log.info("reconcile.started", reason=reason, roots=[r.name for r in roots])
         self.running = True
         try:
             with self.sessions() as session:
-                result = sync_cache_states_with_filesystem(
-                    session, roots, cancel=lambda: self._stop, link_roots=self.link_roots()
-                )
+                if tops is not None:  # a rescan of these directories of the one root
+                    result = reconcile_directories(
+                        session,
+                        roots[0],
+                        tops,
+                        cancel=lambda: self._stop,
+                        link_roots=self.link_roots(),
+                    )
+                    _log.info("reconcile.rescanned", root=roots[0].name, **result.as_dict())
+                else:
+                    result = sync_cache_states_with_filesystem(
+                        session, roots, cancel=lambda: self._stop, link_roots=self.link_roots()
+                    )
         except Exception as err:  # one failed pass never ends the thread
             outage = classify_db_error(err) is not None
             _log.error(

@@ -144,6 +144,8 @@ class QueueSink:
     ) -> None:
         self.root_name = root_name
         self.dropped = 0
+        self.count = 0
+        """Changes offered so far (kept or dropped): when it stops moving, the root is quiet."""
         self._queue = changes
         self._on_overflow = on_overflow
         self._flagged = False
@@ -155,6 +157,7 @@ class QueueSink:
         return self._flagged
 
     def put(self, change: Change) -> bool:
+        self.count += 1
         try:
             self._queue.put_nowait(change)
             return True
@@ -177,6 +180,7 @@ class QueueSink:
         """``put`` each of ``changes`` under one hold of the queue's lock, waking the reader
         once; returns how many were dropped (the queue was full)."""
         q = self._queue
+        self.count += len(changes)
         with q.mutex:
             room = len(changes) if q.maxsize <= 0 else max(0, q.maxsize - q._qsize())
             taken = changes[:room]
@@ -225,6 +229,7 @@ class RootHandler(FileSystemEventHandler):
         self.errors = 0
         self._sink = sink
         self._ignore = ignore
+        self._patterns = bool(ignore.patterns)
         self._on_root_event = on_root_event
         self._clock = clock
         self._pairer = pairer
@@ -348,6 +353,8 @@ class RootHandler(FileSystemEventHandler):
         # Patterns match the catalog form of a name (a non-UTF-8 byte reads as \xNN). The
         # verdict on the directory part is kept per handler (its rules never change: a reload
         # re-adds the root), so a burst in one directory matches one name per event.
+        if not self._patterns:  # no rules (the handler's only cost here was this call)
+            return False
         catalog = encode_path(relative)[0]
         cut = catalog.rfind("/")
         if cut < 0:
@@ -358,7 +365,7 @@ class RootHandler(FileSystemEventHandler):
             if len(self._parents) >= _PARENTS_KEPT:
                 self._parents.clear()
             verdict = self._parents[parent] = self._ignore.is_ignored(parent)
-        return verdict or self._ignore.is_ignored(name)
+        return verdict or (name not in ("", ".") and self._ignore.name_ignored(name))
 
     def _failed(self, err: Exception, event: object) -> None:
         """Count the failure; log its type the first time only. Never raises."""
