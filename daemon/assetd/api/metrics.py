@@ -63,7 +63,7 @@ class DaemonCollector(Collector):
         )
         yield CounterMetricFamily(
             "assetd_overflows",
-            "kernel inotify queue overflows (the root is reconciled)",
+            "kernel queue overflows (the directories changed since the loss are rescanned)",
             value=sum(w.overflows for w in watchers),
         )
         yield GaugeMetricFamily(
