@@ -1008,11 +1008,10 @@ def watchdog_burst(work: str, n: int, dirs: int) -> dict[str, Any]:
     }
 
 
-def parallel_find_delete(root: str, n: int) -> None:
-    """Delete every file below ``root`` with ``n`` ``find -type f -delete`` processes at once,
-    each given every ``n``-th directory of ``root``."""
-    dirs = sorted(os.listdir(root))
-    slices = [[os.path.join(root, d) for d in dirs[i::n]] for i in range(n)]
+def parallel_find_delete(dirs: list[str], n: int) -> None:
+    """Delete every file below ``dirs`` with ``n`` ``find -type f -delete`` processes at once,
+    each given every ``n``-th directory."""
+    slices = [dirs[i::n] for i in range(n)]
     procs = [subprocess.Popen(["find", *part, "-type", "f", "-delete"]) for part in slices if part]
     codes = [p.wait() for p in procs]
     if any(codes):
@@ -1065,6 +1064,13 @@ def part_burst(
     top = os.path.join(work, "p2-root")
     root = os.path.join(top, "files")  # the burst's files; the probe file goes in top/probe
     paths = make_files(top, n, dirs, sub="files")
+    # --burst-share: the burst empties every k-th directory only (the rest stay, untouched)
+    step = max(1, round(1 / args.burst_share))
+    doomed_dirs = [os.path.join(root, f"d{j:04d}") for j in range(0, dirs, step)]
+    doomed = paths if step == 1 else [p for p in paths if os.path.dirname(p) in set(doomed_dirs)]
+    k = len(doomed)
+    if step > 1:
+        part.title = f"2. Burst of {k:,} deletions in {len(doomed_dirs):,} of {dirs:,} directories"
     probe_dir = os.path.join(top, "probe")
     os.makedirs(probe_dir)
     d = Daemon(os.path.join(work, "p2-daemon"), top, args)
@@ -1094,18 +1100,18 @@ def part_burst(
         how = "`find -delete`" if args.find_delete else "an os.unlink loop"
         if args.deleters:
             how = f"{args.deleters} `find -delete` processes at once"
-        note(f"part 2: deleting {n:,} files with {how}")
+        note(f"part 2: deleting {k:,} files in {len(doomed_dirs):,} directories with {how}")
         unlink = os.unlink
         cpu0 = proc_cpu_seconds(d.pid)
         wm_cpu0 = wm.cpu_seconds() if wm is not None else 0.0
         wall0 = time.time()
         t0 = time.perf_counter()
         if args.deleters:  # several processes, in C: a fast burst
-            parallel_find_delete(root, args.deleters)
+            parallel_find_delete(doomed_dirs, args.deleters)
         elif args.find_delete:  # another process, in C: a faster burst
-            subprocess.run(["find", root, "-type", "f", "-delete"], check=True)
+            subprocess.run(["find", *doomed_dirs, "-type", "f", "-delete"], check=True)
         else:
-            for p in paths:
+            for p in doomed:
                 unlink(p)
         t_end = time.perf_counter()
         wall_end = wall0 + (t_end - t0)
@@ -1116,12 +1122,22 @@ def part_burst(
         )
         con = d.reader()
         under_root = (d.root_id, root + "/", root + "0")
+        missing_sql = (
+            "SELECT count(*) FROM asset_cache_states WHERE root_id = ? AND is_missing = 1 "
+            "AND file_path > ? AND file_path < ?"
+        )
         ok, t_done = poll_until(
-            lambda: con.execute(live_sql, under_root).fetchone() is None, args.timeout, every
+            lambda: (
+                con.execute(live_sql, under_root).fetchone() is None
+                if step == 1
+                else con.execute(missing_sql, under_root).fetchone()[0] >= k
+            ),
+            args.timeout,
+            every,
         )
         cpu_done = proc_cpu_seconds(d.pid) - cpu0
         if wm is not None:
-            wm_fig = watchman_burst(wm, top, paths, t_end, args.timeout)
+            wm_fig = watchman_burst(wm, top, doomed, t_end, args.timeout)
             wm_fig["cpu"] = wm.cpu_seconds() - wm_cpu0
             wm.stop()
             wm = None
@@ -1145,7 +1161,7 @@ def part_burst(
         return part
 
     raw_runs, raw_rows = best_of(
-        args.baseline_runs, copy, lambda db: raw_mark_missing(db, d.root_id, paths)
+        args.baseline_runs, copy, lambda db: raw_mark_missing(db, d.root_id, doomed)
     )
     raw_s = min(raw_runs)
     note(f"part 2: raw baseline UPDATE: {raw_s:.3f} s ({raw_rows:,} rows)")
@@ -1166,9 +1182,14 @@ def part_burst(
     how = "`find -type f -delete`" if args.find_delete else "unlink loop"
     if args.deleters:
         how = f"{args.deleters} `find -type f -delete` processes at once"
-    part.add(f"| burst duration ({how}) | {burst:.2f} s ({n / burst:,.0f} unlinks/s) |")
+    part.add(f"| burst duration ({how}) | {burst:.2f} s ({k / burst:,.0f} unlinks/s) |")
+    if step > 1:
+        part.add(
+            f"| directories emptied (`--burst-share`) / left untouched | "
+            f"{len(doomed_dirs):,} ({k:,} files) / {dirs - len(doomed_dirs):,} ({n - k:,} files) |"
+        )
     part.add(
-        f"| end of burst -> all {n:,} rows missing (assetd) | "
+        f"| end of burst -> all {k:,} rows missing (assetd) | "
         f"**{after:.2f} s**{'' if ok else ' (TIMED OUT)'} |"
     )
     part.add(f"| start of burst -> all rows missing | {t_done - t0:.2f} s |")
@@ -1217,14 +1238,14 @@ def part_burst(
     received = sum(int(e.get("changes", 0)) for e in summary.batches)
     part.add(
         f"| assetd raw changes in its batches (the probe's too) / deletions | {received:,} / "
-        f"{n:,}: about **{max(0, n - received):,} lost** to the overflow |"
+        f"{k:,}: about **{max(0, k - received):,} lost** to the overflow |"
     )
     if wm_fig:
         last = wm_fig["last_after"]
         part.add(
             f"| watchman (same root, same burst, same run; initial crawl {wm_crawl:.2f} s): "
             "deletions pushed | "
-            f"{wm_fig['deleted']:,} of {n:,}"
+            f"{wm_fig['deleted']:,} of {k:,}"
             + (" (then a fresh-instance push: it recrawled)" if wm_fig["fresh"] else "")
             + " |"
         )
@@ -1253,7 +1274,7 @@ def part_burst(
         )
     part.add("")
     verdict = "met" if ok and after <= 2.0 else "NOT met"
-    correct = missing == n and live == 0 and live_after == 0
+    correct = missing == k and live == n - k and live_after == n - k
     part.add(
         f"Target <= 2 s from the end of the burst: **{verdict}**. Catalog after the burst: "
         f"{'correct (all missing, none live)' if correct else '**WRONG**'}."
@@ -1805,6 +1826,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="N",
         help="part 2: delete with N `find DIRS -type f -delete` processes at once, each given "
         "every Nth directory (a fast burst, to overflow the kernel queue)",
+    )
+    s.add_argument(
+        "--burst-share",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="part 2: empty every (1/F)-th directory only (default 1: all); the rest untouched",
     )
     s.add_argument("--baseline-runs", type=int, default=3, help="raw SQL baselines: best of K (3)")
     s.add_argument(
