@@ -15,28 +15,7 @@ from hypothesis import strategies as st
 from assetd.diff import CatalogRow, DiffCounts, RowTuple, diff_runs, diff_sorted
 from assetd.fsutil import FileStat, IgnoreRules
 from assetd.walk import DiskRow, ScandirFn, WalkProblem, list_files_recursively
-
-
-def _tree(top: Path) -> None:
-    for rel in (
-        "a",
-        "a.b",
-        "a-",
-        "b/x",
-        "b/sub/y",
-        "b/sub/deeper/z",
-        "b.txt",
-        "c/junk.tmp",
-        "c/keep",
-        *(f"many/d{i:02d}/f{j}" for i in range(12) for j in range(3)),
-    ):
-        (top / rel).parent.mkdir(parents=True, exist_ok=True)
-        (top / rel).write_bytes(rel.encode())
-    os.symlink(top / "b.txt", top / "link-in")
-    os.symlink("/etc/hostname", top / "link-out")
-    os.symlink(top / "nowhere", top / "broken")
-    os.symlink(top / "b", top / "dirlink")
-    (top / os.fsdecode(b"bad\xff")).write_bytes(b"x")
+from walk_tree import make_odd_tree
 
 
 def _walk(
@@ -56,7 +35,7 @@ def _walk(
 
 
 def test_the_walk_read_ahead_equals_the_walk_read_in_place(tmp_path: Path) -> None:
-    _tree(tmp_path)
+    make_odd_tree(tmp_path)
     for follow in (False, True):
         ahead = _walk(tmp_path, follow)  # the default scandir: threads, by fd
         in_place = _walk(tmp_path, follow, lambda p: os.scandir(p))  # a seam: by path
@@ -68,7 +47,7 @@ def test_the_walk_read_ahead_equals_the_walk_read_in_place(tmp_path: Path) -> No
 
 
 def test_runs_hold_the_files_of_the_walk(tmp_path: Path) -> None:
-    _tree(tmp_path)
+    make_odd_tree(tmp_path)
     runs = list(list_files_recursively(str(tmp_path), runs=True))
     files = list(list_files_recursively(str(tmp_path)))
     flat = [FileStat(r[0], r[1], r[2], r[4], r[5], r[6], r[7]) for run in runs for r in run]
@@ -81,7 +60,7 @@ def _walk_threads() -> list[threading.Thread]:
 
 
 def test_an_abandoned_walk_leaves_no_thread(tmp_path: Path) -> None:
-    _tree(tmp_path)
+    make_odd_tree(tmp_path)
     it = list_files_recursively(str(tmp_path))
     assert isinstance(it, types.GeneratorType)
     assert next(it).path == f"{tmp_path}/a"

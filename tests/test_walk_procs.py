@@ -18,30 +18,7 @@ from assetd.fsutil import FileStat, IgnoreRules
 from assetd.links import LinkRules
 from assetd.walk import WalkProblem, list_files_recursively
 from assetd.walk_ahead import ReadAhead
-
-
-def _tree(top: Path) -> None:
-    for rel in (
-        "a",
-        "a.b",
-        "b/x",
-        "b/sub/y",
-        "b/sub/deeper/z",
-        "b.txt",
-        "c/junk.tmp",
-        "c/keep",
-        *(f"many/d{i:02d}/f{j}" for i in range(12) for j in range(30)),
-    ):
-        (top / rel).parent.mkdir(parents=True, exist_ok=True)
-        (top / rel).write_bytes(rel.encode())
-    os.symlink(top / "b.txt", top / "link-in")
-    os.symlink("/etc/hostname", top / "link-out")
-    os.symlink(top / "nowhere", top / "broken")
-    os.symlink(top / "b", top / "dirlink")
-    os.mkfifo(top / "fifo")
-    (top / os.fsdecode(b"bad\xff")).write_bytes(b"x")
-    (top / "many" / os.fsdecode(b"d\xfe")).mkdir()
-    (top / "many" / os.fsdecode(b"d\xfe") / "in").write_bytes(b"y")
+from walk_tree import make_odd_tree
 
 
 class _Started:
@@ -85,7 +62,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> _Started:
 def test_the_walk_by_workers_equals_the_walk_read_in_place(
     tmp_path: Path, started: _Started
 ) -> None:
-    _tree(tmp_path)
+    make_odd_tree(tmp_path, per_dir=30, fifo=True)
     for follow in (False, True):
         by_workers = _walk(tmp_path, follow, procs=2)
         in_place = _walk(tmp_path, follow, procs=0)  # threads, the same reads
@@ -101,7 +78,7 @@ def test_the_walk_by_workers_equals_the_walk_read_in_place(
 
 
 def test_no_worker_outlives_its_walk(tmp_path: Path, started: _Started) -> None:
-    _tree(tmp_path)
+    make_odd_tree(tmp_path, per_dir=30, fifo=True)
     walk_mod.PROCESSES = 2
     it = list_files_recursively(str(tmp_path), inside=LinkRules([str(tmp_path)]).inside)
     assert isinstance(it, types.GeneratorType)
@@ -113,7 +90,7 @@ def test_no_worker_outlives_its_walk(tmp_path: Path, started: _Started) -> None:
 
 
 def test_a_worker_dying_mid_walk_costs_nothing_but_speed(tmp_path: Path, started: _Started) -> None:
-    _tree(tmp_path)
+    make_odd_tree(tmp_path, per_dir=30, fifo=True)
     want = _walk(tmp_path, False, procs=0)
     walk_mod.PROCESSES = 2
     problems: list[WalkProblem] = []
@@ -134,7 +111,7 @@ def test_a_worker_dying_mid_walk_costs_nothing_but_speed(tmp_path: Path, started
 def test_with_no_idle_core_the_walk_reads_in_place(
     tmp_path: Path, started: _Started, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _tree(tmp_path)
+    make_odd_tree(tmp_path, per_dir=30, fifo=True)
     want = _walk(tmp_path, False, procs=0)
     monkeypatch.setattr(walk_mod, "idle_cores", lambda: 0)
     assert _walk(tmp_path, False, procs=2) == want
@@ -147,7 +124,7 @@ def test_idle_cores_counts_the_runnable_tasks_but_this_one() -> None:
 
 
 def test_rules_a_worker_cannot_take_keep_the_threads(tmp_path: Path, started: _Started) -> None:
-    _tree(tmp_path)
+    make_odd_tree(tmp_path, per_dir=30, fifo=True)
     walk_mod.PROCESSES = 2
     files = list(list_files_recursively(str(tmp_path), inside=lambda path: True))  # a closure
     assert started.pools == [] and len(files) > 360

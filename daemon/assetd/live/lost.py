@@ -108,21 +108,14 @@ class LostEvents:
                 continue
             waited = round(now - episode.first, 3)
             scheduler = self._scheduler()
+            _log.info(
+                "overflow.recovery",
+                root=name,
+                rescan="root" if episode.since is None else "changed",
+                losses=episode.losses,
+                waited_s=waited,
+            )
             if episode.since is None:
-                _log.info(
-                    "overflow.recovery",
-                    root=name,
-                    rescan="root",
-                    losses=episode.losses,
-                    waited_s=waited,
-                )
                 scheduler.request("overflow", root.id)
             else:
-                _log.info(
-                    "overflow.recovery",
-                    root=name,
-                    rescan="changed",
-                    losses=episode.losses,
-                    waited_s=waited,
-                )
                 scheduler.request_rescan("overflow", root.id, episode.since)
