@@ -1225,7 +1225,8 @@ def part_burst(
     for e in summary.reconciles:
         if e["event"] == "reconcile.rescan":
             part.add(
-                "| assetd rescan: directories changed since the loss / the walk that found them | "
+                f"| assetd rescan ({e.get('look', 'all')}): directories changed since the loss / "
+                "the walk that found them | "
                 f"{int(e.get('directories', 0)):,} of {dirs:,} / "
                 f"{float(e.get('probe_s', 0)):.3f} s |"
             )

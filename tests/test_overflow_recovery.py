@@ -137,6 +137,12 @@ def test_touched_dirs_names_the_changed_directories_only(tmp_path: Path) -> None
     every = [str(top), *(str(p) for p in sorted(top.rglob("*")) if p.is_dir())]
     assert touched_dirs(str(top), time.time() + 60) == ([], len(every))  # nothing that new
     assert touched_dirs(str(top), since - 3600).dirs == sorted(every, key=os.fsencode)
+    # in two looks: the directories' own ctimes (entries made, removed, renamed), then the
+    # files written in place in the others
+    entries = touched_dirs(str(top), since, files=False).dirs
+    assert entries == [str(top / d) for d in CHANGED if d != "d02"]
+    rest = touched_dirs(str(top), since, skip=set(entries)).dirs
+    assert rest == [str(top / "d00/deep"), str(top / "d02")]
 
 
 # --- a real overflow, recovered ----------------------------------------------------------------
@@ -243,7 +249,7 @@ def test_an_overflow_rescans_the_changed_directories_and_catches_every_change(
 
         def recovered() -> bool:
             lost.handle()  # the daemon's main loop does this each wake-up
-            return bool(results)
+            return len(results) >= 2  # the directories whose entries changed, then files
 
         wait_until(recovered, timeout=30, what="the rescan after the overflow")
     finally:
@@ -253,14 +259,17 @@ def test_an_overflow_rescans_the_changed_directories_and_catches_every_change(
     # (a fanotify group sees the whole filesystem: the catalog's own writes can overflow its
     # queue of 16 again, and be recovered again, in the same way)
     assert {e["rescan"] for e in _events(buf, "overflow.recovery")} == {"changed"}
-    rescan = _events(buf, "reconcile.rescan")[0]
-    assert rescan["directories"] == len(CHANGED)  # d01-d05, d03/new: not the others, not the root
+    entries, files = _events(buf, "reconcile.rescan")[:2]
+    # d01, d03, d03/new, d04, d05 first (their own ctimes), then d02 (its files written in
+    # place): not the others, not the root
+    assert (entries["look"], entries["directories"]) == ("entries", len(CHANGED) - 1)
+    assert (files["look"], files["directories"]) == ("files", 1)
     assert _events(buf, "reconcile.started") == []  # no whole-root reconcile
-    result = results[0]
+    first, second = results[:2]
     # walked: d03's and d05's 40 files each, unchanged; not the untouched directories' 280
-    assert result.unchanged == 2 * FILES
-    assert (result.missing, result.moved, result.changed) == (FILES, FILES, FILES)
-    assert result.new == 30
+    assert first.unchanged == 2 * FILES
+    assert (first.missing, first.moved, first.new) == (FILES, FILES, 30)
+    assert (second.changed, second.unchanged, second.missing) == (FILES, 0, 0)
     after = world.scan()  # every change was caught: a full pass finds nothing left to do
     assert (after.new, after.missing, after.changed, after.restored) == (0, 0, 0, 0)
 

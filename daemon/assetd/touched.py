@@ -16,12 +16,18 @@ the loss and the rescan would hide changes: the caller reconciles the whole root
 ``since`` is in the future. A directory that cannot be listed is named (the rescan applies the
 walk's rules to it). A file symlink names its directory: its row holds its target's figures
 (DESIGN §5), whose ctime is the target's. Nothing here touches the catalog.
+
+The look comes in two parts, so the common loss is read first: ``files=False`` stats the
+directories only (a burst of deletions, creations and renames sets their ctimes: a thousand
+``stat`` calls for a thousand directories); then ``skip`` those already read, and
+``files=True`` finds the files written in place elsewhere (a ``stat`` per file of each
+unchanged directory: most of the cost, on a large tree).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import NamedTuple
 
 __all__ = ["SLACK", "Touched", "touched_dirs"]
@@ -43,10 +49,14 @@ def touched_dirs(
     *,
     ignored: Callable[[str], bool] | None = None,
     slack: float = SLACK,
+    files: bool = True,
+    skip: Collection[str] = (),
 ) -> Touched:
     """The directories at or below ``top`` (an os path) whose entries or files changed at wall
     time ``since`` minus ``slack`` or later, in path order; ``ignored(name)``: a name the root
-    ignores (its directory is not walked, its file not looked at). ``top`` gone: ``[top]``."""
+    ignores (its directory is not walked, its file not looked at). ``top`` gone: ``[top]``.
+    ``files`` False: only the directories' own ctimes are looked at; ``skip``: directories
+    walked through but never named (read already)."""
     after = int((since - slack) * 1_000_000_000)
     found: list[str] = []
     stack = [top]
@@ -56,11 +66,12 @@ def touched_dirs(
         walked += 1
         try:
             st = os.stat(path) if path == top else os.lstat(path)
-            changed = st.st_ctime_ns >= after
+            changed = st.st_ctime_ns >= after and path not in skip
             with os.scandir(path) as listing:
                 entries = list(listing)
         except OSError:  # gone since its parent was listed, or unreadable: the rescan decides
-            found.append(path)
+            if path not in skip:
+                found.append(path)
             continue
         for entry in entries:
             if ignored is not None and ignored(entry.name):
@@ -68,8 +79,13 @@ def touched_dirs(
             try:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(entry.path)
-                elif not changed and (
-                    entry.is_symlink() or entry.stat(follow_symlinks=False).st_ctime_ns >= after
+                elif (
+                    files
+                    and not changed
+                    and path not in skip
+                    and (
+                        entry.is_symlink() or entry.stat(follow_symlinks=False).st_ctime_ns >= after
+                    )
                 ):
                     changed = True
             except OSError:  # gone since the listing: a change after the loss, seen live

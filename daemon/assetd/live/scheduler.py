@@ -181,30 +181,36 @@ class ReconcileScheduler:
         root = next((r for r in self.roots() if r.id == root_id), None)
         if root is None:
             return
+        if since > time.time() or root.follow_symlinks:  # unknown: the whole root
+            self._reconcile([root.id], reason)
+            return
+        ignored = IgnoreRules(root.ignore).name_ignored if root.ignore else None
+        # first the directories whose entries changed (their own ctime: one stat each), then
+        # those with a file written in place (a stat per file of the others: touched.py)
         started = time.monotonic()
-        tops: list[str] | None = None
-        why = reason
-        if since <= time.time() and not root.follow_symlinks:  # else: unknown, the whole root
-            rules = IgnoreRules(root.ignore)
-            found = touched_dirs(
-                root.path, since, ignored=rules.name_ignored if root.ignore else None
-            )
-            if len(found.dirs) * 2 <= found.walked:  # else one pass costs less than each alone
-                tops = found.dirs
-            else:
-                why = f"{reason}: {len(found.dirs)} of {found.walked} directories changed"
-        if tops is None:
+        found = touched_dirs(root.path, since, ignored=ignored, files=False)
+        if len(found.dirs) * 2 > found.walked:  # one pass costs less than each alone
+            why = f"{reason}: {len(found.dirs)} of {found.walked} directories changed"
             self._reconcile([root.id], why)
             return
-        probe_s = round(time.monotonic() - started, 3)
+        self._rescan_some(root, reason, "entries", found.dirs, started)
+        started = time.monotonic()
+        more = touched_dirs(root.path, since, ignored=ignored, skip=set(found.dirs))
+        self._rescan_some(root, reason, "files", more.dirs, started)
+
+    def _rescan_some(
+        self, root: RootSpec, reason: str, look: str, tops: list[str], started: float
+    ) -> None:
         _log.info(
             "reconcile.rescan",
             reason=reason,
             root=root.name,
+            look=look,
             directories=len(tops),
-            probe_s=probe_s,
+            probe_s=round(time.monotonic() - started, 3),
         )
-        self._reconcile([root.id], reason, tops)
+        if tops and not self._stop:
+            self._reconcile([root.id], reason, tops)
 
     def _reconcile(self, ids: list[int] | None, reason: str, tops: list[str] | None = None) -> None:
         roots = [r for r in self.roots() if ids is None or r.id in ids]
