@@ -21,7 +21,11 @@ The look comes in two parts, so the common loss is read first: ``files=False`` s
 directories only (a burst of deletions, creations and renames sets their ctimes: a thousand
 ``stat`` calls for a thousand directories); then ``skip`` those already read, and
 ``files=True`` finds the files written in place elsewhere (a ``stat`` per file of each
-unchanged directory: most of the cost, on a large tree).
+unchanged directory: most of the cost, on a large tree). The first look lists only directories
+with subdirectories: a directory's link count is 2 plus its subdirectories on ext4, XFS and
+tmpfs, so one of 2 has none (``find``'s leaf optimisation; a filesystem that counts otherwise,
+btrfs's 1, is listed). Where a count lied, the second look, which lists every directory and
+names one whose own ctime is new as well, still finds it.
 """
 
 from __future__ import annotations
@@ -67,6 +71,10 @@ def touched_dirs(
         try:
             st = os.stat(path) if path == top else os.lstat(path)
             changed = st.st_ctime_ns >= after and path not in skip
+            if not files and st.st_nlink == 2:  # no subdirectory (ext4, XFS, tmpfs count them)
+                if changed:  # not listed: its files are not looked at here anyway
+                    found.append(path)
+                continue
             with os.scandir(path) as listing:
                 entries = list(listing)
         except OSError:  # gone since its parent was listed, or unreadable: the rescan decides
