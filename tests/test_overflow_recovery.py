@@ -13,6 +13,7 @@ import os
 import queue
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,14 +31,14 @@ from assetd.live.changes import Change, Kind
 from assetd.live.lost import LostEvents
 from assetd.live.observers import RootWatcher
 from assetd.live.recovery import Recovery
-from assetd.live.scheduler import ReconcileScheduler
+from assetd.live.scheduler import BACKLOG_WAIT, ReconcileScheduler
 from assetd.live.watch import QueueSink
 from assetd.log import configure_logging
 from assetd.reconcile import ReconcileResult
 from assetd.reconcile_dirs import reconcile_directories
 from assetd.touched import SLACK, touched_dirs
 from catalog_world import World, make_world
-from helpers import wait_until
+from helpers import Timeout, wait_until
 
 DIRS, FILES = 12, 40
 
@@ -398,3 +399,33 @@ def test_when_most_directories_changed_the_recovery_is_one_pass_of_the_root(
     assert started["reason"] == "overflow: 9 of 14 directories changed"
     assert _events(buf, "reconcile.rescan") == []
     assert results[0].missing == 9
+
+
+def test_a_rescan_waits_for_the_live_pipelines_backlog_first(world: World, tmp_path: Path) -> None:
+    """Both write the catalog, and SQLite takes one writer at a time: the rescan reads its
+    directories once the live pipeline has applied what it held (at most BACKLOG_WAIT s)."""
+    top = world.dir
+    _tree(top)
+    world.scan()
+    since = _after_slack(top, tmp_path / "clock")
+    (top / "d01" / "f000").unlink()
+    applied = threading.Event()  # stands in for the live pipeline: busy until set
+    results: list[ReconcileResult] = []
+    scheduler = ReconcileScheduler(
+        world.sessions,
+        lambda: [world.root],
+        interval=3600,
+        poll_intervals=dict,
+        on_finished=results.append,
+        live_busy=lambda: not applied.is_set(),
+    )
+    scheduler.start()
+    try:
+        scheduler.request_rescan("overflow", world.root.id, since)
+        with pytest.raises(Timeout):  # held back while the pipeline is busy
+            wait_until(lambda: bool(results), timeout=BACKLOG_WAIT / 4, what="no rescan yet")
+        applied.set()
+        wait_until(lambda: len(results) >= 1, timeout=30, what="the rescan once it is idle")
+    finally:
+        scheduler.stop()
+    assert results[0].missing == 1

@@ -151,6 +151,7 @@ class Service:
             on_finished=self._reconciled,
             on_db_error=lambda err, ids: self.pipeline.note_outage(err, ids),
             link_roots=lambda: [r.path for r in self.roots],
+            live_busy=lambda: self.pipeline.busy(),
         )
         canary_dir = os.path.join(state_dir, "canary")
         self.pipeline: Pipeline = Pipeline(

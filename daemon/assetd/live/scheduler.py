@@ -33,6 +33,10 @@ def jittered(interval: float, rng: random.Random) -> float:
     return interval * rng.uniform(0.75, 1.25)
 
 
+BACKLOG_WAIT = 2.0
+"""Seconds a rescan after lost events waits at most for the live pipeline's backlog."""
+
+
 class ReconcileScheduler:
     def __init__(
         self,
@@ -46,8 +50,10 @@ class ReconcileScheduler:
         clock: Clock = time.monotonic,
         rng: random.Random | None = None,
         link_roots: Callable[[], Sequence[str]] = lambda: (),
+        live_busy: Callable[[], bool] = lambda: False,
     ) -> None:
         self.sessions = sessions
+        self.live_busy = live_busy  # the live pipeline has changes queued or in hand
         self.roots = roots
         self.link_roots = link_roots  # every root's path: the symlink rules (DESIGN §5)
         self.interval = interval
@@ -189,6 +195,7 @@ class ReconcileScheduler:
         # those with a file written in place (a stat per file of the others: touched.py)
         started = time.monotonic()
         found = touched_dirs(root.path, since, ignored=ignored, files=False)
+        self._after_live_backlog()
         if len(found.dirs) * 2 > found.walked:  # one pass costs less than each alone
             why = f"{reason}: {len(found.dirs)} of {found.walked} directories changed"
             self._reconcile([root.id], why)
@@ -197,6 +204,15 @@ class ReconcileScheduler:
         started = time.monotonic()
         more = touched_dirs(root.path, since, ignored=ignored, skip=set(found.dirs))
         self._rescan_some(root, reason, "files", more.dirs, started)
+
+    def _after_live_backlog(self) -> None:
+        """Wait (at most :data:`BACKLOG_WAIT` s) for the live pipeline to apply what it holds:
+        both write, and SQLite takes one writer at a time (a rescan read beside the burst's
+        last batches took 3.3 s, the batches waiting up to 2 s on its transactions)."""
+        deadline = time.monotonic() + BACKLOG_WAIT
+        with self._wake:
+            while self.live_busy() and not self._stop and time.monotonic() < deadline:
+                self._wake.wait(0.01)
 
     def _rescan_some(
         self, root: RootSpec, reason: str, look: str, tops: list[str], started: float
