@@ -6,8 +6,10 @@ them wait (a barrier)."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -147,3 +149,46 @@ def _assert_head(url: str) -> None:
             assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
     finally:
         engine.dispose()
+
+
+def test_a_catalog_file_another_process_creates_meanwhile_is_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes on a fresh SQLite catalog both find no file, and both create it: the one
+    that loses the O_EXCL create uses the other's file (it exited 78, `File exists`, once in a
+    CI run of the test above). The other process's file is made here, after the look."""
+    path = tmp_path / "db" / "catalog.db"
+    path.parent.mkdir()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    os.close(fd)
+    real = os.path.exists
+    monkeypatch.setattr(os.path, "exists", lambda p: False if p == str(path) else real(p))
+    engine = make_engine(f"sqlite:///{path}")
+    monkeypatch.undo()
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+    finally:
+        engine.dispose()
+    assert os.stat(path).st_mode & 0o777 == 0o640
+
+
+def test_a_writer_on_a_fresh_catalog_is_waited_for_not_a_lock_error(tmp_path: Path) -> None:
+    """Switching a fresh catalog to WAL needs it unlocked, and SQLite does not wait for that
+    (its busy handler is not called there): a second process opening it while the first
+    created the schema exited 75, `database is locked` (twice in 20 runs of the test above, on
+    an idle machine). The switch is retried within the busy timeout."""
+    path = tmp_path / "catalog.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # another process creating the schema
+    holder.execute("CREATE TABLE t (x)")
+    release = threading.Timer(0.3, lambda: holder.execute("COMMIT"))
+    release.start()
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    finally:
+        engine.dispose()
+        release.join()
+        holder.close()

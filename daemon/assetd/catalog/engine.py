@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -67,9 +68,28 @@ def _prepare_sqlite_file(path: str) -> None:
     if not os.path.isdir(directory):
         os.makedirs(directory, mode=DB_DIR_MODE, exist_ok=True)
     if not os.path.exists(path):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DB_FILE_MODE)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DB_FILE_MODE)
+        except FileExistsError:  # another process (a scan started with this one) made it
+            return
         os.close(fd)
         os.chmod(path, DB_FILE_MODE)  # the umask may have taken bits away; never added any
+
+
+def _journal_mode_wal(cur: sqlite3.Cursor) -> None:
+    """``PRAGMA journal_mode = WAL``, retried while the file is locked: on a fresh catalog the
+    switch needs it unlocked, and SQLite returns ``database is locked`` there at once instead
+    of calling the busy handler (another process creating the schema). Within the busy timeout;
+    once the file is in WAL mode the pragma only reads it."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005)
 
 
 def _sqlite_engine(path: str, *, readonly: bool, immutable: bool = False) -> Engine:
@@ -91,7 +111,7 @@ def _sqlite_engine(path: str, *, readonly: bool, immutable: bool = False) -> Eng
         cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA foreign_keys = ON")
         if not readonly:
-            cur.execute("PRAGMA journal_mode = WAL")
+            _journal_mode_wal(cur)
             cur.execute("PRAGMA synchronous = NORMAL")
         cur.close()
 
