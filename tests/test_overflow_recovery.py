@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -186,6 +186,20 @@ def world(sessions: SessionFactory, tmp_path: Path) -> World:
     return make_world(sessions, tmp_path / "lib")
 
 
+def _scheduler(
+    world: World, results: list[ReconcileResult], live_busy: Callable[[], bool] = lambda: False
+) -> ReconcileScheduler:
+    """A reconcile scheduler of the world's one root that keeps each result in ``results``."""
+    return ReconcileScheduler(
+        world.sessions,
+        lambda: [world.root],
+        interval=3600,
+        poll_intervals=dict,
+        on_finished=results.append,
+        live_busy=live_busy,
+    )
+
+
 def _events(buf: io.StringIO, name: str) -> list[dict[str, object]]:
     lines = [json.loads(line) for line in buf.getvalue().splitlines() if line.startswith("{")]
     return [line for line in lines if line.get("event") == name]
@@ -211,13 +225,7 @@ def test_an_overflow_rescans_the_changed_directories_and_catches_every_change(
     configure_logging("json", "info", stream=buf)
     root: RootSpec = world.root
     results: list[ReconcileResult] = []
-    scheduler = ReconcileScheduler(
-        world.sessions,
-        lambda: [root],
-        interval=3600,
-        poll_intervals=dict,
-        on_finished=results.append,
-    )
+    scheduler = _scheduler(world, results)
     changes: queue.Queue[Change | None] = queue.Queue(maxsize=100_000)
     sinks: dict[str, QueueSink] = {}
     watchers: dict[str, RootWatcher] = {}
@@ -380,13 +388,7 @@ def test_when_most_directories_changed_the_recovery_is_one_pass_of_the_root(
     configure_logging("json", "info", stream=buf)
     root: RootSpec = world.root
     results: list[ReconcileResult] = []
-    scheduler = ReconcileScheduler(
-        world.sessions,
-        lambda: [root],
-        interval=3600,
-        poll_intervals=dict,
-        on_finished=results.append,
-    )
+    scheduler = _scheduler(world, results)
     scheduler.start()
     try:
         for d in range(9):
@@ -411,14 +413,7 @@ def test_a_rescan_waits_for_the_live_pipelines_backlog_first(world: World, tmp_p
     (top / "d01" / "f000").unlink()
     applied = threading.Event()  # stands in for the live pipeline: busy until set
     results: list[ReconcileResult] = []
-    scheduler = ReconcileScheduler(
-        world.sessions,
-        lambda: [world.root],
-        interval=3600,
-        poll_intervals=dict,
-        on_finished=results.append,
-        live_busy=lambda: not applied.is_set(),
-    )
+    scheduler = _scheduler(world, results, live_busy=lambda: not applied.is_set())
     scheduler.start()
     try:
         scheduler.request_rescan("overflow", world.root.id, since)
