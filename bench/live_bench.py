@@ -1067,7 +1067,8 @@ def part_burst(
     # --burst-share: the burst empties every k-th directory only (the rest stay, untouched)
     step = max(1, round(1 / args.burst_share))
     doomed_dirs = [os.path.join(root, f"d{j:04d}") for j in range(0, dirs, step)]
-    doomed = paths if step == 1 else [p for p in paths if os.path.dirname(p) in set(doomed_dirs)]
+    emptied = set(doomed_dirs)
+    doomed = paths if step == 1 else [p for p in paths if os.path.dirname(p) in emptied]
     k = len(doomed)
     if step > 1:
         part.title = f"2. Burst of {k:,} deletions in {len(doomed_dirs):,} of {dirs:,} directories"

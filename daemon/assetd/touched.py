@@ -68,9 +68,10 @@ def touched_dirs(
     while stack:
         path = stack.pop()
         walked += 1
+        named = path not in skip  # may be named (not read already)
         try:
             st = os.stat(path) if path == top else os.lstat(path)
-            changed = st.st_ctime_ns >= after and path not in skip
+            changed = named and st.st_ctime_ns >= after
             if not files and st.st_nlink == 2:  # no subdirectory (ext4, XFS, tmpfs count them)
                 if changed:  # not listed: its files are not looked at here anyway
                     found.append(path)
@@ -78,7 +79,7 @@ def touched_dirs(
             with os.scandir(path) as listing:
                 entries = list(listing)
         except OSError:  # gone since its parent was listed, or unreadable: the rescan decides
-            if path not in skip:
+            if named:
                 found.append(path)
             continue
         for entry in entries:
@@ -89,8 +90,8 @@ def touched_dirs(
                     stack.append(entry.path)
                 elif (
                     files
+                    and named
                     and not changed
-                    and path not in skip
                     and (
                         entry.is_symlink() or entry.stat(follow_symlinks=False).st_ctime_ns >= after
                     )
