@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import mmap
 import os
 import queue
 import subprocess
@@ -38,7 +37,7 @@ from assetd.reconcile import ReconcileResult
 from assetd.reconcile_dirs import reconcile_directories
 from assetd.touched import SLACK, touched_dirs
 from catalog_world import World, make_world
-from helpers import Timeout, wait_until
+from helpers import Timeout, run_starving_readers, wait_until
 
 DIRS, FILES = 12, 40
 
@@ -162,25 +161,6 @@ def _queue_limit(knob: str, limit: int) -> Iterator[None]:
         path.write_text(old)
 
 
-def _starved(child: str, *args: str, flag: Path) -> None:
-    """Run ``child`` (python) while this thread keeps the GIL: the reader thread cannot read."""
-    flag.write_bytes(b"\0")
-    signal = (
-        "\nimport mmap\nwith open(sys.argv[-1], 'r+b') as f:\n    mmap.mmap(f.fileno(), 1)[0] = 1\n"
-    )
-    with open(flag, "r+b") as f, mmap.mmap(f.fileno(), 1) as done:
-        proc = subprocess.Popen([sys.executable, "-c", child + signal, *args, str(flag)])
-        interval = sys.getswitchinterval()
-        sys.setswitchinterval(60.0)
-        try:
-            deadline = time.monotonic() + 60
-            while done[0] == 0 and time.monotonic() < deadline:
-                pass
-        finally:
-            sys.setswitchinterval(interval)
-        assert proc.wait(60) == 0 and done[0] == 1
-
-
 @pytest.fixture
 def world(sessions: SessionFactory, tmp_path: Path) -> World:
     return make_world(sessions, tmp_path / "lib")
@@ -253,7 +233,7 @@ def test_an_overflow_rescans_the_changed_directories_and_catches_every_change(
         watcher.start()
     scheduler.start()
     try:
-        _starved(_CHANGES, str(top), flag=tmp_path / "flag")
+        run_starving_readers(_CHANGES, str(top), flag=tmp_path / "flag")
         wait_until(lambda: watcher.overflows, timeout=30, what="the kernel queue overflowed")
 
         def recovered() -> bool:

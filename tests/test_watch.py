@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import io
 import logging
-import mmap
 import os
 import queue
 import shutil
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -43,7 +41,7 @@ from assetd.live.limits import INSTANCES_KEY, WatchLimitError, count_dirs
 from assetd.live.observers import RootWatcher, Watchers
 from assetd.live.watch import EVENT_FILTER, QueueSink, RootHandler
 from assetd.log import configure_logging, reset_logging
-from helpers import wait_until
+from helpers import run_starving_readers, wait_until
 
 ROOT = "/srv/models"
 IGNORE = IgnoreRules(["*.tmp", "*.part", ".Trash-*", "@eaDir"])
@@ -500,33 +498,18 @@ def test_a_kernel_queue_overflow_calls_on_overflow(
     configure_logging("json", "error", stream=io.StringIO())
     try:
         w = live()
-        flag = tmp_path / "flag"
-        flag.write_bytes(b"\0")
         # one IN_MODIFY per write; alternating files, so the kernel coalesces none of them
         child = textwrap.dedent(
             """
-            import mmap, os, sys
+            import os, sys
             a = os.open(f"{sys.argv[1]}/a", os.O_CREAT | os.O_WRONLY, 0o644)
             b = os.open(f"{sys.argv[1]}/b", os.O_CREAT | os.O_WRONLY, 0o644)
             for i in range(9000):
                 os.write(a, b"x")
                 os.write(b, b"x")
-            with open(sys.argv[2], "r+b") as f:
-                mmap.mmap(f.fileno(), 1)[0] = 1
             """
         )
-        with open(flag, "r+b") as f, mmap.mmap(f.fileno(), 1) as done:
-            proc = subprocess.Popen([sys.executable, "-c", child, str(w.root), str(flag)])
-            interval = sys.getswitchinterval()
-            sys.setswitchinterval(60.0)  # this thread keeps the GIL: no syscall in the loop
-            try:
-                deadline = time.monotonic() + 60
-                while done[0] == 0 and time.monotonic() < deadline:
-                    pass
-            finally:
-                sys.setswitchinterval(interval)
-            assert proc.wait(60) == 0
-            assert done[0] == 1
+        run_starving_readers(child, str(w.root), flag=tmp_path / "flag")
         wait_until(lambda: w.overflows, timeout=30, what="overflow reported")
         assert set(w.overflows) == {"r"}
         assert w.watcher.overflows >= 1
