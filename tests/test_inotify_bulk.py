@@ -15,13 +15,19 @@ from watchdog.events import (
     DirCreatedEvent,
     FileCreatedEvent,
     FileDeletedEvent,
+    FileModifiedEvent,
     FileMovedEvent,
     FileSystemEvent,
     FileSystemEventHandler,
 )
 
 from assetd.live.crossroot import DirMovedIn, DirMovedOut
-from assetd.live.inotify_bulk import BulkInotifyEmitter, BulkInotifyObserver, EventBatch
+from assetd.live.inotify_bulk import (
+    BulkInotifyEmitter,
+    BulkInotifyObserver,
+    EventBatch,
+    PathRun,
+)
 from assetd.live.observers import RootWatcher
 from assetd.live.watch import EVENT_FILTER, QueueSink
 from helpers import wait_until
@@ -34,11 +40,14 @@ class Recorder(FileSystemEventHandler):
         super().__init__()
         self.lock = threading.Lock()
         self.events: list[FileSystemEvent] = []
+        self.batches: list[EventBatch] = []
         self.deleted = 0
 
     def dispatch(self, event: FileSystemEvent) -> None:
         events = event.events if isinstance(event, EventBatch) else (event,)
         with self.lock:
+            if isinstance(event, EventBatch):
+                self.batches.append(event)
             self.events.extend(events)
             self.deleted += sum(1 for e in events if type(e) is FileDeletedEvent)
 
@@ -166,3 +175,33 @@ def test_a_dead_bulk_reader_thread_counts_as_dead(tmp_path: Path) -> None:
         assert watcher.is_alive()
     finally:
         watcher.stop()
+
+
+def test_records_of_one_kind_in_a_row_come_as_runs_in_kernel_order(
+    observed: tuple[Path, Recorder, list[str], BulkInotifyObserver],
+) -> None:
+    """A burst's records are not an event object each: those of one kind in a row are one
+    PathRun (its paths in kernel order), and a file's writes after its creation in the same
+    round add nothing; spelled out (EventBatch.events), the order is the kernel's."""
+    root, recorder, _, _ = observed
+    (root / "d").mkdir()
+    wait_until(lambda: recorder.seen(DirCreatedEvent, root / "d"), 10, what="d")
+    names = [root / "d" / f"f{i:04d}" for i in range(500)]
+    for p in names:
+        p.write_bytes(b"x")  # IN_CREATE, IN_MODIFY, IN_CLOSE_WRITE
+    for p in names:
+        os.unlink(p)
+    wait_until(lambda: recorder.deleted == len(names), 10, what="500 deletions")
+    with recorder.lock:
+        items = [i for b in recorder.batches for i in b.items]
+        events = list(recorder.events)
+    runs = [i for i in items if isinstance(i, PathRun)]
+    deleted = [p for r in runs if r.cls is FileDeletedEvent for p in r.paths]
+    assert deleted == [str(p) for p in names]
+    assert len([r for r in runs if r.cls is FileDeletedEvent]) < len(names)  # not one each
+    assert not any(isinstance(i, FileDeletedEvent) for i in items)
+    order = [(type(e), e.src_path) for e in events if e.src_path != str(root / "d")]
+    writes = [path for kind, path in order if kind is FileModifiedEvent]
+    assert len(writes) < len(names)  # a write seen in the round of its file's creation: none
+    for p in names:  # spelled out: each file's creation before its deletion
+        assert order.index((FileCreatedEvent, str(p))) < order.index((FileDeletedEvent, str(p)))

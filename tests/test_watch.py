@@ -37,6 +37,7 @@ from assetd.config import RootConfig
 from assetd.errors import WatchError
 from assetd.fsutil import IgnoreRules
 from assetd.live.changes import Change, Kind
+from assetd.live.inotify_bulk import EventBatch, PathRun
 from assetd.live.limits import INSTANCES_KEY, WatchLimitError, count_dirs
 from assetd.live.observers import RootWatcher, Watchers
 from assetd.live.watch import EVENT_FILTER, QueueSink, RootHandler
@@ -101,6 +102,44 @@ def test_each_event_class_becomes_its_change() -> None:
         Change(MV, f"{ROOT}/a", True, f"{ROOT}/z")
     ]
     assert h.root_events == []
+
+
+def test_a_bulk_round_is_its_changes_in_order_and_a_run_shares_its_seen() -> None:
+    """An EventBatch of the bulk emitter: events and PathRun runs, in the kernel's order; a
+    run's paths are changes of its kind, ignored names dropped, one ``seen`` for the run."""
+    h = Handled()
+    a, b, t, z = (f"{ROOT}/d/{n}" for n in ("a.bin", "b.bin", "c.tmp", "z"))
+    batch = EventBatch(
+        ROOT,
+        (
+            PathRun(ROOT, FileCreatedEvent, [a, t, b]),
+            FileMovedEvent(a, z),
+            PathRun(ROOT, FileDeletedEvent, [b, t]),
+            PathRun(ROOT, DirDeletedEvent, [f"{ROOT}/d"]),
+            PathRun(ROOT, FileModifiedEvent, [z]),
+        ),
+    )
+    got = h(batch)
+    assert got == [
+        Change(C, a),
+        Change(C, b),
+        Change(MV, a, False, z),
+        Change(D, b),
+        Change(D, f"{ROOT}/d", True),
+        Change(M, z),
+    ]
+    assert got[0].seen == got[1].seen  # one run, one reading of the clock
+    assert h.handler.events == 8  # each path of a run counts as an event
+    assert h.handler.errors == 0
+
+
+def test_a_run_watched_under_another_spelling_is_converted_path_by_path() -> None:
+    """A run whose watched directory is not the handler's root as written (a trailing slash)
+    goes through the per-event checks: what lies outside the root is dropped."""
+    h = Handled()
+    inside, outside = f"{ROOT}/a.bin", "/elsewhere/b.bin"
+    got = h(EventBatch(ROOT + "/", (PathRun(ROOT + "/", FileDeletedEvent, [inside, outside]),)))
+    assert got == [Change(D, inside)]
 
 
 def test_events_without_information_are_dropped() -> None:

@@ -11,11 +11,15 @@ fills faster than that and overflows. This emitter stays inside watchdog's frame
   list, so the kernel queue drains at memory speed;
 - the emitter thread parses all the bytes read so far at once (``struct.unpack_from``), keeps only
   the records the root wants (no parent ``DirModifiedEvent``, no synthetic per-entry events, a
-  file's run of modify/attrib/close-write records coalesced to one), and pairs moves by
-  cookie within the round (a move-from that ends the data waits up to :data:`PAIR_WAIT` for its
-  half);
+  file's run of modify/attrib/close-write records coalesced to one, none after its creation),
+  and pairs moves by cookie within the round (a move-from that ends the data waits up to
+  :data:`PAIR_WAIT` for its half);
 - it hands the round's events to the observer as one :class:`EventBatch`, which the handler
-  unpacks: one queue operation and one dispatch per round instead of per record.
+  unpacks: one queue operation and one dispatch per round instead of per record. Records that
+  name one path and ask nothing more (a file created, deleted or modified, a directory deleted)
+  are not made into event objects: those of one kind in a row are one :class:`PathRun`, the
+  paths of a burst's round in a list (``EventBatch.events`` spells them out for a handler that
+  wants the objects).
 
 Watches: one per directory, added by a walk at start and for each directory created or moved in
 (:class:`~assetd.live.inotify_watches.WatchTable`). A directory's move-from detaches the watches
@@ -34,6 +38,7 @@ from __future__ import annotations
 import ctypes
 import os
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -72,12 +77,16 @@ __all__ = [
     "BulkInotifyEmitter",
     "BulkInotifyObserver",
     "EventBatch",
+    "PathRun",
 ]
 
 PAIR_WAIT = 0.01
 """Seconds a move-from that ends the data read so far waits for its move-to."""
 _HEADER = struct.Struct("iIII")  # wd, mask, cookie, len (inotify(7))
 _MODIFY_FAMILY = C.IN_MODIFY | C.IN_ATTRIB | C.IN_CLOSE_WRITE
+_DELETED = (FileDeletedEvent, DirDeletedEvent)  # by is_dir
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+"""``os.fsdecode``'s own, for a name decoded without its call."""
 _DIR_WATCH_MASK = C.IN_DONT_FOLLOW  # added to the filter's mask unless symlinks are followed
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -88,14 +97,43 @@ _IN_CLOEXEC = os.O_CLOEXEC
 _IN_NONBLOCK = os.O_NONBLOCK
 
 
+class PathRun(FileSystemEvent):
+    """Records of one kind that came one after the other, each naming one path: ``cls`` is the
+    watchdog event class each stands for (a file created, deleted or modified, a directory
+    deleted) and ``paths`` are theirs, in kernel order. A burst's thousands of deletions in a
+    round are one object here, not an event object each (``src_path`` is the watched root)."""
+
+    event_type = "run"
+
+    def __init__(self, src_path: str, cls: type[FileSystemEvent], paths: list[str]) -> None:
+        super().__init__(src_path)
+        self.cls = cls
+        self.paths = paths
+
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
+
+
 class EventBatch(FileSystemEvent):
-    """The events of one read round, in kernel order (``src_path`` is the watched root)."""
+    """The events of one read round, in kernel order (``src_path`` is the watched root).
+    ``items`` holds events and :class:`PathRun` runs; ``events`` is every event one by one."""
 
     event_type = "batch"
 
-    def __init__(self, src_path: str, events: tuple[FileSystemEvent, ...]) -> None:
+    def __init__(self, src_path: str, items: tuple[FileSystemEvent, ...]) -> None:
         super().__init__(src_path)
-        self.events = events
+        self.items = items
+
+    @property
+    def events(self) -> tuple[FileSystemEvent, ...]:
+        """``items`` with each run spelled out as its events (a handler that wants objects)."""
+        out: list[FileSystemEvent] = []
+        for item in self.items:
+            if type(item) is PathRun:
+                out += (item.cls(path) for path in item.paths)
+            else:
+                out.append(item)
+        return tuple(out)
 
     # by identity: the observer's queue drops an event equal to the one before it (watchdog's
     # SkipRepeatsQueue), and two rounds of the same root would compare equal field by field
@@ -229,7 +267,7 @@ class BulkInotifyEmitter(EventEmitter):
         self._rate.add(len(data))
         events = self._parse(data, reader)
         if events:
-            self.queue_event(EventBatch(os.fsdecode(self._root), events=tuple(events)))
+            self.queue_event(EventBatch(os.fsdecode(self._root), tuple(events)))
 
     def queue_event(self, event: FileSystemEvent) -> None:
         self._event_queue.put((event, self.watch))  # the filter was applied while parsing
@@ -255,6 +293,9 @@ class BulkInotifyEmitter(EventEmitter):
         went: dict[int, bytes] = {}  # cookie of a directory move paired here -> its dest
         modified = b""  # the file of the last record when that was a modify-family one
         table, root = self._table, self._root
+        root_text, decode = os.fsdecode(root), bytes.decode
+        run_cls: type[FileSystemEvent] | None = None  # the kind of the run ``run`` (if last)
+        run = PathRun(root_text, FileSystemEvent, [])
         paths, detached = table.paths, table.detached
         unpack, size = _HEADER.unpack_from, _HEADER.size
         pos, end = 0, len(data)
@@ -306,24 +347,28 @@ class BulkInotifyEmitter(EventEmitter):
                 if path == modified:  # a write's IN_MODIFY run, then IN_CLOSE_WRITE
                     continue
                 modified = path
-                out.append(FileModifiedEvent(os.fsdecode(path)))
+                cls: type[FileSystemEvent] = FileModifiedEvent
+            elif mask & C.IN_CREATE and is_dir:
+                modified = b""
+                out.append(DirCreatedEvent(os.fsdecode(path)))
+                if self.watch.is_recursive:
+                    self._add_tree(path, found=out)  # type: ignore[arg-type]
                 continue
-            modified = b""
-            if mask & C.IN_CREATE:
-                if is_dir:
-                    out.append(DirCreatedEvent(os.fsdecode(path)))
-                    if self.watch.is_recursive:
-                        self._add_tree(path, found=out)  # type: ignore[arg-type]
-                else:
-                    out.append(FileCreatedEvent(os.fsdecode(path)))
+            elif mask & C.IN_CREATE:  # its writes that follow in this round add nothing:
+                modified = path  # the worker looks at the file after them
+                cls = FileCreatedEvent
             elif mask & C.IN_DELETE:
-                out.append((DirDeletedEvent if is_dir else FileDeletedEvent)(os.fsdecode(path)))
+                modified = b""
+                cls = _DELETED[is_dir]
             elif mask & C.IN_MOVED_FROM:
+                modified = b""
                 moves[cookie] = (len(out), path, is_dir)
                 if is_dir:
                     taken[cookie] = table.detach(path, cookie)
                 out.append(_PendingFrom(os.fsdecode(path)))
+                continue
             elif mask & C.IN_MOVED_TO:
+                modified = b""
                 half = moves.pop(cookie, None)
                 if half is not None:
                     at, src, _ = half
@@ -349,6 +394,15 @@ class BulkInotifyEmitter(EventEmitter):
                     out.append(moved_in(os.fsdecode(path), is_dir, cookie))
                     if is_dir and self.watch.is_recursive:
                         self._add_tree(path)  # moved in whole: the worker lists it
+                continue
+            else:
+                modified = b""
+                continue
+            # a record naming one path, nothing else to do: into the run of its kind
+            if cls is not run_cls or out[-1] is not run:
+                run_cls, run = cls, PathRun(root_text, cls, [])
+                out.append(run)
+            run.paths.append(decode(path, _FS_ENCODING, _FS_ERRORS))
         for cookie, (at, src, is_dir) in moves.items():  # moved out of the root (to another?)
             for wd in table.release(taken.pop(cookie, {})):  # their tree left the root
                 _libc.inotify_rm_watch(self._fd, wd)

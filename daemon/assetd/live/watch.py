@@ -45,7 +45,7 @@ from assetd.live.crossroot import (
     FileMovedOut,
     Half,
 )
-from assetd.live.inotify_bulk import EventBatch
+from assetd.live.inotify_bulk import EventBatch, PathRun
 from assetd.log import get_logger
 from assetd.paths import relative_to
 from assetd.timing import Clock
@@ -240,7 +240,7 @@ class RootHandler(FileSystemEventHandler):
         """watchdog's entry point, on its dispatcher thread: convert, put, never raise. An
         :class:`EventBatch` (the bulk emitter's round) is its events, in order."""
         if isinstance(event, EventBatch):
-            self._dispatch_batch(event.events)
+            self._dispatch_batch(event)
             return
         try:
             self.events += 1
@@ -251,14 +251,18 @@ class RootHandler(FileSystemEventHandler):
         except Exception as err:
             self._failed(err, event)
 
-    def _dispatch_batch(self, events: tuple[FileSystemEvent, ...]) -> None:
+    def _dispatch_batch(self, batch: EventBatch) -> None:
         """A bulk round: converted one by one, put in one go (one queue lock, one wake-up)."""
         items: list[Change | Half] = []
-        self.events += len(events)
         self.last_event_monotonic = self._clock()
-        for event in events:
+        for event in batch.items:
             try:
-                items += self._items(event)
+                if type(event) is PathRun:
+                    self.events += len(event.paths)
+                    items += self._run_changes(event, batch.src_path)
+                else:
+                    self.events += 1
+                    items += self._items(event)
             except Exception as err:
                 self._failed(err, event)
         if not items:
@@ -271,7 +275,22 @@ class RootHandler(FileSystemEventHandler):
             else:
                 self.dropped += sum(1 for c in changes if not self._sink.put(c))
         except Exception as err:
-            self._failed(err, events[0])
+            self._failed(err, batch)
+
+    def _run_changes(self, run: PathRun, watched: object) -> list[Change]:
+        """A run's changes: one kind, one ``seen``; each path lies strictly below the watched
+        directory (a record's name in a watched directory), so below the root when that is
+        what is watched, and only the ignore rules are asked (when there are any)."""
+        if watched != self.root_path:  # watched under another spelling: event by event
+            return [c for p in run.paths if (c := self.convert(run.cls(p))) is not None]
+        kind, is_dir = _SIMPLE[run.cls]
+        seen = time.monotonic()
+        if not self._patterns:
+            return [Change(kind, p, is_dir, None, seen) for p in run.paths]
+        cut = len(self.root_path.rstrip("/")) + 1
+        return [
+            Change(kind, p, is_dir, None, seen) for p in run.paths if not self._ignored(p[cut:])
+        ]
 
     def _items(self, event: FileSystemEvent) -> list[Change | Half]:
         """``event``'s change, or, for one end of a move watched apart, a :class:`Half`."""
