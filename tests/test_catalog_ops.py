@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, event, func, select, text
 
 from assetd.catalog import (
     batch_insert_seed_assets,
@@ -237,6 +237,45 @@ def test_mark_paths_missing_returns_the_rows_it_marked(
     with world.sessions() as s:
         live = s.execute(select(func.count()).select_from(cs).where(cs.c.is_missing.is_(False)))
         assert live.scalar() == 0
+
+
+def test_chunks_whose_every_path_had_a_live_row_are_not_read_back(world: World) -> None:
+    """SQLite: a chunk whose paths all had a live row is one UPDATE, its rows counted, not
+    returned; a chunk with a path that had none is rolled back to its savepoint and marked
+    again with RETURNING (rows already missing keep their ``missing_since``). PostgreSQL:
+    one ``UPDATE ... RETURNING`` for all. The same answer either way."""
+    n = 2 * CHUNK + 5
+    specs = [SeedSpec(world.root.id, f"{world.dir}/d/f{i:06d}", i, i) for i in range(n)]
+    with world.sessions() as s, s.begin():
+        batch_insert_seed_assets(s, specs, roots=[world.root.id])
+    early = dt.datetime(2020, 1, 2, tzinfo=dt.UTC)
+    last = specs[-1].path  # the third chunk: a row already missing and a path with no row
+    with world.sessions() as s, s.begin():
+        bulk_update_is_missing(s, [last], True, roots=[world.root.id], now=early)
+    statements: list[str] = []
+    with world.sessions() as s, s.begin():
+        engine = s.get_bind()
+
+        def seen(_c: object, _cur: object, sql: str, *_rest: object) -> None:
+            statements.append(sql)
+
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            asked = [sp.path for sp in specs] + [f"{world.dir}/d/zz-nothing"]
+            marked = states.mark_paths_missing(s, asked, roots=[world.root.id])
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+        postgresql = engine.dialect.name == "postgresql"
+    assert sorted(marked) == [sp.path for sp in specs[:-1]]
+    row = world.state(last)
+    assert row is not None and row["missing_since"] == early
+    returning = [q for q in statements if "RETURNING" in q]
+    if postgresql:
+        assert len(returning) == 1
+    else:
+        assert len(returning) == 1  # the third chunk's second run only
+        assert sum(q.startswith("ROLLBACK TO") for q in statements) == 1
+        assert sum(q.startswith("UPDATE") for q in statements) == 4
 
 
 @pytest.mark.parametrize("returning", [True, False], ids=["returning", "select-then-update"])

@@ -253,6 +253,38 @@ def column_in(
     return [v for result in execute_in(session, sql, values, params) for v in result.scalars()]
 
 
+def updated_in(
+    session: Session, sql: str, values: Sequence[Any], params: Sequence[Any] = ()
+) -> list[Any]:
+    """The values whose row the ``UPDATE ... RETURNING`` ``sql`` of :func:`execute_in` changed
+    (the first column it returns), where each value names at most one row.
+
+    SQLite: each chunk runs without its ``RETURNING`` first, in a savepoint: when as many rows
+    changed as the chunk has values, each value's row did, and nothing is read back (reading
+    it back was a fifth of a burst's 100,000-row UPDATE, SQLite 3.40). Otherwise the chunk is
+    rolled back and run again with it. PostgreSQL: :func:`column_in`."""
+    if is_postgresql(session):
+        return column_in(session, sql, values, params)
+    head, _, tail = sql.rpartition(" RETURNING ")
+    if not head or "{in}" not in head or "{in}" in tail:
+        raise ValueError(f"updated_in: an UPDATE ... {{in}} ... RETURNING column, got {sql!r}")
+    conn, p = session.connection(), placeholder(session)
+    out: list[Any] = []
+    for chunk in chunked(values, CHUNK):
+        fragment, chunk_params = _in_list(session, chunk)
+        args = (*params, *chunk_params)
+        conn.exec_driver_sql("SAVEPOINT assetd_updated_in")
+        changed = conn.exec_driver_sql(head.format(p=p, **{"in": fragment}), args).rowcount
+        if changed == len(chunk):
+            out.extend(chunk)
+        else:
+            conn.exec_driver_sql("ROLLBACK TO assetd_updated_in")
+            again = conn.exec_driver_sql(sql.format(p=p, **{"in": fragment}), args)
+            out.extend(again.scalars())
+        conn.exec_driver_sql("RELEASE assetd_updated_in")
+    return out
+
+
 def update_in(session: Session, sql: str, values: Sequence[Any], params: Sequence[Any] = ()) -> int:
     """Rows changed by :func:`execute_in` of an UPDATE."""
     return sum(max(int(r.rowcount), 0) for r in execute_in(session, sql, values, params))

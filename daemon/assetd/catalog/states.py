@@ -22,6 +22,7 @@ from assetd.catalog.sqlutil import (
     select_in,
     under_prefix,
     update_in,
+    updated_in,
 )
 from assetd.catalog.tables import cache_states as cs
 from assetd.catalog.vocab import Reason as Reason  # re-exported: its users import it here
@@ -119,7 +120,9 @@ def mark_paths_missing(
 
     One ``UPDATE ... RETURNING`` per chunk (PostgreSQL: a SELECT of the live rows first was a
     fifth of a 100,000-deletion burst, another scan of the table; SQLite: a quarter of the
-    statements' time). SQLite before 3.35 has no RETURNING: the SELECT, then the UPDATE.
+    statements' time). On SQLite, for one root, a chunk whose every path had a live row is not
+    read back (:func:`~assetd.catalog.sqlutil.updated_in`). SQLite before 3.35 has no
+    RETURNING: the SELECT, then the UPDATE.
     """
     paths = sorted(set(file_paths))
     if not roots or not paths:
@@ -139,6 +142,8 @@ def mark_paths_missing(
         "UPDATE asset_cache_states SET is_missing = true, missing_since = {p}, "
         f"state_changed_at = {{p}}, state_reason = {{p}} {where} RETURNING file_path"
     )
+    if len(roots) == 1:  # a path names one row of a root: its chunks count, read nothing back
+        return updated_in(session, sql, paths, (stamp, stamp, reason, False))
     return column_in(session, sql, paths, (stamp, stamp, reason, False))
 
 
