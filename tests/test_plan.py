@@ -109,3 +109,47 @@ def test_a_large_directory_is_not_listed_for_a_few_paths(tmp_path: Path) -> None
     assert listings == [] and sorted(plan.gone[1]) == asked
     plan = plan_paths(asked, RootIndex([spec]), LinkRules([spec.path]), listdir=listdir)
     assert listings == [str(d)] and sorted(plan.gone[1]) == asked
+
+
+def test_each_path_goes_to_the_root_root_of_gives_it(tmp_path: Path) -> None:
+    """The root is found once per directory of the batch: each path still lands where
+    ``RootIndex.root_of`` puts it. A nested root's own directory is an entry of the outer
+    root, what lies below it the inner root's; ignored names and directories, and paths in
+    no root, are not in the plan."""
+    outer, inner = tmp_path / "outer", tmp_path / "outer" / "inner"
+    (inner / "deep").mkdir(parents=True)
+    (outer / "cache").mkdir()
+    asked = [
+        outer / "a.bin",
+        outer / "b.tmp",
+        outer / "inner",
+        outer / "cache" / "c.bin",
+        inner / "d.bin",
+        inner / "deep" / "e.bin",
+        inner / "f.part",
+        tmp_path / "elsewhere.bin",
+    ]
+    for p in asked:
+        if not p.exists():
+            p.write_bytes(b"x")
+    roots = [
+        RootSpec(1, "outer", str(outer), ignore=("*.tmp", "cache")),
+        RootSpec(2, "inner", str(inner), ignore=("*.part",)),
+    ]
+    index = RootIndex(roots)
+    paths = sorted(str(p) for p in asked)
+    rules = LinkRules([r.path for r in roots])
+    got = shape(plan_paths(paths, index, rules, listdir=None))
+    present, gone, directories, skipped = got
+    placed = {r: [p for p, *_ in fs] for r, fs in present.items()}
+    assert placed == {
+        1: [str(outer / "a.bin")],
+        2: [str(inner / "d.bin"), str(inner / "deep" / "e.bin")],
+    }
+    assert directories == [str(inner)]  # the inner root's directory, an entry of the outer
+    assert (gone, skipped) == ({}, 0)
+    for p in paths:  # what root_of says, path by path
+        root = index.root_of(p)
+        expected = None if root is None else root.id
+        where = [r for r, ps in placed.items() if p in ps] or ([1] if p == str(inner) else [])
+        assert where == ([] if expected is None else [expected]), p

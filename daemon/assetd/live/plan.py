@@ -80,20 +80,28 @@ def plan_paths(
         end = start + 1
         while end < len(paths) and _parent(paths[end]) == directory:
             end += 1
-        group = paths[start:end]
+        group, start = paths[start:end], end
+        located = index.locate(directory)  # the root of every path here, names aside
+        if located is None:
+            continue
+        root, ignore = located
+        ignored = ignore.name_ignored if ignore.patterns else None
         listed = None
         if listdir is not None and len(group) >= LIST_MIN:
             listed = _listing(directory, len(group), listdir, lstat)
+        gone = plan.gone.setdefault(root.id, [])
+        cut = len(directory) + 1 if directory != "/" else 1
         for os_path in group:
-            root = index.root_of(os_path)
-            if root is None:
+            name = os_path[cut:]
+            if ignored is not None and ignored(name):
                 continue
-            path, raw = encode_path(os_path)
-            if listed is not None and os_path[os_path.rfind("/") + 1 :] not in listed:
-                plan.gone.setdefault(root.id, []).append(path)
+            path, raw = (os_path, None) if os_path.isascii() else encode_path(os_path)
+            if listed is not None and name not in listed:
+                gone.append(path)
                 continue
             _look(plan, root, os_path, path, raw, rules)
-        start = end
+        if not gone:
+            del plan.gone[root.id]
     return plan
 
 

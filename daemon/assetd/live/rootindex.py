@@ -43,6 +43,15 @@ class RootIndex:
         root, rules = hit
         return None if rules.name_ignored(path[cut + 1 :]) else root
 
+    def locate(self, directory: str) -> tuple[RootSpec, IgnoreRules] | None:
+        """The root of the entries right inside ``directory`` (a normalised path) with its
+        rules, or None (no root, or ignored there): :meth:`root_of` for each entry is this
+        root unless its rules ignore the entry's name."""
+        try:
+            return self._dirs[directory]
+        except KeyError:
+            return self._directory(directory)
+
     def _slow(self, path: str) -> RootSpec | None:
         for root in self.roots:
             if is_strictly_under(path, root.path):
