@@ -13,7 +13,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from assetd.live.changes import Batch, Change, Kind, coalesce
+from assetd.live.changes import Batch, Change, Kind, _Folder, coalesce
 from assetd.paths import is_under, rebase
 
 
@@ -788,3 +788,35 @@ def test_batch_matches_changes_one_by_one(
             # the reference replaced or left behind this row; the batch may keep it live only
             # where the reference has a row created during the run, never someone else's row
             assert reference[path].ident == NEW, ident
+
+
+_KINDS = [Kind.CREATED, Kind.DELETED, Kind.MODIFIED, Kind.MOVED]
+_PATHS = ["/r/a", "/r/a/x", "/r/b", "/r/b/y", "/r/c"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(_KINDS),
+            st.sampled_from(_PATHS),
+            st.sampled_from(_PATHS),
+            st.booleans(),
+        ),
+        max_size=12,
+    )
+)
+def test_feeding_all_at_once_is_feeding_one_by_one(
+    ops: list[tuple[Kind, str, str, bool]],
+) -> None:
+    """``_Folder.feed_all`` (inline until the first move) leaves the folder as ``feed``
+    called for each change does: the same records, count and sequence."""
+    changes = [Change(k, p, d, q if k is Kind.MOVED else None) for k, p, q, d in ops]
+    at_once, one_by_one = _Folder(), _Folder()
+    at_once.feed_all(changes)
+    for change in changes:
+        one_by_one.feed(change)
+    assert (at_once.size, at_once.seq) == (one_by_one.size, one_by_one.seq)
+    assert at_once.records.by_path == one_by_one.records.by_path
+    assert at_once.moves == one_by_one.moves
+    assert at_once.seen == one_by_one.seen

@@ -158,8 +158,7 @@ def coalesce(
 ) -> Batch:
     """Fold ``changes`` (in arrival order) into one :class:`Batch`; see the module docstring."""
     folder = _Folder()
-    for change in changes:
-        folder.feed(change)
+    folder.feed_all(changes)
     return folder.result(dir_threshold=dir_threshold, root_threshold=root_threshold, roots=roots)
 
 
@@ -339,6 +338,37 @@ class _Folder:
             self.records[path] = _Record(gone=False)
         else:
             record.gone = record.covers = False
+
+    def feed_all(self, changes: Iterable[Change]) -> None:
+        """:meth:`feed` each change. Until the first move, what ``feed`` does is done here
+        inline (a burst of deletions: no subtree index, no sequence numbers to keep yet)."""
+        by_path = self.records.by_path
+        fed = 0
+        it = iter(changes)
+        for change in it:
+            kind = change.kind
+            if kind is Kind.MOVED:
+                self.size += fed
+                self.seq += fed
+                self.feed(change)
+                for rest in it:
+                    self.feed(rest)
+                return
+            fed += 1
+            record = by_path.get(change.path)
+            if kind is Kind.DELETED:
+                if record is None:
+                    by_path[change.path] = _Record(gone=True, covers=change.is_dir)
+                else:
+                    record.gone, record.covers = True, change.is_dir
+            elif kind is Kind.MODIFIED and change.is_dir:
+                self.seq -= 1  # counted in size, not in seq (as feed does)
+            elif record is None:
+                by_path[change.path] = _Record(gone=False)
+            else:
+                record.gone = record.covers = False
+        self.size += fed
+        self.seq += fed
 
     def _move(self, src: str, dest: str, is_dir: bool) -> None:
         if src == dest or self._already_moved(src, dest):
