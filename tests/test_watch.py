@@ -133,6 +133,18 @@ def test_a_bulk_round_is_its_changes_in_order_and_a_run_shares_its_seen() -> Non
     assert h.handler.errors == 0
 
 
+def test_a_run_of_created_and_written_files_is_each_creation_then_its_write() -> None:
+    h = Handled()
+    a, t, b = (f"{ROOT}/{n}" for n in ("a.bin", "c.tmp", "b.bin"))
+    run = PathRun(ROOT, FileCreatedEvent, [a, t, b], written=True)
+    assert h(EventBatch(ROOT, (run,))) == [Change(C, a), Change(M, a), Change(C, b), Change(M, b)]
+    assert h.handler.events == 6  # the events the run stands for, ignored ones too
+    spelled_out = EventBatch(ROOT, (run,)).events
+    assert [(type(e), e.src_path) for e in spelled_out] == [
+        (cls, p) for p in (a, t, b) for cls in (FileCreatedEvent, FileModifiedEvent)
+    ]
+
+
 def test_a_run_watched_under_another_spelling_is_converted_path_by_path() -> None:
     """A run whose watched directory is not the handler's root as written (a trailing slash)
     goes through the per-event checks: what lies outside the root is dropped."""

@@ -30,7 +30,7 @@ from watchdog.observers.api import (
 from assetd.fsutil import IgnoreRules, encode_path
 from assetd.live import fanotify_sys as fsys
 from assetd.live.fanotify_group import FanotifyGroup
-from assetd.live.inotify_bulk import EventBatch
+from assetd.live.rounds import EventBatch
 from assetd.paths import relative_to
 
 ReasonCallback = Callable[[str], None]

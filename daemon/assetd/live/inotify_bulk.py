@@ -67,6 +67,8 @@ from watchdog.observers.inotify_c import InotifyConstants as C
 from assetd.live.crossroot import moved_in, moved_in_from, moved_out
 from assetd.live.inotify_read import GATHER, READ_SIZE, STREAM, STREAM_BYTES, Rate, Reader
 from assetd.live.inotify_watches import WatchTable
+from assetd.live.rounds import EventBatch as EventBatch  # re-exported
+from assetd.live.rounds import PathRun as PathRun  # re-exported
 
 __all__ = [
     "GATHER",
@@ -95,50 +97,6 @@ _libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint
 _libc.inotify_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
 _IN_CLOEXEC = os.O_CLOEXEC
 _IN_NONBLOCK = os.O_NONBLOCK
-
-
-class PathRun(FileSystemEvent):
-    """Records of one kind that came one after the other, each naming one path: ``cls`` is the
-    watchdog event class each stands for (a file created, deleted or modified, a directory
-    deleted) and ``paths`` are theirs, in kernel order. A burst's thousands of deletions in a
-    round are one object here, not an event object each (``src_path`` is the watched root)."""
-
-    event_type = "run"
-
-    def __init__(self, src_path: str, cls: type[FileSystemEvent], paths: list[str]) -> None:
-        super().__init__(src_path)
-        self.cls = cls
-        self.paths = paths
-
-    __eq__ = object.__eq__
-    __hash__ = object.__hash__
-
-
-class EventBatch(FileSystemEvent):
-    """The events of one read round, in kernel order (``src_path`` is the watched root).
-    ``items`` holds events and :class:`PathRun` runs; ``events`` is every event one by one."""
-
-    event_type = "batch"
-
-    def __init__(self, src_path: str, items: tuple[FileSystemEvent, ...]) -> None:
-        super().__init__(src_path)
-        self.items = items
-
-    @property
-    def events(self) -> tuple[FileSystemEvent, ...]:
-        """``items`` with each run spelled out as its events (a handler that wants objects)."""
-        out: list[FileSystemEvent] = []
-        for item in self.items:
-            if type(item) is PathRun:
-                out += (item.cls(path) for path in item.paths)
-            else:
-                out.append(item)
-        return tuple(out)
-
-    # by identity: the observer's queue drops an event equal to the one before it (watchdog's
-    # SkipRepeatsQueue), and two rounds of the same root would compare equal field by field
-    __eq__ = object.__eq__
-    __hash__ = object.__hash__
 
 
 class BulkInotifyEmitter(EventEmitter):
@@ -294,8 +252,7 @@ class BulkInotifyEmitter(EventEmitter):
         modified = b""  # the file of the last record when that was a modify-family one
         table, root = self._table, self._root
         root_text, decode = os.fsdecode(root), bytes.decode
-        run_cls: type[FileSystemEvent] | None = None  # the kind of the run ``run`` (if last)
-        run = PathRun(root_text, FileSystemEvent, [])
+        created = b""  # the file of the last record when that was its creation
         paths, detached = table.paths, table.detached
         unpack, size = _HEADER.unpack_from, _HEADER.size
         pos, end = 0, len(data)
@@ -308,6 +265,7 @@ class BulkInotifyEmitter(EventEmitter):
                     break
                 data, pos, end = more, 0, len(more)
             wd, mask, cookie, length = unpack(data, pos)
+            just_created, created = created, b""
             name = data[pos + size : pos + size + length].rstrip(b"\0")
             pos += size + length
             if wd == -1:
@@ -348,17 +306,21 @@ class BulkInotifyEmitter(EventEmitter):
                     continue
                 modified = path
                 cls: type[FileSystemEvent] = FileModifiedEvent
+                written = path == just_created  # its creation's record came right before:
+                if written:  # the two are one path of a run of created-and-written files
+                    _unrun_last(out)
+                    cls = FileCreatedEvent
             elif mask & C.IN_CREATE and is_dir:
                 modified = b""
                 out.append(DirCreatedEvent(os.fsdecode(path)))
                 if self.watch.is_recursive:
                     self._add_tree(path, found=out)  # type: ignore[arg-type]
                 continue
-            elif mask & C.IN_CREATE:  # its writes that follow in this round add nothing:
-                modified = path  # the worker looks at the file after them
+            elif mask & C.IN_CREATE:
+                modified, created, written = b"", path, False
                 cls = FileCreatedEvent
             elif mask & C.IN_DELETE:
-                modified = b""
+                modified, written = b"", False
                 cls = _DELETED[is_dir]
             elif mask & C.IN_MOVED_FROM:
                 modified = b""
@@ -399,16 +361,30 @@ class BulkInotifyEmitter(EventEmitter):
                 modified = b""
                 continue
             # a record naming one path, nothing else to do: into the run of its kind
-            if cls is not run_cls or out[-1] is not run:
-                run_cls, run = cls, PathRun(root_text, cls, [])
-                out.append(run)
-            run.paths.append(decode(path, _FS_ENCODING, _FS_ERRORS))
+            last = out[-1] if out else None
+            if type(last) is PathRun and last.cls is cls and last.written is written:
+                last.paths.append(decode(path, _FS_ENCODING, _FS_ERRORS))
+            else:
+                out.append(
+                    PathRun(
+                        root_text, cls, [decode(path, _FS_ENCODING, _FS_ERRORS)], written=written
+                    )
+                )
         for cookie, (at, src, is_dir) in moves.items():  # moved out of the root (to another?)
             for wd in table.release(taken.pop(cookie, {})):  # their tree left the root
                 _libc.inotify_rm_watch(self._fd, wd)
             # one from below a directory that left too: its new root's watch saw it, if any
             out[at] = None if cookie in within else moved_out(os.fsdecode(src), is_dir, cookie)
         return [e for e in out if e is not None]
+
+
+def _unrun_last(out: list[FileSystemEvent | None]) -> None:
+    """Take the last path off the run that ends ``out`` (and the run, when that empties it)."""
+    run = out[-1]
+    assert type(run) is PathRun
+    run.paths.pop()
+    if not run.paths:
+        out.pop()
 
 
 class _PendingFrom(FileSystemEvent):

@@ -45,7 +45,7 @@ from assetd.live.crossroot import (
     FileMovedOut,
     Half,
 )
-from assetd.live.inotify_bulk import EventBatch, PathRun
+from assetd.live.rounds import EventBatch, PathRun, spelled
 from assetd.log import get_logger
 from assetd.paths import relative_to
 from assetd.timing import Clock
@@ -102,6 +102,7 @@ _SIMPLE: dict[type[FileSystemEvent], tuple[Kind, bool]] = {
     DirMovedInFrom: (Kind.CREATED, True),
 }
 _MOVES = (FileMovedEvent, DirMovedEvent)
+_M = Kind.MODIFIED
 _PARENTS_KEPT = 50_000  # directory verdicts a handler keeps before it starts over
 
 
@@ -258,7 +259,7 @@ class RootHandler(FileSystemEventHandler):
         for event in batch.items:
             try:
                 if type(event) is PathRun:
-                    self.events += len(event.paths)
+                    self.events += len(event.paths) * (2 if event.written else 1)
                     items += self._run_changes(event, batch.src_path)
                 else:
                     self.events += 1
@@ -282,15 +283,20 @@ class RootHandler(FileSystemEventHandler):
         directory (a record's name in a watched directory), so below the root when that is
         what is watched, and only the ignore rules are asked (when there are any)."""
         if watched != self.root_path:  # watched under another spelling: event by event
-            return [c for p in run.paths if (c := self.convert(run.cls(p))) is not None]
+            return [c for e in spelled(run) if (c := self.convert(e)) is not None]
         kind, is_dir = _SIMPLE[run.cls]
         seen = time.monotonic()
-        if not self._patterns:
-            return [Change(kind, p, is_dir, None, seen) for p in run.paths]
-        cut = len(self.root_path.rstrip("/")) + 1
-        return [
-            Change(kind, p, is_dir, None, seen) for p in run.paths if not self._ignored(p[cut:])
-        ]
+        paths = run.paths
+        if self._patterns:
+            cut = len(self.root_path.rstrip("/")) + 1
+            paths = [p for p in paths if not self._ignored(p[cut:])]
+        if run.written:  # each file's creation, then its write
+            return [
+                c
+                for p in paths
+                for c in (Change(kind, p, False, None, seen), Change(_M, p, False, None, seen))
+            ]
+        return [Change(kind, p, is_dir, None, seen) for p in paths]
 
     def _items(self, event: FileSystemEvent) -> list[Change | Half]:
         """``event``'s change, or, for one end of a move watched apart, a :class:`Half`."""
