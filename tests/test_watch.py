@@ -133,6 +133,36 @@ def test_a_bulk_round_is_its_changes_in_order_and_a_run_shares_its_seen() -> Non
     assert h.handler.errors == 0
 
 
+@pytest.mark.parametrize("odd", [False, True], ids=["ascii", "undecodable-name"])
+def test_a_run_keeps_what_the_event_by_event_conversion_keeps(odd: bool) -> None:
+    """The ignore rules on a run (names at once, a directory's verdict once) keep exactly
+    the paths that the same events one by one keep; a name that is not ASCII goes one by
+    one."""
+    paths = [
+        f"{ROOT}/{rel}"
+        for rel in (
+            "a.bin",
+            "x.tmp",
+            "@eaDir/f.bin",
+            "d/.Trash-1000/g.bin",
+            "d/h.part",
+            "d/e/ok.bin",
+            ".Trash-x",
+            "d/@eaDir",
+            "d/ok2",
+            "d/@eaDir/deeper/z",
+        )
+    ]
+    if odd:
+        paths.insert(3, f"{ROOT}/d/caf\udcff.bin")
+    one_by_one = Handled()(*[FileDeletedEvent(p) for p in paths])
+    as_run = Handled()(EventBatch(ROOT, (PathRun(ROOT, FileDeletedEvent, paths),)))
+    assert as_run == one_by_one
+    assert [c.path for c in as_run] == [
+        p for p in paths if p.rpartition("/")[2] in {"a.bin", "ok.bin", "ok2", "caf\udcff.bin"}
+    ]
+
+
 def test_a_run_of_created_and_written_files_is_each_creation_then_its_write() -> None:
     h = Handled()
     a, t, b = (f"{ROOT}/{n}" for n in ("a.bin", "c.tmp", "b.bin"))

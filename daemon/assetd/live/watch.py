@@ -288,8 +288,7 @@ class RootHandler(FileSystemEventHandler):
         seen = time.monotonic()
         paths = run.paths
         if self._patterns:
-            cut = len(self.root_path.rstrip("/")) + 1
-            paths = [p for p in paths if not self._ignored(p[cut:])]
+            paths = self._kept(paths, len(self.root_path.rstrip("/")) + 1)
         if run.written:  # each file's creation, then its write
             return [
                 c
@@ -374,6 +373,36 @@ class RootHandler(FileSystemEventHandler):
         relative = self._relative(path)
         return relative is not None and relative != "" and not self._ignored(relative)
 
+    def _kept(self, paths: list[str], cut: int) -> list[str]:
+        """The paths of a run (each below the root, its relative form from ``cut`` on) that
+        :meth:`_ignored` keeps: the names asked about at once (``ignored_among``), each
+        directory's verdict looked up once per path, without a call."""
+        if not "".join(paths).isascii():  # a catalog form may differ: one by one
+            return [p for p in paths if not self._ignored(p[cut:])]
+        hits = self._ignore.ignored_among([p[p.rfind("/") + 1 :] for p in paths])
+        verdicts, kept = self._parents, []
+        for p in paths:
+            slash = p.rfind("/")
+            if hits and p[slash + 1 :] in hits:
+                continue
+            if slash >= cut:  # in a directory below the root: is that directory ignored?
+                verdict = verdicts.get(p[cut:slash])
+                if verdict is None:
+                    verdict = self._parent_ignored(p[cut:slash])
+                if verdict:
+                    continue
+            kept.append(p)
+        return kept
+
+    def _parent_ignored(self, parent: str) -> bool:
+        """Whether a directory (relative, catalog form) is ignored, kept per handler."""
+        verdict = self._parents.get(parent)
+        if verdict is None:
+            if len(self._parents) >= _PARENTS_KEPT:
+                self._parents.clear()
+            verdict = self._parents[parent] = self._ignore.is_ignored(parent)
+        return verdict
+
     def _ignored(self, relative: str) -> bool:
         # Patterns match the catalog form of a name (a non-UTF-8 byte reads as \xNN). The
         # verdict on the directory part is kept per handler (its rules never change: a reload
@@ -385,12 +414,9 @@ class RootHandler(FileSystemEventHandler):
         if cut < 0:
             return self._ignore.is_ignored(catalog)
         parent, name = catalog[:cut], catalog[cut + 1 :]
-        verdict = self._parents.get(parent)
-        if verdict is None:
-            if len(self._parents) >= _PARENTS_KEPT:
-                self._parents.clear()
-            verdict = self._parents[parent] = self._ignore.is_ignored(parent)
-        return verdict or (name not in ("", ".") and self._ignore.name_ignored(name))
+        return self._parent_ignored(parent) or (
+            name not in ("", ".") and self._ignore.name_ignored(name)
+        )
 
     def _failed(self, err: Exception, event: object) -> None:
         """Count the failure; log its type the first time only. Never raises."""
