@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 import assetd.reconcile_apply as reconcile_apply
+from assetd.catalog import seed
 from assetd.catalog.engine import SessionFactory, make_engine, session_factory
 from assetd.catalog.models import asset_info_tags, asset_infos, assets
 from assetd.catalog.models import cache_states as cs
@@ -72,7 +73,7 @@ def test_a_directory_of_more_files_than_a_flush_is_seeded_flush_by_flush(
     for f in range(17):
         world.write(f"d/f{f:02d}.bin")
     sizes: list[int] = []
-    insert = reconcile_apply.insert_new_files
+    insert = seed.insert_new_files
 
     def counted(session: Session, root_id: int, files: list[NewFile]) -> int:
         sizes.append(len(files))
