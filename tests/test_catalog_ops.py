@@ -16,6 +16,7 @@ from assetd.catalog import (
     get_unreferenced_unhashed_asset_ids,
     list_cache_states,
     mark_assets_missing_outside_prefixes,
+    mark_cache_states_missing_outside_prefixes,
     mark_missing_outside_prefixes_safely,
     restore_cache_states_by_paths,
     states,
@@ -127,6 +128,31 @@ def test_manual_tag_survives_delete_reappear_and_prefix_change(world: World) -> 
     assert world.tags_of("sub/model.ckpt")["favourite"] == "manual"
     assert world.scan().restored == 1
     assert world.tags_of("sub/model.ckpt") == {"models": "automatic", "favourite": "manual"}
+
+
+def test_prune_to_one_prefix_marks_the_rows_below_and_above_it(world: World) -> None:
+    """The rows outside one prefix lie before its key range ("m-x", "a") and after it ("m0",
+    "z"): both are marked, the rows below the prefix are not."""
+    for rel in ("a.bin", "m-x.bin", "m/x.bin", "m/y/z.bin", "m0.bin", "z.bin"):
+        world.write(rel)
+    world.scan()
+    with world.sessions() as s, s.begin():
+        n = mark_cache_states_missing_outside_prefixes(
+            s, [str(world.dir / "m")], roots=[world.root.id]
+        )
+    assert n == 4
+    missing = {
+        rel: (world.state(rel) or {}).get("is_missing")
+        for rel in ("a.bin", "m-x.bin", "m/x.bin", "m/y/z.bin", "m0.bin", "z.bin")
+    }
+    assert missing == {
+        "a.bin": True,
+        "m-x.bin": True,
+        "m/x.bin": False,
+        "m/y/z.bin": False,
+        "m0.bin": True,
+        "z.bin": True,
+    }
 
 
 def test_prune_leaves_other_roots_and_hosts_alone(sessions: SessionFactory, tmp_path: Path) -> None:

@@ -17,11 +17,14 @@ import pytest
 import structlog
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 import assetd.reconcile_apply as reconcile_apply
+from assetd.catalog import seed
 from assetd.catalog.engine import SessionFactory, make_engine, session_factory
 from assetd.catalog.models import asset_info_tags, asset_infos, assets
 from assetd.catalog.models import cache_states as cs
+from assetd.catalog.seed import NewFile
 from assetd.log import configure_logging
 from assetd.reconcile import sync_cache_states_with_filesystem
 from catalog_world import World, make_world
@@ -60,6 +63,27 @@ def test_many_flushes_catalogue_each_file_once(world: World) -> None:
     assert _count(world, asset_info_tags) == 70  # the root's tag, once per file
     assert (world.state("d1/f00.bin") or {}).get("is_missing") is True
     assert (world.state("d9/n09.bin") or {}).get("is_missing") is False
+
+
+def test_a_directory_of_more_files_than_a_flush_is_seeded_flush_by_flush(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first scan seeds the files as listed (no diff step each), still at most ``FLUSH`` per
+    transaction, however many files one directory holds."""
+    for f in range(17):
+        world.write(f"d/f{f:02d}.bin")
+    sizes: list[int] = []
+    insert = seed.insert_new_files
+
+    def counted(session: Session, root_id: int, files: list[NewFile]) -> int:
+        sizes.append(len(files))
+        return insert(session, root_id, files)
+
+    monkeypatch.setattr(reconcile_apply, "insert_new_files", counted)
+    result = world.scan()
+    assert (result.new, sorted(sizes)) == (17, [3, 7, 7])
+    assert _count(world, cs) == 17
+    assert _count(world, asset_info_tags) == 17
 
 
 @pytest.fixture

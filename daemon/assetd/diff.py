@@ -42,6 +42,9 @@ class DiffCounts:
 
 
 Step = tuple[Action, FileStat | None, CatalogRow | None]
+Batch = tuple[list[Step], list[DiskRow]]
+"""One flush of reconcile's work: the diff's steps, and files listed where the catalog has no
+row under their directory (every one new: a first scan), as the walk yields them."""
 
 
 def _compare(disk: FileStat, row: CatalogRow) -> Action | None:

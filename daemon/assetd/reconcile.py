@@ -217,11 +217,13 @@ def _reconcile_tree(
     if progress is not None or cancel is not None:
         disk = _counting(disk, progress, cancel)
     counts = DiffCounts()
-    if first is not None:
-        pages = itertools.chain((first,), pages)
     try:
-        for step in diff_runs(disk, pages, counts):
-            applier.add(step)
+        if first is None:  # no row to merge with: every file is new, seeded as listed
+            for run in disk:
+                applier.add_new(run)
+        else:
+            for step in diff_runs(disk, itertools.chain((first,), pages), counts):
+                applier.add(step)
     finally:
         disk.close()  # the walk's read-ahead threads end with it, also on Cancelled
         applier.settle()  # the flush written behind the walk, if any: ended, its error raised

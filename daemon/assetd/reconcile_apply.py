@@ -21,7 +21,7 @@ from assetd import log
 from assetd.catalog.engine import classify_db_error, one_line
 from assetd.catalog.retry import is_lock_conflict, run_retrying
 from assetd.catalog.roots import RootSpec, automatic_tags, root_present
-from assetd.catalog.seed import SeedSpec, batch_insert_seed_assets
+from assetd.catalog.seed import NewFile, SeedSpec, batch_insert_seed_assets, insert_new_files
 from assetd.catalog.sqlutil import is_postgresql
 from assetd.catalog.states import (
     Figures,
@@ -30,12 +30,12 @@ from assetd.catalog.states import (
     lock_cache_states,
     refresh_cache_states,
 )
-from assetd.diff import Action, Step
+from assetd.diff import Action, Batch, Step
 from assetd.fsutil import IgnoreRules, os_path_of
 from assetd.links import FILE, LinkRules
 from assetd.reconcile_behind import Behind
 from assetd.statx import birth_ns, lstat_birth
-from assetd.walk import ProblemSink, WalkProblem
+from assetd.walk import DiskRow, ProblemSink, WalkProblem
 
 if TYPE_CHECKING:  # reconcile imports this module
     from assetd.reconcile import ReconcileResult
@@ -72,6 +72,7 @@ class Applier:
         self.session, self.root, self.result, self.rules = session, root, result, rules
         self.ignore = IgnoreRules(root.ignore)
         self.steps: list[Step] = []
+        self.new: list[DiskRow] = []  # files listed where the catalog has no row (add_new)
         self.unreadable: list[str] = []  # directories the walk could not list
         self.vanished: list[str] = []  # directories gone (or turned into files) mid-walk
         self.report: ProblemSink | None = None  # the walk's: files listed, gone when read
@@ -80,12 +81,26 @@ class Applier:
 
     def add(self, step: Step) -> None:
         self.steps.append(step)
-        if len(self.steps) >= FLUSH:
-            if self._behind is not None:
-                steps, self.steps = self.steps, []
-                self._behind.hand_off(steps)
-            else:
-                self.flush()
+        if len(self.steps) + len(self.new) >= FLUSH:
+            self._full()
+
+    def add_new(self, run: list[DiskRow]) -> None:
+        """A run of files the walk listed under a directory the catalog has no row under: each
+        is new, seeded from its figures read at the flush (no diff step, no object per file)."""
+        while run:
+            room = FLUSH - len(self.steps) - len(self.new)
+            self.new += run[:room]
+            run = run[room:]
+            if len(self.steps) + len(self.new) >= FLUSH:
+                self._full()
+
+    def _full(self) -> None:
+        if self._behind is not None:
+            batch: Batch = (self.steps, self.new)
+            self.steps, self.new = [], []
+            self._behind.hand_off(batch)
+        else:
+            self.flush()
 
     def settle(self) -> None:
         """The walk ended (also by an error): wait for the flushes behind it, raise the first
@@ -140,23 +155,24 @@ class Applier:
         data error (a constraint, a trigger) is retried step by step, so it costs its row only.
         """
         self.settle()
-        if not self.steps:
+        if not self.steps and not self.new:
             return
-        steps, self.steps = self.steps, []
-        self._flush(self.session, self.rules, steps)
+        batch: Batch = (self.steps, self.new)
+        self.steps, self.new = [], []
+        self._flush(self.session, self.rules, batch)
 
-    def _flush(self, session: Session, rules: LinkRules, steps: list[Step]) -> None:
+    def _flush(self, session: Session, rules: LinkRules, batch: Batch) -> None:
         rules.clear()
         try:
-            self._count(self._retrying(session, rules, steps))
+            self._count(self._retrying(session, rules, batch))
         except Exception as err:
-            if len(steps) <= 1 or not _data_error(err):
+            if len(batch[0]) + len(batch[1]) <= 1 or not _data_error(err):
                 raise
-            self._one_by_one(session, rules, steps)
+            self._one_by_one(session, rules, batch)
 
-    def _retrying(self, session: Session, rules: LinkRules, steps: list[Step]) -> _Counts:
+    def _retrying(self, session: Session, rules: LinkRules, batch: Batch) -> _Counts:
         return run_retrying(  # bounded, jittered: another host's batch may be the other side
-            lambda: self._apply(session, rules, steps),
+            lambda: self._apply(session, rules, batch),
             attempts=DEADLOCK_RETRIES + 1,
             conflict=is_lock_conflict,
         )
@@ -172,17 +188,21 @@ class Applier:
                 for path in counts[4]:
                     self.report(WalkProblem(path, "vanished", "gone before it was read"))
 
-    def _one_by_one(self, session: Session, rules: LinkRules, steps: list[Step]) -> None:
+    def _one_by_one(self, session: Session, rules: LinkRules, batch: Batch) -> None:
         failed: list[str] = []
         error = ""
-        for step in steps:
+        singles: list[tuple[str, Batch]] = [
+            (disk.path if disk is not None else row.path, ([(action, disk, row)], []))  # type: ignore[union-attr]
+            for action, disk, row in batch[0]
+        ]
+        singles += [(d[0], ([], [d])) for d in batch[1]]
+        for path, single in singles:
             try:
-                self._count(self._retrying(session, rules, [step]))
+                self._count(self._retrying(session, rules, single))
             except Exception as err:
                 if not _data_error(err):
                     raise
-                disk, row = step[1], step[2]
-                failed.append(disk.path if disk is not None else row.path)  # type: ignore[union-attr]
+                failed.append(path)
                 error = error or one_line(err)
         if failed:
             self._count((0, 0, 0, 0, []), len(failed))
@@ -218,16 +238,18 @@ class Applier:
             ins = batch_insert_seed_assets(self.session, seeds, roots=roots)
         self._count((0, restored + ins.restored, changed, ins.inserted, []))
 
-    def _apply(self, session: Session, rules: LinkRules, steps: list[Step]) -> _Counts:
+    def _apply(self, session: Session, rules: LinkRules, batch: Batch) -> _Counts:
         """One transaction: hold the rows, re-stat, write. Returns (missing, restored,
         changed, new, files listed without figures and gone when read)."""
         roots = [self.root.id]
+        steps = batch[0]
         missing = restored = changed = new = 0
         with session.begin():
             lock_cache_states(
                 session, self.root.id, [row.path for _, _, row in steps if row is not None]
             )
             gone, refresh, seeds, lost = self._decide(steps, rules)
+            files = self._decide_new(batch[1], rules, lost)
             if gone and not root_present(self.root):
                 raise RootVanished  # not "missing": the whole root is unavailable
             if gone:
@@ -242,6 +264,7 @@ class Applier:
                 ins = batch_insert_seed_assets(session, seeds, roots=roots, known_new=True)
                 new = ins.inserted
                 restored += ins.restored
+            new += insert_new_files(session, self.root.id, files)
         return missing, restored, changed, new, lost
 
     def _seed(self, path: str, fresh: _Fresh, raw: bytes | None) -> SeedSpec:
@@ -288,3 +311,65 @@ class Applier:
             else:  # back, changed, or relinked: the fresh figures decide
                 refresh.append(Figures(path, *fresh))
         return gone, refresh, seeds, lost
+
+    def _decide_new(self, rows: list[DiskRow], rules: LinkRules, lost: list[str]) -> list[NewFile]:
+        """:meth:`_decide` for the files of :meth:`add_new`: each re-stat'ed (one ``statx``),
+        what to seed; those listed without figures and gone (or no longer files) go to
+        ``lost``. Whether a directory is reached directly and its files' automatic tags are
+        decided once per directory."""
+        files: list[NewFile] = []
+        append = files.append
+        root = self.root
+        fast = rules.plain_lstat
+        last_dir: str | None = None
+        direct, tags = True, root.tags
+        for d in rows:
+            path, raw = d[0], d[6]
+            os_path = os.fsdecode(raw) if raw else path
+            if fast:  # a regular file (the common case): its figures and birth in one call
+                try:
+                    mode, size, mtime_ns, device, inode, birth = lstat_birth(os_path)
+                except (FileNotFoundError, NotADirectoryError):
+                    if d[1] < 0:  # listed without figures: the walk's stat would have said so
+                        lost.append(path)
+                    continue
+                except OSError as err:
+                    if err.errno != errno.ENOSYS:
+                        continue  # can't be told: left as it is
+                else:
+                    if stat_mod.S_ISREG(mode):
+                        directory = os_path.rpartition("/")[0]
+                        if directory != last_dir:
+                            last_dir = directory
+                            direct = root.follow_symlinks or rules.reached_directly(
+                                os_path, root.path
+                            )
+                            tags = automatic_tags(root, path)
+                        if direct:
+                            append((path, raw, size, mtime_ns, device, inode, False, birth, tags))
+                        elif d[1] < 0:
+                            lost.append(path)
+                        continue
+            fresh = self._restat(path, raw, rules)
+            if fresh is False:
+                continue
+            if fresh is None:
+                if d[1] < 0:
+                    lost.append(path)
+                continue
+            assert isinstance(fresh, tuple)
+            size, mtime_ns, device, inode, is_link, birth = fresh
+            append(
+                (
+                    path,
+                    raw,
+                    size,
+                    mtime_ns,
+                    device,
+                    inode,
+                    is_link,
+                    birth,
+                    automatic_tags(root, path),
+                )
+            )
+        return files

@@ -24,7 +24,7 @@ from queue import SimpleQueue
 
 from sqlalchemy.orm import Session
 
-from assetd.diff import Step
+from assetd.diff import Batch
 from assetd.links import LinkRules
 
 LANES = 2  # flushes written at once: one re-checks its files while the other's rows are written
@@ -39,11 +39,11 @@ class Lane:
     rules: LinkRules
 
 
-Write = Callable[[Session, LinkRules, list[Step]], None]
+Write = Callable[[Session, LinkRules, Batch], None]
 
 
 class Behind:
-    """Runs ``write(session, rules, steps)`` for each handed-off flush on a free lane."""
+    """Runs ``write(session, rules, batch)`` for each handed-off flush on a free lane."""
 
     def __init__(self, session: Session, rules: LinkRules, write: Write) -> None:
         self._bind, self._rules, self._write = session.get_bind(), rules, write
@@ -52,8 +52,8 @@ class Behind:
         self._free: SimpleQueue[Lane] = SimpleQueue()
         self._pending: deque[Future[None]] = deque()
 
-    def hand_off(self, steps: list[Step]) -> None:
-        """Write ``steps`` behind the walk; waits first if every lane is busy."""
+    def hand_off(self, batch: Batch) -> None:
+        """Write ``batch`` behind the walk; waits first if every lane is busy."""
         while len(self._pending) >= LANES:
             self._wait_oldest()
         if self._pool is None:
@@ -63,12 +63,12 @@ class Behind:
                 self._lanes.append(lane)
                 self._free.put(lane)
         context = contextvars.copy_context()  # what the walk's log lines carry, its lines carry
-        self._pending.append(self._pool.submit(context.run, self._run, steps))
+        self._pending.append(self._pool.submit(context.run, self._run, batch))
 
-    def _run(self, steps: list[Step]) -> None:
+    def _run(self, batch: Batch) -> None:
         lane = self._free.get()
         try:
-            self._write(lane.session, lane.rules, steps)
+            self._write(lane.session, lane.rules, batch)
         finally:
             self._free.put(lane)
 

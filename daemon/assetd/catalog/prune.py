@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from assetd import log
 from assetd.catalog.engine import SessionFactory, one_line
 from assetd.catalog.models import cache_states as cs
+from assetd.catalog.sqltext import prefix_range
 from assetd.catalog.sqlutil import normalize_prefix, under_any_prefix
 from assetd.catalog.states import Reason, utcnow
 
@@ -52,13 +53,25 @@ def mark_cache_states_missing_outside_prefixes(
     if not roots:
         return 0
     now = now or utcnow()
-    stmt = (
-        update(cs)
-        .where(*_outside(prefixes, roots))
-        .values(is_missing=True, missing_since=now, state_changed_at=now, state_reason=reason)
-        .execution_options(synchronize_session=False)
-    )
-    return int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+    if len(prefixes) == 1:
+        # One prefix (every reconcile of a root): the live rows below its key range and those
+        # above it, each an index range; NOT (in the range) read every live row of the roots
+        # (27 ms at 100,000 rows on SQLite, each re-scan).
+        lo, hi = prefix_range(prefixes[0])
+        live = (cs.c.root_id.in_(list(roots)), cs.c.is_missing == false())
+        wheres = [(*live, cs.c.file_path < lo), (*live, cs.c.file_path >= hi)]
+    else:
+        wheres = [_outside(prefixes, roots)]
+    marked = 0
+    for where in wheres:
+        stmt = (
+            update(cs)
+            .where(*where)
+            .values(is_missing=True, missing_since=now, state_changed_at=now, state_reason=reason)
+            .execution_options(synchronize_session=False)
+        )
+        marked += int(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+    return marked
 
 
 def mark_assets_missing_outside_prefixes(

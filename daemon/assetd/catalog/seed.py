@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -111,7 +111,10 @@ def batch_insert_seed_assets(
             now=now,
         )
         restored += r
-    inserted = _insert_new(session, new) if new else 0
+    inserted = 0
+    for root_id in sorted({s.root_id for s in new}):
+        files = [_new_file(s) for s in new if s.root_id == root_id]
+        inserted += _insert_new(session, root_id, files)
     return BulkInsertResult(
         inserted=inserted,
         already_present=present + (len(new) - inserted),
@@ -120,7 +123,28 @@ def batch_insert_seed_assets(
     )
 
 
-def _insert_new(session: Session, new: list[SeedSpec]) -> int:
+NewFile: TypeAlias = tuple[
+    str, bytes | None, int, int, int | None, int | None, bool, int | None, tuple[str, ...]
+]
+"""A file to seed as :func:`insert_new_files` takes it: ``(path, raw, size, mtime_ns, device,
+inode, is_symlink, birth_ns, tags)``, the fields of :class:`SeedSpec` but the root, without an
+object per file (a first scan seeds every file of a tree)."""
+
+
+def insert_new_files(session: Session, root_id: int, files: list[NewFile]) -> int:
+    """Seed ``files`` of the root ``root_id``: paths the caller has just seen absent from the
+    catalog (reconcile, where no row is under a directory), each once, in path order. Returns
+    how many were inserted: a path another writer seeded meanwhile keeps that writer's row (ON
+    CONFLICT DO NOTHING), as with ``known_new`` in :func:`batch_insert_seed_assets`. Runs in the
+    caller's transaction."""
+    return _insert_new(session, root_id, files) if files else 0
+
+
+def _new_file(s: SeedSpec) -> NewFile:
+    return (s.path, s.raw, s.size, s.mtime_ns, s.device, s.inode, s.is_symlink, s.birth_ns, s.tags)
+
+
+def _insert_new(session: Session, root_id: int, new: list[NewFile]) -> int:
     """Four executemany inserts with ids allocated up front (no RETURNING round trips); on
     PostgreSQL the three that cannot collide are ``COPY``, and the cache states too unless
     another writer's row collides (:func:`_insert_cache_states`).
@@ -131,25 +155,14 @@ def _insert_new(session: Session, new: list[SeedSpec]) -> int:
         session,
         assets,
         ("id", "size_bytes"),
-        [(a, s.size) for a, s in zip(asset_ids, new, strict=True)],
+        [(a, f[2]) for a, f in zip(asset_ids, new, strict=True)],
         copy=True,
     )
     inserted = _insert_cache_states(
         session,
         [
-            (
-                a,
-                s.root_id,
-                s.path,
-                s.raw,
-                s.size,
-                s.mtime_ns,
-                s.device,
-                s.inode,
-                s.is_symlink,
-                s.birth_ns,
-            )
-            for a, s in zip(asset_ids, new, strict=True)
+            (a, root_id, f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7])
+            for a, f in zip(asset_ids, new, strict=True)
         ],
     )
     pairs = list(zip(asset_ids, new, strict=True))
@@ -160,11 +173,11 @@ def _insert_new(session: Session, new: list[SeedSpec]) -> int:
         session,
         asset_infos,
         ("id", "asset_id", "name"),
-        [(i, a, s.path.rpartition("/")[2]) for i, (a, s) in zip(info_ids, pairs, strict=True)],
+        [(i, a, f[0].rpartition("/")[2]) for i, (a, f) in zip(info_ids, pairs, strict=True)],
         copy=True,
     )
     tag_rows = [
-        (i, t, "automatic") for i, (_, s) in zip(info_ids, pairs, strict=True) for t in s.tags
+        (i, t, "automatic") for i, (_, f) in zip(info_ids, pairs, strict=True) for t in f[8]
     ]
     if tag_rows:
         names = sorted({r[1] for r in tag_rows})
@@ -217,9 +230,7 @@ def _insert_cache_states(session: Session, rows: list[tuple[Any, ...]]) -> int:
     return insert_rows(session, cs, _CS_COLUMNS, rows, ignore_conflict_on=("root_id", "file_path"))
 
 
-def _drop_orphans(
-    session: Session, pairs: list[tuple[int, SeedSpec]]
-) -> list[tuple[int, SeedSpec]]:
+def _drop_orphans(session: Session, pairs: list[tuple[int, NewFile]]) -> list[tuple[int, NewFile]]:
     """Remove the assets this call created whose cache state lost the race to another writer."""
     ids = [a for a, _ in pairs]
     kept: set[int] = set()
