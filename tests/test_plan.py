@@ -148,8 +148,9 @@ def test_each_path_goes_to_the_root_root_of_gives_it(tmp_path: Path) -> None:
     }
     assert directories == [str(inner)]  # the inner root's directory, an entry of the outer
     assert (gone, skipped) == ({}, 0)
-    for p in paths:  # what root_of says, path by path
-        root = index.root_of(p)
+    for path in paths:  # what root_of says, path by path
+        root = index.root_of(path)
         expected = None if root is None else root.id
-        where = [r for r, ps in placed.items() if p in ps] or ([1] if p == str(inner) else [])
-        assert where == ([] if expected is None else [expected]), p
+        where = [r for r, ps in placed.items() if path in ps]
+        where = where or ([1] if path == str(inner) else [])
+        assert where == ([] if expected is None else [expected]), path
