@@ -43,6 +43,12 @@ CHUNK = min(10_000, _SQLITE_LIMIT - 100)  # room for the other parameters of a s
 PG_CHUNK = 200_000  # values per array parameter of execute_in on PostgreSQL (one parameter)
 
 
+def sorted_unique(values: Iterable[str]) -> list[str]:
+    """``sorted(set(values))``, faster for values that come sorted (a live batch's paths):
+    the sort of a run in order is linear, and the duplicates go by ``dict.fromkeys``."""
+    return list(dict.fromkeys(sorted(values)))
+
+
 def chunked(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]

@@ -20,6 +20,7 @@ from assetd.catalog.sqlutil import (
     db_value,
     is_postgresql,
     select_in,
+    sorted_unique,
     under_prefix,
     update_in,
     updated_in,
@@ -95,7 +96,7 @@ def bulk_update_is_missing(
     if not roots:
         return 0
     now = now or utcnow()
-    paths = sorted(set(file_paths))
+    paths = sorted_unique(file_paths)
     roots_sql = ", ".join(str(int(r)) for r in roots)
     sql = (
         "UPDATE asset_cache_states SET is_missing = {p}, missing_since = {p}, "
@@ -124,7 +125,7 @@ def mark_paths_missing(
     read back (:func:`~assetd.catalog.sqlutil.updated_in`). SQLite before 3.35 has no
     RETURNING: the SELECT, then the UPDATE.
     """
-    paths = sorted(set(file_paths))
+    paths = sorted_unique(file_paths)
     if not roots or not paths:
         return []
     roots_sql = ", ".join(str(int(r)) for r in roots)
