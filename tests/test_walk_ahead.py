@@ -15,23 +15,13 @@ from hypothesis import strategies as st
 from assetd.diff import CatalogRow, DiffCounts, RowTuple, diff_runs, diff_sorted
 from assetd.fsutil import FileStat, IgnoreRules
 from assetd.walk import DiskRow, ScandirFn, WalkProblem, list_files_recursively
-from walk_tree import make_odd_tree
+from walk_tree import make_odd_tree, walk_odd_tree
 
 
 def _walk(
     top: Path, follow: bool, scandir: ScandirFn = os.scandir
 ) -> tuple[list[FileStat], list[WalkProblem]]:
-    problems: list[WalkProblem] = []
-    files = list(
-        list_files_recursively(
-            str(top),
-            ignore=IgnoreRules(["*.tmp"]),
-            follow_symlinks=follow,
-            on_problem=problems.append,
-            scandir=scandir,
-        )
-    )
-    return files, problems
+    return walk_odd_tree(top, follow, scandir=scandir)
 
 
 def test_the_walk_read_ahead_equals_the_walk_read_in_place(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from assetd.fsutil import FileStat, IgnoreRules
 from assetd.links import LinkRules
 from assetd.walk import WalkProblem, list_files_recursively
 from assetd.walk_ahead import ReadAhead
-from walk_tree import make_odd_tree
+from walk_tree import make_odd_tree, walk_odd_tree
 
 
 class _Started:
@@ -39,18 +39,9 @@ class _Started:
 
 
 def _walk(top: Path, follow: bool, *, procs: int) -> tuple[list[FileStat], list[WalkProblem]]:
-    problems: list[WalkProblem] = []
     walk_mod.PROCESSES = procs
-    files = list(
-        list_files_recursively(
-            str(top),
-            ignore=IgnoreRules(["*.tmp"]),
-            follow_symlinks=follow,
-            on_problem=problems.append,
-            inside=LinkRules([str(top)]).inside,  # picklable: what reconcile passes
-        )
-    )
-    return files, problems
+    # the inside check as reconcile passes it: picklable
+    return walk_odd_tree(top, follow, inside=LinkRules([str(top)]).inside)
 
 
 @pytest.fixture

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
+
+from assetd.fsutil import FileStat, IgnoreRules
+from assetd.walk import WalkProblem, list_files_recursively
 
 
 def make_odd_tree(top: Path, *, per_dir: int = 3, fifo: bool = False) -> None:
@@ -31,3 +35,21 @@ def make_odd_tree(top: Path, *, per_dir: int = 3, fifo: bool = False) -> None:
     if fifo:
         os.mkfifo(top / "fifo")
     (top / os.fsdecode(b"bad\xff")).write_bytes(b"x")
+
+
+def walk_odd_tree(
+    top: Path, follow: bool, **options: Any
+) -> tuple[list[FileStat], list[WalkProblem]]:
+    """``list_files_recursively`` of ``top`` as the read-ahead tests walk it (``*.tmp``
+    ignored), with ``options`` passed on: the files and the problems reported."""
+    problems: list[WalkProblem] = []
+    files = list(
+        list_files_recursively(
+            str(top),
+            ignore=IgnoreRules(["*.tmp"]),
+            follow_symlinks=follow,
+            on_problem=problems.append,
+            **options,
+        )
+    )
+    return files, problems
