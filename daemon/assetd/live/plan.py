@@ -95,7 +95,7 @@ def plan_paths(
             name = os_path[cut:]
             if ignored is not None and ignored(name):
                 continue
-            path, raw = (os_path, None) if os_path.isascii() else encode_path(os_path)
+            path, raw = encode_path(os_path)
             if listed is not None and name not in listed:
                 gone.append(path)
                 continue

@@ -102,7 +102,6 @@ _SIMPLE: dict[type[FileSystemEvent], tuple[Kind, bool]] = {
     DirMovedInFrom: (Kind.CREATED, True),
 }
 _MOVES = (FileMovedEvent, DirMovedEvent)
-_M = Kind.MODIFIED
 _PARENTS_KEPT = 50_000  # directory verdicts a handler keeps before it starts over
 
 
@@ -293,7 +292,10 @@ class RootHandler(FileSystemEventHandler):
             return [
                 c
                 for p in paths
-                for c in (Change(kind, p, False, None, seen), Change(_M, p, False, None, seen))
+                for c in (
+                    Change(kind, p, False, None, seen),
+                    Change(Kind.MODIFIED, p, False, None, seen),
+                )
             ]
         return [Change(kind, p, is_dir, None, seen) for p in paths]
 
@@ -376,21 +378,17 @@ class RootHandler(FileSystemEventHandler):
     def _kept(self, paths: list[str], cut: int) -> list[str]:
         """The paths of a run (each below the root, its relative form from ``cut`` on) that
         :meth:`_ignored` keeps: the names asked about at once (``ignored_among``), each
-        directory's verdict looked up once per path, without a call."""
+        directory's verdict from the handler's memo."""
         if not "".join(paths).isascii():  # a catalog form may differ: one by one
             return [p for p in paths if not self._ignored(p[cut:])]
         hits = self._ignore.ignored_among([p[p.rfind("/") + 1 :] for p in paths])
-        verdicts, kept = self._parents, []
+        kept = []
         for p in paths:
             slash = p.rfind("/")
             if hits and p[slash + 1 :] in hits:
                 continue
-            if slash >= cut:  # in a directory below the root: is that directory ignored?
-                verdict = verdicts.get(p[cut:slash])
-                if verdict is None:
-                    verdict = self._parent_ignored(p[cut:slash])
-                if verdict:
-                    continue
+            if slash >= cut and self._parent_ignored(p[cut:slash]):  # its directory is
+                continue
             kept.append(p)
         return kept
 
