@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, inspect, text
 
 from assetd.catalog.engine import make_engine
 from assetd.catalog.models import Base
@@ -20,6 +20,15 @@ def test_migrations_match_the_models(engine: Engine) -> None:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
         diff = compare_metadata(ctx, Base.metadata)
     assert diff == []
+
+
+def test_marking_a_path_missing_or_live_rewrites_no_index_entry(engine: Engine) -> None:
+    """A burst of deletions is one UPDATE of ``is_missing`` per path: no index may hold it
+    (revision 0006), and each path is still found by ``UNIQUE (root_id, file_path)``."""
+    indexes = inspect(engine).get_indexes("asset_cache_states")
+    assert not [i["name"] for i in indexes if "is_missing" in i["column_names"]]
+    uniques = inspect(engine).get_unique_constraints("asset_cache_states")
+    assert ["root_id", "file_path"] in [u["column_names"] for u in uniques]
 
 
 def test_new_catalog_is_created_only_by_writers(tmp_path: Path) -> None:

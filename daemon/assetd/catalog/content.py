@@ -146,7 +146,7 @@ _NEXT_SQL = (
 )
 """The next page of work, plain SQL on the driver's cursor: built once, nothing compiled per
 call (a Core ``select`` cost about a millisecond to compile each time). The unary ``+`` keeps
-SQLite off the ``(root_id, is_missing, file_path)`` index: with it, every page read all the
+SQLite off the indexes that lead with ``root_id``: through one, every page read all the
 live rows of the root and sorted them by id (8-21 ms a page of a 100,000-file root); without
 it, a page is a walk of the primary key from ``after_id`` that stops at ``limit`` rows (0.2 ms
 there), so a pass over the backlog reads each row once."""

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD = "0005"
+HEAD = "0006"
 """The newest revision under ``migrations/versions`` (tests/test_schema.py keeps it equal to
 Alembic's head). Knowing it without Alembic lets a command whose catalog is current skip
 importing Alembic (~0.4 s): only creating or upgrading a schema loads it. This module imports

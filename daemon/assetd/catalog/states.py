@@ -129,9 +129,8 @@ def mark_paths_missing(
     if not roots or not paths:
         return []
     roots_sql = ", ".join(str(int(r)) for r in roots)
-    # ``is_missing = false``, not ``NOT is_missing``: SQLite then looks each path up through
-    # the index on (root_id, is_missing, file_path); with NOT it searched that index on the
-    # root alone, visiting every row of the root for each chunk of paths
+    # each path is looked up through UNIQUE (root_id, file_path), never by a walk of the
+    # root's rows (test_marking_a_few_paths_missing_does_not_visit_every_row_of_the_root)
     where = f"WHERE root_id IN ({roots_sql}) AND is_missing = {{p}} AND file_path {{in}}"
     if not is_postgresql(session) and not SQLITE_RETURNING:
         select = f"SELECT file_path FROM asset_cache_states {where}"

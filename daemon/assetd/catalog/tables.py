@@ -154,8 +154,9 @@ cache_states = Table(
     # path; another host of the same share trusts the hash only for exactly these (DESIGN §7)
     Column("hashed_size_bytes", BigInteger),
     Column("hashed_mtime_ns", BigInteger),
+    # serves a path's row and a root's rows in path order; ``is_missing`` is in no index on
+    # purpose: marking a row missing or live then rewrites no index entry (revision 0006)
     UniqueConstraint("root_id", "file_path"),
-    Index("ix_asset_cache_states_live_path", "root_id", "is_missing", "file_path"),
 )
 
 share_claims = Table(
