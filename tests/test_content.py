@@ -14,15 +14,11 @@ from sqlalchemy import func, select, text, update
 
 from assetd.catalog.content import apply_hash, auto_tags_for, hashing_backlog, next_to_hash
 from assetd.catalog.engine import SessionFactory
-from assetd.catalog.metadata import (
-    MERGED_FROM,
-    merge_assets,
-    merge_metadata,
-    recompute_automatic_tags,
-)
+from assetd.catalog.metadata import MERGED_FROM, merge_assets, merge_metadata
 from assetd.catalog.models import asset_infos, assets
 from assetd.catalog.models import cache_states as cs
 from assetd.catalog.roots import RootSpec
+from assetd.catalog.tagsync import recompute_automatic_tags
 from assetd.hashing.digest import LARGE_FILE
 from assetd.hashing.run import HashRunResult, hash_pending
 from catalog_world import World, make_world

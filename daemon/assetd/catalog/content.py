@@ -15,7 +15,8 @@ Rules, in the words of :func:`apply_hash`: a cache state's asset ``A`` and the d
 A cache state carried to a new digest without being read (``A``'s other paths, missing ones
 included) gets ``needs_verify``, so a path is only ever vouched for by its own read.
 
-Merging, splitting and automatic tags are :mod:`assetd.catalog.metadata`.
+Merging and splitting are :mod:`assetd.catalog.metadata`; the automatic tags of the assets a
+hash merged or split are recomputed once per transaction (:mod:`assetd.catalog.tagsync`).
 """
 
 from __future__ import annotations
@@ -28,18 +29,13 @@ from sqlalchemy import false, update
 from sqlalchemy.orm import Session
 
 from assetd.catalog.backlog import NEEDS_HASH, hashing_backlog
-from assetd.catalog.metadata import (
-    AutoTags,
-    drop_pristine_infos,
-    merge_assets,
-    recompute_automatic_tags,
-    split_off,
-)
+from assetd.catalog.metadata import AutoTags, drop_pristine_infos, merge_assets, split_off
 from assetd.catalog.models import cache_states as cs
 from assetd.catalog.movelog import How, record_row_move
 from assetd.catalog.roots import RootSpec, automatic_tags
 from assetd.catalog.sqlutil import is_postgresql, placeholder
 from assetd.catalog.states import Reason
+from assetd.catalog.tagsync import recompute_automatic_tags_many
 from assetd.fsutil import os_path_of
 
 __all__ = [
@@ -202,12 +198,16 @@ class HashBatch:
     queued row: it is its asset's only path, and its digest is no other asset's."""
 
     def __init__(self, session: Session, items: Sequence[tuple[int, str]]) -> None:
+        self.session = session
         self.raw = _Raw(session)
         self.rows: dict[int, Any] = {}
         self.hashes: list[tuple[str, int, int]] = []  # (digest, size, asset id)
         self.verified: list[tuple[bool, int]] = []  # cache states whose needs_verify clears
         self.unique: set[str] = set()
         self.taken: set[str] = set()
+        self.retag: set[int] = set()
+        """Assets a merge or a split changed: their automatic tags are recomputed once, by
+        :meth:`finish` (a merge per copy of one content each reading every path was n²)."""
         if not items:
             return
         ids = [cid for cid, _ in items]
@@ -257,6 +257,12 @@ class HashBatch:
             self.raw.cursor.executemany(sql, self.verified)
             self.verified = []
 
+    def finish(self, auto_tags: AutoTags) -> None:
+        """Write what is queued, then recompute the automatic tags of :attr:`retag`."""
+        self.flush()
+        recompute_automatic_tags_many(self.session, self.retag, auto_tags)
+        self.retag = set()
+
     def close(self) -> None:
         self.raw.close()
 
@@ -288,12 +294,29 @@ def apply_hash(
 
     The common cases (a new content, a verified one) cost two or three short statements: this
     runs once per file. With ``batch`` (the transaction's :class:`HashBatch`), the commonest
-    costs none here: its writes are queued for the batch's ``executemany``.
+    costs none here: its writes are queued for the batch's ``executemany``, and the automatic
+    tags of what merged or split are recomputed by :meth:`HashBatch.finish`; without, here.
     """
-    if batch is not None:
-        if batch.take(cache_state_id, digest, size, mtime_ns):
-            return Outcome.HASHED
-        batch.flush()  # the full path runs on everything written so far
+    if batch is None:
+        retag: set[int] = set()
+        outcome = _apply(session, cache_state_id, digest, size, mtime_ns, retag, moved)
+        recompute_automatic_tags_many(session, retag, auto_tags)
+        return outcome
+    if batch.take(cache_state_id, digest, size, mtime_ns):
+        return Outcome.HASHED
+    batch.flush()  # the full path runs on everything written so far
+    return _apply(session, cache_state_id, digest, size, mtime_ns, batch.retag, moved)
+
+
+def _apply(
+    session: Session,
+    cache_state_id: int,
+    digest: str,
+    size: int,
+    mtime_ns: int,
+    retag: set[int],
+    moved: list[tuple[str, str]] | None,
+) -> str:
     raw = _Raw(session)
     try:
         row = raw.run(
@@ -309,7 +332,7 @@ def apply_hash(
             found = _confirm_candidate(session, raw, cache_state_id, row, candidate, digest)
             if found is not None:
                 continues, old_path = found
-        outcome = _apply_rules(session, raw, cache_state_id, row, digest, size, auto_tags)
+        outcome = _apply_rules(session, raw, cache_state_id, row, digest, size, retag)
         if continues is not None:
             if moved is not None:
                 (new_path,) = raw.run(
@@ -362,7 +385,7 @@ def _apply_rules(
     row: Any,
     digest: str,
     size: int,
-    auto_tags: AutoTags,
+    retag: set[int],
 ) -> str:
     a_id, _, _, _, verify, a_hash, a_size, others, live_others, b_id, _ = row
     if a_hash == digest:
@@ -371,7 +394,7 @@ def _apply_rules(
     if a_hash is not None and live_others:
         # an edited duplicate: it leaves its siblings, with copies of what they carry
         final = split_off(session, cache_state_id, a_id)
-        recompute_automatic_tags(session, a_id, auto_tags)
+        retag.add(a_id)
         outcome = Outcome.SPLIT
     else:
         # this path is the asset's only live one (or the asset was never hashed): the
@@ -382,11 +405,11 @@ def _apply_rules(
         outcome = Outcome.HASHED if a_hash is None else Outcome.UPDATED
     if b_id is not None:
         merge_assets(session, b_id, final)
-        recompute_automatic_tags(session, b_id, auto_tags)
+        retag.add(b_id)
         _finish(raw, cache_state_id, verify, b_id, size)
         return Outcome.MERGED
     if outcome == Outcome.SPLIT:
-        recompute_automatic_tags(session, final, auto_tags)
+        retag.add(final)
     raw.run("UPDATE assets SET hash = {p}, size_bytes = {p} WHERE id = {p}", (digest, size, final))
     _finish(raw, cache_state_id, verify)
     return outcome

@@ -1,6 +1,6 @@
 """Moving what people wrote between assets without losing any of it (DESIGN §4): merging two
-assets into one, splitting a path off with copies of its metadata, and recomputing the
-automatic tags from live paths.
+assets into one, and splitting a path off with copies of its metadata (the automatic tags
+are recomputed from live paths by :mod:`assetd.catalog.tagsync`).
 
 Merging never drops what a user wrote: infos with the same name merge their tags (a tag on both
 stays manual if either had it manual) and their metadata (survivor's keys win; the merged info's
@@ -23,7 +23,6 @@ from sqlalchemy import (
     and_,
     cast,
     delete,
-    false,
     insert,
     literal,
     select,
@@ -31,9 +30,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from assetd.catalog.models import asset_info_tags, asset_infos, asset_moves, assets, tags
+from assetd.catalog.models import asset_info_tags, asset_infos, asset_moves, assets
 from assetd.catalog.models import cache_states as cs
-from assetd.catalog.sqlutil import chunked, insert_rows
+from assetd.catalog.sqlutil import chunked
 from assetd.catalog.states import utcnow
 
 AUTOMATIC = "automatic"
@@ -43,7 +42,9 @@ MERGED_FROM = "merged_from_{}"
 
 AutoTags: TypeAlias = Callable[[int, str], "tuple[str, ...] | None"]
 """``(root_id, file_path) -> automatic tags`` of a path; ``None`` for a root this host does not
-know (another host's), whose automatic tags are then left as they are."""
+know (another host's), whose automatic tags are then left as they are. They depend on the
+path's directory only (a root's tags, its directory names): a directory with a trailing ``/``
+stands for every file in it (:mod:`assetd.catalog.tagsync` asks once per directory)."""
 
 
 def copy_infos(session: Session, asset_id: int) -> int:
@@ -177,7 +178,8 @@ def merge_assets(session: Session, survivor_id: int, merged_id: int) -> None:
     folded into the survivor's info (tags unioned, manual winning over automatic; metadata
     merged by :func:`merge_metadata`) and deleted; if its metadata cannot be merged it moves
     across whole, renamed ``"<name> (merged from asset <id>)"``. Nothing a user wrote is lost.
-    Automatic tags are left to the caller (:func:`recompute_automatic_tags`).
+    Automatic tags are left to the caller
+    (:func:`assetd.catalog.tagsync.recompute_automatic_tags`).
     """
     if survivor_id == merged_id:
         return
@@ -188,19 +190,22 @@ def merge_assets(session: Session, survivor_id: int, merged_id: int) -> None:
         .values(pathless_since=None)
     )
     meta_text = cast(asset_infos.c.user_metadata, Text)
-    survivor_infos = {
-        r.name: (r.id, r.meta)
-        for r in session.execute(
-            select(asset_infos.c.id, asset_infos.c.name, meta_text.label("meta")).where(
-                asset_infos.c.asset_id == survivor_id
-            )
-        )
-    }
     merged_infos = session.execute(
         select(asset_infos.c.id, asset_infos.c.name, meta_text.label("meta"))
         .where(asset_infos.c.asset_id == merged_id)
         .order_by(asset_infos.c.id)
     ).all()
+    # only the survivor's infos of those names: an asset of many copies has an info per name
+    survivor_infos: dict[str, tuple[int, str | None]] = {}
+    for names in chunked(sorted({info.name for info in merged_infos})):
+        survivor_infos.update(
+            (r.name, (r.id, r.meta))
+            for r in session.execute(
+                select(asset_infos.c.id, asset_infos.c.name, meta_text.label("meta")).where(
+                    asset_infos.c.asset_id == survivor_id, asset_infos.c.name.in_(names)
+                )
+            )
+        )
     moving: list[int] = []
     now = utcnow()
     for info in merged_infos:
@@ -290,69 +295,3 @@ def _merge_tags(session: Session, survivor_info: int, merged_info: int) -> None:
                 )
                 .values(origin=origin)
             )
-
-
-# --------------------------------------------------------------------------- automatic tags
-
-
-def recompute_automatic_tags(session: Session, asset_id: int, auto_tags: AutoTags) -> int:
-    """Make the automatic tags of each info of this asset the union of ``auto_tags`` over the
-    asset's live paths; returns the number of tag rows added or removed.
-
-    No live path: nothing changes (the tags describe where the content was last seen). A live
-    path in a root ``auto_tags`` does not know (another host's): tags are only added, never
-    removed. Non-automatic tags are never touched; a wanted tag an info already carries
-    manually stays manual.
-    """
-    live = session.execute(
-        select(cs.c.root_id, cs.c.file_path).where(
-            cs.c.asset_id == asset_id, cs.c.is_missing == false()
-        )
-    ).all()
-    if not live:
-        return 0
-    wanted: dict[str, None] = {}
-    complete = True
-    for root_id, file_path in live:
-        found = auto_tags(root_id, file_path)
-        if found is None:
-            complete = False
-        else:
-            wanted.update(dict.fromkeys(found))
-    info_ids = list(
-        session.execute(
-            select(asset_infos.c.id).where(asset_infos.c.asset_id == asset_id)
-        ).scalars()
-    )
-    if not info_ids:
-        return 0
-    present = {
-        (r.asset_info_id, r.tag_name)
-        for r in session.execute(
-            select(asset_info_tags.c.asset_info_id, asset_info_tags.c.tag_name).where(
-                asset_info_tags.c.asset_info_id.in_(info_ids)
-            )
-        )
-    }
-    changed = 0
-    if complete:
-        stale = delete(asset_info_tags).where(
-            asset_info_tags.c.asset_info_id.in_(info_ids),
-            asset_info_tags.c.origin == AUTOMATIC,
-        )
-        if wanted:
-            stale = stale.where(asset_info_tags.c.tag_name.not_in(list(wanted)))
-        changed += max(int(session.execute(stale).rowcount), 0)  # type: ignore[attr-defined]
-    rows = [(i, t, AUTOMATIC) for i in info_ids for t in wanted if (i, t) not in present]
-    if rows:
-        insert_rows(
-            session, tags, ("name",), [(t,) for t in sorted(wanted)], ignore_conflict_on=("name",)
-        )
-        changed += insert_rows(
-            session,
-            asset_info_tags,
-            ("asset_info_id", "tag_name", "origin"),
-            rows,
-            ignore_conflict_on=("asset_info_id", "tag_name"),
-        )
-    return changed

@@ -1,11 +1,15 @@
-"""Automatic tags for many assets at once: after a directory rename or a move of thousands of
-files, each asset's automatic tags become the union of what its live paths give (content rule
-5), in a few bulk statements per chunk of assets instead of several per asset.
+"""Automatic tags (content rule 5): an asset's automatic tags are the union of what its live
+paths give, recomputed in a few bulk statements per chunk of assets (after a directory rename
+or a move of thousands of files), or for one asset (a hash that merged or split it).
 
-The rules are those of :func:`assetd.catalog.metadata.recompute_automatic_tags`: no live path,
-nothing changes; a live path in a root this host does not know only adds tags; a tag someone
-added (any origin but ``automatic``) is never removed, and a wanted tag an info carries manually
-stays manual.
+No live path: nothing changes (the tags describe where the content was last seen). A live path
+in a root this host does not know (another host's) only adds tags. A tag someone added (any
+origin but ``automatic``) is never removed, and a wanted tag an info carries manually stays
+manual.
+
+The tags depend on a path's directory only (:data:`~assetd.catalog.metadata.AutoTags`), so the
+database gives each asset's distinct directories and each is asked once: an asset of 100,000
+copies of one file in ten folders costs ten questions, not 100,000.
 """
 
 from __future__ import annotations
@@ -24,6 +28,11 @@ CHUNK = 1000
 """Assets per round of statements (bounded memory and parameters at any size)."""
 
 
+def recompute_automatic_tags(session: Session, asset_id: int, auto_tags: AutoTags) -> int:
+    """:func:`recompute_automatic_tags_many` for one asset."""
+    return recompute_automatic_tags_many(session, [asset_id], auto_tags)
+
+
 def recompute_automatic_tags_many(
     session: Session, asset_ids: Collection[int], auto_tags: AutoTags, chunk: int = CHUNK
 ) -> int:
@@ -35,9 +44,9 @@ def recompute_automatic_tags_many(
     return changed
 
 
-_LIVE_SQL = (
-    "SELECT asset_id, root_id, file_path FROM asset_cache_states "
-    "WHERE is_missing = {p} AND asset_id {in}"
+_DIRS_SQL = (  # each directory with its trailing "/": the path up to its last "/"
+    "SELECT DISTINCT asset_id, root_id, rtrim(file_path, replace(file_path, '/', '')) "
+    "FROM asset_cache_states WHERE is_missing = {p} AND asset_id {in}"
 )
 _INFOS_SQL = "SELECT id, asset_id FROM asset_infos WHERE asset_id {in}"
 _TAGS_SQL = "SELECT asset_info_id, tag_name, origin FROM asset_info_tags WHERE asset_info_id {in}"
@@ -65,9 +74,9 @@ def _wanted(
 ) -> dict[int, tuple[set[str], bool]]:
     """asset id -> (wanted automatic tags, complete) for assets with a live path."""
     out: dict[int, tuple[set[str], bool]] = {}
-    for asset_id, root_id, file_path in select_in(session, _LIVE_SQL, ids, (False,)):
+    for asset_id, root_id, directory in select_in(session, _DIRS_SQL, ids, (False,)):
         wanted, complete = out.get(int(asset_id), (set(), True))
-        found = auto_tags(int(root_id), str(file_path))
+        found = auto_tags(int(root_id), str(directory))
         if found is None:
             complete = False
         else:

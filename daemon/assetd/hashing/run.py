@@ -87,7 +87,7 @@ def record_digests(
                     )
                     if time.monotonic() - started >= TX_SECONDS:
                         break  # the rest in the next transaction: the live batches wait on this
-                batch.flush()
+                batch.finish(auto_tags)
             finally:
                 batch.close()
             note_hashed_for(  # what each hash was computed for (DESIGN §7)
