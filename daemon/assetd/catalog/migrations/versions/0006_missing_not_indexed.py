@@ -2,10 +2,9 @@
 
 ``(root_id, is_missing, file_path)`` put ``is_missing`` in an index key, so every row marked
 missing (a deleted file) or restored moved from one part of that index to the other: on SQLite
-about 40 % of a 100,000-deletion burst's ``UPDATE`` (0.30 s against 0.18 s without it), and on
-PostgreSQL it kept those updates from being heap-only. ``UNIQUE (root_id, file_path)`` serves
-every look-up it served: a path of a root, and a root's paths in order, with ``is_missing``
-read from the row.
+about 40 % of a 100,000-deletion burst's ``UPDATE`` (0.31 s against 0.18 s without it,
+docs/benchmarks.md, session 7). ``UNIQUE (root_id, file_path)`` serves every look-up it
+served: a path of a root, and a root's paths in order, with ``is_missing`` read from the row.
 
 Revision ID: 0006
 Revises: 0005
