@@ -47,7 +47,7 @@ from assetd.diff import DiffCounts, RowTuple, diff_runs
 from assetd.fsutil import IgnoreRules, StatFn, encode_path
 from assetd.links import LinkRules
 from assetd.reconcile_apply import Applier, RootVanished
-from assetd.walk import DiskRow, ScandirFn, WalkProblem, list_files_recursively
+from assetd.walk import Run, Same, ScandirFn, WalkProblem, list_files_recursively
 
 _log = log.get_logger(__name__)
 
@@ -55,6 +55,7 @@ Progress = Callable[[int], None]
 Cancel = Callable[[], bool]
 PAGE = 5000  # catalog rows read per short transaction
 SAMPLE = 20
+_COMPARE_IN_WORKERS = True  # a re-scan's walk workers compare with the catalog (SQLite file)
 TAG_PAGE = 1000  # assets per transaction when directory tags are recomputed
 
 
@@ -99,27 +100,68 @@ _ROWS_SQL = (
 )
 
 
-def iter_catalog_pages(
-    session: Session, root: RootSpec, top: str | None = None, page: int = PAGE
-) -> Iterator[list[RowTuple]]:
-    """The root's rows under ``top`` (default: its path), ascending by path, a page per short
-    transaction (keyset pagination; plain driver SQL and the driver's tuples, this is the
-    re-scan's hot path: :func:`assetd.diff.diff_runs` compares them as they come)."""
-    prefix = normalize_prefix(top or root.path)
-    low, high = (prefix + "/", prefix + "0") if prefix != "/" else ("/", "0")
-    sql = _ROWS_SQL.format(p=placeholder(session), page=int(page))
-    last = low  # no path equals "prefix/" itself, so "> low" is every path below the prefix
-    while True:
-        cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
-        cursor.execute(sql, (root.id, last, high))  # one lower bound: an index seek
+class CatalogPages:
+    """The root's rows under ``top`` (catalog form; default: the root's path), ascending by
+    path, a page per short transaction (keyset pagination; plain driver SQL and the driver's
+    tuples, this is the re-scan's hot path: :func:`assetd.diff.diff_runs` compares them as they
+    come). :meth:`seek` jumps over rows a walk's worker found equal to the disk already."""
+
+    def __init__(
+        self, session: Session, root: RootSpec, top: str | None = None, page: int | None = None
+    ) -> None:
+        self.session, self.root_id = session, root.id
+        self.page = int(PAGE if page is None else page)
+        prefix = normalize_prefix(top or root.path)
+        low, self.high = (prefix + "/", prefix + "0") if prefix != "/" else ("/", "0")
+        p = placeholder(session)
+        self._after = _ROWS_SQL.format(p=p, page=self.page)
+        self._from = self._after.replace(f"file_path > {p}", f"file_path >= {p}", 1)
+        self.last = low  # no path equals "prefix/" itself: "> low" is every path below it
+        self.sql = self._after
+        self.done = False
+        self.head: list[RowTuple] | None = None
+
+    def first(self) -> list[RowTuple] | None:
+        """The first page (None if there is no row), read now; iterating yields it again."""
+        self.head = next(self, None)
+        return self.head
+
+    def __iter__(self) -> CatalogPages:
+        return self
+
+    def __next__(self) -> list[RowTuple]:
+        if self.head is not None:
+            page, self.head = self.head, None
+            return page
+        if self.done:
+            raise StopIteration
+        cursor = self.session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(self.sql, (self.root_id, self.last, self.high))  # one bound: an index seek
         rows: list[RowTuple] = cursor.fetchall()
         cursor.close()
-        session.commit()  # never hold a transaction (SQLite: the write lock) across the walk
-        if rows:
-            yield rows
-        if len(rows) < page:
-            return
-        last = rows[-1][0]
+        self.session.commit()  # never hold a transaction (SQLite: the write lock) across a walk
+        self.done = len(rows) < self.page
+        if not rows:
+            raise StopIteration
+        self.last, self.sql = rows[-1][0], self._after
+        return rows
+
+    def seek(self, key: str) -> None:
+        """The next page starts at the first row at or after ``key`` (after every row read)."""
+        if self.head is None and key > self.last:
+            self.last, self.sql = key, self._from
+
+
+def _catalog_file(session: Session, root: RootSpec) -> tuple[str, int] | None:
+    """(the SQLite catalog's file, the root's id) for a walk's workers to compare with, when
+    the catalog is a plain SQLite file they can open read-only; else None."""
+    url = session.get_bind().engine.url
+    db = url.database
+    if url.get_backend_name() != "sqlite" or not db or db == ":memory:" or url.query:
+        return None
+    if db.startswith("file:") or not os.path.isfile(db):
+        return None
+    return os.path.abspath(db), root.id
 
 
 def _reconcile_root(
@@ -191,9 +233,16 @@ def _reconcile_tree(
         _log.debug("walk.skipped", path=problem.path, kind=problem.kind, detail=problem.detail)
 
     applier.report = on_problem
+    catalog = None
     if pages is None:
-        pages = iter_catalog_pages(session, root, encode_path(top)[0])
-    first = next(pages, None)
+        own = CatalogPages(session, root, encode_path(top)[0])
+        first = own.first()
+        pages = own
+        if first is not None and len(first) == own.page and _COMPARE_IN_WORKERS:
+            catalog = _catalog_file(session, root)
+    else:
+        first = next(pages, None)
+        pages = itertools.chain((first,) if first is not None else (), pages)
     # No row under top: every file found is new, and the applier reads its figures anyway (one
     # statx each, inside the transaction that writes it), so the walk only lists files. Not
     # through a test's scandir or stat seam: those time a race against the walk's own stat.
@@ -209,6 +258,7 @@ def _reconcile_tree(
             inside=rules.inside,
             runs=True,
             figures=not listing_only,
+            catalog=catalog,
         )
     except (FileNotFoundError, NotADirectoryError):
         disk = iter(())  # the directory is gone: every row under it is missing
@@ -220,9 +270,10 @@ def _reconcile_tree(
     try:
         if first is None:  # no row to merge with: every file is new, seeded as listed
             for run in disk:
-                applier.add_new(run)
+                if isinstance(run, list):  # (no Same: the walk had no catalog)
+                    applier.add_new(run)
         else:
-            for step in diff_runs(disk, itertools.chain((first,), pages), counts):
+            for step in diff_runs(disk, pages, counts):
                 applier.add(step)
     finally:
         disk.close()  # the walk's read-ahead threads end with it, also on Cancelled
@@ -234,8 +285,8 @@ def _reconcile_tree(
 
 
 def _guarded(
-    stream: Iterator[list[DiskRow]], top: str, on_problem: Callable[[WalkProblem], None]
-) -> Generator[list[DiskRow], None, None]:
+    stream: Iterator[Run], top: str, on_problem: Callable[[WalkProblem], None]
+) -> Generator[Run, None, None]:
     """The walk, ended (not raised) by an OSError it did not report itself: what lies under
     ``top`` is then unknown, and no row under it is marked missing."""
     try:
@@ -275,12 +326,12 @@ class Cancelled(Exception):
 
 
 def _counting(
-    stream: Generator[list[DiskRow], None, None], progress: Progress | None, cancel: Cancel | None
-) -> Generator[list[DiskRow], None, None]:
+    stream: Generator[Run, None, None], progress: Progress | None, cancel: Cancel | None
+) -> Generator[Run, None, None]:
     n = 0
     try:
         for run in stream:
-            before, n = n, n + len(run)
+            before, n = n, n + (run.count if isinstance(run, Same) else len(run))
             if n // 1000 != before // 1000:  # every 1,000 files
                 if progress is not None:
                     progress(n - n % 1000)
