@@ -137,6 +137,7 @@ class _Pages:
         self.pages = pages
         self.sought: list[str] = []
         self.read = 0
+        self.bound: str | None = None
 
     def __iter__(self) -> Iterator[list[RowTuple]]:
         return self
@@ -145,7 +146,16 @@ class _Pages:
         if not self.pages:
             raise StopIteration
         self.read += 1
-        return self.pages.pop(0)
+        if self.bound is None:
+            return self.pages.pop(0)
+        page = [r for r in self.pages[0] if r[0] < self.bound]
+        self.pages[0] = self.pages[0][len(page) :]
+        if not page:
+            raise StopIteration
+        return page
+
+    def until(self, key: str | None) -> None:
+        self.bound = key
 
     def seek(self, key: str) -> None:
         self.sought.append(key)
@@ -184,3 +194,18 @@ def test_contiguous_same_stretches_read_no_page() -> None:
     assert list(diff_runs(runs, pages, counts)) == []
     assert counts.unchanged == 3
     assert pages.read == 1  # the first page, to find what lies before the first stretch
+
+
+def test_rows_between_same_stretches_are_read_up_to_the_next_one_only() -> None:
+    pages = _Pages([_page("/r/a/1", "/r/b/1", "/r/b/2", "/r/c/1", "/r/d/1")])
+    pages.pages = [pages.pages[0][:1], pages.pages[0][1:]]  # the buffer ends inside a's
+    runs: list[Run] = [Same("/r/a/", "/r/a0", 1), Same("/r/c/", "/r/c0", 1)]
+    counts = DiffCounts()
+    steps = [(a, (d or r).path) for a, d, r in diff_runs(runs, pages, counts)]  # type: ignore[union-attr]
+    assert steps == [
+        (Action.MISSING, "/r/b/1"),
+        (Action.MISSING, "/r/b/2"),
+        (Action.MISSING, "/r/d/1"),
+    ]
+    assert counts.unchanged == 2
+    assert pages.bound is None  # the bound is lifted after the gap

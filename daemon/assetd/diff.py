@@ -113,17 +113,22 @@ class Seekable(Protocol):
     def seek(self, key: str) -> None:
         """The next page starts at the first row at or after ``key``."""
 
+    def until(self, key: str | None) -> None:
+        """Pages end before ``key`` (None: no such bound) until told otherwise: when the rows
+        before it run out, iteration stops (for now), the next page starting at ``key``."""
+
 
 class _Rows:
     """The catalog's pages as one sorted sequence: ``buf[i:]`` are the rows not yet merged.
     ``pos``: when set, every row before it is merged or skipped and none after it is read (a
     :class:`Same` was skipped to it); unset once a page is read."""
 
-    __slots__ = ("buf", "i", "pages", "pos", "seek")
+    __slots__ = ("buf", "i", "pages", "pos", "seek", "until")
 
     def __init__(self, pages: Iterable[list[RowTuple]]) -> None:
         self.pages = iter(pages)
         self.seek: Callable[[str], None] | None = getattr(pages, "seek", None)
+        self.until: Callable[[str | None], None] | None = getattr(pages, "until", None)
         self.buf: list[RowTuple] = []
         self.i = 0
         self.pos: str | None = None
@@ -180,8 +185,14 @@ def diff_runs(
     rows = _Rows(pages)
     for run in runs:
         if isinstance(run, Same):
-            if rows.i < len(rows.buf) or rows.pos is None or rows.pos < run.low:
+            if rows.i < len(rows.buf) or rows.until is None:
                 yield from _gone_before(rows, run.low, 1, counts)
+            elif rows.pos is None or rows.pos < run.low:  # only rows before it: a short read
+                rows.until(run.low)
+                try:
+                    yield from _gone_before(rows, run.low, 1, counts)
+                finally:
+                    rows.until(None)
             rows.skip(run)
             counts.unchanged += run.count
             continue

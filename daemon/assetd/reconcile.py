@@ -120,6 +120,7 @@ class CatalogPages:
         self.sql = self._after
         self.done = False
         self.head: list[RowTuple] | None = None
+        self.bound: str | None = None  # until()
 
     def first(self) -> list[RowTuple] | None:
         """The first page (None if there is no row), read now; iterating yields it again."""
@@ -135,12 +136,21 @@ class CatalogPages:
             return page
         if self.done:
             raise StopIteration
+        bound = self.bound
+        high = self.high if bound is None or bound > self.high else bound
         cursor = self.session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
-        cursor.execute(self.sql, (self.root_id, self.last, self.high))  # one bound: an index seek
+        cursor.execute(self.sql, (self.root_id, self.last, high))  # one bound: an index seek
         rows: list[RowTuple] = cursor.fetchall()
         cursor.close()
         self.session.commit()  # never hold a transaction (SQLite: the write lock) across a walk
-        self.done = len(rows) < self.page
+        if len(rows) < self.page:
+            if high is self.high:
+                self.done = True
+            else:  # every row before the bound is read: on from it, later
+                self.last, self.sql = high, self._from
+                if not rows:
+                    raise StopIteration
+                return rows
         if not rows:
             raise StopIteration
         self.last, self.sql = rows[-1][0], self._after
@@ -150,6 +160,11 @@ class CatalogPages:
         """The next page starts at the first row at or after ``key`` (after every row read)."""
         if self.head is None and key > self.last:
             self.last, self.sql = key, self._from
+
+    def until(self, key: str | None) -> None:
+        """Pages end before ``key`` (None: at the end of ``top``) until told otherwise; when
+        the rows before it run out, iteration stops for now and goes on from ``key``."""
+        self.bound = key
 
 
 def _catalog_file(session: Session, root: RootSpec) -> tuple[str, int] | None:
