@@ -99,8 +99,9 @@ def test_a_rescan_compared_by_the_workers_equals_one_merged_in_place(
     assert world.scan().new > 400
     engine.dispose()
     seen = _Seen(monkeypatch)
-    monkeypatch.setattr(reconcile_mod, "PAGE", 16)  # the first page full: workers compare
+    monkeypatch.setattr(reconcile_mod, "PAGE", 16)  # pages of 16 rows: many gaps to read
     monkeypatch.setattr(walk_mod, "idle_cores", lambda: 1)  # whatever else runs now
+    monkeypatch.setattr(walk_mod, "PROCESSES_AFTER", 300)  # "a large re-scan": 300 rows
 
     changes: list[Callable[[], object]] = [
         lambda: (lib / "many/d03/f4").write_bytes(b"longer than it was"),  # changed
@@ -124,6 +125,24 @@ def test_a_rescan_compared_by_the_workers_equals_one_merged_in_place(
         assert results[0] == results[1]
         assert _rows(sqlite_url) == _rows(f"sqlite:///{in_place}")
     assert results[0]["unchanged"] and results[0]["skipped"]  # the FIFO, the broken link...
+
+
+def test_a_small_rescan_reads_in_place(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    make_odd_tree(lib, per_dir=30)
+    engine = make_engine(sqlite_url)
+    world = make_world(session_factory(engine), lib)
+    world.scan()
+    seen = _Seen(monkeypatch)
+    monkeypatch.setattr(walk_mod, "idle_cores", lambda: 1)
+    monkeypatch.setattr(walk_mod, "PROCESSES_AFTER", 1000)  # more rows than the catalog has
+    result = world.scan()
+    engine.dispose()
+    assert result.unchanged > 300 and not (result.new or result.missing or result.changed)
+    assert seen.same == 0 and seen.runs > 0
 
 
 def _page(*paths: str, missing: tuple[str, ...] = ()) -> list[RowTuple]:

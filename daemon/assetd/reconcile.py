@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+import assetd.walk as walk_mod
 from assetd import log
 from assetd.births import backfill_birth_times
 from assetd.catalog.content import auto_tags_for
@@ -167,8 +168,10 @@ def _reconcile_tree(
         own = CatalogPages(session, root, encode_path(top)[0], PAGE)
         first = own.first()
         pages = own
-        if first is not None and len(first) == own.page and _COMPARE_IN_WORKERS:
+        if first is not None and _COMPARE_IN_WORKERS:  # a large re-scan: the workers compare
             catalog = catalog_file(session, root)
+            if catalog is not None and not own.at_least(walk_mod.PROCESSES_AFTER):
+                catalog = None  # a small one: read in place (a worker's start costs more)
     else:
         first = next(pages, None)
         pages = itertools.chain((first,) if first is not None else (), pages)

@@ -33,11 +33,11 @@ class CatalogPages:
         self.session, self.root_id = session, root.id
         self.page = int(page)
         prefix = normalize_prefix(top or root.path)
-        low, self.high = (prefix + "/", prefix + "0") if prefix != "/" else ("/", "0")
+        self.low, self.high = (prefix + "/", prefix + "0") if prefix != "/" else ("/", "0")
         p = placeholder(session)
         self._after = _ROWS_SQL.format(p=p, page=self.page)
         self._from = self._after.replace(f"file_path > {p}", f"file_path >= {p}", 1)
-        self.last = low  # no path equals "prefix/" itself: "> low" is every path below it
+        self.last = self.low  # no path equals "prefix/" itself: "> low" is every path below it
         self.sql = self._after
         self.done = False
         self.head: list[RowTuple] | None = None
@@ -76,6 +76,23 @@ class CatalogPages:
             raise StopIteration
         self.last, self.sql = rows[-1][0], self._after
         return rows
+
+    def at_least(self, n: int) -> bool:
+        """Whether the catalog has ``n`` rows or more under ``top`` (an index-only count of
+        ``n`` at most)."""
+        if n <= 0:
+            return True
+        p = placeholder(self.session)
+        sql = (
+            f"SELECT 1 FROM asset_cache_states WHERE root_id = {p} AND file_path > {p} "
+            f"AND file_path < {p} ORDER BY file_path LIMIT 1 OFFSET {int(n) - 1}"
+        )
+        cursor = self.session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(sql, (self.root_id, self.low, self.high))
+        found = cursor.fetchone() is not None
+        cursor.close()
+        self.session.commit()
+        return found
 
     def seek(self, key: str) -> None:
         """The next page starts at the first row at or after ``key`` (after every row read)."""
