@@ -325,7 +325,8 @@ def explain_scan(scratch: str, tree: str, files: int) -> Engine:
     """Untimed, on its own catalog: a first scan with each statement shape's first instance
     EXPLAINed (ANALYZE, BUFFERS), then the re-scan's page query; the catalog stays open for
     :func:`explain_burst`."""
-    from assetd.reconcile import _ROWS_SQL, PAGE  # the re-scan's page query
+    from assetd.reconcile import PAGE
+    from assetd.reconcile_pages import _ROWS_SQL  # the re-scan's page query
 
     e = open_logged("explain", scratch, tree)
     e.log.explain = True

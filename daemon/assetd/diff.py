@@ -7,12 +7,15 @@ memory for one entry of each, not a dict of the whole tree.
 
 from __future__ import annotations
 
+import bisect
 import enum
-from collections.abc import Iterable, Iterator
+import operator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from assetd.fsutil import FileStat, make_filestat
-from assetd.walk import DiskRow
+from assetd.walk import DiskRow, Run, Same
 
 
 class Action(enum.Enum):
@@ -104,15 +107,31 @@ def _row(r: RowTuple) -> CatalogRow:
     return CatalogRow(0, r[0], r[1], r[2], bool(r[3]), r[6], r[4], r[5])  # id: not read (0)
 
 
-class _Rows:
-    """The catalog's pages as one sorted sequence: ``buf[i:]`` are the rows not yet merged."""
+class Seekable(Protocol):
+    """Catalog pages that can jump ahead (:class:`assetd.reconcile.CatalogPages`)."""
 
-    __slots__ = ("buf", "i", "pages")
+    def seek(self, key: str) -> None:
+        """The next page starts at the first row at or after ``key``."""
+
+    def until(self, key: str | None) -> None:
+        """Pages end before ``key`` (None: no such bound) until told otherwise: when the rows
+        before it run out, iteration stops (for now), the next page starting at ``key``."""
+
+
+class _Rows:
+    """The catalog's pages as one sorted sequence: ``buf[i:]`` are the rows not yet merged.
+    ``pos``: when set, every row before it is merged or skipped and none after it is read (a
+    :class:`Same` was skipped to it); unset once a page is read."""
+
+    __slots__ = ("buf", "i", "pages", "pos", "seek", "until")
 
     def __init__(self, pages: Iterable[list[RowTuple]]) -> None:
         self.pages = iter(pages)
+        self.seek: Callable[[str], None] | None = getattr(pages, "seek", None)
+        self.until: Callable[[str | None], None] | None = getattr(pages, "until", None)
         self.buf: list[RowTuple] = []
         self.i = 0
+        self.pos: str | None = None
 
     def ensure(self, n: int) -> bool:
         """At least ``n`` rows not yet merged, if the catalog has them; False if it has none."""
@@ -122,7 +141,23 @@ class _Rows:
                 break
             self.buf = self.buf[self.i :] + page
             self.i = 0
+            self.pos = None
         return len(self.buf) > self.i
+
+    def skip(self, same: Same) -> None:
+        """Pass the rows of ``same`` (every row before its start is merged): those buffered
+        are dropped; past the buffer, the pages jump to its end without reading them."""
+        buf, high = self.buf, same.high
+        self.i = bisect.bisect_left(buf, high, lo=self.i, key=_path)
+        if self.i == len(buf):
+            self.buf, self.i = [], 0
+            if self.seek is None:
+                raise TypeError("a Same needs catalog pages that seek")
+            self.seek(high)
+            self.pos = high
+
+
+_path = operator.itemgetter(0)
 
 
 def _gone_before(rows: _Rows, path: str | None, need: int, counts: DiffCounts) -> Iterator[Step]:
@@ -140,14 +175,27 @@ def _gone_before(rows: _Rows, path: str | None, need: int, counts: DiffCounts) -
 
 
 def diff_runs(
-    runs: Iterable[list[DiskRow]], pages: Iterable[list[RowTuple]], counts: DiffCounts
+    runs: Iterable[Run], pages: Iterable[list[RowTuple]], counts: DiffCounts
 ) -> Iterator[Step]:
     """:func:`diff_sorted` over the walk's runs and the catalog's pages (both ascending by
     path): a run whose rows are the next catalog rows, field for field, is unchanged as a whole
     (one list comparison); any other run is merged file by file, with objects made only for the
-    steps yielded."""
+    steps yielded. A :class:`Same` (a stretch a worker found equal to the catalog) is unchanged
+    as a whole, and its rows are not read (``pages`` must then be :class:`Seekable`)."""
     rows = _Rows(pages)
     for run in runs:
+        if isinstance(run, Same):
+            if rows.i < len(rows.buf) or rows.until is None:
+                yield from _gone_before(rows, run.low, 1, counts)
+            elif rows.pos is None or rows.pos < run.low:  # only rows before it: a short read
+                rows.until(run.low)
+                try:
+                    yield from _gone_before(rows, run.low, 1, counts)
+                finally:
+                    rows.until(None)
+            rows.skip(run)
+            counts.unchanged += run.count
+            continue
         n = len(run)
         if not n:
             continue

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+import assetd.walk as walk_mod
 from assetd import log
 from assetd.births import backfill_birth_times
 from assetd.catalog.content import auto_tags_for
@@ -40,14 +41,14 @@ from assetd.catalog.roots import (
     set_root_state,
     settle_presence,
 )
-from assetd.catalog.sqlutil import normalize_prefix, placeholder
 from assetd.catalog.states import Reason, utcnow
 from assetd.catalog.tagsync import live_asset_ids, recompute_automatic_tags_many
 from assetd.diff import DiffCounts, RowTuple, diff_runs
 from assetd.fsutil import IgnoreRules, StatFn, encode_path
 from assetd.links import LinkRules
 from assetd.reconcile_apply import Applier, RootVanished
-from assetd.walk import DiskRow, ScandirFn, WalkProblem, list_files_recursively
+from assetd.reconcile_pages import CatalogPages, catalog_file
+from assetd.walk import Run, Same, ScandirFn, WalkProblem, list_files_recursively
 
 _log = log.get_logger(__name__)
 
@@ -55,6 +56,7 @@ Progress = Callable[[int], None]
 Cancel = Callable[[], bool]
 PAGE = 5000  # catalog rows read per short transaction
 SAMPLE = 20
+_COMPARE_IN_WORKERS = True  # a re-scan's walk workers compare with the catalog (SQLite file)
 TAG_PAGE = 1000  # assets per transaction when directory tags are recomputed
 
 
@@ -90,36 +92,6 @@ class ReconcileResult:
             "skipped_by_kind": dict(self.skipped_by_kind),
             "duration_s": round(self.duration_s, 3),
         }
-
-
-_ROWS_SQL = (
-    "SELECT file_path, size_bytes, mtime_ns, is_missing, device, inode, file_path_raw, "
-    "is_symlink FROM asset_cache_states WHERE root_id = {p} AND file_path > {p} "
-    "AND file_path < {p} ORDER BY file_path LIMIT {page}"
-)
-
-
-def iter_catalog_pages(
-    session: Session, root: RootSpec, top: str | None = None, page: int = PAGE
-) -> Iterator[list[RowTuple]]:
-    """The root's rows under ``top`` (default: its path), ascending by path, a page per short
-    transaction (keyset pagination; plain driver SQL and the driver's tuples, this is the
-    re-scan's hot path: :func:`assetd.diff.diff_runs` compares them as they come)."""
-    prefix = normalize_prefix(top or root.path)
-    low, high = (prefix + "/", prefix + "0") if prefix != "/" else ("/", "0")
-    sql = _ROWS_SQL.format(p=placeholder(session), page=int(page))
-    last = low  # no path equals "prefix/" itself, so "> low" is every path below the prefix
-    while True:
-        cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
-        cursor.execute(sql, (root.id, last, high))  # one lower bound: an index seek
-        rows: list[RowTuple] = cursor.fetchall()
-        cursor.close()
-        session.commit()  # never hold a transaction (SQLite: the write lock) across the walk
-        if rows:
-            yield rows
-        if len(rows) < page:
-            return
-        last = rows[-1][0]
 
 
 def _reconcile_root(
@@ -191,9 +163,18 @@ def _reconcile_tree(
         _log.debug("walk.skipped", path=problem.path, kind=problem.kind, detail=problem.detail)
 
     applier.report = on_problem
+    catalog = None
     if pages is None:
-        pages = iter_catalog_pages(session, root, encode_path(top)[0])
-    first = next(pages, None)
+        own = CatalogPages(session, root, encode_path(top)[0], PAGE)
+        first = own.first()
+        pages = own
+        if first is not None and _COMPARE_IN_WORKERS:  # a large re-scan: the workers compare
+            catalog = catalog_file(session, root)
+            if catalog is not None and not own.at_least(walk_mod.PROCESSES_AFTER):
+                catalog = None  # a small one: read in place (a worker's start costs more)
+    else:
+        first = next(pages, None)
+        pages = itertools.chain((first,) if first is not None else (), pages)
     # No row under top: every file found is new, and the applier reads its figures anyway (one
     # statx each, inside the transaction that writes it), so the walk only lists files. Not
     # through a test's scandir or stat seam: those time a race against the walk's own stat.
@@ -209,6 +190,7 @@ def _reconcile_tree(
             inside=rules.inside,
             runs=True,
             figures=not listing_only,
+            catalog=catalog,
         )
     except (FileNotFoundError, NotADirectoryError):
         disk = iter(())  # the directory is gone: every row under it is missing
@@ -220,9 +202,10 @@ def _reconcile_tree(
     try:
         if first is None:  # no row to merge with: every file is new, seeded as listed
             for run in disk:
-                applier.add_new(run)
+                if isinstance(run, list):  # (no Same: the walk had no catalog)
+                    applier.add_new(run)
         else:
-            for step in diff_runs(disk, itertools.chain((first,), pages), counts):
+            for step in diff_runs(disk, pages, counts):
                 applier.add(step)
     finally:
         disk.close()  # the walk's read-ahead threads end with it, also on Cancelled
@@ -234,8 +217,8 @@ def _reconcile_tree(
 
 
 def _guarded(
-    stream: Iterator[list[DiskRow]], top: str, on_problem: Callable[[WalkProblem], None]
-) -> Generator[list[DiskRow], None, None]:
+    stream: Iterator[Run], top: str, on_problem: Callable[[WalkProblem], None]
+) -> Generator[Run, None, None]:
     """The walk, ended (not raised) by an OSError it did not report itself: what lies under
     ``top`` is then unknown, and no row under it is marked missing."""
     try:
@@ -275,12 +258,12 @@ class Cancelled(Exception):
 
 
 def _counting(
-    stream: Generator[list[DiskRow], None, None], progress: Progress | None, cancel: Cancel | None
-) -> Generator[list[DiskRow], None, None]:
+    stream: Generator[Run, None, None], progress: Progress | None, cancel: Cancel | None
+) -> Generator[Run, None, None]:
     n = 0
     try:
         for run in stream:
-            before, n = n, n + len(run)
+            before, n = n, n + (run.count if isinstance(run, Same) else len(run))
             if n // 1000 != before // 1000:  # every 1,000 files
                 if progress is not None:
                     progress(n - n % 1000)

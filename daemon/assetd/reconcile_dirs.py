@@ -28,7 +28,6 @@ from assetd.fsutil import encode_path
 from assetd.links import LinkRules
 from assetd.paths import is_under
 from assetd.reconcile import (
-    _ROWS_SQL,
     PAGE,
     Cancel,
     Cancelled,
@@ -37,6 +36,7 @@ from assetd.reconcile import (
     _reconcile_tree,
 )
 from assetd.reconcile_apply import RootVanished
+from assetd.reconcile_pages import _ROWS_SQL
 from assetd.walk import ScandirFn
 
 __all__ = ["direct_rows", "reconcile_directories"]

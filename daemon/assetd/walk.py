@@ -22,6 +22,8 @@ from assetd.walk_dir import (
     How,
     Inside,
     ProblemSink,
+    Run,
+    Same,
     ScandirFn,
     Segment,
     Sub,
@@ -31,7 +33,16 @@ from assetd.walk_dir import (
 )
 from assetd.walk_procs import Processes, idle_cores, picklable
 
-__all__ = ["DiskRow", "Inside", "ProblemSink", "ScandirFn", "WalkProblem", "list_files_recursively"]
+__all__ = [
+    "DiskRow",
+    "Inside",
+    "ProblemSink",
+    "Run",
+    "Same",
+    "ScandirFn",
+    "WalkProblem",
+    "list_files_recursively",
+]
 
 PROCESSES = 2  # worker processes reading ahead (0: threads); the goals' machine has 2 cores
 PROCESSES_AFTER = 20_000  # entries the walk reads itself first: a worker takes ~40 ms to start
@@ -54,6 +65,7 @@ def list_files_recursively(
     inside: Inside | None = None,
     runs: Literal[False] = False,
     figures: bool = True,
+    catalog: None = None,
 ) -> Iterator[FileStat]: ...
 
 
@@ -69,7 +81,24 @@ def list_files_recursively(
     inside: Inside | None = None,
     runs: Literal[True],
     figures: bool = True,
+    catalog: None = None,
 ) -> Iterator[list[DiskRow]]: ...
+
+
+@overload
+def list_files_recursively(
+    top: str,
+    *,
+    root: str | None = None,
+    ignore: IgnoreRules | None = None,
+    follow_symlinks: bool = False,
+    on_problem: ProblemSink | None = None,
+    scandir: ScandirFn = os.scandir,
+    inside: Inside | None = None,
+    runs: Literal[True],
+    figures: bool = True,
+    catalog: tuple[str, int],
+) -> Iterator[Run]: ...
 
 
 def list_files_recursively(
@@ -83,7 +112,8 @@ def list_files_recursively(
     inside: Inside | None = None,
     runs: bool = False,
     figures: bool = True,
-) -> Iterator[FileStat] | Iterator[list[DiskRow]]:
+    catalog: tuple[str, int] | None = None,
+) -> Iterator[FileStat] | Iterator[list[DiskRow]] | Iterator[Run]:
     """Yield a :class:`FileStat` for each regular file below ``top``, in ascending ``path`` order.
 
     A file symlink is yielded at its own path: with its target's figures when ``inside(path)``
@@ -112,6 +142,12 @@ def list_files_recursively(
     (:data:`~assetd.walk_dir.NO_FIGURES`), and a file gone or replaced by another type since
     the listing is yielded all the same. For a caller that reads the figures of every file it
     keeps itself (reconcile's first scan of a tree the catalog has no row under).
+
+    ``catalog`` (with ``runs``: a SQLite catalog file and a root's id) lets the worker
+    processes compare what they read with that root's rows: a stretch of a directory equal to
+    them comes as one :class:`~assetd.walk_dir.Same` instead of its runs (reconcile's re-scan:
+    the walk's thread then neither builds nor merges those files). Directories read in place
+    come as runs, as without it.
     """
     top_os = os.path.abspath(top)
     root_os = top_os if root is None else os.path.abspath(root)
@@ -153,6 +189,7 @@ def list_files_recursively(
         inside,
         scandir is os.scandir,
         figures,
+        catalog if runs else None,
     )
     # Listed now, not at the first next(): a top gone or replaced since the stat raises here.
     first: list[Segment] = []
@@ -170,7 +207,7 @@ def list_files_recursively(
             size=_entries,
             pool=lambda: Processes(how, PROCESSES if idle_cores() > 0 else 0),
             window=PROCESS_WINDOW,
-            after=PROCESSES_AFTER,
+            after=PROCESSES_AFTER if catalog is None else 0,  # a re-scan of a large tree
         )
     else:
         reader = ReadAhead(how.read, small=how.read_small, size=_entries)
@@ -180,12 +217,17 @@ def list_files_recursively(
 
 def _entries(segs: list[Segment]) -> int:
     """How many entries a directory's segments hold (a run counts its files)."""
-    return sum(len(seg) if isinstance(seg, list) else 1 for seg in segs)
+    return sum(
+        len(seg) if isinstance(seg, list) else seg.count if isinstance(seg, Same) else 1
+        for seg in segs
+    )
 
 
-def _files(runs: Iterator[list[DiskRow]]) -> Iterator[FileStat]:
+def _files(runs: Iterator[Run]) -> Iterator[FileStat]:
     new_filestat = make_filestat  # a local name: the hot loop
     for run in runs:
+        if isinstance(run, Same):  # not without a catalog
+            raise TypeError("a walk without runs yields no Same")
         for path, size, mtime_ns, _, device, inode, raw, is_link in run:
             yield new_filestat(path, size, mtime_ns, device, inode, raw, is_link)
 
@@ -203,9 +245,10 @@ def _walk(
     how: How,
     report: ProblemSink,
     reader: Reader[Sub, list[Segment]],
-) -> Iterator[list[DiskRow]]:
-    """The runs of files below ``top`` in path order; each directory's segments are read by
-    ``reader`` (now, or ahead on its threads), and their problems reported here, in order."""
+) -> Iterator[Run]:
+    """The runs of files below ``top`` in path order (and :class:`Same` stretches); each
+    directory's segments are read by ``reader`` (now, or ahead on its threads), and their
+    problems reported here, in order."""
     top_id = top.id
     top_path = top.prefix[:-1] if top.prefix != "/" else top.prefix
     follow = how.follow
@@ -217,7 +260,7 @@ def _walk(
     try:
         while stack:
             for seg in stack[-1][0]:
-                if isinstance(seg, list):
+                if isinstance(seg, list | Same):
                     yield seg
                     continue
                 if isinstance(seg, WalkProblem):

@@ -87,9 +87,33 @@ class Sub:
     id: tuple[int, int]  # (st_dev, st_ino)
     link: bool  # a followed directory symlink
 
+    def __reduce__(self) -> tuple[type[Sub], tuple[str, str, bool, tuple[int, int], bool]]:
+        # pickled as a call (a worker's answer): a dataclass's default state costs 10x more
+        return Sub, (self.prefix, self.os_path, self.raw, self.id, self.link)
 
-Segment: TypeAlias = "list[DiskRow] | Sub | WalkProblem"
-"""A listed directory's entries in path order: runs of files, directories, what was skipped."""
+
+@dataclass(frozen=True, slots=True)
+class Same:
+    """The catalog's rows in ``[low, high)`` of the root ``How.catalog`` names are the files
+    of a directory listed there, field for field, ``count`` of them, as a worker process
+    found (:func:`assetd.walk_procs.vouch`): a stretch of the directory between two of its
+    subdirectories (or its start or end), in place of its runs. Only a walk given a catalog
+    yields these (reconcile's re-scan, :func:`assetd.diff.diff_runs`)."""
+
+    low: str  # catalog form
+    high: str
+    count: int
+
+    def __reduce__(self) -> tuple[type[Same], tuple[str, str, int]]:
+        return Same, (self.low, self.high, self.count)  # as Sub's
+
+
+Run: TypeAlias = "list[DiskRow] | Same"
+"""What a walk with ``runs`` yields: a run of files, or a stretch the catalog equals."""
+
+Segment: TypeAlias = "list[DiskRow] | Sub | WalkProblem | Same"
+"""A listed directory's entries in path order: runs of files, directories, what was skipped
+(and stretches of files found equal to the catalog's rows, :class:`Same`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +127,7 @@ class How:
     inside: Inside
     by_fd: bool  # list by file descriptor: the default scandir only (a seam takes a path)
     figures: bool = True  # stat each file; False: listed only (see NO_FIGURES)
+    catalog: tuple[str, int] | None = None  # (SQLite file, root id): workers compare (Same)
 
     def read(self, sub: Sub) -> list[Segment]:
         return read_dir(sub.os_path, sub.prefix, sub.raw, self, by_fd=self.by_fd)

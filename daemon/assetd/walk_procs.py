@@ -18,16 +18,19 @@ from __future__ import annotations
 
 import os
 import pickle
+import sqlite3
 import struct
 import subprocess
 import sys
+import urllib.parse
 from collections import deque
 from typing import Any
 
-from assetd.walk_dir import How, Segment, Sub, read_dir
+from assetd.walk_dir import DiskRow, How, Same, Segment, Sub, read_dir
 
 _LEN = struct.Struct("<I")
 _SERVE = "from assetd.walk_procs import serve; serve()"
+BUSY_TIMEOUT_S = 5.0  # as the catalog's own connections (assetd.catalog.lite)
 
 
 def _read_exact(fd: int, n: int) -> bytes:
@@ -60,13 +63,78 @@ def _write_all(fd: int, data: bytes) -> None:
 def serve() -> None:
     """A worker's loop (run by the worker process): read ``How``, then answer each request."""
     fd_in, fd_out = sys.stdin.fileno(), sys.stdout.fileno()
+    con: sqlite3.Connection | None = None
     try:
         how: How = _read_frame(fd_in)
+        if how.catalog is not None:
+            con = _open_catalog(how.catalog[0])
         while True:
             os_path, prefix, raw = _read_frame(fd_in)
-            _write_all(fd_out, _frame(read_dir(os_path, prefix, raw, how, by_fd=how.by_fd)))
+            segs = read_dir(os_path, prefix, raw, how, by_fd=how.by_fd)
+            if con is not None and how.catalog is not None:
+                segs = vouch(segs, prefix, con, how.catalog[1])
+            _write_all(fd_out, _frame(segs))
     except EOFError:
         return
+    finally:
+        if con is not None:
+            con.close()
+
+
+_ROWS_SQL = (  # the columns of reconcile's pages (a DiskRow's shape), one stretch
+    "SELECT file_path, size_bytes, mtime_ns, is_missing, device, inode, file_path_raw, "
+    "is_symlink FROM asset_cache_states WHERE root_id = ? AND file_path >= ? "
+    "AND file_path < ? ORDER BY file_path LIMIT ?"
+)
+
+
+def _open_catalog(db: str) -> sqlite3.Connection | None:
+    """The catalog file, read-only, autocommit (each SELECT its own short read); None if it
+    cannot be opened (the worker then compares nothing: the walk's thread merges it all)."""
+    try:
+        uri = "file:" + urllib.parse.quote(db) + "?mode=ro"
+        return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    except sqlite3.Error:
+        return None
+
+
+def vouch(segs: list[Segment], prefix: str, con: sqlite3.Connection, root_id: int) -> list[Segment]:
+    """``segs`` (of the directory whose catalog path + "/" is ``prefix``) with each stretch
+    between two subdirectories (or the directory's start or end) whose files equal the
+    catalog's rows in that key range, field for field, replaced by one :class:`Same` (its
+    problems kept, in order). A subdirectory's rows lie in ``[sub/, sub0)`` (every path below
+    it starts with "sub/"; "0" follows "/"), outside the stretches, so any other row in a
+    stretch (a file gone, a directory gone, an already-missing row) makes it differ; a
+    stretch that differs, or that the catalog cannot be read for, is left as listed."""
+    out: list[Segment] = []
+    stretch: list[Segment] = []
+    files: list[DiskRow] = []
+    low = prefix
+
+    def close(high: str) -> None:
+        try:
+            cursor = con.execute(_ROWS_SQL, (root_id, low, high, len(files) + 1))
+            rows = cursor.fetchall()
+            cursor.close()
+        except sqlite3.Error:
+            rows = None
+        if rows == files:
+            out.append(Same(low, high, len(files)))
+            out.extend(seg for seg in stretch if not isinstance(seg, list))
+        else:
+            out.extend(stretch)
+
+    for seg in segs:
+        if isinstance(seg, Sub):
+            close(seg.prefix)
+            out.append(seg)
+            low, stretch, files = seg.prefix[:-1] + "0", [], []
+        else:
+            stretch.append(seg)
+            if isinstance(seg, list):
+                files += seg
+    close(prefix[:-1] + "0")
+    return out
 
 
 class WorkerGone(Exception):
