@@ -38,6 +38,7 @@ from assetd.config import Config
 from assetd.errors import HostLocked, WatchError
 from assetd.faults import pipeline_fault, worker_fault
 from assetd.fsutil import IgnoreRules
+from assetd.gcpolicy import GcPolicy
 from assetd.hashing.background import Hasher
 from assetd.hostlock import CatalogFileLock, HostLock
 from assetd.lifecycle import SignalFlags, StartKeeper, StopBudget, Waker
@@ -74,6 +75,7 @@ class Service:
         self.reload_config = reload_config
         self.notifier = Notifier()
         self.signals = SignalFlags()
+        self.gc = GcPolicy()
         self.waker = Waker()
         self.timing = timing(watchdog_interval())
         self.sinks: dict[str, QueueSink] = {}
@@ -128,6 +130,7 @@ class Service:
 
     def _run(self, state_dir: str) -> int:
         config = self.config
+        self.gc.start()  # no collector pause in a burst (gcpolicy.py)
         self.api = ApiRuntime(config, self)  # checks [api] (exit 78); serves after READY
         upgrade = Upgrade.ALWAYS if sqlite_path(config.database_url) else Upgrade.CREATE
         self.catalog = cat = open_catalog(config, write=True, upgrade=upgrade)
@@ -352,6 +355,7 @@ class Service:
             self.hasher.wake()
 
     def _reconciled(self, result: ReconcileResult) -> None:
+        self.gc.after_pass()  # the first pass: what the start-up left is collected, then frozen
         if result.unavailable:  # the pass marked them; the monitor may not have seen it
             self.rootkeeper.note_away(result.unavailable)
             self.waker.wake()
