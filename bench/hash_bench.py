@@ -150,23 +150,14 @@ def raw_hash_all(paths: list[str]) -> list[str]:
     return out
 
 
-def bench_small(fig: Figures, work: str, files: int, size: int, repeat: int) -> None:
-    from sqlalchemy import text
-
-    from assetd import log
+def catalogued(db: str, rc: Any) -> tuple[Any, Any, Any]:
+    """A fresh SQLite catalog at ``db`` with the root ``rc`` (a ``RootConfig``) registered and
+    scanned once: (engine, session factory, root spec)."""
     from assetd.catalog.engine import make_engine, session_factory
     from assetd.catalog.roots import register_roots
     from assetd.catalog.schema import Upgrade, ensure_schema
-    from assetd.config import RootConfig
-    from assetd.hashing.background import Hasher
-    from assetd.hashing.run import hash_pending
     from assetd.reconcile import sync_cache_states_with_filesystem
 
-    log.configure_logging("json", "warning", stream=sys.stderr)
-    tree = os.path.join(work, "small")
-    note(f"writing {files:,} files of {size:,} bytes under {tree}")
-    make_small_tree(tree, files, size)
-    db = os.path.join(work, "catalog.db")
     for suffix in ("", "-wal", "-shm"):
         if os.path.exists(db + suffix):
             os.remove(db + suffix)
@@ -174,9 +165,26 @@ def bench_small(fig: Figures, work: str, files: int, size: int, repeat: int) -> 
     ensure_schema(engine, Upgrade.CREATE)
     sessions = session_factory(engine)
     with sessions() as s, s.begin():
-        [root] = register_roots(s, HOST, [RootConfig(name="bench", path=tree, tags=("b",))])
+        [root] = register_roots(s, HOST, [rc])
     with sessions() as s:
         sync_cache_states_with_filesystem(s, [root])
+    return engine, sessions, root
+
+
+def bench_small(fig: Figures, work: str, files: int, size: int, repeat: int) -> None:
+    from sqlalchemy import text
+
+    from assetd import log
+    from assetd.config import RootConfig
+    from assetd.hashing.background import Hasher
+    from assetd.hashing.run import hash_pending
+
+    log.configure_logging("json", "warning", stream=sys.stderr)
+    tree = os.path.join(work, "small")
+    note(f"writing {files:,} files of {size:,} bytes under {tree}")
+    make_small_tree(tree, files, size)
+    rc = RootConfig(name="bench", path=tree, tags=("b",))
+    engine, sessions, root = catalogued(os.path.join(work, "catalog.db"), rc)
     paths = sorted(os.path.join(d, name) for d, _, names in os.walk(tree) for name in names)
     expected = dict(zip(paths, raw_hash_all(paths), strict=True))
 
@@ -243,12 +251,8 @@ def bench_copies(work: str, copies: int, dirs: int = 20) -> str:
     from sqlalchemy import text
 
     from assetd import log
-    from assetd.catalog.engine import make_engine, session_factory
-    from assetd.catalog.roots import register_roots
-    from assetd.catalog.schema import Upgrade, ensure_schema
     from assetd.config import RootConfig
     from assetd.hashing.run import hash_pending
-    from assetd.reconcile import sync_cache_states_with_filesystem
 
     log.configure_logging("json", "warning", stream=sys.stderr)
     tree = os.path.join(work, "copies")
@@ -258,18 +262,8 @@ def bench_copies(work: str, copies: int, dirs: int = 20) -> str:
         d = os.path.join(tree, f"d{i % dirs:02d}")
         os.makedirs(d, exist_ok=True)
         open(os.path.join(d, f"f{i:07d}.txt"), "wb").close()
-    db = os.path.join(work, "copies.db")
-    for suffix in ("", "-wal", "-shm"):
-        if os.path.exists(db + suffix):
-            os.remove(db + suffix)
-    engine = make_engine(f"sqlite:///{db}")
-    ensure_schema(engine, Upgrade.CREATE)
-    sessions = session_factory(engine)
     rc = RootConfig(name="copies", path=tree, tags=("b",), tags_from_dirs=True)
-    with sessions() as s, s.begin():
-        [root] = register_roots(s, HOST, [rc])
-    with sessions() as s:
-        sync_cache_states_with_filesystem(s, [root])
+    engine, sessions, root = catalogued(os.path.join(work, "copies.db"), rc)
     paths = sorted(os.path.join(d, name) for d, _, names in os.walk(tree) for name in names)
     note(f"hash_pending over {copies:,} copies")
     cpu = time.process_time()
