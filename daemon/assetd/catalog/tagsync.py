@@ -14,6 +14,7 @@ copies of one file in ten folders costs ten questions, not 100,000.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection
 
 from sqlalchemy import false, select
@@ -22,10 +23,13 @@ from sqlalchemy.orm import Session
 from assetd.catalog.metadata import AUTOMATIC, AutoTags
 from assetd.catalog.models import asset_info_tags, tags
 from assetd.catalog.models import cache_states as cs
-from assetd.catalog.sqlutil import chunked, delete_rows, insert_rows, select_in
+from assetd.catalog.sqlutil import chunked, delete_rows, insert_rows, placeholder, select_in
 
 CHUNK = 1000
 """Assets per round of statements (bounded memory and parameters at any size)."""
+CROWDED = 64
+"""An asset with more infos than this (copies of one content, each named apart) has the database
+find those of its infos whose tags are not already right, instead of reading every tag row."""
 
 
 def recompute_automatic_tags(session: Session, asset_id: int, auto_tags: AutoTags) -> int:
@@ -85,11 +89,41 @@ def _wanted(
     return out
 
 
+def _needing_work(session: Session, asset_id: int, want: set[str], complete: bool) -> set[int]:
+    """The infos of ``asset_id`` that lack a tag of ``want``, or (``complete``) carry an
+    automatic tag not in it: a count by the key of ``asset_info_tags`` per info, in SQL."""
+    p, names = placeholder(session), sorted(want)
+    holes = ", ".join([p] * len(names))
+    tests: list[str] = []
+    params: list[object] = [asset_id]
+    if names:
+        tests.append(
+            "(SELECT count(*) FROM asset_info_tags t WHERE t.asset_info_id = i.id "
+            f"AND t.tag_name IN ({holes})) < {p}"
+        )
+        params += [*names, len(names)]
+    if complete:
+        tests.append(
+            "EXISTS (SELECT 1 FROM asset_info_tags t WHERE t.asset_info_id = i.id "
+            f"AND t.origin = {p}" + (f" AND t.tag_name NOT IN ({holes}))" if names else ")")
+        )
+        params += [AUTOMATIC, *names]
+    if not tests:
+        return set()
+    sql = f"SELECT i.id FROM asset_infos i WHERE i.asset_id = {p} AND ({' OR '.join(tests)})"
+    rows = session.connection().exec_driver_sql(sql, tuple(params))
+    return {int(r[0]) for r in rows}
+
+
 def _recompute_chunk(session: Session, ids: list[int], auto_tags: AutoTags) -> int:
     wanted = _wanted(session, ids, auto_tags)
     if not wanted:
         return 0
     infos = {int(i): int(a) for i, a in select_in(session, _INFOS_SQL, sorted(wanted))}
+    per_asset = Counter(infos.values())
+    for asset_id in sorted(a for a, n in per_asset.items() if n > CROWDED):
+        needing = _needing_work(session, asset_id, *wanted[asset_id])
+        infos = {i: a for i, a in infos.items() if a != asset_id or i in needing}
     present: dict[int, dict[str, str]] = {}
     for info_id, tag, origin in select_in(session, _TAGS_SQL, sorted(infos)):
         present.setdefault(int(info_id), {})[str(tag)] = str(origin)
