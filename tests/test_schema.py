@@ -11,7 +11,13 @@ from sqlalchemy import Engine, inspect, text
 
 from assetd.catalog.engine import make_engine
 from assetd.catalog.models import Base
-from assetd.catalog.schema import Upgrade, ensure_schema, head_revision, script_head
+from assetd.catalog.schema import (
+    Upgrade,
+    alembic_config,
+    ensure_schema,
+    head_revision,
+    script_head,
+)
 from assetd.errors import CatalogMissing, SchemaMismatch
 
 
@@ -29,6 +35,31 @@ def test_marking_a_path_missing_or_live_rewrites_no_index_entry(engine: Engine) 
     assert not [i["name"] for i in indexes if "is_missing" in i["column_names"]]
     uniques = inspect(engine).get_unique_constraints("asset_cache_states")
     assert ["root_id", "file_path"] in [u["column_names"] for u in uniques]
+
+
+def test_a_0005_catalog_upgrades_to_no_is_missing_index_and_keeps_its_rows(engine: Engine) -> None:
+    from alembic import command
+
+    with engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "0005")
+    assert "ix_asset_cache_states_live_path" in [
+        i["name"] for i in inspect(engine).get_indexes("asset_cache_states")
+    ]
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO roots (host, name, path) VALUES ('h', 'r', '/r')"))
+        conn.execute(text("INSERT INTO assets (size_bytes) VALUES (1)"))
+        conn.execute(
+            text(
+                "INSERT INTO asset_cache_states (asset_id, root_id, file_path, is_missing) "
+                "SELECT a.id, r.id, '/r/x', true FROM assets a, roots r"
+            )
+        )
+    assert ensure_schema(engine, Upgrade.ALWAYS) == "upgraded"
+    indexes = inspect(engine).get_indexes("asset_cache_states")
+    assert not [i["name"] for i in indexes if "is_missing" in i["column_names"]]
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT file_path, is_missing FROM asset_cache_states")).all()
+    assert [(str(p), bool(m)) for p, m in rows] == [("/r/x", True)]
 
 
 def test_new_catalog_is_created_only_by_writers(tmp_path: Path) -> None:
