@@ -11,13 +11,13 @@ from sqlalchemy.orm import Session
 from assetd.catalog.roots import RootSpec
 from assetd.catalog.sqlutil import normalize_prefix, placeholder
 from assetd.diff import RowTuple
+from assetd.walk_dir import DISK_ROW_COLUMNS
 
 __all__ = ["CatalogPages", "catalog_file"]
 
 _ROWS_SQL = (
-    "SELECT file_path, size_bytes, mtime_ns, is_missing, device, inode, file_path_raw, "
-    "is_symlink FROM asset_cache_states WHERE root_id = {p} AND file_path > {p} "
-    "AND file_path < {p} ORDER BY file_path LIMIT {page}"
+    f"SELECT {DISK_ROW_COLUMNS} FROM asset_cache_states WHERE root_id = {{p}} "
+    "AND file_path > {p} AND file_path < {p} ORDER BY file_path LIMIT {page}"
 )
 
 

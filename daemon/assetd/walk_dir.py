@@ -66,6 +66,11 @@ Inside: TypeAlias = Callable[[str], bool]
 _key = itemgetter(0)
 
 DiskRow: TypeAlias = tuple[str, int, int, bool, int, int, bytes | None, bool]
+DISK_ROW_COLUMNS = (
+    "file_path, size_bytes, mtime_ns, is_missing, device, inode, file_path_raw, is_symlink"
+)
+"""The ``asset_cache_states`` columns a catalog row is read in to compare with a
+:data:`DiskRow` (reconcile's pages, the walk workers' stretches): the same shape."""
 """One file as the walk yields it in runs: ``(path, size, mtime_ns, False, device, inode, raw,
 is_link)`` (the fields of :class:`FileStat`; the ``False`` is "not missing"). Shaped like the
 catalog row reconcile reads, so a run of unchanged files equals its catalog rows in one list

@@ -26,7 +26,7 @@ import urllib.parse
 from collections import deque
 from typing import Any
 
-from assetd.walk_dir import DiskRow, How, Same, Segment, Sub, read_dir
+from assetd.walk_dir import DISK_ROW_COLUMNS, DiskRow, How, Same, Segment, Sub, read_dir
 
 _LEN = struct.Struct("<I")
 _SERVE = "from assetd.walk_procs import serve; serve()"
@@ -81,9 +81,8 @@ def serve() -> None:
             con.close()
 
 
-_ROWS_SQL = (  # the columns of reconcile's pages (a DiskRow's shape), one stretch
-    "SELECT file_path, size_bytes, mtime_ns, is_missing, device, inode, file_path_raw, "
-    "is_symlink FROM asset_cache_states WHERE root_id = ? AND file_path >= ? "
+_ROWS_SQL = (  # one stretch, as reconcile's pages read it
+    f"SELECT {DISK_ROW_COLUMNS} FROM asset_cache_states WHERE root_id = ? AND file_path >= ? "
     "AND file_path < ? ORDER BY file_path LIMIT ?"
 )
 
