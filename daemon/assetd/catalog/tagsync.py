@@ -120,10 +120,10 @@ def _recompute_chunk(session: Session, ids: list[int], auto_tags: AutoTags) -> i
     if not wanted:
         return 0
     infos = {int(i): int(a) for i, a in select_in(session, _INFOS_SQL, sorted(wanted))}
-    per_asset = Counter(infos.values())
-    for asset_id in sorted(a for a, n in per_asset.items() if n > CROWDED):
-        needing = _needing_work(session, asset_id, *wanted[asset_id])
-        infos = {i: a for i, a in infos.items() if a != asset_id or i in needing}
+    crowded = {a for a, n in Counter(infos.values()).items() if n > CROWDED}
+    if crowded:  # their infos whose tags are right are left out, in one pass
+        needing = set().union(*(_needing_work(session, a, *wanted[a]) for a in sorted(crowded)))
+        infos = {i: a for i, a in infos.items() if i in needing or a not in crowded}
     present: dict[int, dict[str, str]] = {}
     for info_id, tag, origin in select_in(session, _TAGS_SQL, sorted(infos)):
         present.setdefault(int(info_id), {})[str(tag)] = str(origin)
