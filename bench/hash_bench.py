@@ -34,9 +34,16 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import blake3
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from assetd.catalog.engine import SessionFactory
+    from assetd.catalog.roots import RootSpec
+    from assetd.config import RootConfig
 
 HOST = "bench-host"
 
@@ -150,9 +157,8 @@ def raw_hash_all(paths: list[str]) -> list[str]:
     return out
 
 
-def catalogued(db: str, rc: Any) -> tuple[Any, Any, Any]:
-    """A fresh SQLite catalog at ``db`` with the root ``rc`` (a ``RootConfig``) registered and
-    scanned once: (engine, session factory, root spec)."""
+def catalogued(db: str, rc: RootConfig) -> tuple[Engine, SessionFactory, RootSpec]:
+    """A fresh SQLite catalog at ``db`` with the root ``rc`` registered and scanned once."""
     from assetd.catalog.engine import make_engine, session_factory
     from assetd.catalog.roots import register_roots
     from assetd.catalog.schema import Upgrade, ensure_schema
